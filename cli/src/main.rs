@@ -1,0 +1,2 @@
+//! The `storage` command (being written).
+fn main() {}

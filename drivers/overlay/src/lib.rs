@@ -1,0 +1,1 @@
+//! The native overlay graph driver (being written).
