@@ -141,6 +141,16 @@ pub struct Change {
 pub trait FileGetter {
     /// Opens the file at `path` (relative to the layer root) for reading.
     fn get(&mut self, path: &str) -> DriverResult<Box<dyn Read + '_>>;
+
+    /// Opens the file whose path is the raw bytes `path`: tar-split keeps names that are
+    /// not UTF-8 as bytes. The default serves UTF-8 names through [`FileGetter::get`] and
+    /// refuses others; getters backed by a filesystem should override it.
+    fn get_bytes(&mut self, path: &[u8]) -> DriverResult<Box<dyn Read + '_>> {
+        match std::str::from_utf8(path) {
+            Ok(path) => self.get(path),
+            Err(_) => Err(DriverError::Unsupported("file names that are not UTF-8")),
+        }
+    }
 }
 
 /// A graph driver: keeps the file trees of layers (upstream's `Driver`).

@@ -8,15 +8,21 @@
 //! operation goes through; [`tarsplit`] and [`compress`] re-create imported archives and
 //! detect compression.
 
+pub mod atomic;
 pub mod compress;
 pub mod config;
 pub mod confined;
 pub mod containers;
+pub mod digest;
 pub mod driver;
 pub mod error;
+pub mod gojson;
 pub mod idmap;
 pub mod images;
+pub mod ingest;
 pub mod layers;
 pub mod lock;
+pub mod log;
+pub mod records;
 pub mod store;
 pub mod tarsplit;

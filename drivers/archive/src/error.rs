@@ -29,9 +29,29 @@ pub enum ArchiveError {
         path: String,
         /// The underlying error.
         #[source]
-        source: std::io::Error,
+        source: crate::fs::FsError,
     },
     /// Reading the input or writing the output failed.
     #[error("{0}")]
     Stream(#[source] std::io::Error),
+    /// The archive has a shape this implementation does not handle (e.g. sparse files).
+    #[error("unsupported entry {path:?}: {reason}")]
+    Unsupported {
+        /// The entry's path.
+        path: String,
+        /// What is unsupported.
+        reason: String,
+    },
+}
+
+impl ArchiveError {
+    /// Wraps a filesystem error of `op` on `path`; an escape becomes [`ArchiveError::PathEscape`].
+    pub fn fs(op: &'static str, path: &[u8], source: crate::fs::FsError) -> Self {
+        let path = String::from_utf8_lossy(path).into_owned();
+        if source.kind == crate::fs::FsErrorKind::PathEscape {
+            ArchiveError::PathEscape(path)
+        } else {
+            ArchiveError::Fs { op, path, source }
+        }
+    }
 }

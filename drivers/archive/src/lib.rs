@@ -6,6 +6,27 @@
 //! implements with confined directory handles, so the same code runs natively or as a
 //! WebAssembly component against the WIT contract.
 
-pub mod error;
+// Tests assert with unwrap: a panic there is the failure report.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod apply;
+pub mod changes;
+pub mod diff;
+pub mod error;
+pub mod fs;
+pub mod idmap;
+#[cfg(test)]
+pub mod memfs;
+pub mod paths;
+pub mod tar_stream;
+pub mod tar_writer;
+
+pub use apply::{apply_layer, ApplyOptions, WhiteoutFormat};
+pub use changes::{changes_naive, changes_overlay, Change, ChangeKind, OverlayOptions};
+pub use diff::{
+    diff_size_naive, tree_size, write_changes_tar, write_diff_naive, write_overlay_diff,
+    write_tree_tar, DiffOptions,
+};
 pub use error::ArchiveError;
+pub use idmap::{IdMapping, IdRange};
+pub use tar_stream::{EntryKind, TarEntryHeader, TarStreamReader};

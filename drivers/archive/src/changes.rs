@@ -1,0 +1,544 @@
+//! Changes between a layer and its parent: the naive comparison of two trees
+//! (containers/storage's `ChangesDirs`) and the overlay-native walk of an upper dir
+//! (`OverlayChanges`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::error::ArchiveError;
+use crate::fs::{FileKind, FileStat, FsRead, Timestamp};
+use crate::idmap::IdMapping;
+use crate::paths::{join, parent};
+
+/// What happened to a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChangeKind {
+    /// Exists in both, different content or metadata.
+    Modify,
+    /// Exists only in the layer.
+    Add,
+    /// Exists only in the parent.
+    Delete,
+}
+
+/// One changed path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Change {
+    /// Path relative to the layer root, `/`-separated, never empty.
+    pub path: Vec<u8>,
+    /// What happened.
+    pub kind: ChangeKind,
+}
+
+/// The xattr that marks a capability set.
+const CAPABILITY_XATTR: &str = "security.capability";
+
+/// Sorts changes by path, as Go's `changesByPath` (callers of `Changes` and `ExportChanges`).
+pub fn sort_changes(changes: &mut [Change]) {
+    changes.sort_by(|a, b| a.path.cmp(&b.path));
+}
+
+/// One file of a tree, with what the comparison looks at.
+struct Node {
+    stat: FileStat,
+    capability: Option<Vec<u8>>,
+    user_xattrs: BTreeMap<String, Vec<u8>>,
+    target: Vec<u8>,
+    children: BTreeMap<Vec<u8>, Node>,
+    added: bool,
+}
+
+/// Changes of `layer` relative to `parent` (`None` = an empty parent), in tree-walk order
+/// (sort with [`sort_changes`] before exporting). Owners are compared after mapping both sides
+/// host→container with `mapping`.
+pub fn changes_naive<L: FsRead, P: FsRead>(
+    layer: &mut L,
+    parent_fs: Option<&mut P>,
+    mapping: &IdMapping,
+) -> Result<Vec<Change>, ArchiveError> {
+    let mut new_root = load_node(layer, b"")?.ok_or_else(missing_root)?;
+    let mut changes = Vec::new();
+    match parent_fs {
+        Some(parent_fs) => {
+            let mut old_root = load_node(parent_fs, b"")?.ok_or_else(missing_root)?;
+            let same_dev = new_root.stat.dev == old_root.stat.dev;
+            walk_pair(
+                layer,
+                parent_fs,
+                b"",
+                &mut new_root,
+                &mut old_root,
+                same_dev,
+            )?;
+            add_changes(&mut new_root, Some(&old_root), b"", mapping, &mut changes);
+        }
+        None => {
+            walk_single(layer, b"", &mut new_root)?;
+            let empty = Node {
+                stat: new_root.stat.clone(),
+                capability: None,
+                user_xattrs: BTreeMap::new(),
+                target: Vec::new(),
+                children: BTreeMap::new(),
+                added: false,
+            };
+            add_changes(&mut new_root, Some(&empty), b"", mapping, &mut changes);
+        }
+    }
+    Ok(changes)
+}
+
+fn missing_root() -> ArchiveError {
+    ArchiveError::fs(
+        "lstat",
+        b"",
+        crate::fs::FsError::new(crate::fs::FsErrorKind::NotFound, "tree root is missing"),
+    )
+}
+
+fn load_node<F: FsRead>(fs: &mut F, path: &[u8]) -> Result<Option<Node>, ArchiveError> {
+    let Some(stat) = fs
+        .lstat(path)
+        .map_err(|e| ArchiveError::fs("lstat", path, e))?
+    else {
+        return Ok(None);
+    };
+    let mut node = Node {
+        capability: None,
+        user_xattrs: BTreeMap::new(),
+        target: Vec::new(),
+        children: BTreeMap::new(),
+        added: false,
+        stat,
+    };
+    if node.stat.kind == FileKind::Symlink {
+        node.target = fs
+            .readlink(path)
+            .map_err(|e| ArchiveError::fs("readlink", path, e))?;
+    }
+    let names = fs
+        .list_xattrs(path)
+        .map_err(|e| ArchiveError::fs("listxattr", path, e))?;
+    for name in names {
+        if name == CAPABILITY_XATTR || name.starts_with("user.") {
+            let value = fs
+                .get_xattr(path, &name)
+                .map_err(|e| ArchiveError::fs("getxattr", path, e))?;
+            if let Some(value) = value {
+                if name == CAPABILITY_XATTR {
+                    node.capability = Some(value);
+                } else {
+                    node.user_xattrs.insert(name, value);
+                }
+            }
+        }
+    }
+    Ok(Some(node))
+}
+
+fn list_sorted<F: FsRead>(
+    fs: &mut F,
+    dir: &[u8],
+) -> Result<BTreeMap<Vec<u8>, crate::fs::DirEntry>, ArchiveError> {
+    Ok(fs
+        .read_dir(dir)
+        .map_err(|e| ArchiveError::fs("read dir", dir, e))?
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect())
+}
+
+fn walk_single<F: FsRead>(fs: &mut F, dir: &[u8], node: &mut Node) -> Result<(), ArchiveError> {
+    for name in list_sorted(fs, dir)?.into_keys() {
+        let path = join(dir, &name);
+        if let Some(mut child) = load_node(fs, &path)? {
+            if child.stat.kind == FileKind::Directory {
+                walk_single(fs, &path, &mut child)?;
+            }
+            node.children.insert(name, child);
+        }
+    }
+    Ok(())
+}
+
+/// Loads both trees below `dir`, skipping entries with the same inode on the same device (a
+/// snapshot shares them, so they cannot differ).
+fn walk_pair<L: FsRead, P: FsRead>(
+    layer: &mut L,
+    parent_fs: &mut P,
+    dir: &[u8],
+    new: &mut Node,
+    old: &mut Node,
+    same_dev: bool,
+) -> Result<(), ArchiveError> {
+    let new_entries = list_sorted(layer, dir)?;
+    let old_entries = if old.stat.kind == FileKind::Directory {
+        list_sorted(parent_fs, dir)?
+    } else {
+        BTreeMap::new()
+    };
+    for (name, entry) in &new_entries {
+        let path = join(dir, name);
+        if let Some(old_entry) = old_entries.get(name) {
+            if same_dev && old_entry.ino == entry.ino {
+                continue;
+            }
+        }
+        let Some(mut new_child) = load_node(layer, &path)? else {
+            continue;
+        };
+        let old_child = if old_entries.contains_key(name) {
+            load_node(parent_fs, &path)?
+        } else {
+            None
+        };
+        match old_child {
+            Some(mut old_child) => {
+                if new_child.stat.kind == FileKind::Directory {
+                    walk_pair(
+                        layer,
+                        parent_fs,
+                        &path,
+                        &mut new_child,
+                        &mut old_child,
+                        same_dev,
+                    )?;
+                }
+                old.children.insert(name.clone(), old_child);
+            }
+            None => {
+                if new_child.stat.kind == FileKind::Directory {
+                    walk_single(layer, &path, &mut new_child)?;
+                }
+            }
+        }
+        new.children.insert(name.clone(), new_child);
+    }
+    for name in old_entries.keys() {
+        if new_entries.contains_key(name) {
+            continue;
+        }
+        let path = join(dir, name);
+        if let Some(old_child) = load_node(parent_fs, &path)? {
+            old.children.insert(name.clone(), old_child);
+        }
+    }
+    Ok(())
+}
+
+/// Go's `sameFsTime`: equal, or equal seconds when either side lacks nanoseconds.
+pub fn same_fs_time(a: Timestamp, b: Timestamp) -> bool {
+    a == b || (a.secs == b.secs && (a.nanos == 0 || b.nanos == 0))
+}
+
+fn stat_different(old: &FileStat, new: &FileStat, mapping: &IdMapping) -> bool {
+    let ids = |st: &FileStat| mapping.to_container(st.uid, st.gid);
+    old.kind != new.kind
+        || old.mode != new.mode
+        || ids(old) != ids(new)
+        || (old.rdev_major, old.rdev_minor) != (new.rdev_major, new.rdev_minor)
+        || !same_fs_time(old.mtime, new.mtime)
+        || (old.kind != FileKind::Directory && old.size != new.size)
+}
+
+/// Go's `FileInfo.addChanges`, with children visited in name order.
+fn add_changes(
+    info: &mut Node,
+    old: Option<&Node>,
+    path: &[u8],
+    mapping: &IdMapping,
+    changes: &mut Vec<Change>,
+) {
+    let size_at_entry = changes.len();
+    if old.is_none() {
+        changes.push(Change {
+            path: path.to_vec(),
+            kind: ChangeKind::Add,
+        });
+        info.added = true;
+    }
+    let is_dir = info.stat.kind == FileKind::Directory;
+    let mut old_children: BTreeSet<&Vec<u8>> = BTreeSet::new();
+    if let (Some(old), true) = (old, is_dir) {
+        old_children.extend(old.children.keys());
+    }
+    for (name, new_child) in info.children.iter_mut() {
+        let child_path = join(path, name);
+        let old_child = if old_children.remove(name) {
+            old.and_then(|o| o.children.get(name))
+        } else {
+            None
+        };
+        if let Some(old_child) = old_child {
+            if stat_different(&old_child.stat, &new_child.stat, mapping)
+                || old_child.capability != new_child.capability
+                || old_child.target != new_child.target
+                || old_child.user_xattrs != new_child.user_xattrs
+            {
+                changes.push(Change {
+                    path: child_path.clone(),
+                    kind: ChangeKind::Modify,
+                });
+                new_child.added = true;
+            }
+        }
+        add_changes(new_child, old_child, &child_path, mapping, changes);
+    }
+    for name in old_children {
+        changes.push(Change {
+            path: join(path, name),
+            kind: ChangeKind::Delete,
+        });
+    }
+    // A dir with changes inside is recorded (before them) so its metadata travels too.
+    if changes.len() > size_at_entry && is_dir && !info.added && !path.is_empty() {
+        changes.insert(
+            size_at_entry,
+            Change {
+                path: path.to_vec(),
+                kind: ChangeKind::Modify,
+            },
+        );
+    }
+}
+
+/// Options of the overlay-native walk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OverlayOptions {
+    /// Opaque dirs are marked with `user.overlay.opaque` (rootless) instead of
+    /// `trusted.overlay.opaque`.
+    pub rootless: bool,
+}
+
+impl OverlayOptions {
+    /// The opaque xattr name in use.
+    pub fn opaque_xattr(&self) -> &'static str {
+        if self.rootless {
+            crate::apply::OVERLAY_OPAQUE_USER_XATTR
+        } else {
+            crate::apply::OVERLAY_OPAQUE_XATTR
+        }
+    }
+}
+
+/// True if `stat` is an overlay whiteout (char device 0:0).
+pub fn is_overlay_whiteout(stat: &FileStat) -> bool {
+    stat.kind == FileKind::CharDevice && stat.rdev_major == 0 && stat.rdev_minor == 0
+}
+
+/// True if the dir at `path` carries the opaque xattr `y`.
+pub fn is_opaque_dir<F: FsRead>(
+    fs: &mut F,
+    path: &[u8],
+    opts: &OverlayOptions,
+) -> Result<bool, ArchiveError> {
+    let value = fs
+        .get_xattr(path, opts.opaque_xattr())
+        .map_err(|e| ArchiveError::fs("getxattr", path, e))?;
+    Ok(value.as_deref() == Some(b"y"))
+}
+
+/// Status of `path` in the first lower layer that has it.
+pub fn lstat_in_lowers<L: FsRead>(
+    lowers: &mut [L],
+    path: &[u8],
+) -> Result<Option<FileStat>, ArchiveError> {
+    for lower in lowers.iter_mut() {
+        if let Some(st) = lower
+            .lstat(path)
+            .map_err(|e| ArchiveError::fs("lstat", path, e))?
+        {
+            return Ok(Some(st));
+        }
+    }
+    Ok(None)
+}
+
+/// Changes recorded in an overlay upper dir (Go's `OverlayChanges`), lowers topmost first.
+pub fn changes_overlay<U: FsRead, L: FsRead>(
+    upper: &mut U,
+    lowers: &mut [L],
+    opts: &OverlayOptions,
+) -> Result<Vec<Change>, ArchiveError> {
+    let mut walk = Vec::new();
+    walk_tree(upper, b"", &mut walk)?;
+    let mut changes = Vec::new();
+    let mut changed_dirs: BTreeSet<Vec<u8>> = BTreeSet::new();
+    for (path, stat) in walk {
+        let deleted = if is_overlay_whiteout(&stat) {
+            true
+        } else if stat.kind == FileKind::Directory && is_opaque_dir(upper, &path, opts)? {
+            lstat_in_lowers(lowers, &path)?.is_some()
+        } else {
+            false
+        };
+        let kind = if deleted {
+            ChangeKind::Delete
+        } else {
+            match lstat_in_lowers(lowers, &path)? {
+                None => ChangeKind::Add,
+                Some(lower) => {
+                    let both_dirs =
+                        lower.kind == FileKind::Directory && stat.kind == FileKind::Directory;
+                    if both_dirs
+                        && lower.size == stat.size
+                        && lower.mode == stat.mode
+                        && same_fs_time(lower.mtime, stat.mtime)
+                    {
+                        continue; // unchanged dir, only a parent of changes
+                    }
+                    ChangeKind::Modify
+                }
+            }
+        };
+        if stat.kind == FileKind::Directory {
+            changed_dirs.insert(path.clone());
+        }
+        if matches!(kind, ChangeKind::Add | ChangeKind::Delete) {
+            let dir = parent(&path).to_vec();
+            if !dir.is_empty() && !changed_dirs.contains(&dir) {
+                changes.push(Change {
+                    path: dir.clone(),
+                    kind: ChangeKind::Modify,
+                });
+                changed_dirs.insert(dir);
+            }
+        }
+        changes.push(Change { path, kind });
+    }
+    Ok(changes)
+}
+
+/// Every path below the root in pre-order, names sorted bytewise (Go's `filepath.Walk`).
+pub fn walk_tree<F: FsRead>(
+    fs: &mut F,
+    dir: &[u8],
+    out: &mut Vec<(Vec<u8>, FileStat)>,
+) -> Result<(), ArchiveError> {
+    for name in list_sorted(fs, dir)?.into_keys() {
+        let path = join(dir, &name);
+        let Some(stat) = fs
+            .lstat(&path)
+            .map_err(|e| ArchiveError::fs("lstat", &path, e))?
+        else {
+            continue; // vanished while walking
+        };
+        let is_dir = stat.kind == FileKind::Directory;
+        out.push((path.clone(), stat));
+        if is_dir {
+            walk_tree(fs, &path, out)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::FsWrite;
+    use crate::memfs::MemFs;
+
+    fn listed(changes: &[Change]) -> Vec<(String, ChangeKind)> {
+        changes
+            .iter()
+            .map(|c| (String::from_utf8_lossy(&c.path).into_owned(), c.kind))
+            .collect()
+    }
+
+    #[test]
+    fn naive_add_modify_delete_and_parent_dirs() {
+        let mut old = MemFs::new(7, 100);
+        old.put_dir(b"d", 5);
+        old.put_file(b"d/same", b"s", 5);
+        old.put_file(b"d/size", b"1", 5);
+        old.put_dir(b"gone", 5);
+        old.put_file(b"gone/child", b"c", 5);
+        old.put_file(b"top", b"t", 5);
+        let mut new = MemFs::new(8, 500); // another device: no inode shortcut
+        new.put_dir(b"d", 5);
+        new.put_file(b"d/same", b"s", 5);
+        new.put_file(b"d/size", b"22", 5);
+        new.put_dir(b"d/newdir", 5);
+        new.put_file(b"d/newdir/f", b"f", 5);
+        new.put_file(b"top", b"t", 5);
+        new.set_xattr(b"top", "user.k", b"v").unwrap();
+
+        let changes = changes_naive(&mut new, Some(&mut old), &IdMapping::default()).unwrap();
+        assert_eq!(
+            listed(&changes),
+            vec![
+                ("d".to_string(), ChangeKind::Modify),
+                ("d/newdir".to_string(), ChangeKind::Add),
+                ("d/newdir/f".to_string(), ChangeKind::Add),
+                ("d/size".to_string(), ChangeKind::Modify),
+                ("top".to_string(), ChangeKind::Modify),
+                ("gone".to_string(), ChangeKind::Delete),
+            ]
+        );
+    }
+
+    #[test]
+    fn naive_same_inode_on_same_device_is_skipped() {
+        let mut old = MemFs::new(7, 100);
+        old.put_file(b"shared", b"a", 5);
+        let mut new = MemFs::new(7, 100);
+        new.put_file(b"shared", b"ab", 9); // same inode number: a snapshot shares it
+        let changes = changes_naive(&mut new, Some(&mut old), &IdMapping::default()).unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
+        let mut other_dev = MemFs::new(8, 100);
+        other_dev.put_file(b"shared", b"ab", 9);
+        let changes = changes_naive(&mut other_dev, Some(&mut old), &IdMapping::default()).unwrap();
+        assert_eq!(
+            listed(&changes),
+            vec![("shared".into(), ChangeKind::Modify)]
+        );
+    }
+
+    #[test]
+    fn naive_without_parent_adds_everything() {
+        let mut new = MemFs::new(8, 500);
+        new.put_dir(b"a", 1);
+        new.put_file(b"a/b", b"x", 1);
+        let changes = changes_naive::<_, MemFs>(&mut new, None, &IdMapping::default()).unwrap();
+        assert_eq!(
+            listed(&changes),
+            vec![
+                ("a".into(), ChangeKind::Add),
+                ("a/b".into(), ChangeKind::Add)
+            ]
+        );
+    }
+
+    #[test]
+    fn overlay_changes() {
+        let mut lower = MemFs::new(1, 100);
+        lower.put_dir(b"same", 5);
+        lower.put_dir(b"odir", 5);
+        lower.put_file(b"odir/old", b"o", 5);
+        lower.put_file(b"del", b"d", 5);
+        let mut upper = MemFs::new(2, 500);
+        upper.put_dir(b"same", 5); // identical dir: only a parent of a change
+        upper.put_file(b"same/new", b"n", 6);
+        upper.mknod(b"del", FileKind::CharDevice, 0, 0, 0).unwrap();
+        upper.put_dir(b"odir", 6);
+        upper
+            .set_xattr(b"odir", "trusted.overlay.opaque", b"y")
+            .unwrap();
+        upper.put_file(b"odir/n", b"n", 6);
+        let mut lowers = vec![lower];
+        let changes = changes_overlay(&mut upper, &mut lowers, &OverlayOptions::default()).unwrap();
+        assert_eq!(
+            listed(&changes),
+            vec![
+                ("del".into(), ChangeKind::Delete),
+                ("odir".into(), ChangeKind::Delete),
+                ("odir/n".into(), ChangeKind::Add),
+                ("same".into(), ChangeKind::Modify),
+                ("same/new".into(), ChangeKind::Add),
+            ]
+        );
+        // Rootless: the trusted xattr means nothing, only user.overlay.opaque does.
+        let rootless = OverlayOptions { rootless: true };
+        let changes = changes_overlay(&mut upper, &mut lowers, &rootless).unwrap();
+        assert!(listed(&changes).contains(&("odir".into(), ChangeKind::Modify)));
+    }
+}

@@ -1,0 +1,652 @@
+//! [`OverlayDriver`]: the overlay graph driver (upstream's `drivers/overlay`).
+//!
+//! Layer content lives in `<id>/diff`; a layer is presented by mounting an overlay whose
+//! lowers are the diff directories of its ancestors (through the `l/` short links) and
+//! whose upper is its own diff. What can go wrong: the kernel has no overlay or refuses
+//! the backing filesystem (`NotSupported`), options are bad (`BadOption`), a layer or one
+//! of its lowers is missing (`LayerNotFound`, `Io`), a mount fails (`Io`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use storage_host::driver::{
+    ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
+    GraphDriver, MountOpts,
+};
+use storage_host::idmap::IdMappings;
+
+use crate::features;
+use crate::getter::DiffDirGetter;
+use crate::layout::{is_plain_name, Layout, LINK_DIR};
+use crate::mount::{self, OverlaySpec};
+use crate::options::{parse_options, OverlayOptions};
+
+/// The most lower layers a layer may have: the kernel's overlay stack limit
+/// (`OVL_MAX_STACK`), which upstream's `maxDepth` also is.
+pub const MAX_DEPTH: usize = 500;
+
+/// What was found out about the kernel and filesystem at init.
+#[derive(Debug, Clone)]
+struct Features {
+    backing_fs: String,
+    supports_d_type: bool,
+    native_diff: bool,
+    metacopy: bool,
+    volatile: bool,
+}
+
+/// The overlay graph driver.
+#[derive(Debug)]
+pub struct OverlayDriver {
+    layout: Layout,
+    run_home: PathBuf,
+    options: OverlayOptions,
+    features: Features,
+    id_mappings: IdMappings,
+}
+
+/// Creates a directory with `mode` (not subject to the umask), owned by `owner`.
+fn mkdir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> DriverResult<()> {
+    std::fs::DirBuilder::new()
+        .mode(mode)
+        .create(path)
+        .map_err(|e| DriverError::io(format!("creating {}", path.display()), e))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| DriverError::io(format!("chmod {}", path.display()), e))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .map_err(|e| DriverError::io(format!("chown {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// Writes a file readable only by root (mode 0600), like upstream's flag files.
+fn write_private(path: &Path, content: &str) -> DriverResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| DriverError::io(format!("writing {}", path.display()), e))?;
+    file.write_all(content.as_bytes())
+        .map_err(|e| DriverError::io(format!("writing {}", path.display()), e))
+}
+
+/// Creates a directory unless it exists.
+fn ensure_dir(path: &Path, mode: u32) -> DriverResult<()> {
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+    {
+        Ok(()) => Ok(()),
+        Err(e) => Err(DriverError::io(format!("creating {}", path.display()), e)),
+    }
+}
+
+impl OverlayDriver {
+    /// Starts the driver: parses options, prepares the home and run home, probes the
+    /// kernel (answers cached in the run root) and makes the home a private mount.
+    pub fn new(init: &DriverInit) -> DriverResult<Self> {
+        let mut options = parse_options(&init.options)?;
+        if init.home.as_os_str().is_empty() || init.run_root.as_os_str().is_empty() {
+            // Relative to whatever the working directory is would scatter state.
+            return Err(DriverError::BadOption(
+                "overlay: the driver needs a home and a run root".to_string(),
+            ));
+        }
+        ensure_dir(&init.home, 0o700)?;
+        // Mount points appear resolved in /proc/self/mountinfo: work with the resolved
+        // home so a symlinked graph root does not hide our own mounts from us.
+        let home = std::fs::canonicalize(&init.home)
+            .map_err(|e| DriverError::io(format!("resolving {}", init.home.display()), e))?;
+        ensure_dir(&home.join(LINK_DIR), 0o755)?;
+        let name = home
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("overlay"));
+        let run_home = init.run_root.join(name);
+        ensure_dir(&run_home, 0o700)?;
+
+        let backing_fs = features::backing_fs_name(&home);
+        if options.force_mask.is_some() && options.mount_program.is_none() {
+            return Err(DriverError::BadOption(
+                "'force_mask' is supported only with 'mount_program'".to_string(),
+            ));
+        }
+        if options.quota_size > 0 || options.quota_inodes > 0 {
+            // Project quotas (xfs `pquota`) are not implemented; say what upstream says
+            // when they are unavailable.
+            return Err(DriverError::BadOption(if backing_fs == "xfs" {
+                "storage options overlay.size and overlay.inodes not supported. Filesystem does not support Project Quota".to_string()
+            } else {
+                format!("storage option overlay.size and overlay.inodes only supported for backingFS XFS. Found {backing_fs}")
+            }));
+        }
+        let flag_file = home.join(".has-mount-program");
+        let had_program = std::fs::read_to_string(&flag_file)
+            .map(|t| t.trim() == "true")
+            .unwrap_or(false);
+        if had_program && options.mount_program.is_none() {
+            // Layers written through fuse-overlayfs keep AUFS `.wh.` whiteouts that the
+            // kernel's overlay would show as files: keep using a mount program.
+            options.mount_program = Some(find_in_path("fuse-overlayfs").ok_or_else(|| {
+                DriverError::NotSupported(format!(
+                    "{} was set up with a mount program; set overlay.mount_program",
+                    home.display()
+                ))
+            })?);
+        }
+        let uses_program = options.mount_program.is_some();
+        write_private(&flag_file, if uses_program { "true" } else { "false" })?;
+
+        let features = if uses_program {
+            Features {
+                backing_fs,
+                supports_d_type: true,
+                native_diff: false,
+                metacopy: false,
+                volatile: true,
+            }
+        } else {
+            Self::probe_kernel(&home, &run_home, &options, backing_fs)?
+        };
+
+        if !options.skip_mount_home {
+            mount::make_private(&home).map_err(|e| {
+                DriverError::io(format!("making {} a private mount", home.display()), e)
+            })?;
+        }
+        // A split store keeps image layers in `<image store>/overlay`, with its own `l/`.
+        let image_home = match &init.image_store {
+            Some(store) => {
+                let image_home = store.join(name_of(&home));
+                ensure_dir(&image_home, 0o700)?;
+                ensure_dir(&image_home.join(LINK_DIR), 0o755)?;
+                Some(std::fs::canonicalize(&image_home).map_err(|e| {
+                    DriverError::io(format!("resolving {}", image_home.display()), e)
+                })?)
+            }
+            None => None,
+        };
+        let read_only_homes = options
+            .image_stores
+            .iter()
+            .map(|s| s.join(name_of(&home)))
+            .collect();
+        Ok(OverlayDriver {
+            layout: Layout::new(home, image_home, read_only_homes),
+            run_home,
+            options,
+            features,
+            id_mappings: init.id_mappings.clone(),
+        })
+    }
+
+    /// Probes overlay support, metacopy, native diff and volatile, through the cache.
+    fn probe_kernel(
+        home: &Path,
+        run_home: &Path,
+        options: &OverlayOptions,
+        backing_fs: String,
+    ) -> DriverResult<Features> {
+        if matches!(backing_fs.as_str(), "aufs" | "overlayfs" | "ecryptfs") {
+            return Err(DriverError::NotSupported(format!(
+                "'overlay' is not supported over {backing_fs}, a mount_program is required"
+            )));
+        }
+        let supports_d_type = features::supports_d_type(home)
+            .map_err(|e| DriverError::io(format!("checking d_type in {}", home.display()), e))?;
+        if !supports_d_type {
+            return Err(DriverError::NotSupported(format!(
+                "'overlay' is not supported over {backing_fs} without d_type"
+            )));
+        }
+        if !features::check(run_home, "overlay", || features::probe_mount(home, &[])) {
+            let reason = features::cached(run_home, "overlay")
+                .map(|(_, text)| text)
+                .unwrap_or_default();
+            return Err(DriverError::NotSupported(format!(
+                "kernel does not support overlay fs: {reason}"
+            )));
+        }
+        let mountopt = options.mount_options.join(",");
+        let metacopy_wanted = options.mount_options.iter().any(|o| o == "metacopy=on");
+        let metacopy = features::check(run_home, &format!("metacopy({mountopt})"), || {
+            if metacopy_wanted {
+                features::probe_mount(home, &options.mount_options)
+            } else {
+                Err("metacopy not requested".to_string())
+            }
+        });
+        // Walking the upper dir gives a correct diff only when the kernel records every
+        // change there: metacopy and redirect_dir store renames and metadata-only
+        // copies in xattrs that a diff walk would miss.
+        let native_diff = features::check(run_home, &format!("native-diff({mountopt})"), || {
+            if metacopy_wanted
+                || options
+                    .mount_options
+                    .iter()
+                    .any(|o| o.starts_with("redirect_dir=") && o != "redirect_dir=off")
+            {
+                Err("Not using native diff for overlay, this may cause degraded performance for building images: metacopy or redirect_dir enabled".to_string())
+            } else {
+                Ok(())
+            }
+        });
+        let volatile = features::check(run_home, "volatile", || {
+            features::probe_mount(home, &["volatile".to_string()])
+        });
+        Ok(Features {
+            backing_fs,
+            supports_d_type,
+            native_diff,
+            metacopy,
+            volatile,
+        })
+    }
+
+    /// The paths of this driver's files.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// The driver's parsed options.
+    pub fn options(&self) -> &OverlayOptions {
+        &self.options
+    }
+
+    /// Whether the driver runs without root, so overlay keeps its metadata in
+    /// `user.overlay.*` xattrs (`userxattr`).
+    pub fn rootless(&self) -> bool {
+        !rustix::process::geteuid().is_root()
+    }
+
+    /// The store's ID mappings, given at init.
+    pub fn id_mappings(&self) -> &IdMappings {
+        &self.id_mappings
+    }
+
+    /// The run home (`<runroot>/overlay`), where feature answers are cached.
+    pub fn run_home(&self) -> &Path {
+        &self.run_home
+    }
+
+    /// Whether diffs are computed by walking the upper directory (spec §4.6).
+    pub fn uses_native_diff(&self) -> bool {
+        self.features.native_diff
+    }
+
+    /// Undoes the private bind mount of the home made at init. Not done by `cleanup`,
+    /// because upstream leaves it in place (spec §7.11).
+    pub fn unmount_home(&self) -> DriverResult<()> {
+        mount::unmount_target(self.layout.home())
+            .map_err(|e| DriverError::io(format!("unmounting {}", self.layout.home().display()), e))
+    }
+
+    /// Creates the directories and links of a new layer.
+    /// Image layers go to the split image store when there is one.
+    fn create_layer(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        opts: &CreateOpts,
+        image_layer: bool,
+    ) -> DriverResult<()> {
+        if !is_plain_name(id) {
+            return Err(DriverError::BadOption(format!("invalid layer id {id:?}")));
+        }
+        if self.layout.writable_dir(id).is_some() {
+            // Debris of an interrupted create: upstream removes it and starts over.
+            self.remove(id)?;
+        }
+        let base = match (image_layer, self.layout.image_home()) {
+            (true, Some(image_home)) => image_home.to_path_buf(),
+            _ => self.layout.home().to_path_buf(),
+        };
+        let dir = base.join(id);
+        let mappings = if opts.id_mappings.is_identity() {
+            &self.id_mappings
+        } else {
+            &opts.id_mappings
+        };
+        let mut owner = mappings.to_host(0, 0).ok_or_else(|| {
+            DriverError::BadOption("container root is not mapped to the host".to_string())
+        })?;
+        // Upstream's defaultPerms; applying a layer sets the real root permissions.
+        let mut diff_mode = 0o555;
+        let parent_dir = match parent {
+            Some(p) => {
+                let pdir = self.layout.dir(p)?;
+                let meta = std::fs::metadata(pdir.join("diff"))
+                    .map_err(|e| DriverError::io(format!("stat of layer {p}"), e))?;
+                owner = (meta.uid(), meta.gid());
+                diff_mode = meta.mode() & 0o7777;
+                Some(pdir)
+            }
+            None => None,
+        };
+        if let Some(mask) = self.options.force_mask {
+            diff_mode = mask;
+        }
+        ensure_dir(&base.join(LINK_DIR), 0o755)?;
+        mkdir(&dir, 0o700, Some(owner))?;
+        let result = (|| {
+            mkdir(&dir.join("diff"), diff_mode, Some(owner))?;
+            self.layout.create_link(&base, id)?;
+            mkdir(&dir.join("work"), 0o700, Some(owner))?;
+            mkdir(&dir.join("merged"), 0o700, Some(owner))?;
+            match (parent, parent_dir) {
+                (Some(p), Some(_)) => {
+                    let lowers = self.layout.lowers_for_child(p)?;
+                    if lowers.len() > MAX_DEPTH {
+                        return Err(DriverError::BadOption(format!(
+                            "max depth exceeded: layer {id} would have {} lower layers (at most {MAX_DEPTH})",
+                            lowers.len()
+                        )));
+                    }
+                    let lower_file = dir.join("lower");
+                    std::fs::write(&lower_file, lowers.join(":")).map_err(|e| {
+                        DriverError::io(format!("writing {}", lower_file.display()), e)
+                    })?;
+                }
+                _ => mkdir(&dir.join("empty"), 0o700, Some(owner))?,
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = self.remove(id);
+        }
+        result
+    }
+
+    /// The diff directory of a layer (in the home or a read-only store).
+    pub fn diff_dir(&self, id: &str) -> DriverResult<PathBuf> {
+        Ok(self.layout.dir(id)?.join("diff"))
+    }
+
+    /// Describes the overlay mount of layer `id`.
+    fn mount_spec(&self, id: &str, dir: &Path, opts: &MountOpts) -> DriverResult<OverlaySpec> {
+        let read_only = opts.options.iter().any(|o| o == "ro") || self.layout.is_read_only(dir);
+        let mut options: Vec<String> = if opts.options.is_empty() {
+            self.options.mount_options.clone()
+        } else {
+            opts.options
+                .iter()
+                .filter(|o| *o != "ro")
+                .cloned()
+                .collect()
+        };
+        if !opts.mount_label.is_empty() && selinux_enabled() {
+            options.push(format!("context=\"{}\"", opts.mount_label));
+        }
+        if self.rootless() {
+            options.push("userxattr".to_string());
+        }
+        if opts.volatile && !read_only && self.features.volatile {
+            options.push("volatile".to_string());
+        }
+        let mut lowers = self.layout.lower_dirs(dir)?;
+        let mut relative_lowers: Vec<PathBuf> = Layout::read_lower_file(dir)
+            .map_err(|e| DriverError::io(format!("reading lower of layer {id}"), e))?
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        // Links of read-only stores cannot be named relative to our home.
+        if lowers.iter().any(|l| !l.starts_with(self.layout.home())) {
+            relative_lowers = lowers.clone();
+        }
+        if lowers.is_empty() {
+            let empty = dir.join("empty");
+            ensure_dir(&empty, 0o700)?;
+            lowers.push(empty.clone());
+            relative_lowers.push(
+                empty
+                    .strip_prefix(self.layout.home())
+                    .map(Path::to_path_buf)
+                    .unwrap_or(empty),
+            );
+        }
+        let diff = dir.join("diff");
+        let upper = if read_only {
+            let rel = diff
+                .strip_prefix(self.layout.home())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|_| diff.clone());
+            lowers.insert(0, diff);
+            relative_lowers.insert(0, rel);
+            None
+        } else {
+            Some((diff, dir.join("work")))
+        };
+        Ok(OverlaySpec {
+            lowers,
+            relative_lowers,
+            relative_base: self.layout.home().to_path_buf(),
+            upper,
+            options,
+            target: self.layout.merged_dir(id, dir),
+        })
+    }
+
+    /// Checks the layer's own link and repairs the home's links if it is missing.
+    fn check_own_link(&self, dir: &Path) -> DriverResult<()> {
+        if self.layout.is_read_only(dir) {
+            return Ok(());
+        }
+        let ok = Layout::read_link_file(dir)
+            .map(|short| std::fs::metadata(Layout::link_dir_of(dir).join(short)).is_ok())
+            .unwrap_or(false);
+        if !ok {
+            self.layout.repair_links()?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether SELinux is enabled, so mount labels mean something to the kernel.
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// The first executable file named `name` in `$PATH`.
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The last component of the home (the driver's name, normally `overlay`).
+fn name_of(home: &Path) -> PathBuf {
+    home.file_name()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("overlay"))
+}
+
+impl GraphDriver for OverlayDriver {
+    fn name(&self) -> &str {
+        "overlay"
+    }
+
+    fn home(&self) -> &Path {
+        self.layout.home()
+    }
+
+    fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
+        for key in ["size", "inodes"] {
+            if opts.storage_opt.contains_key(key) {
+                return Err(DriverError::BadOption(format!(
+                    "--storage-opt {key} is only supported for ReadWrite Layers"
+                )));
+            }
+        }
+        self.create_layer(id, parent, opts, true)
+    }
+
+    fn create_read_write(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        opts: &CreateOpts,
+    ) -> DriverResult<()> {
+        if !opts.storage_opt.is_empty() {
+            return Err(DriverError::BadOption(
+                "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
+                    .to_string(),
+            ));
+        }
+        self.create_layer(id, parent, opts, false)
+    }
+
+    fn remove(&self, id: &str) -> DriverResult<()> {
+        if !is_plain_name(id) {
+            return Ok(());
+        }
+        let Some(dir) = self.layout.writable_dir(id) else {
+            return Ok(());
+        };
+        if let Ok(short) = Layout::read_link_file(&dir) {
+            let _ = std::fs::remove_file(Layout::link_dir_of(&dir).join(short));
+        }
+        let merged = dir.join("merged");
+        let _ = mount::unmount_target(&merged);
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
+    }
+
+    fn get(&self, id: &str, opts: &MountOpts) -> DriverResult<PathBuf> {
+        let dir = self.layout.dir(id)?;
+        self.check_own_link(&dir)?;
+        let spec = self.mount_spec(id, &dir, opts)?;
+        let merged = &spec.target;
+        if std::fs::symlink_metadata(merged).is_err() {
+            // Upstream removes merged/ at put; recreate it (and, for a layer of a
+            // read-only store, the directory in our home that holds it).
+            ensure_dir(merged, 0o700)?;
+        }
+        if mount::is_mount_point(merged).unwrap_or(false) {
+            return Ok(merged.clone());
+        }
+        let result = match &self.options.mount_program {
+            Some(program) => mount::mount_with_program(program, &spec),
+            None => mount::mount_overlay(&spec),
+        };
+        result.map_err(|e| DriverError::io(format!("mounting overlay for layer {id}"), e))?;
+        Ok(spec.target)
+    }
+
+    fn put(&self, id: &str) -> DriverResult<()> {
+        let dir = self.layout.dir(id)?;
+        let merged = self.layout.merged_dir(id, &dir);
+        mount::unmount_target(&merged)
+            .map_err(|e| DriverError::io(format!("unmounting {}", merged.display()), e))?;
+        // Like upstream: an unmounted merged/ is removed so nothing writes under it
+        // unnoticed; get recreates it.
+        let _ = std::fs::remove_dir(&merged);
+        if self.layout.is_read_only(&dir) {
+            // The mount point of a read-only store's layer was our only file for it.
+            let _ = std::fs::remove_dir(self.layout.own_dir(id));
+        }
+        Ok(())
+    }
+
+    fn exists(&self, id: &str) -> bool {
+        self.layout.find_dir(id).is_some()
+    }
+
+    fn list_layers(&self) -> DriverResult<Vec<String>> {
+        self.layout.layer_ids()
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        let f = &self.features;
+        vec![
+            ("Backing Filesystem".to_string(), f.backing_fs.clone()),
+            ("Supports d_type".to_string(), f.supports_d_type.to_string()),
+            ("Native Overlay Diff".to_string(), f.native_diff.to_string()),
+            ("Using metacopy".to_string(), f.metacopy.to_string()),
+            ("Supports shifting".to_string(), false.to_string()),
+            ("Supports volatile".to_string(), f.volatile.to_string()),
+        ]
+    }
+
+    fn metadata(&self, id: &str) -> DriverResult<BTreeMap<String, String>> {
+        let dir = self.layout.dir(id)?;
+        let mut meta = BTreeMap::new();
+        let show = |p: PathBuf| p.display().to_string();
+        meta.insert("WorkDir".to_string(), show(dir.join("work")));
+        meta.insert("MergedDir".to_string(), show(dir.join("merged")));
+        meta.insert("UpperDir".to_string(), show(dir.join("diff")));
+        let lowers = self.layout.lower_diff_dirs(&dir)?;
+        if !lowers.is_empty() {
+            let joined: Vec<String> = lowers.into_iter().map(show).collect();
+            meta.insert("LowerDir".to_string(), joined.join(":"));
+        }
+        Ok(meta)
+    }
+
+    fn cleanup(&self) -> DriverResult<()> {
+        Ok(())
+    }
+
+    fn apply_diff(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        diff: &mut dyn Read,
+        opts: &ApplyDiffOpts,
+    ) -> DriverResult<u64> {
+        crate::archive_ops::apply_diff(self, id, parent, diff, opts)
+    }
+
+    fn diff(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        out: &mut dyn Write,
+    ) -> DriverResult<()> {
+        crate::archive_ops::diff(self, id, id_mappings, parent, out)
+    }
+
+    fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+        crate::archive_ops::changes(self, id, parent)
+    }
+
+    fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+        crate::archive_ops::diff_size(self, id, parent)
+    }
+
+    fn diff_getter(&self, id: &str) -> DriverResult<Box<dyn FileGetter + '_>> {
+        let dir = self.layout.dir(id)?;
+        let mut dirs = vec![dir.join("diff")];
+        dirs.extend(self.layout.lower_diff_dirs(&dir)?);
+        Ok(Box::new(DiffDirGetter::new(
+            dirs,
+            self.options.mount_program.is_some(),
+        )))
+    }
+
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        mount_label: &str,
+    ) -> DriverResult<()> {
+        crate::idmap_update::update_layer_id_map(self, id, to_container, to_host, mount_label)
+    }
+
+    fn additional_image_stores(&self) -> Vec<PathBuf> {
+        self.options.image_stores.clone()
+    }
+}
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -1,0 +1,156 @@
+//! What the kernel and the backing filesystem can do, probed once and cached in the run
+//! root under upstream's file names (`overlay-true`, `native-diff(<mountopts>)-true`,
+//! `metacopy(<mountopts>)-false`, `volatile-true`; the content is the reason text), so a
+//! Go driver sharing the run root reads the same answers.
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use crate::mount::{mount_overlay, unmount_target, OverlaySpec};
+
+/// The name upstream gives the filesystem at `path` (`extfs`, `xfs`, `tmpfs`, ...), or
+/// `<unknown>`.
+pub fn backing_fs_name(path: &Path) -> String {
+    let Ok(st) = rustix::fs::statfs(path) else {
+        return "<unknown>".to_string();
+    };
+    #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets
+    let magic = st.f_type as u64;
+    match magic {
+        0x0000_EF53 => "extfs",
+        0x5846_5342 => "xfs",
+        0x0102_1994 => "tmpfs",
+        0x9123_683E => "btrfs",
+        0x794C_7630 => "overlayfs",
+        0x2FC1_2FC1 => "zfs",
+        0xF2F5_2010 => "f2fs",
+        0x0000_6969 => "nfs",
+        0x6573_5546 => "fuseblk",
+        0x6175_6673 => "aufs",
+        0xF15F => "ecryptfs",
+        0x8584_58F6 => "ramfs",
+        0x0000_4D44 => "msdos",
+        _ => "<unknown>",
+    }
+    .to_string()
+}
+
+/// Reads a cached feature answer: `Some((supported, reason text))`.
+pub fn cached(run_home: &Path, feature: &str) -> Option<(bool, String)> {
+    for (value, suffix) in [(true, "true"), (false, "false")] {
+        if let Ok(text) = std::fs::read_to_string(run_home.join(format!("{feature}-{suffix}"))) {
+            return Some((value, text));
+        }
+    }
+    None
+}
+
+/// Records a feature answer (best effort: the run root may be read-only for us).
+pub fn record(run_home: &Path, feature: &str, supported: bool, reason: &str) {
+    let _ = std::fs::write(run_home.join(format!("{feature}-{supported}")), reason);
+}
+
+/// Returns the cached answer for `feature`, or runs `probe` and records its answer.
+pub fn check(run_home: &Path, feature: &str, probe: impl FnOnce() -> Result<(), String>) -> bool {
+    if let Some((value, _)) = cached(run_home, feature) {
+        return value;
+    }
+    match probe() {
+        Ok(()) => {
+            record(run_home, feature, true, "");
+            true
+        }
+        Err(reason) => {
+            record(run_home, feature, false, &reason);
+            false
+        }
+    }
+}
+
+/// Whether readdir on `dir` reports file types (overlay needs d_type).
+pub fn supports_d_type(dir: &Path) -> io::Result<bool> {
+    let probe = dir.join("d_type-probe");
+    std::fs::write(&probe, b"")?;
+    let result = std::fs::read_dir(dir)?
+        .flatten()
+        .find(|e| e.file_name() == "d_type-probe")
+        .map(|e| e.file_type().is_ok());
+    let _ = std::fs::remove_file(&probe);
+    Ok(result.unwrap_or(false))
+}
+
+/// Test-mounts an overlay with two lowers, an upper with a kernel whiteout, and the
+/// extra `options`, in a scratch directory under `home`.
+pub fn probe_mount(home: &Path, options: &[String]) -> Result<(), String> {
+    let scratch = tempfile::Builder::new()
+        .prefix("compat")
+        .tempdir_in(home)
+        .map_err(|e| format!("creating a test directory in {}: {e}", home.display()))?;
+    let base = scratch.path();
+    for sub in ["lower1", "lower2", "upper", "work", "merged"] {
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(base.join(sub))
+            .map_err(|e| format!("creating {sub}: {e}"))?;
+    }
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        base.join("upper/whiteout").as_path(),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        rustix::fs::makedev(0, 0),
+    )
+    .map_err(|e| format!("unable to create kernel-style whiteout: {e}"))?;
+    let spec = OverlaySpec {
+        lowers: vec![base.join("lower1"), base.join("lower2")],
+        relative_lowers: vec!["lower1".into(), "lower2".into()],
+        relative_base: base.to_path_buf(),
+        upper: Some((base.join("upper"), base.join("work"))),
+        options: options.to_vec(),
+        target: base.join("merged"),
+    };
+    let result = mount_overlay(&spec).map_err(|e| {
+        format!(
+            "'overlay' is not supported over {} at {:?}: {e}",
+            backing_fs_name(home),
+            home
+        )
+    });
+    if result.is_ok() {
+        let _ = unmount_target(&spec.target);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(cached(dir.path(), "overlay").is_none());
+        let mut runs = 0;
+        assert!(!check(dir.path(), "native-diff()", || {
+            runs += 1;
+            Err("no".to_string())
+        }));
+        assert!(!check(dir.path(), "native-diff()", || {
+            runs += 1;
+            Ok(())
+        }));
+        assert_eq!(runs, 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("native-diff()-false")).expect("file"),
+            "no"
+        );
+    }
+
+    #[test]
+    fn names_of_common_filesystems() {
+        let name = backing_fs_name(Path::new("/proc"));
+        assert_eq!(name, "<unknown>"); // procfs is not a backing filesystem upstream knows
+        assert_ne!(backing_fs_name(Path::new("/")), "");
+    }
+}

@@ -1,0 +1,188 @@
+//! [`DiffDirGetter`]: reads a layer's files by path without mounting it, by looking in
+//! its diff directory and then in its lowers' diff directories, top-down, as the overlay
+//! would. A whiteout hides the path (and everything under a whited-out directory); an
+//! opaque directory hides what lower layers have under it.
+//!
+//! Every open is confined to the diff directory it looks in (openat2 with
+//! `RESOLVE_IN_ROOT`), so a path from a tar-split file cannot leave the layer.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
+use storage_host::driver::{DriverError, DriverResult, FileGetter};
+
+/// What one diff directory says about a path.
+enum Lookup {
+    /// The file is here.
+    Found(File),
+    /// The path (or an ancestor) is whited out here: lower layers must not be consulted.
+    Hidden,
+    /// Not here; lower layers may have it.
+    Absent,
+}
+
+/// Finds files of a layer in its diff directory and its lowers' diff directories.
+#[derive(Debug)]
+pub struct DiffDirGetter {
+    /// Diff directories, the layer's own first.
+    dirs: Vec<PathBuf>,
+    /// Whiteouts are `.wh.<name>` files (mount_program) instead of 0:0 character devices.
+    aufs_whiteouts: bool,
+}
+
+impl DiffDirGetter {
+    /// A getter over `dirs`, topmost first.
+    pub fn new(dirs: Vec<PathBuf>, aufs_whiteouts: bool) -> Self {
+        DiffDirGetter {
+            dirs,
+            aufs_whiteouts,
+        }
+    }
+}
+
+fn open_in(root: &OwnedFd, path: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    openat2(
+        root.as_fd(),
+        path,
+        flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(io::Error::from)
+}
+
+fn is_whiteout_device(fd: &OwnedFd) -> io::Result<bool> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0)
+}
+
+fn is_opaque(root: &OwnedFd, dir: &str) -> bool {
+    let Ok(fd) = open_in(root, dir, OFlags::RDONLY | OFlags::DIRECTORY) else {
+        return false;
+    };
+    ["trusted.overlay.opaque", "user.overlay.opaque"]
+        .iter()
+        .any(|name| {
+            let mut buf = [0u8; 4];
+            matches!(rustix::fs::fgetxattr(&fd, *name, &mut buf), Ok(1) if buf[0] == b'y')
+        })
+}
+
+fn not_found(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR))
+}
+
+impl DiffDirGetter {
+    /// Looks `components` up in one diff directory.
+    fn lookup(&self, dir: &PathBuf, components: &[&str]) -> io::Result<(Lookup, bool)> {
+        let root: OwnedFd = File::open(dir)?.into();
+        let mut opaque_above = false;
+        for depth in 1..=components.len() {
+            let prefix = components[..depth].join("/");
+            if self.aufs_whiteouts {
+                let parent = components[..depth - 1].join("/");
+                let marker = if parent.is_empty() {
+                    format!(".wh.{}", components[depth - 1])
+                } else {
+                    format!("{parent}/.wh.{}", components[depth - 1])
+                };
+                if open_in(&root, &marker, OFlags::PATH).is_ok() {
+                    return Ok((Lookup::Hidden, false));
+                }
+            }
+            match open_in(&root, &prefix, OFlags::PATH) {
+                Ok(fd) => {
+                    if is_whiteout_device(&fd)? {
+                        return Ok((Lookup::Hidden, false));
+                    }
+                }
+                Err(e) if not_found(&e) => return Ok((Lookup::Absent, opaque_above)),
+                Err(e) => return Err(e),
+            }
+            if depth < components.len() && is_opaque(&root, &prefix) {
+                opaque_above = true;
+            }
+        }
+        let fd = open_in(&root, &components.join("/"), OFlags::RDONLY)?;
+        Ok((Lookup::Found(File::from(fd)), opaque_above))
+    }
+}
+
+impl FileGetter for DiffDirGetter {
+    fn get(&mut self, path: &str) -> DriverResult<Box<dyn Read + '_>> {
+        let components: Vec<&str> = path
+            .split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect();
+        let missing = || {
+            DriverError::io(
+                format!("file {path:?} not found in the layer"),
+                io::Error::from(io::ErrorKind::NotFound),
+            )
+        };
+        if components.is_empty() {
+            return Err(missing());
+        }
+        for dir in &self.dirs {
+            let (found, opaque) = self.lookup(dir, &components).map_err(|e| {
+                DriverError::io(format!("opening {path:?} in {}", dir.display()), e)
+            })?;
+            match found {
+                Lookup::Found(file) => return Ok(Box::new(file)),
+                Lookup::Hidden => return Err(missing()),
+                Lookup::Absent if opaque => return Err(missing()),
+                Lookup::Absent => {}
+            }
+        }
+        Err(missing())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(getter: &mut DiffDirGetter, path: &str) -> Option<String> {
+        let mut s = String::new();
+        getter.get(path).ok()?.read_to_string(&mut s).ok()?;
+        Some(s)
+    }
+
+    #[test]
+    fn top_down_with_whiteouts_and_escapes() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (top, low) = (tmp.path().join("top"), tmp.path().join("low"));
+        for d in [&top, &low] {
+            std::fs::create_dir_all(d.join("dir")).expect("mkdir");
+        }
+        std::fs::write(low.join("a"), "low a").expect("write");
+        std::fs::write(low.join("b"), "low b").expect("write");
+        std::fs::write(low.join("dir/c"), "low c").expect("write");
+        std::fs::write(top.join("a"), "top a").expect("write");
+        std::fs::write(tmp.path().join("secret"), "outside").expect("write");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            top.join("b").as_path(),
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("whiteout (needs root)");
+        std::fs::create_dir_all(&low).expect("dir");
+        let mut g = DiffDirGetter::new(vec![top.clone(), low.clone()], false);
+        assert_eq!(read(&mut g, "a").as_deref(), Some("top a"));
+        assert_eq!(read(&mut g, "/dir/c").as_deref(), Some("low c"));
+        assert_eq!(read(&mut g, "b"), None, "whited out");
+        assert_eq!(read(&mut g, "../secret"), None, "confined");
+        assert_eq!(read(&mut g, "nope"), None);
+
+        // AUFS-style whiteouts when a mount program is used.
+        std::fs::write(top.join("dir/.wh.c"), "").expect("write");
+        let mut aufs = DiffDirGetter::new(vec![top, low], true);
+        assert_eq!(read(&mut aufs, "dir/c"), None);
+        assert_eq!(read(&mut aufs, "a").as_deref(), Some("top a"));
+    }
+}

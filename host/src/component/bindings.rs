@@ -1,0 +1,16 @@
+//! Host bindings generated from `wit/` (worlds `archive-plugin` and `driver-plugin`).
+//!
+//! Resources are mapped to the host types of [`super::host_fs`]: a guest's handle is an index
+//! into the Store's resource table, never a pointer or a path.
+
+#![allow(missing_docs, clippy::all)]
+
+wasmtime::component::bindgen!({
+    world: "archive-plugin",
+    path: "../wit",
+    with: {
+        "storage:plugin/filesystem.directory": super::host_fs::LentDir,
+        "storage:plugin/streams.input-stream": super::host_fs::LentInput,
+        "storage:plugin/streams.output-stream": super::host_fs::LentOutput,
+    },
+});

@@ -1,0 +1,334 @@
+//! What layer, image and container stores share: records with an ID and unique names,
+//! kept in one or two JSON files (stable and volatile), looked up by ID, name or ID prefix.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Result, StoreError};
+
+/// Which file of its store a record lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// The persistent file (`layers.json`, `images.json`, `containers.json`).
+    Stable,
+    /// The volatile file, written without fsync (`volatile-*.json`).
+    Volatile,
+    /// The split image store's file (`<imagestore>/<drv>-layers/layers.json`).
+    ImageStore,
+}
+
+/// A record kept in a store's JSON file.
+pub trait Record: Serialize + DeserializeOwned + Clone {
+    /// The record's ID.
+    fn id(&self) -> &str;
+    /// The record's names.
+    fn names(&self) -> &[String];
+    /// The record's names, to change.
+    fn names_mut(&mut self) -> &mut Vec<String>;
+    /// Which file the record lives in.
+    fn location(&self) -> Location;
+    /// Marks which file the record lives in.
+    fn set_location(&mut self, location: Location);
+}
+
+/// The records of one store and the files they come from.
+#[derive(Debug)]
+pub struct RecordSet<T> {
+    /// The records, in creation order.
+    pub records: Vec<T>,
+    files: Vec<(PathBuf, Location)>,
+    mtimes: Vec<Option<SystemTime>>,
+    loaded: bool,
+}
+
+fn mtime(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn read_records<T: Record>(path: &Path) -> Result<Vec<T>> {
+    let data = match std::fs::read(path) {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StoreError::io("reading", path, e)),
+    };
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let records: Option<Vec<T>> =
+        serde_json::from_slice(&data).map_err(|source| StoreError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    Ok(records.unwrap_or_default())
+}
+
+impl<T: Record> RecordSet<T> {
+    /// A set backed by `stable` and, if given, `volatile` (written without fsync).
+    pub fn new(stable: PathBuf, volatile: Option<PathBuf>) -> Self {
+        let mut files = vec![(stable, Location::Stable)];
+        if let Some(volatile) = volatile {
+            files.push((volatile, Location::Volatile));
+        }
+        RecordSet {
+            records: Vec::new(),
+            mtimes: vec![None; files.len()],
+            files,
+            loaded: false,
+        }
+    }
+
+    /// Adds the split image store's file (read after the others).
+    pub fn with_image_store(mut self, path: PathBuf) -> Self {
+        self.files.push((path, Location::ImageStore));
+        self.mtimes.push(None);
+        self
+    }
+
+    fn current_mtimes(&self) -> Vec<Option<SystemTime>> {
+        self.files.iter().map(|(p, _)| mtime(p)).collect()
+    }
+
+    /// Whether the files changed since our last load or save (or were never loaded).
+    pub fn needs_reload(&self) -> bool {
+        !self.loaded || self.mtimes != self.current_mtimes()
+    }
+
+    /// Forgets the loaded state, so the next look reloads.
+    pub fn invalidate(&mut self) {
+        self.loaded = false;
+    }
+
+    /// Reads the records from disk.
+    pub fn load(&mut self) -> Result<()> {
+        let mut records: Vec<T> = Vec::new();
+        for (path, location) in &self.files {
+            let mut more: Vec<T> = read_records(path)?;
+            for r in &mut more {
+                r.set_location(*location);
+            }
+            records.extend(more);
+        }
+        self.records = records;
+        self.mtimes = self.current_mtimes();
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Writes the records; a file is written when it has records or already exists, so an
+    /// untouched store has no files (spec §2.1).
+    pub fn save(&mut self) -> Result<()> {
+        for (path, location) in &self.files {
+            let subset: Vec<&T> = self
+                .records
+                .iter()
+                .filter(|r| r.location() == *location)
+                .collect();
+            if subset.is_empty() && !path.exists() {
+                continue;
+            }
+            let data = crate::gojson::to_vec(&subset);
+            crate::atomic::write_file(path, &data, *location != Location::Volatile)
+                .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
+        }
+        self.mtimes = self.current_mtimes();
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Index of the record with this ID, else this name, else the one ID starting with it.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        if name.is_empty() {
+            return None;
+        }
+        if let Some(i) = self.records.iter().position(|r| r.id() == name) {
+            return Some(i);
+        }
+        if let Some(i) = self
+            .records
+            .iter()
+            .position(|r| r.names().iter().any(|n| n == name))
+        {
+            return Some(i);
+        }
+        let mut prefixed = self
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.id().starts_with(name));
+        match (prefixed.next(), prefixed.next()) {
+            (Some((i, _)), None) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The record with this ID, name or ID prefix.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.find(name).map(|i| &self.records[i])
+    }
+
+    /// Whether a record has exactly this ID.
+    pub fn has_id(&self, id: &str) -> bool {
+        self.records.iter().any(|r| r.id() == id)
+    }
+
+    /// Whether a record carries this name.
+    pub fn has_name(&self, name: &str) -> bool {
+        self.records
+            .iter()
+            .any(|r| r.names().iter().any(|n| n == name))
+    }
+
+    /// Removes `names` from every record except the one at `keep` (names move, they are
+    /// never shared).
+    pub fn take_names_from_others(&mut self, keep: usize, names: &[String]) {
+        for (i, r) in self.records.iter_mut().enumerate() {
+            if i != keep {
+                r.names_mut().retain(|n| !names.contains(n));
+            }
+        }
+    }
+
+    /// Takes every name that two records carry away from the earlier one (the later one
+    /// won it, as upstream resolves duplicates on load); true when something changed.
+    pub fn resolve_duplicate_names(&mut self) -> bool {
+        let mut changed = false;
+        for i in (0..self.records.len()).rev() {
+            let names = self.records[i].names().to_vec();
+            for earlier in &mut self.records[..i] {
+                let before = earlier.names().len();
+                earlier.names_mut().retain(|n| !names.contains(n));
+                changed |= earlier.names().len() != before;
+            }
+        }
+        changed
+    }
+
+    /// Removes the record with exactly this ID.
+    pub fn remove_id(&mut self, id: &str) -> Option<T> {
+        let i = self.records.iter().position(|r| r.id() == id)?;
+        Some(self.records.remove(i))
+    }
+}
+
+/// Removes duplicates, keeping the first of each.
+pub fn dedup(names: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for n in names {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
+}
+
+/// A new random 64-hex-digit ID.
+pub fn random_id() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// The file name of a big-data item: the key when it is only `[a-z0-9.]`, else `=` and
+/// the key in standard base64 (spec §2.1).
+pub fn big_data_file_name(key: &str) -> String {
+    use base64::Engine;
+    let plain = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.');
+    if plain && key != "." && key != ".." {
+        key.to_string()
+    } else {
+        format!(
+            "={}",
+            base64::engine::general_purpose::STANDARD.encode(key.as_bytes())
+        )
+    }
+}
+
+/// `sha256:<hex>` of `data`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::LayerRecord;
+
+    fn layer(id: &str, names: &[&str]) -> LayerRecord {
+        LayerRecord {
+            id: id.to_string(),
+            names: names.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lookup_by_id_name_and_unambiguous_prefix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        set.records = vec![layer("abc1", &["one"]), layer("abd2", &["abc1x"])];
+        assert_eq!(set.find("abc1"), Some(0));
+        assert_eq!(set.find("abc1x"), Some(1), "names before prefixes");
+        assert_eq!(set.find("abd"), Some(1));
+        assert_eq!(set.find("ab"), None, "ambiguous prefix");
+        assert_eq!(set.find("one"), Some(0));
+        assert_eq!(set.find(""), None);
+        set.take_names_from_others(1, &["one".to_string()]);
+        assert!(set.records[0].names.is_empty());
+        set.records = vec![
+            layer("a", &["x", "y"]),
+            layer("b", &["x"]),
+            layer("c", &["y", "z"]),
+        ];
+        assert!(set.resolve_duplicate_names());
+        assert!(set.records[0].names.is_empty());
+        assert_eq!(set.records[1].names, vec!["x"]);
+        assert!(!set.resolve_duplicate_names());
+    }
+
+    #[test]
+    fn stable_and_volatile_files_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stable = dir.path().join("layers.json");
+        let volatile = dir.path().join("volatile-layers.json");
+        let mut set: RecordSet<LayerRecord> =
+            RecordSet::new(stable.clone(), Some(volatile.clone()));
+        set.save().expect("save");
+        assert!(
+            !stable.exists() && !volatile.exists(),
+            "empty store writes nothing"
+        );
+        set.records.push(layer("a", &[]));
+        let mut v = layer("b", &[]);
+        v.volatile = true;
+        set.records.push(v);
+        set.save().expect("save");
+        assert_eq!(
+            std::fs::read_to_string(&stable).expect("read"),
+            r#"[{"id":"a","created":""}]"#
+        );
+        assert_eq!(
+            std::fs::read_to_string(&volatile).expect("read"),
+            r#"[{"id":"b","created":""}]"#
+        );
+        let mut again: RecordSet<LayerRecord> = RecordSet::new(stable, Some(volatile));
+        assert!(again.needs_reload());
+        again.load().expect("load");
+        assert!(!again.needs_reload());
+        assert_eq!(again.records.len(), 2);
+        assert!(again.records[1].volatile && !again.records[0].volatile);
+    }
+
+    #[test]
+    fn big_data_names() {
+        assert_eq!(big_data_file_name("manifest"), "manifest");
+        assert_eq!(big_data_file_name("a.b1"), "a.b1");
+        assert_eq!(big_data_file_name("Manifest"), "=TWFuaWZlc3Q=");
+        assert_eq!(big_data_file_name("sha256:ab"), "=c2hhMjU2OmFi");
+    }
+}

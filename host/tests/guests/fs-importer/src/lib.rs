@@ -1,0 +1,1 @@
+//! Test guest fs-importer (being written).

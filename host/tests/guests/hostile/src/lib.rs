@@ -1,0 +1,1 @@
+//! Test guest hostile (being written).
