@@ -1,1 +1,20 @@
-//! End-to-end tests (being written).
+//! End-to-end tests: the real `storage` binary on scratch stores with the overlay driver
+//! (they mount, so they run as root), split by area. `compat` also runs Debian's Go
+//! `containers-storage` when it is installed.
+
+#![allow(clippy::unwrap_used)]
+
+mod harness;
+
+mod check;
+mod compat;
+mod containers;
+mod copy;
+mod data;
+mod diff;
+mod errors;
+mod images;
+mod layers;
+mod mounts;
+mod names;
+mod parsing;

@@ -1,0 +1,446 @@
+//! `copy [-o UID[:GID]] [LAYER:]PATH... [LAYER:]PATH`: copies files or directories into a
+//! layer (or the host), possibly from another layer, as upstream's `CopyWithTar`.
+//!
+//! Layers are mounted for the copy and unmounted after. Owners are carried through the
+//! layers' ID mappings (source host → container → target host); `--chown` sets them
+//! instead. Paths inside a layer are resolved one component at a time without following
+//! symlinks, so a layer's own links cannot send the copy outside its mount; the archive
+//! reader and writer of the host then work beneath the directories opened that way.
+
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use storage_host::confined;
+use storage_host::driver::ApplyDiffOpts;
+use storage_host::idmap::IdMappings;
+use storage_host::store::MountOptions;
+
+use super::{CliError, Ctx};
+use crate::tarowner::OwnerRewriter;
+
+/// One side of a copy: a layer path or a host path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The layer, when the argument was `LAYER:PATH`.
+    pub layer: Option<String>,
+    /// The path (inside the layer, or on the host).
+    pub path: String,
+}
+
+/// Splits `LAYER:PATH` at the first colon, as upstream does; no colon is a host path.
+pub fn parse_location(spec: &str) -> Location {
+    match spec.split_once(':') {
+        Some((layer, path)) => Location {
+            layer: Some(layer.to_string()),
+            path: path.to_string(),
+        },
+        None => Location {
+            layer: None,
+            path: spec.to_string(),
+        },
+    }
+}
+
+/// Parses `--chown UID[:GID]` (GID defaults to UID).
+pub fn parse_chown(spec: &str) -> Result<(u32, u32), CliError> {
+    let (uid, gid) = spec.split_once(':').unwrap_or((spec, spec));
+    let num = |s: &str, what: &str| {
+        s.parse::<u32>().map_err(|e| {
+            CliError::Message(format!(
+                "error {} as a numeric {what}: {e}",
+                crate::gostr::quote(s)
+            ))
+        })
+    };
+    Ok((num(uid, "UID")?, num(gid, "GID")?))
+}
+
+/// A resolved side of the copy: where it is and how its owners map.
+struct Side {
+    /// The directory paths are resolved beneath (a mount point, or `/` for the host).
+    root: PathBuf,
+    /// Whether paths may follow symlinks (host paths do; layer paths do not).
+    follow: bool,
+    /// The layer's ID mappings (identity for the host).
+    mappings: IdMappings,
+}
+
+/// Mounts the layers named by the arguments and unmounts them when dropped.
+struct Mounts<'a> {
+    store: &'a storage_host::store::Store,
+    mounted: Vec<String>,
+}
+
+impl Mounts<'_> {
+    fn side(&mut self, loc: &Location) -> Result<Side, CliError> {
+        let Some(name) = &loc.layer else {
+            return Ok(Side {
+                root: PathBuf::from("/"),
+                follow: true,
+                mappings: IdMappings::default(),
+            });
+        };
+        let layer = self.store.layer(name).map_err(|e| {
+            CliError::Message(format!(
+                "error finding layer {}: {e}",
+                crate::gostr::quote(name)
+            ))
+        })?;
+        let opts = MountOptions {
+            mount_label: layer.mount_label.clone(),
+            ..Default::default()
+        };
+        let root = self.store.mount(&layer.id, &opts).map_err(|e| {
+            CliError::Message(format!(
+                "error mounting layer {}: {e}",
+                crate::gostr::quote(&layer.id)
+            ))
+        })?;
+        self.mounted.push(layer.id.clone());
+        Ok(Side {
+            root,
+            follow: false,
+            mappings: IdMappings {
+                uids: layer.uid_map,
+                gids: layer.gid_map,
+            },
+        })
+    }
+}
+
+impl Drop for Mounts<'_> {
+    fn drop(&mut self) {
+        for id in self.mounted.iter().rev() {
+            // An unmount failure leaves a mount count behind; `shutdown -f` clears it.
+            let _ = self.store.unmount(id, false);
+        }
+    }
+}
+
+/// `copy`.
+pub fn copy(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
+    let chown = match ctx.inv.flags.value("chown").filter(|c| !c.is_empty()) {
+        Some(spec) => Some(parse_chown(spec)?),
+        None => None,
+    };
+    let Some((target_spec, sources)) = ctx.inv.args.split_last() else {
+        return Ok(1);
+    };
+    let mut mounts = Mounts {
+        store: ctx.store,
+        mounted: Vec::new(),
+    };
+    let target_loc = parse_location(target_spec);
+    let target = mounts.side(&target_loc)?;
+    for source_spec in sources {
+        let source_loc = parse_location(source_spec);
+        let source = mounts.side(&source_loc)?;
+        copy_one(&source, &source_loc.path, &target, &target_loc.path, chown).map_err(|e| {
+            CliError::Message(format!(
+                "error copying {} to {}: {e}",
+                crate::gostr::quote(source_spec),
+                crate::gostr::quote(target_spec)
+            ))
+        })?;
+    }
+    Ok(0)
+}
+
+/// The relative components of `path` after lexical cleaning (`..` cannot climb above the
+/// root, as in a chroot).
+fn components(path: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(p) => out.push(p.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn io_err(e: rustix::io::Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// Opens the directory `parts` below `side.root`, creating missing ones when asked. In a
+/// layer every component is opened with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`.
+fn open_dir(side: &Side, parts: &[String], create: bool) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
+    if side.follow {
+        let path = parts.iter().fold(side.root.clone(), |p, c| p.join(c));
+        if create {
+            std::fs::create_dir_all(&path)?;
+        }
+        return rustix::fs::open(&path, flags, Mode::empty()).map_err(io_err);
+    }
+    let mut dir = rustix::fs::open(&side.root, flags, Mode::empty()).map_err(io_err)?;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    for part in parts {
+        let next = match rustix::fs::openat2(&dir, part.as_str(), flags, Mode::empty(), resolve) {
+            Err(rustix::io::Errno::NOENT) if create => {
+                rustix::fs::mkdirat(&dir, part.as_str(), Mode::from_raw_mode(0o755))
+                    .map_err(io_err)?;
+                rustix::fs::openat2(&dir, part.as_str(), flags, Mode::empty(), resolve)
+            }
+            other => other,
+        };
+        dir = next.map_err(io_err)?;
+    }
+    Ok(dir)
+}
+
+/// A path naming an open directory, for APIs that take paths.
+fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+fn copy_one(
+    source: &Side,
+    source_path: &str,
+    target: &Side,
+    target_path: &str,
+    chown: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    let parts = components(source_path);
+    let source_dir = open_dir(source, &parts, false);
+    match source_dir {
+        Ok(dir) => {
+            let target_dir = open_dir(target, &components(target_path), true)?;
+            copy_tree(&dir, &source.mappings, &target_dir, &target.mappings, chown)
+        }
+        Err(e) if e.raw_os_error() == Some(libc_enotdir()) => {
+            let (name, parent) = parts
+                .split_last()
+                .ok_or_else(|| std::io::Error::other("nothing to copy"))?;
+            let source_parent = open_dir(source, parent, false)?;
+            let target_parts = components(target_path);
+            let into_dir =
+                target_path.ends_with('/') || open_dir(target, &target_parts, false).is_ok();
+            let (dir_parts, target_name) = if into_dir {
+                (target_parts.as_slice(), name.as_str())
+            } else {
+                match target_parts.split_last() {
+                    Some((last, rest)) => (rest, last.as_str()),
+                    None => (target_parts.as_slice(), name.as_str()),
+                }
+            };
+            let target_parent = open_dir(target, dir_parts, true)?;
+            copy_file(
+                &source_parent,
+                name,
+                &source.mappings,
+                &target_parent,
+                target_name,
+                &target.mappings,
+                chown,
+            )
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn libc_enotdir() -> i32 {
+    rustix::io::Errno::NOTDIR.raw_os_error()
+}
+
+/// Copies a directory's content by streaming the host's tar writer into its tar reader.
+fn copy_tree(
+    source: &OwnedFd,
+    source_mappings: &IdMappings,
+    target: &OwnedFd,
+    target_mappings: &IdMappings,
+    chown: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    let diff_opts = confined::diff_options(source_mappings);
+    // With --chown the owner is given in host IDs, as upstream applies it after mapping.
+    let apply_mappings = if chown.is_some() {
+        IdMappings::default()
+    } else {
+        target_mappings.clone()
+    };
+    let apply_opts = confined::apply_options(
+        &ApplyDiffOpts {
+            id_mappings: apply_mappings,
+            ..Default::default()
+        },
+        storage_archive::WhiteoutFormat::Aufs,
+        false,
+    );
+    let (source_path, target_path) = (fd_path(source), fd_path(target));
+    let (reader, mut writer) = std::io::pipe()?;
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || {
+            let result = confined::write_tar(&source_path, &mut writer, &diff_opts);
+            drop(writer);
+            result
+        });
+        let mut input: Box<dyn Read> = match chown {
+            Some((uid, gid)) => {
+                Box::new(OwnerRewriter::new(reader, uid, gid).ok_or_else(|| {
+                    std::io::Error::other("--chown IDs above 2097151 are not supported")
+                })?)
+            }
+            None => Box::new(reader),
+        };
+        let applied = confined::apply_tar(&target_path, &mut input, &apply_opts);
+        // Closing our end makes a still-writing producer fail instead of blocking.
+        drop(input);
+        let produced = producer
+            .join()
+            .map_err(|_| std::io::Error::other("archive writer panicked"))?;
+        produced.map_err(std::io::Error::other)?;
+        applied.map_err(std::io::Error::other)?;
+        Ok(())
+    })
+}
+
+/// Copies one non-directory entry (regular file or symlink) into `target_dir`.
+fn copy_file(
+    source_dir: &OwnedFd,
+    name: &str,
+    source_mappings: &IdMappings,
+    target_dir: &OwnedFd,
+    target_name: &str,
+    target_mappings: &IdMappings,
+    chown: Option<(u32, u32)>,
+) -> std::io::Result<()> {
+    let stat = rustix::fs::statat(source_dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)?;
+    let (uid, gid) = match chown {
+        Some(ids) => ids,
+        None => source_mappings
+            .to_container(stat.st_uid, stat.st_gid)
+            .and_then(|(u, g)| target_mappings.to_host(u, g))
+            .unwrap_or((stat.st_uid, stat.st_gid)),
+    };
+    let mode = Mode::from_raw_mode(stat.st_mode & 0o7777);
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::RegularFile => {
+            let src = rustix::fs::openat(
+                source_dir,
+                name,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(io_err)?;
+            let dst = rustix::fs::openat(
+                target_dir,
+                target_name,
+                OFlags::WRONLY
+                    | OFlags::CREATE
+                    | OFlags::TRUNC
+                    | OFlags::NOFOLLOW
+                    | OFlags::CLOEXEC,
+                mode,
+            )
+            .map_err(io_err)?;
+            let mut src = std::fs::File::from(src);
+            let mut dst = std::fs::File::from(dst);
+            std::io::copy(&mut src, &mut dst)?;
+            rustix::fs::fchown(
+                dst.as_fd(),
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(io_err)?;
+            // After chown, which clears set-id bits.
+            rustix::fs::fchmod(dst.as_fd(), mode).map_err(io_err)?;
+            let times = rustix::fs::Timestamps {
+                last_access: stat_time(stat.st_atime, stat.st_atime_nsec),
+                last_modification: stat_time(stat.st_mtime, stat.st_mtime_nsec),
+            };
+            rustix::fs::futimens(dst.as_fd(), &times).map_err(io_err)?;
+        }
+        FileType::Symlink => {
+            let link = rustix::fs::readlinkat(source_dir, name, Vec::new()).map_err(io_err)?;
+            match rustix::fs::unlinkat(target_dir, target_name, AtFlags::empty()) {
+                Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(io_err(e)),
+            }
+            rustix::fs::symlinkat(link.as_c_str(), target_dir, target_name).map_err(io_err)?;
+            rustix::fs::chownat(
+                target_dir,
+                target_name,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(io_err)?;
+        }
+        other => {
+            return Err(std::io::Error::other(format!(
+                "copying a {other:?} is not supported"
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn stat_time(secs: i64, nanos: u64) -> rustix::fs::Timespec {
+    rustix::fs::Timespec {
+        tv_sec: secs,
+        // Below one billion, so it fits whatever integer the platform uses.
+        tv_nsec: nanos.try_into().unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_split_at_the_first_colon() {
+        assert_eq!(
+            parse_location("layer:/a:b"),
+            Location {
+                layer: Some("layer".into()),
+                path: "/a:b".into()
+            }
+        );
+        assert_eq!(
+            parse_location("/host/path"),
+            Location {
+                layer: None,
+                path: "/host/path".into()
+            }
+        );
+    }
+
+    #[test]
+    fn chown_specs() {
+        assert_eq!(parse_chown("5").ok(), Some((5, 5)));
+        assert_eq!(parse_chown("5:6").ok(), Some((5, 6)));
+        assert_eq!(
+            parse_chown("x:6").err().map(|e| e.to_string()),
+            Some("error \"x\" as a numeric UID: invalid digit found in string".to_string())
+        );
+    }
+
+    #[test]
+    fn components_cannot_climb_above_the_root() {
+        assert_eq!(components("/../../etc/./x/"), ["etc", "x"]);
+        assert_eq!(components("a/../b"), ["b"]);
+        assert!(components("/").is_empty());
+    }
+
+    #[test]
+    fn layer_paths_do_not_follow_symlinks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).expect("symlink");
+        let side = Side {
+            root: dir.path().to_path_buf(),
+            follow: false,
+            mappings: IdMappings::default(),
+        };
+        assert!(open_dir(&side, &["link".to_string(), "x".to_string()], true).is_err());
+        assert!(!outside.path().join("x").exists());
+        assert!(open_dir(&side, &["made".to_string(), "deep".to_string()], true).is_ok());
+        assert!(dir.path().join("made/deep").is_dir());
+    }
+}

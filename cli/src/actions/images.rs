@@ -1,0 +1,223 @@
+//! Image commands: images, images-by-digest, image, create-image.
+
+use storage_host::images::ImageRecord;
+use storage_host::store::{ImageOptions, StoreError};
+
+use super::{metadata_param, print_json, print_json_nil_slice, CliError, Ctx};
+use crate::outln;
+
+/// The digests an image lists: its `digests` when the store computed them, else `digest`.
+fn digests(image: &ImageRecord) -> Vec<&str> {
+    if !image.digests.is_empty() {
+        image.digests.iter().map(String::as_str).collect()
+    } else if !image.digest.is_empty() {
+        vec![image.digest.as_str()]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The text `images` prints for a list of images.
+pub fn listing(images: &[ImageRecord], quiet: bool) -> String {
+    let mut out = String::new();
+    for image in images {
+        out.push_str(&format!("{}\n", image.id));
+        if quiet {
+            continue;
+        }
+        for name in &image.names {
+            out.push_str(&format!("\tname: {name}\n"));
+        }
+        for digest in digests(image) {
+            out.push_str(&format!("\tdigest: {digest}\n"));
+        }
+        for key in &image.big_data_names {
+            out.push_str(&format!("\tdata: {key}\n"));
+        }
+    }
+    out
+}
+
+fn print_listing(ctx: &mut Ctx<'_>, images: &[ImageRecord]) -> Result<(), CliError> {
+    if ctx.inv.json() {
+        return print_json_nil_slice(ctx.out, images);
+    }
+    let text = listing(images, ctx.inv.flags.bool("quiet"));
+    ctx.out
+        .write_all(text.as_bytes())
+        .map_err(|e| CliError::io("writing output", e))
+}
+
+/// `images [-q] [-j]`.
+pub fn images(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
+    let images = ctx.store.images()?;
+    print_listing(ctx, &images)?;
+    Ok(0)
+}
+
+/// Checks a digest the way go-digest's `Validate` does: `algorithm:hex` with the
+/// algorithm's length.
+pub fn validate_digest(d: &str) -> Result<(), String> {
+    let Some((algorithm, hex)) = d.split_once(':') else {
+        return Err("invalid checksum digest format".to_string());
+    };
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => return Err("unsupported digest algorithm".to_string()),
+    };
+    if hex.len() != len
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err("invalid checksum digest length".to_string());
+    }
+    Ok(())
+}
+
+/// `images-by-digest DIGEST`.
+pub fn images_by_digest(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
+    let mut found = Vec::new();
+    for arg in &ctx.inv.args {
+        if let Err(e) = validate_digest(arg) {
+            return Err(CliError::Message(format!("{arg}: {e}")));
+        }
+        found.extend(ctx.store.images_by_digest(arg)?);
+    }
+    if ctx.inv.json() {
+        // Upstream starts from an empty, non-nil slice here.
+        print_json(ctx.out, &found)?;
+    } else {
+        print_listing(ctx, &found)?;
+    }
+    Ok(0)
+}
+
+/// The text `image` prints for one image (size line given by the caller).
+pub fn describe_image(image: &ImageRecord, size: Result<i64, String>) -> String {
+    let mut lines = vec![format!("ID: {}", image.id)];
+    lines.extend(image.names.iter().map(|n| format!("Name: {n}")));
+    lines.push(format!("Top Layer: {}", image.top_layer));
+    lines.extend(
+        image
+            .mapped_top_layers
+            .iter()
+            .map(|l| format!("Top Layer: {l}")),
+    );
+    lines.extend(digests(image).into_iter().map(|d| format!("Digest: {d}")));
+    lines.extend(image.big_data_names.iter().map(|k| format!("Data: {k}")));
+    match size {
+        Ok(n) => lines.push(format!("Size: {n}")),
+        Err(e) => lines.push(format!("Size unknown: {e}")),
+    }
+    if image.read_only {
+        lines.push("Read Only: true".to_string());
+    }
+    lines.join("\n")
+}
+
+/// `image ID...`.
+pub fn image(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
+    let matched: Vec<ImageRecord> = ctx
+        .inv
+        .args
+        .iter()
+        .filter_map(|arg| ctx.store.image(arg).ok())
+        .collect();
+    if ctx.inv.json() {
+        print_json(ctx.out, &matched)?;
+    } else {
+        for image in &matched {
+            let size = image_size(ctx, image);
+            outln!(ctx.out, "{}", describe_image(image, size))?;
+        }
+    }
+    Ok(i32::from(matched.len() != ctx.inv.args.len()))
+}
+
+/// The size upstream's `ImageSize` reports: the sizes of the image's layer chain plus its
+/// big data. Computed here from the records, since the store has no size call.
+fn image_size(ctx: &Ctx<'_>, image: &ImageRecord) -> Result<i64, String> {
+    let mut total: i64 = image.big_data_sizes.values().sum();
+    let mut next = image.top_layer.clone();
+    let mut seen = std::collections::BTreeSet::new();
+    while !next.is_empty() && seen.insert(next.clone()) {
+        let layer = ctx
+            .store
+            .layer(&next)
+            .map_err(|e: StoreError| e.to_string())?;
+        total += layer.uncompressed_size.max(0);
+        next = layer.parent;
+    }
+    Ok(total)
+}
+
+/// `create-image [TOPLAYER]`.
+pub fn create_image(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
+    let flags = &ctx.inv.flags;
+    let opts = ImageOptions {
+        id: flags
+            .value("id")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        names: flags.list("name").to_vec(),
+        metadata: metadata_param(ctx.inv)?,
+        digest: flags
+            .value("digest")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    };
+    let top = ctx.inv.args.first().filter(|a| !a.is_empty()).cloned();
+    let image = ctx.store.create_image(top.as_deref(), &opts)?;
+    if ctx.inv.json() {
+        print_json(ctx.out, &image)?;
+    } else {
+        outln!(ctx.out, "{}", image.id)?;
+        for name in &image.names {
+            outln!(ctx.out, "\t{name}")?;
+        }
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_validation() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert!(validate_digest(&good).is_ok());
+        assert!(validate_digest("sha256:abc").is_err());
+        assert!(validate_digest("nocolon").is_err());
+        assert!(validate_digest(&format!("md5:{}", "a".repeat(32))).is_err());
+        assert!(validate_digest(&format!("sha256:{}", "A".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn listing_and_description() {
+        let image = ImageRecord {
+            id: "I".into(),
+            names: vec!["n".into()],
+            digest: "sha256:d".into(),
+            top_layer: "L".into(),
+            big_data_names: vec!["manifest".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            listing(std::slice::from_ref(&image), false),
+            "I\n\tname: n\n\tdigest: sha256:d\n\tdata: manifest\n"
+        );
+        assert_eq!(listing(std::slice::from_ref(&image), true), "I\n");
+        assert_eq!(
+            describe_image(&image, Ok(12)),
+            "ID: I\nName: n\nTop Layer: L\nDigest: sha256:d\nData: manifest\nSize: 12"
+        );
+        assert_eq!(
+            describe_image(&image, Err("boom".into())).lines().last(),
+            Some("Size unknown: boom")
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! What each command does: calls into the store and prints what upstream prints.
+//!
+//! An action returns the exit status, or an error that `main` prints as one line on stderr
+//! (exit 1). Actions that report per-argument errors themselves (delete, mount, ...) print
+//! them and return 1.
+
+pub mod containers;
+pub mod copy;
+pub mod data;
+pub mod delete;
+pub mod diff;
+pub mod images;
+pub mod layers;
+pub mod misc;
+pub mod mounts;
+pub mod names;
+pub mod unshare;
+
+use std::io::{Read, Write};
+
+use serde::Serialize;
+use storage_host::store::{Store, StoreError};
+
+use crate::parse::Invocation;
+
+/// What an action works with.
+pub struct Ctx<'a> {
+    /// The open store.
+    pub store: &'a Store,
+    /// The parsed command line.
+    pub inv: &'a Invocation,
+    /// Standard output.
+    pub out: &'a mut dyn Write,
+    /// Standard error.
+    pub err: &'a mut dyn Write,
+}
+
+/// A command's action.
+pub type Action = fn(&mut Ctx<'_>) -> Result<i32, CliError>;
+
+/// Errors an action reports.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading or writing a file or a standard stream failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command is parsed but its store operation does not exist yet.
+    #[error("storage: {0}: not implemented yet")]
+    NotImplemented(&'static str),
+    /// The ID-mapping flags are inconsistent or malformed.
+    #[error(transparent)]
+    IdMap(#[from] crate::idmaps::IdMapError),
+    /// A message of the CLI itself (bad flag combination, bad argument).
+    #[error("{0}")]
+    Message(String),
+}
+
+impl CliError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        CliError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Writes formatted text to an output, turning a write failure into a [`CliError`].
+#[macro_export]
+macro_rules! outln {
+    ($w:expr, $($arg:tt)*) => {
+        writeln!($w, $($arg)*).map_err(|e| $crate::actions::CliError::io("writing output", e))
+    };
+}
+
+/// Prints `value` as Go's `json.NewEncoder(os.Stdout).Encode` would: compact, newline.
+pub fn print_json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
+    let text = storage_host::gojson::to_string(value);
+    outln!(out, "{text}")
+}
+
+/// Prints a list that Go keeps in a slice that is nil when empty (`null`).
+pub fn print_json_nil_slice<T: Serialize>(
+    out: &mut dyn Write,
+    items: &[T],
+) -> Result<(), CliError> {
+    let text = storage_host::gojson::nil_slice_to_string(items);
+    outln!(out, "{text}")
+}
+
+/// Reads all of a file, or of standard input when `path` is `None`.
+pub fn read_input(path: Option<&str>) -> Result<Vec<u8>, CliError> {
+    let mut data = Vec::new();
+    match path {
+        Some(p) => {
+            data = std::fs::read(p).map_err(|e| CliError::io(format!("open {p}"), e))?;
+        }
+        None => {
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut data)
+                .map_err(|e| CliError::io("reading standard input", e))?;
+        }
+    }
+    Ok(data)
+}
+
+/// Opens a file for reading, or standard input when `path` is `None`.
+pub fn open_input(path: Option<&str>) -> Result<Box<dyn Read>, CliError> {
+    match path {
+        Some(p) => {
+            let f = std::fs::File::open(p).map_err(|e| CliError::io(format!("open {p}"), e))?;
+            Ok(Box::new(std::io::BufReader::new(f)))
+        }
+        None => Ok(Box::new(std::io::stdin())),
+    }
+}
+
+/// The metadata given by `-m` or read from `-f` (the file wins, as upstream).
+pub fn metadata_param(inv: &Invocation) -> Result<String, CliError> {
+    match inv.flags.value("metadata-file").filter(|p| !p.is_empty()) {
+        Some(path) => {
+            let bytes = read_input(Some(path))?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        }
+        None => Ok(inv.flags.value_or_empty("metadata").to_string()),
+    }
+}
+
+/// Formats a list of numbers as Go's `%v` of a slice: `[1 2 3]`.
+pub fn go_slice(values: &[u32]) -> String {
+    let inner: Vec<String> = values.iter().map(u32::to_string).collect();
+    format!("[{}]", inner.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_slice_format() {
+        assert_eq!(go_slice(&[]), "[]");
+        assert_eq!(go_slice(&[0, 1000, 65534]), "[0 1000 65534]");
+    }
+
+    #[test]
+    fn not_implemented_message() {
+        assert_eq!(
+            CliError::NotImplemented("check").to_string(),
+            "storage: check: not implemented yet"
+        );
+    }
+}

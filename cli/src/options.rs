@@ -1,0 +1,180 @@
+//! The store options a command runs with (spec §1.1 "Store options resolution", §6).
+//!
+//! When none of `--graph`, `--run`, `--storage-driver` and `--storage-opt` is given, the
+//! configuration file and environment decide everything. When any is given, the
+//! configuration file and `STORAGE_DRIVER`/`STORAGE_OPTS` are ignored for all four (spec
+//! quirk 9), and a missing root is the built-in default.
+
+use std::path::{Component, Path, PathBuf};
+
+use storage_host::config::{self, ConfigError, StoreOptions};
+
+use crate::flags::FlagValues;
+
+/// Whether any of the four flags that bypass the configuration has a non-empty value
+/// (upstream tests the resulting strings, so `--graph ""` counts as not given).
+pub fn bypasses_config(flags: &FlagValues) -> bool {
+    ["graph", "run", "storage-driver"]
+        .iter()
+        .any(|k| !flags.value_or_empty(k).is_empty())
+        || !flags.list("storage-opt").is_empty()
+}
+
+/// Resolves the options from the flags, loading the configuration with `load_default`
+/// only when no flag bypasses it. Relative roots are made absolute against `cwd`.
+pub fn resolve(
+    flags: &FlagValues,
+    cwd: &Path,
+    load_default: impl FnOnce() -> Result<StoreOptions, ConfigError>,
+) -> Result<StoreOptions, ConfigError> {
+    let mut opts = if bypasses_config(flags) {
+        let non_empty = |k: &str| Some(flags.value_or_empty(k)).filter(|v| !v.is_empty());
+        StoreOptions {
+            graph_root: PathBuf::from(non_empty("graph").unwrap_or(config::DEFAULT_GRAPH_ROOT)),
+            run_root: PathBuf::from(non_empty("run").unwrap_or(config::DEFAULT_RUN_ROOT)),
+            driver_name: non_empty("storage-driver").unwrap_or_default().to_string(),
+            driver_options: flags.list("storage-opt").to_vec(),
+            ..Default::default()
+        }
+    } else {
+        load_default()?
+    };
+    if let Some(image_store) = flags.value("image-store").filter(|v| !v.is_empty()) {
+        opts.image_store = Some(absolute(Path::new(image_store), cwd));
+    }
+    if flags.bool("transient-store") {
+        opts.transient_store = true;
+    }
+    // "overlay2" is the old name of the overlay driver; upstream rewrites it.
+    if opts.driver_name == "overlay2" {
+        opts.driver_name = "overlay".to_string();
+    }
+    opts.graph_root = absolute(&opts.graph_root, cwd);
+    opts.run_root = absolute(&opts.run_root, cwd);
+    Ok(opts)
+}
+
+/// Resolves the options of this process (real configuration files and environment);
+/// also returns the configuration's warnings (unknown keys), shown with `--debug`.
+pub fn resolve_for_process(flags: &FlagValues) -> Result<(StoreOptions, Vec<String>), ConfigError> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    let mut warnings = Vec::new();
+    let opts = resolve(flags, &cwd, || {
+        config::load_default_options().map(|loaded| {
+            warnings = loaded.warnings;
+            loaded.options
+        })
+    })?;
+    Ok((opts, warnings))
+}
+
+/// Go's `filepath.Abs`: joined with the working directory and cleaned lexically.
+fn absolute(path: &Path, cwd: &Path) -> PathBuf {
+    if path.as_os_str().is_empty() {
+        return PathBuf::new();
+    }
+    let joined = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        cwd.join(path)
+    };
+    let mut clean = PathBuf::from("/");
+    for component in joined.components() {
+        match component {
+            Component::Normal(part) => clean.push(part),
+            Component::ParentDir => {
+                clean.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    clean
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(pairs: &[(&'static str, &str)]) -> FlagValues {
+        let mut f = FlagValues::default();
+        for (k, v) in pairs {
+            f.push(k, v.to_string());
+        }
+        f
+    }
+
+    fn from_config() -> Result<StoreOptions, ConfigError> {
+        Ok(StoreOptions {
+            graph_root: "/conf/graph".into(),
+            run_root: "/conf/run".into(),
+            driver_name: "vfs".into(),
+            driver_options: vec!["vfs.ignore_chown_errors=true".into()],
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn no_flags_use_configuration() {
+        let o = resolve(&FlagValues::default(), Path::new("/cwd"), from_config).expect("ok");
+        assert_eq!(o.graph_root, Path::new("/conf/graph"));
+        assert_eq!(o.driver_name, "vfs");
+        assert_eq!(o.driver_options.len(), 1);
+    }
+
+    #[test]
+    fn any_flag_ignores_configuration_entirely() {
+        let o = resolve(
+            &flags(&[("storage-driver", "overlay")]),
+            Path::new("/cwd"),
+            || panic!("configuration must not be read"),
+        )
+        .expect("ok");
+        assert_eq!(o.graph_root, Path::new(config::DEFAULT_GRAPH_ROOT));
+        assert_eq!(o.run_root, Path::new(config::DEFAULT_RUN_ROOT));
+        assert_eq!(o.driver_name, "overlay");
+        assert!(o.driver_options.is_empty());
+
+        let o = resolve(
+            &flags(&[("storage-opt", "overlay.mountopt=nodev")]),
+            Path::new("/cwd"),
+            || panic!("configuration must not be read"),
+        )
+        .expect("ok");
+        assert_eq!(o.driver_name, "");
+        assert_eq!(o.driver_options, ["overlay.mountopt=nodev"]);
+    }
+
+    #[test]
+    fn empty_values_do_not_count() {
+        let o = resolve(&flags(&[("graph", "")]), Path::new("/cwd"), from_config).expect("ok");
+        assert_eq!(o.graph_root, Path::new("/conf/graph"));
+    }
+
+    #[test]
+    fn relative_roots_become_absolute() {
+        let o = resolve(
+            &flags(&[("graph", "g"), ("run", "./r"), ("image-store", "is")]),
+            Path::new("/cwd"),
+            from_config,
+        )
+        .expect("ok");
+        assert_eq!(o.graph_root, Path::new("/cwd/g"));
+        assert_eq!(o.run_root, Path::new("/cwd/r"));
+        assert_eq!(
+            absolute(Path::new("../x/./y/"), Path::new("/a/b")),
+            Path::new("/a/x/y")
+        );
+        assert_eq!(o.image_store.as_deref(), Some(Path::new("/cwd/is")));
+    }
+
+    #[test]
+    fn overlay2_is_overlay() {
+        let o = resolve(
+            &flags(&[("storage-driver", "overlay2")]),
+            Path::new("/"),
+            from_config,
+        )
+        .expect("ok");
+        assert_eq!(o.driver_name, "overlay");
+    }
+}

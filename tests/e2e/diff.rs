@@ -1,0 +1,117 @@
+//! Layer content: import-layer, changes, diffsize, diff, applydiff.
+
+use crate::harness::{gzip, id, tar_names, tar_of, Scratch};
+
+#[test]
+fn import_layer_and_changes() {
+    let s = Scratch::new();
+    let tar = tar_of(&[("dir/", b""), ("dir/a", b"aaaa"), ("b", b"bb")]);
+    let l = s.import_layer(&["--id", &id("imp"), "-n", "imported"], &tar);
+    let changes = s.ok(&["changes", "imported"]);
+    let mut lines: Vec<&str> = changes.lines().collect();
+    lines.sort_unstable();
+    assert_eq!(lines, ["Add \"/b\"", "Add \"/dir\"", "Add \"/dir/a\""]);
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["changes", "-j", &l])).unwrap();
+    assert!(v.as_array().unwrap().iter().all(|c| c["Kind"] == 1));
+    let size: u64 = s.ok(&["diffsize", &l]).trim().parse().unwrap();
+    assert!(size >= 6, "{size}");
+    assert_eq!(
+        s.ok(&["diff-size", &l]).trim().parse::<u64>().unwrap(),
+        size
+    );
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["layer", "-j", &l])).unwrap();
+    assert_eq!(v[0]["diff-size"], tar.len() as u64);
+}
+
+#[test]
+fn changes_quote_paths_like_go() {
+    let s = Scratch::new();
+    let tar = tar_of(&[("we\"ird\tname", b"x")]);
+    let l = s.import_layer(&[], &tar);
+    assert_eq!(s.ok(&["changes", &l]), "Add \"/we\\\"ird\\tname\"\n");
+}
+
+#[test]
+fn diff_recreates_the_imported_archive() {
+    let s = Scratch::new();
+    let tar = tar_of(&[("x/", b""), ("x/y", b"payload")]);
+    let l = s.import_layer(
+        &["-f", &{
+            let p = s.dir().join("layer.tar");
+            std::fs::write(&p, &tar).unwrap();
+            p.display().to_string()
+        }],
+        &[],
+    );
+    let o = s.run(&["diff", &l]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert_eq!(
+        o.stdout, tar,
+        "diff of an unmodified layer is the imported tar"
+    );
+    let o = s.run(&["diff", "-u", &l]);
+    assert_eq!(tar_names(&o.stdout), ["x/", "x/y"]);
+    let o = s.run(&["diff", "-c", &l]);
+    assert_eq!(&o.stdout[..2], &[0x1f, 0x8b]);
+    let out = s.dir().join("out.tar");
+    assert_eq!(
+        s.ok(&["diff", "-u", "-f", &out.display().to_string(), &l]),
+        ""
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), tar);
+    for flag in ["-b", "--bzip2", "--bz2", "-x", "--xz"] {
+        let o = s.fails(&["diff", flag, &l]);
+        assert!(
+            o.stderr.contains("unsupported compression format"),
+            "{flag}: {o:?}"
+        );
+    }
+}
+
+#[test]
+fn gzip_import_diffs_as_gzip_by_default() {
+    let s = Scratch::new();
+    let tar = tar_of(&[("z", b"zzz")]);
+    let l = s.import_layer(&[], &gzip(&tar));
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["layer", "-j", &l])).unwrap();
+    assert_eq!(v[0]["compression"], 2);
+    let o = s.run(&["diff", &l]);
+    assert_eq!(&o.stdout[..2], &[0x1f, 0x8b]);
+    assert_eq!(s.run(&["diff", "-u", &l]).stdout, tar);
+}
+
+#[test]
+fn applydiff_into_a_new_layer() {
+    let s = Scratch::new();
+    let l = s.create_layer(&["-n", "target"]);
+    s.ok_with_input(&["applydiff", "target"], &tar_of(&[("applied", b"yes")]));
+    assert_eq!(s.ok(&["changes", &l]), "Add \"/applied\"\n");
+    let f = s.dir().join("d.tar");
+    std::fs::write(&f, tar_of(&[("second", b"2")])).unwrap();
+    s.ok(&["apply-diff", "-f", &f.display().to_string(), &l]);
+    assert!(s.ok(&["changes", &l]).contains("Add \"/second\"\n"));
+}
+
+#[test]
+fn junk_input_fails_and_leaves_no_layer() {
+    let s = Scratch::new();
+    let o = s.run_with_input(
+        &["import-layer"],
+        b"this is not a tar archive at all, not even close............",
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(!o.stderr.is_empty());
+    assert_eq!(s.ok(&["layers", "-j"]), "null\n");
+    let l = s.create_layer(&[]);
+    let o = s.run_with_input(&["applydiff", &l], &[0xffu8; 700]);
+    assert_eq!(o.code, 1, "{o:?}");
+}
+
+#[test]
+fn changes_against_another_layer() {
+    let s = Scratch::new();
+    let a = s.import_layer(&[], &tar_of(&[("one", b"1")]));
+    let b = s.import_layer(&[a.as_str()], &tar_of(&[("two", b"2")]));
+    assert_eq!(s.ok(&["changes", &b]), "Add \"/two\"\n");
+    assert_eq!(s.ok(&["changes", &b, &a]), "Add \"/two\"\n");
+}

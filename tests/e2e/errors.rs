@@ -1,0 +1,77 @@
+//! Failure reporting: store initialisation errors, action errors, and the commands that
+//! are parsed but not implemented yet.
+
+use std::path::Path;
+
+use crate::harness::{run_bare, Scratch};
+
+#[test]
+fn unknown_driver_fails_initialisation_on_stdout() {
+    let s = Scratch::new();
+    let graph = s.graph().display().to_string();
+    let run = s.run_root().display().to_string();
+    let o = run_bare(&["--graph", &graph, "--run", &run, "-s", "bogus", "layers"]);
+    assert_eq!(o.code, 1);
+    assert!(o.out().starts_with("error initializing: "), "{o:?}");
+    assert!(o.out().contains("driver not supported"), "{o:?}");
+}
+
+#[test]
+fn bad_driver_option_fails_initialisation() {
+    let s = Scratch::new();
+    let o = s.run(&["--storage-opt", "overlay.bogus=1", "layers"]);
+    assert_eq!(o.code, 1);
+    assert!(o.out().starts_with("error initializing: "), "{o:?}");
+}
+
+#[test]
+fn action_errors_are_one_line_on_stderr() {
+    let s = Scratch::new();
+    let o = s.fails(&["get-names", "nothing-by-that-name"]);
+    assert_eq!(o.out(), "");
+    assert_eq!(o.stderr.lines().count(), 1, "{o:?}");
+}
+
+#[test]
+fn unimplemented_commands_say_so() {
+    let s = Scratch::new();
+    let dir = s.dir().display().to_string();
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("dedup", vec!["dedup", "--hash-method", "sha256"]),
+        (
+            "applydiff-using-staging-dir",
+            vec!["applydiff-using-staging-dir", "l", &dir],
+        ),
+    ];
+    for (name, args) in cases {
+        let o = s.fails(&args);
+        assert_eq!(
+            o.stderr,
+            format!("storage: {name}: not implemented yet\n"),
+            "{args:?}"
+        );
+        assert_eq!(o.out(), "");
+    }
+}
+
+#[test]
+fn unshare_runs_the_command_in_a_new_user_namespace() {
+    let s = Scratch::new();
+    let ours = std::fs::read_link("/proc/self/ns/user").unwrap();
+    let out = s.ok(&[
+        "unshare",
+        "sh",
+        "-c",
+        "readlink /proc/self/ns/user; cat /proc/self/uid_map; echo $_CONTAINERS_USERNS_CONFIGURED",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_ne!(Path::new(lines[0]), ours.as_path(), "{out}");
+    // Our own ID is 0 inside; there is no subordinate range on a bare machine, or more.
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "1"]
+    );
+    assert_eq!(lines.last(), Some(&"done"));
+    let o = s.fails(&["unshare", "false"]);
+    assert_eq!(o.stderr, "exit status 1\n");
+}

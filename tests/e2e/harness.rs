@@ -1,0 +1,295 @@
+//! Running the real `storage` binary against a scratch store.
+//!
+//! A [`Scratch`] owns a temporary directory holding a graph root and a run root. Mounts
+//! made by the tests are real, so dropping it runs `storage shutdown -f` and then detaches
+//! anything still mounted below the directory (deepest first) before the directory is
+//! removed, even when the test failed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The binary under test.
+pub const STORAGE: &str = env!("CARGO_BIN_EXE_storage");
+
+/// What one run of a command gave.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Exit status (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output, raw.
+    pub stdout: Vec<u8>,
+    /// Standard error, as text.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Standard output as text.
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Standard output parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.out()))
+    }
+}
+
+/// A graph root and run root in a temporary directory, with the driver to use.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    driver: String,
+    binary: PathBuf,
+}
+
+impl Scratch {
+    /// A scratch store for the `storage` binary with the overlay driver.
+    pub fn new() -> Scratch {
+        Scratch::with_binary(Path::new(STORAGE), "overlay")
+    }
+
+    /// A scratch store for another binary (the Go CLI) and driver.
+    pub fn with_binary(binary: &Path, driver: &str) -> Scratch {
+        let dir = tempfile::Builder::new()
+            .prefix("storage-e2e-")
+            .tempdir()
+            .expect("creating a temporary directory");
+        Scratch {
+            dir,
+            driver: driver.to_string(),
+            binary: binary.to_path_buf(),
+        }
+    }
+
+    /// The temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The graph root.
+    pub fn graph(&self) -> PathBuf {
+        self.dir.path().join("graph")
+    }
+
+    /// The run root.
+    pub fn run_root(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// The global flags selecting this store.
+    pub fn globals(&self) -> Vec<String> {
+        vec![
+            "--graph".into(),
+            self.graph().display().to_string(),
+            "--run".into(),
+            self.run_root().display().to_string(),
+            "--storage-driver".into(),
+            self.driver.clone(),
+        ]
+    }
+
+    /// Runs `storage <globals> args...` with `stdin` as standard input.
+    pub fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(self.globals())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run_command(cmd, stdin)
+    }
+
+    /// Runs `storage <globals> args...` with empty standard input.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_input(args, b"")
+    }
+
+    /// Runs a command that must succeed quietly; returns its standard output.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_success(args, &o);
+        o.out()
+    }
+
+    /// Like [`Scratch::ok`] with standard input.
+    pub fn ok_with_input(&self, args: &[&str], stdin: &[u8]) -> String {
+        let o = self.run_with_input(args, stdin);
+        assert_success(args, &o);
+        o.out()
+    }
+
+    /// Runs a command that must fail with status 1; returns what it gave.
+    pub fn fails(&self, args: &[&str]) -> Output {
+        let o = self.run(args);
+        assert_eq!(o.code, 1, "{args:?} should fail with 1: {o:?}");
+        o
+    }
+
+    /// Creates a layer and returns its ID.
+    pub fn create_layer(&self, args: &[&str]) -> String {
+        let mut full = vec!["create-layer"];
+        full.extend_from_slice(args);
+        first_line(&self.ok(&full))
+    }
+
+    /// Imports a layer from `tar` bytes and returns its ID.
+    pub fn import_layer(&self, args: &[&str], tar: &[u8]) -> String {
+        let mut full = vec!["import-layer"];
+        full.extend_from_slice(args);
+        first_line(&self.ok_with_input(&full, tar))
+    }
+}
+
+/// Runs `args` with the binary and no store flags.
+pub fn run_bare(args: &[&str]) -> Output {
+    let mut cmd = Command::new(STORAGE);
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_command(cmd, b"")
+}
+
+/// Runs `args` with the binary, no store flags, and extra environment variables.
+pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(STORAGE);
+    cmd.args(args)
+        .env_remove("STORAGE_DRIVER")
+        .env_remove("STORAGE_OPTS")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    run_command(cmd, b"")
+}
+
+fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
+    let mut child = cmd.spawn().expect("starting the binary");
+    if let Some(mut input) = child.stdin.take() {
+        // A command that does not read its input closes the pipe early: not an error.
+        let _ = input.write_all(stdin);
+    }
+    let out = child.wait_with_output().expect("waiting for the binary");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Asserts exit status 0 and an empty standard error.
+pub fn assert_success(args: &[&str], o: &Output) {
+    assert_eq!(o.code, 0, "{args:?} failed: {o:?}");
+    assert_eq!(o.stderr, "", "{args:?} wrote to stderr");
+}
+
+/// The first line of `text`.
+pub fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_string()
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.binary)
+            .args(self.globals())
+            .args(["shutdown", "-f"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        unmount_below(self.dir.path());
+    }
+}
+
+/// Detaches every mount at or below `dir`, deepest first.
+pub fn unmount_below(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<String> = info
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            if let Some(v) = s
+                .get(i + 1..i + 4)
+                .and_then(|o| u8::from_str_radix(o, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Builds an uncompressed tar from (path, contents) pairs; a path ending in `/` is a
+/// directory.
+pub fn tar_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data) in entries {
+        let mut header = tar::Header::new_gnu();
+        if path.ends_with('/') {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+        } else {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_size(data.len() as u64);
+        }
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_700_000_000);
+        builder
+            .append_data(&mut header, path, *data)
+            .expect("building a tar");
+    }
+    builder.into_inner().expect("finishing a tar")
+}
+
+/// gzip of `data`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(data).expect("compressing");
+    enc.finish().expect("compressing")
+}
+
+/// The entry names of an uncompressed tar.
+pub fn tar_names(data: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(data);
+    archive
+        .entries()
+        .expect("reading a tar")
+        .map(|e| {
+            e.expect("reading a tar entry")
+                .path()
+                .expect("entry path")
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
+/// A fixed 64-hex ID built from a short tag, so outputs can be compared.
+pub fn id(tag: &str) -> String {
+    let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{:0<64}", hex)
+}

@@ -1,0 +1,71 @@
+//! Names, metadata and existence: get/add/remove/set-names, metadata, set-metadata, exists.
+
+use crate::harness::{id, Scratch};
+
+#[test]
+fn names_commands() {
+    let s = Scratch::new();
+    let l = s.create_layer(&["--id", &id("named"), "-n", "first"]);
+    assert_eq!(s.ok(&["get-names", &l]), "first\n");
+    assert_eq!(
+        s.ok(&["add-names", "-n", "second", "-n", "third", "first"]),
+        ""
+    );
+    assert_eq!(s.ok(&["get-names", &l]), "first\nsecond\nthird\n");
+    let v: serde_json::Value =
+        serde_json::from_str(&s.ok(&["remove-names", "-j", "-n", "second", &l])).unwrap();
+    assert_eq!(v, serde_json::json!(["first", "third"]));
+    assert_eq!(s.ok(&["setnames", "-n", "only", &l]), "");
+    assert_eq!(s.ok(&["getnames", "-j", &l]), "[\"only\"]\n");
+    assert!(s.fails(&["get-names", "nope"]).stderr.contains("not"));
+}
+
+#[test]
+fn adding_a_taken_name_moves_it() {
+    let s = Scratch::new();
+    let a = s.create_layer(&["-n", "shared"]);
+    let b = s.create_layer(&[]);
+    s.ok(&["add-names", "-n", "shared", &b]);
+    assert_eq!(s.ok(&["get-names", &a]), "");
+    assert_eq!(s.ok(&["get-names", &b]), "shared\n");
+}
+
+#[test]
+fn metadata_commands() {
+    let s = Scratch::new();
+    let img = id("md");
+    s.ok(&["create-image", "--id", &img, "-n", "mdimg", "-m", "line\n"]);
+    assert_eq!(s.ok(&["metadata", "mdimg"]), "mdimg: line\n");
+    assert_eq!(s.ok(&["metadata", "-q", "mdimg"]), "line\n");
+    assert_eq!(s.ok(&["metadata", "-j", "mdimg"]), "{\"mdimg\":\"line\"}\n");
+    let o = s.fails(&["metadata", "mdimg", "nope"]);
+    assert_eq!(o.out(), "mdimg: line\nnope: \n");
+    let o = s.fails(&["set-metadata", &img]);
+    assert_eq!(o.stderr, "no new metadata provided\n");
+    s.ok(&["set-metadata", "-m", "new value", &img]);
+    assert_eq!(s.ok(&["metadata", "-q", &img]), "new value\n");
+    let f = s.dir().join("m");
+    std::fs::write(&f, "file value").unwrap();
+    s.ok(&["set-metadata", "-f", &f.display().to_string(), &img]);
+    assert_eq!(s.ok(&["metadata", "-q", &img]), "file value\n");
+}
+
+#[test]
+fn exists_semantics() {
+    let s = Scratch::new();
+    let l = s.create_layer(&["-n", "lay"]);
+    assert_eq!(s.ok(&["exists", "lay"]), "lay: true\n");
+    assert_eq!(s.ok(&["exists", "-l", &l]), format!("{l}: true\n"));
+    let o = s.fails(&["exists", "nope"]);
+    assert_eq!(o.out(), "nope: false\n");
+    // Spec quirk 3: the printed value ignores -i, the status does not.
+    let o = s.fails(&["exists", "-i", "lay"]);
+    assert_eq!(o.out(), "lay: true\n");
+    let o = s.fails(&["exists", "-c", "lay"]);
+    assert_eq!(o.out(), "lay: true\n");
+    let o = s.fails(&["exists", "-j", "lay", "nope"]);
+    assert_eq!(o.json(), serde_json::json!({"lay": true, "nope": false}));
+    let o = s.fails(&["exists", "-q", "nope"]);
+    assert_eq!(o.out(), "");
+    assert_eq!(s.ok(&["exists", "-q", "lay"]), "");
+}
