@@ -73,7 +73,13 @@ class Tool:
                 "--storage-driver", "overlay", *args]
 
     def cleanup(self):
+        """Unmounts everything of the current store and removes it, to free the tmpfs."""
         subprocess.run(self.cmd("shutdown", "-f"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = os.path.dirname(self.graph)
+        # The driver home stays a private bind mount after shutdown (upstream does the same).
+        subprocess.run(["umount", "-R", os.path.join(self.graph, "overlay")],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def make_inputs(work):
@@ -241,7 +247,8 @@ def main():
             for i in range(1, tool.count + 1):
                 tool.graph = os.path.join(work, f"{tool.name}-{i}", "g")
                 tool.run_root = os.path.join(work, f"{tool.name}-{i}", "r")
-                tool.cleanup()
+                if os.path.isdir(tool.graph):
+                    tool.cleanup()
         subprocess.run(["umount", "-R", work])
         os.rmdir(work)
 

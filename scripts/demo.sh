@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --workspace --locked
+cargo build --release --locked
 storage="$PWD/target/release/storage"
 export CONTAINERS_STORAGE_CONF="$PWD/storage.toml"
 

@@ -97,14 +97,14 @@ pub struct StoreOptions {
 /// The JSON form `storage config` prints: upstream's `StoreOptions` keys in upstream's order.
 #[derive(Serialize)]
 struct GoStoreOptions<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    runroot: &'a str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    runroot: String,
     #[serde(skip_serializing_if = "is_false")]
     transient_store: bool,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    root: &'a str,
-    #[serde(skip_serializing_if = "str::is_empty")]
-    imagestore: &'a str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    root: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    imagestore: String,
     #[serde(rename = "RootlessStoragePath")]
     rootless_storage_path: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
@@ -138,20 +138,19 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl StoreOptions {
-    /// The value `storage config` prints, shaped like upstream's JSON of `StoreOptions`.
-    pub fn to_go_json(&self) -> serde_json::Value {
+    /// What `storage config` prints: serializes with upstream's `StoreOptions` JSON keys, in
+    /// upstream's order.
+    pub fn to_go_json(&self) -> impl Serialize + '_ {
         let image_store = self
             .image_store
             .as_deref()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let graph_root = self.graph_root.to_string_lossy();
-        let run_root = self.run_root.to_string_lossy();
-        let go = GoStoreOptions {
-            runroot: &run_root,
+        GoStoreOptions {
+            runroot: self.run_root.to_string_lossy().into_owned(),
             transient_store: self.transient_store,
-            root: &graph_root,
-            imagestore: &image_store,
+            root: self.graph_root.to_string_lossy().into_owned(),
+            imagestore: image_store,
             rootless_storage_path: &self.rootless_storage_path,
             driver: &self.driver_name,
             driver_priority: &self.driver_priority,
@@ -163,8 +162,7 @@ impl StoreOptions {
             auto_userns_max_size: self.auto_ns_max_size,
             pull_options: (!self.pull_options.is_empty()).then_some(&self.pull_options),
             disable_volatile: self.disable_volatile,
-        };
-        serde_json::to_value(go).unwrap_or(serde_json::Value::Null)
+        }
     }
 }
 
@@ -246,9 +244,9 @@ pub fn parse_config(
         path: source.to_string(),
         message: message.lines().next().unwrap_or_default().to_string(),
     };
-    let root: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-        parse_err(e.message().to_string())
-    })?;
+    let root: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| parse_err(e.message().to_string()))?;
     let mut reader = TableReader {
         warnings: Vec::new(),
         source,
@@ -281,7 +279,8 @@ pub fn parse_config(
                 opts.image_store = (!s.is_empty()).then(|| s.into());
             }
             "rootless_storage_path" => {
-                opts.rootless_storage_path = reader.string("storage.rootless_storage_path", value)?
+                opts.rootless_storage_path =
+                    reader.string("storage.rootless_storage_path", value)?
             }
             "transient_store" => {
                 opts.transient_store = reader.boolean("storage.transient_store", value)?
@@ -611,15 +610,24 @@ mod tests {
     fn environment_overrides_driver_and_replaces_options() {
         let c = parse(
             "[storage]\ndriver = \"overlay\"\n[storage.options.overlay]\nmountopt = \"nodev\"\n",
-            &[("STORAGE_DRIVER", "vfs"), ("STORAGE_OPTS", "vfs.ignore_chown_errors=true,")],
+            &[
+                ("STORAGE_DRIVER", "vfs"),
+                ("STORAGE_OPTS", "vfs.ignore_chown_errors=true,"),
+            ],
         );
         assert_eq!(c.options.driver_name, "vfs");
-        assert_eq!(c.options.driver_options, vec!["vfs.ignore_chown_errors=true"]);
+        assert_eq!(
+            c.options.driver_options,
+            vec!["vfs.ignore_chown_errors=true"]
+        );
     }
 
     #[test]
     fn unknown_keys_are_warnings_not_errors() {
-        let c = parse("[storage]\nbogus = 1\n[storage.options]\nnope = \"x\"\n", &[]);
+        let c = parse(
+            "[storage]\nbogus = 1\n[storage.options]\nnope = \"x\"\n",
+            &[],
+        );
         assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
         assert!(c.warnings[0].contains("storage.bogus"));
     }
@@ -628,7 +636,10 @@ mod tests {
     fn wrong_types_and_bad_toml_are_one_line_errors() {
         let env = FakeEnv(vec![]);
         let e = parse_config("[storage]\ndriver = 3\n", "f", &env).expect_err("type error");
-        assert_eq!(e.to_string(), "parsing configuration file f: storage.driver must be a string");
+        assert_eq!(
+            e.to_string(),
+            "parsing configuration file f: storage.driver must be a string"
+        );
         let e = parse_config("[storage\n", "f", &env).expect_err("syntax error");
         assert!(!e.to_string().contains('\n'), "{e}");
     }
@@ -647,7 +658,10 @@ mod tests {
 
     #[test]
     fn explicit_config_path_wins_and_missing_file_is_an_error() {
-        let env = FakeEnv(vec![("CONTAINERS_STORAGE_CONF", "/nonexistent/storage.toml")]);
+        let env = FakeEnv(vec![(
+            "CONTAINERS_STORAGE_CONF",
+            "/nonexistent/storage.toml",
+        )]);
         assert_eq!(
             config_file_path(&env),
             Some(PathBuf::from("/nonexistent/storage.toml"))
@@ -659,7 +673,12 @@ mod tests {
     #[test]
     fn go_json_has_upstream_keys() {
         let c = parse(BUILTIN_CONFIG, &[]);
-        let v = c.options.to_go_json();
+        let text = crate::gojson::to_string(&c.options.to_go_json());
+        assert!(
+            text.starts_with(r#"{"runroot":"/run/containers/storage","root":"#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(v["driver"], "overlay");
         assert_eq!(v["root"], DEFAULT_GRAPH_ROOT);
         assert_eq!(v["runroot"], DEFAULT_RUN_ROOT);

@@ -12,7 +12,8 @@ use crate::driver::DriverError;
 /// Everything the store can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// No layer has that ID, name or ID prefix.
+    /// No layer has that ID, name or ID prefix; also what a lookup of any kind answers for
+    /// an unknown name (names, metadata, `delete`), as upstream's does.
     #[error("layer not known")]
     LayerUnknown,
     /// No image has that ID, name or ID prefix.
@@ -21,7 +22,7 @@ pub enum StoreError {
     /// No container has that ID, name or ID prefix.
     #[error("container not known")]
     ContainerUnknown,
-    /// The name is neither a layer, an image nor a container.
+    /// The name is neither a layer, an image nor a container (`set_metadata`, as upstream).
     #[error("identifier is not a layer, image, or container")]
     NotAnId,
     /// The name is not a container (delete-container).

@@ -32,12 +32,18 @@ impl IdMappings {
 
     /// Maps a container (uid, gid) pair to the host. `None` if either ID is not mapped.
     pub fn to_host(&self, uid: u32, gid: u32) -> Option<(u32, u32)> {
-        Some((map_id(&self.uids, uid, true)?, map_id(&self.gids, gid, true)?))
+        Some((
+            map_id(&self.uids, uid, true)?,
+            map_id(&self.gids, gid, true)?,
+        ))
     }
 
     /// Maps a host (uid, gid) pair into the container. `None` if either ID is not mapped.
     pub fn to_container(&self, uid: u32, gid: u32) -> Option<(u32, u32)> {
-        Some((map_id(&self.uids, uid, false)?, map_id(&self.gids, gid, false)?))
+        Some((
+            map_id(&self.uids, uid, false)?,
+            map_id(&self.gids, gid, false)?,
+        ))
     }
 }
 
@@ -70,8 +76,15 @@ mod tests {
 
     #[test]
     fn maps_both_ways_and_rejects_unmapped() {
-        let r = vec![IdMap { container_id: 0, host_id: 100000, size: 65536 }];
-        let m = IdMappings { uids: r.clone(), gids: r };
+        let r = vec![IdMap {
+            container_id: 0,
+            host_id: 100000,
+            size: 65536,
+        }];
+        let m = IdMappings {
+            uids: r.clone(),
+            gids: r,
+        };
         assert_eq!(m.to_host(0, 1), Some((100000, 100001)));
         assert_eq!(m.to_container(100005, 100000), Some((5, 0)));
         assert_eq!(m.to_host(70000, 0), None);

@@ -3,8 +3,9 @@
 //! as given and the tar inside it, record tar-split, log the owners, and hand the very
 //! same tar bytes to the driver.
 //!
-//! One thread does it all: the driver pulls the tar through a reader that digests each
-//! piece and feeds it to the tar-split [`Disassembler`] on its way. When the driver stops
+//! Two threads share the work: one reads, decompresses and digests the blob; the other
+//! pulls the tar through a reader that feeds each piece to the tar-split
+//! [`Disassembler`] on its way to the driver. When the driver stops
 //! reading early (the end-of-archive blocks are enough for it), the rest of the stream is
 //! read here, so digests, sizes and tar-split cover every byte, as Go's drain does. Memory
 //! stays bounded by the buffers, whatever the layer's size.
@@ -14,6 +15,7 @@
 //! ([`IngestError::TarSplit`]), or the driver fails ([`IngestError::Apply`]).
 
 use std::io::{self, Read, Write};
+use std::sync::mpsc;
 
 use crate::compress::{self, CompressError, Compression};
 use crate::digest::{Digester, DigestingReader};
@@ -69,61 +71,179 @@ pub enum IngestError {
 /// digests, sizes, compression and owner sets to record.
 ///
 /// `apply` may stop reading before the end; the rest is then read and recorded here. If
-/// `apply` fails, its error is returned, unless the failure came from the tar itself
-/// being unrecordable, which is then reported instead.
+/// `apply` fails, its error is returned, unless the failure came from the blob itself
+/// (it does not decompress, or the tar is unrecordable), which is then reported instead.
+///
+/// Reading, decompressing and digesting run on a second thread, handing the tar over in
+/// chunks through a small bounded channel, while this thread records tar-split and runs
+/// `apply`: on gzip input the two halves cost about the same, so an import takes about
+/// the time of the slower one. Memory stays bounded by the channel.
 pub fn ingest_layer(
-    input: &mut dyn Read,
+    input: &mut (dyn Read + Send),
     tarsplit_out: &mut dyn Write,
     apply: &mut dyn FnMut(&mut dyn Read) -> Result<u64, DriverError>,
 ) -> Result<DiffSummary, IngestError> {
-    let mut blob = Digester::new();
-    let mut tar = Digester::new();
-    let (compression, peeked) = compress::sniff(input)?;
-    let ids = {
-        let decompressed =
-            compress::decompressor(compression, DigestingReader::new(peeked, &mut blob))?;
+    std::thread::scope(|scope| {
+        let (chunks, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHANNEL_CHUNKS);
+        let producer = scope.spawn(move || produce(input, chunks));
         let mut tee = RecordingReader {
-            inner: DigestingReader::new(decompressed, &mut tar),
+            inner: ChunkReader {
+                receiver,
+                chunk: Vec::new(),
+                pos: 0,
+            },
             disassembler: Some(Disassembler::new(&mut *tarsplit_out)),
             failure: None,
         };
-        if let Err(err) = apply(&mut tee) {
-            return Err(match tee.failure.take() {
-                Some(tarsplit) => IngestError::TarSplit(tarsplit),
-                None => IngestError::Apply(err),
-            });
+        let consumed = consume(&mut tee, apply);
+        let failure = tee.failure.take();
+        let disassembler = tee.disassembler.take();
+        // Hang up before joining, so a producer blocked on a full channel stops.
+        drop(tee);
+        let produced = producer.join().unwrap_or_else(|_| {
+            Err(IngestError::Io {
+                context: "reading the layer",
+                source: io::Error::other("the reading thread panicked"),
+            })
+        });
+        if let Some(tarsplit) = failure {
+            return Err(IngestError::TarSplit(tarsplit));
         }
-        if let Err(source) = io::copy(&mut tee, &mut io::sink()) {
-            return Err(match tee.failure.take() {
-                Some(tarsplit) => IngestError::TarSplit(tarsplit),
-                None => IngestError::Io {
-                    context: "reading the rest of the layer",
-                    source,
-                },
-            });
-        }
-        let disassembler = tee.disassembler.take().ok_or(IngestError::Io {
+        let produced = produced?;
+        consumed?;
+        let disassembler = disassembler.ok_or(IngestError::Io {
             context: "recording tar-split",
             source: io::Error::other("disassembler already finished"),
         })?;
         let (_, ids) = disassembler.finish()?;
-        ids
-    };
-    let compressed_digest = blob.digest();
-    let uncompressed_digest = if compression == Compression::None {
-        compressed_digest.clone()
-    } else {
-        tar.digest()
-    };
-    Ok(DiffSummary {
-        compressed_digest,
-        compressed_size: blob.count(),
-        uncompressed_digest,
-        uncompressed_size: tar.count(),
-        compression,
-        uids: ids.uids,
-        gids: ids.gids,
+        let uncompressed_digest = if produced.compression == Compression::None {
+            produced.compressed_digest.clone()
+        } else {
+            produced.uncompressed_digest
+        };
+        Ok(DiffSummary {
+            compressed_digest: produced.compressed_digest,
+            compressed_size: produced.compressed_size,
+            uncompressed_digest,
+            uncompressed_size: produced.uncompressed_size,
+            compression: produced.compression,
+            uids: ids.uids,
+            gids: ids.gids,
+        })
     })
+}
+
+/// How many chunks may wait between the reading thread and the applying one.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// The size of one chunk of tar handed over.
+const CHUNK_SIZE: usize = 256 * 1024;
+
+/// What the reading thread measured.
+struct Produced {
+    compression: Compression,
+    compressed_digest: String,
+    compressed_size: u64,
+    uncompressed_digest: String,
+    uncompressed_size: u64,
+}
+
+/// The reading thread: sniffs, decompresses and digests `input`, and sends the tar in
+/// chunks. A read error is sent on too, so the applying side stops at the same place.
+fn produce(
+    input: &mut (dyn Read + Send),
+    chunks: mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> Result<Produced, IngestError> {
+    let mut blob = Digester::new();
+    let mut tar = Digester::new();
+    let (compression, peeked) = compress::sniff(input)?;
+    {
+        let mut decompressed =
+            compress::decompressor(compression, DigestingReader::new(peeked, &mut blob))?;
+        loop {
+            let mut chunk = vec![0u8; CHUNK_SIZE];
+            let n = match read_some(&mut decompressed, &mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(source) => {
+                    let message = source.to_string();
+                    let _ = chunks.send(Err(io::Error::new(source.kind(), message)));
+                    return Err(IngestError::Io {
+                        context: "reading the layer",
+                        source,
+                    });
+                }
+            };
+            chunk.truncate(n);
+            tar.update(&chunk);
+            if chunks.send(Ok(chunk)).is_err() {
+                // The applying side stopped (it failed): its error is the one to report.
+                break;
+            }
+        }
+    }
+    Ok(Produced {
+        compression,
+        compressed_digest: blob.digest(),
+        compressed_size: blob.count(),
+        uncompressed_digest: tar.digest(),
+        uncompressed_size: tar.count(),
+    })
+}
+
+/// Reads until `buf` is full or the input ends, so chunks are large whatever the decoder
+/// hands out per call.
+fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The applying thread: runs `apply` over the tar and reads whatever it left, so digests,
+/// sizes and tar-split cover every byte, as Go's drain does.
+fn consume<R: Read>(
+    tee: &mut R,
+    apply: &mut dyn FnMut(&mut dyn Read) -> Result<u64, DriverError>,
+) -> Result<(), IngestError> {
+    apply(tee).map_err(IngestError::Apply)?;
+    io::copy(tee, &mut io::sink()).map_err(|source| IngestError::Io {
+        context: "reading the rest of the layer",
+        source,
+    })?;
+    Ok(())
+}
+
+/// Reads the chunks the reading thread sends, in order.
+struct ChunkReader {
+    receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.receiver.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk?;
+                    self.pos = 0;
+                }
+                // The sender is gone: the end of the tar.
+                Err(mpsc::RecvError) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// Passes the tar through to the driver, feeding every piece to the disassembler. A

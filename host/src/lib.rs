@@ -9,6 +9,8 @@
 //! detect compression.
 
 pub mod atomic;
+#[cfg(feature = "components")]
+pub mod component;
 pub mod compress;
 pub mod config;
 pub mod confined;

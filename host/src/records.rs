@@ -213,6 +213,43 @@ impl<T: Record> RecordSet<T> {
     }
 }
 
+/// The record `name` resolves to in the first of `sets` that knows it: lookups try the
+/// writable store before the read-only ones.
+pub fn find_in_sets<'a, T: Record + 'a>(
+    sets: impl IntoIterator<Item = &'a RecordSet<T>>,
+    name: &str,
+) -> Option<&'a T> {
+    sets.into_iter().find_map(|s| s.get(name))
+}
+
+/// Every record of `sets`, in order.
+pub fn all_in_sets<'a, T: Record + 'a>(sets: impl IntoIterator<Item = &'a RecordSet<T>>) -> Vec<T> {
+    sets.into_iter()
+        .flat_map(|s| s.records.iter().cloned())
+        .collect()
+}
+
+/// The ID and names of a new record: the ID asked for (a random one when none or empty
+/// was asked) and the names without repeats. Refused when the writable set or a
+/// read-only one has the ID, or when the writable set has one of the names (a read-only
+/// store's names may be shadowed).
+pub fn new_identity<T: Record>(
+    asked_id: Option<&str>,
+    names: &[String],
+    writable: &RecordSet<T>,
+    read_only: &[RecordSet<T>],
+) -> Result<(String, Vec<String>)> {
+    let id = id_or_random(asked_id);
+    if writable.has_id(&id) || read_only.iter().any(|s| s.has_id(&id)) {
+        return Err(StoreError::DuplicateId);
+    }
+    let names = dedup(names);
+    if names.iter().any(|n| writable.has_name(n)) {
+        return Err(StoreError::DuplicateName);
+    }
+    Ok((id, names))
+}
+
 /// Removes duplicates, keeping the first of each.
 pub fn dedup(names: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(names.len());
@@ -222,6 +259,14 @@ pub fn dedup(names: &[String]) -> Vec<String> {
         }
     }
     out
+}
+
+/// The ID asked for, or a random one when none or an empty one was asked.
+pub fn id_or_random(asked: Option<&str>) -> String {
+    match asked {
+        Some(id) if !id.is_empty() => id.to_string(),
+        _ => random_id(),
+    }
 }
 
 /// A new random 64-hex-digit ID.
@@ -289,6 +334,45 @@ mod tests {
         assert!(set.records[0].names.is_empty());
         assert_eq!(set.records[1].names, vec!["x"]);
         assert!(!set.resolve_duplicate_names());
+    }
+
+    #[test]
+    fn lookups_prefer_the_first_set_and_new_identities_are_unique() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut rw: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("rw.json"), None);
+        let mut ro: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("ro.json"), None);
+        rw.records = vec![layer("aaa", &["shared"])];
+        ro.records = vec![layer("bbb", &["shared", "ro-only"])];
+        let sets = || [&rw, &ro];
+        assert_eq!(
+            find_in_sets(sets(), "shared").map(|l| l.id.as_str()),
+            Some("aaa")
+        );
+        assert_eq!(
+            find_in_sets(sets(), "ro-only").map(|l| l.id.as_str()),
+            Some("bbb")
+        );
+        assert!(find_in_sets(sets(), "nope").is_none());
+
+        let ro_sets = std::slice::from_ref(&ro);
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (id, got) = new_identity(Some("ccc"), &names(&["x", "y", "x"]), &rw, ro_sets)
+            .expect("new identity");
+        assert_eq!((id.as_str(), got), ("ccc", names(&["x", "y"])));
+        let (random, _) = new_identity(Some(""), &[], &rw, ro_sets).expect("random");
+        assert_eq!(random.len(), 64);
+        for taken in ["aaa", "bbb"] {
+            assert!(matches!(
+                new_identity(Some(taken), &[], &rw, ro_sets),
+                Err(StoreError::DuplicateId)
+            ));
+        }
+        assert!(matches!(
+            new_identity(None, &names(&["shared"]), &rw, ro_sets),
+            Err(StoreError::DuplicateName)
+        ));
+        // A read-only store's name may be taken by a new writable record.
+        assert!(new_identity(None, &names(&["ro-only"]), &rw, ro_sets).is_ok());
     }
 
     #[test]

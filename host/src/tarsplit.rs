@@ -284,8 +284,11 @@ struct JsonEntry {
 /// Reads the records of a tar-split stream, in order: gzip of JSON lines as stored on
 /// disk, or the JSON lines already decompressed (told apart by the gzip magic).
 pub struct TarSplitReader<R: Read> {
-    stream:
-        serde_json::StreamDeserializer<'static, serde_json::de::IoRead<MaybeGzip<R>>, JsonEntry>,
+    stream: serde_json::StreamDeserializer<
+        'static,
+        serde_json::de::IoRead<io::BufReader<MaybeGzip<R>>>,
+        JsonEntry,
+    >,
 }
 
 /// The tar-split bytes, gunzipped when they are gzip.
@@ -319,8 +322,14 @@ impl<R: Read> TarSplitReader<R> {
             Err(CompressError::Io { source, .. }) => MaybeGzip::Failed(Some(source)),
             Err(other) => MaybeGzip::Failed(Some(io::Error::other(other.to_string()))),
         };
+        // serde_json pulls one byte at a time from an `io::Read`: buffer it, or every byte
+        // becomes a call into the gzip decoder.
         TarSplitReader {
-            stream: serde_json::Deserializer::from_reader(source).into_iter(),
+            stream: serde_json::Deserializer::from_reader(io::BufReader::with_capacity(
+                64 * 1024,
+                source,
+            ))
+            .into_iter(),
         }
     }
 

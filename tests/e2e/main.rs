@@ -8,11 +8,14 @@ mod harness;
 
 mod check;
 mod compat;
+mod concurrency;
 mod containers;
 mod copy;
+mod crash;
 mod data;
 mod diff;
 mod errors;
+mod hostile;
 mod images;
 mod layers;
 mod mounts;

@@ -17,7 +17,7 @@ fn names_commands() {
     assert_eq!(v, serde_json::json!(["first", "third"]));
     assert_eq!(s.ok(&["setnames", "-n", "only", &l]), "");
     assert_eq!(s.ok(&["getnames", "-j", &l]), "[\"only\"]\n");
-    assert!(s.fails(&["get-names", "nope"]).stderr.contains("not"));
+    assert_eq!(s.fails(&["get-names", "nope"]).stderr, "layer not known\n");
 }
 
 #[test]

@@ -115,7 +115,7 @@ pub fn read_input(path: Option<&str>) -> Result<Vec<u8>, CliError> {
 }
 
 /// Opens a file for reading, or standard input when `path` is `None`.
-pub fn open_input(path: Option<&str>) -> Result<Box<dyn Read>, CliError> {
+pub fn open_input(path: Option<&str>) -> Result<Box<dyn Read + Send>, CliError> {
     match path {
         Some(p) => {
             let f = std::fs::File::open(p).map_err(|e| CliError::io(format!("open {p}"), e))?;

@@ -70,11 +70,13 @@ pub fn check(run_home: &Path, feature: &str, probe: impl FnOnce() -> Result<(), 
 
 /// Whether readdir on `dir` reports file types (overlay needs d_type).
 pub fn supports_d_type(dir: &Path) -> io::Result<bool> {
-    let probe = dir.join("d_type-probe");
+    // Per process: concurrent inits sharing one name removed each other's probe.
+    let name = format!("d_type-probe-{}", std::process::id());
+    let probe = dir.join(&name);
     std::fs::write(&probe, b"")?;
     let result = std::fs::read_dir(dir)?
         .flatten()
-        .find(|e| e.file_name() == "d_type-probe")
+        .find(|e| e.file_name() == name.as_str())
         .map(|e| e.file_type().is_ok());
     let _ = std::fs::remove_file(&probe);
     Ok(result.unwrap_or(false))

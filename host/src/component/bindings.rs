@@ -14,3 +14,18 @@ wasmtime::component::bindgen!({
         "storage:plugin/streams.output-stream": super::host_fs::LentOutput,
     },
 });
+
+/// Host bindings of the `driver-plugin` world; the interfaces it shares with the archive world
+/// are the ones above, so a lent directory or stream is the same host type in both.
+pub mod driver {
+    wasmtime::component::bindgen!({
+        world: "driver-plugin",
+        path: "../wit",
+        with: {
+            "storage:plugin/types": super::storage::plugin::types,
+            "storage:plugin/streams": super::storage::plugin::streams,
+            "storage:plugin/filesystem": super::storage::plugin::filesystem,
+            "storage:plugin/archive-types": super::storage::plugin::archive_types,
+        },
+    });
+}

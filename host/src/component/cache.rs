@@ -98,8 +98,7 @@ impl ComponentCache {
                     // and sits in a root-only directory, owned by root and not writable by
                     // others: this host wrote it with `Engine::precompile_component` (module
                     // docs). wasmtime checks the header against the engine on top.
-                    if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) }
-                    {
+                    if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
                         return Ok((component, true));
                     }
                 }
@@ -129,9 +128,9 @@ impl ComponentCache {
                 "not owned by root or writable by others: not used",
             )));
         }
-        let bytes = component.serialize().map_err(|e| {
-            cache_error(std::io::Error::other(format!("serialize: {e:#}")))
-        })?;
+        let bytes = component
+            .serialize()
+            .map_err(|e| cache_error(std::io::Error::other(format!("serialize: {e:#}"))))?;
         // A name of this process: a concurrent writer of the same artifact uses another one,
         // and the renames are atomic, so a reader sees a whole artifact or none.
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));

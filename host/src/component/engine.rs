@@ -43,7 +43,9 @@ impl EpochTicker {
             })
             .map(|_| ())
             // Without a ticker no deadline fires; the runtime still works, so say so and go on.
-            .unwrap_or_else(|e| eprintln!("storage: cannot start the component deadline timer: {e}"));
+            .unwrap_or_else(|e| {
+                eprintln!("storage: cannot start the component deadline timer: {e}")
+            });
         EpochTicker { stop }
     }
 }
@@ -70,6 +72,9 @@ pub struct LoadedComponent {
     pub digest: String,
     /// Whether the compiled code came from the cache (no compile).
     pub from_cache: bool,
+    /// The `storage:plugin` package version the component was built against (what
+    /// `storage status` reports; equal to the host's, or the load was refused).
+    pub wit_version: String,
     /// The compiled component.
     pub component: Component,
 }
@@ -117,10 +122,17 @@ impl Runtime {
             .map(|(import, _)| import.to_string())
             .collect();
         policy::check_imports(name, imports.iter().map(String::as_str))?;
+        let wit_version = imports
+            .iter()
+            .find_map(|import| import.strip_prefix("storage:plugin/"))
+            .and_then(|rest| rest.split_once('@'))
+            .map(|(_, version)| version.to_string())
+            .unwrap_or_default();
         Ok(LoadedComponent {
             name: name.to_string(),
             digest,
             from_cache,
+            wit_version,
             component,
         })
     }

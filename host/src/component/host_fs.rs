@@ -31,7 +31,13 @@ pub struct HostState {
     pub table: ResourceTable,
     /// Memory limit of the guest.
     pub limiter: PluginLimiter,
+    /// Directories the guest opened itself (`open-dir`) and still holds: each holds two file
+    /// descriptors of the host, so their number is bounded.
+    opened_dirs: usize,
 }
+
+/// How many directories a guest may hold open through `open-dir` at once.
+pub const MAX_OPENED_DIRS: usize = 256;
 
 /// A directory lent to the guest.
 pub struct LentDir {
@@ -39,6 +45,8 @@ pub struct LentDir {
     /// The same directory as an `O_PATH` handle, for the driver extras.
     root: OwnedFd,
     display: PathBuf,
+    /// Opened by the guest through `open-dir` (counted against [`MAX_OPENED_DIRS`]).
+    opened_by_guest: bool,
 }
 
 impl LentDir {
@@ -61,7 +69,18 @@ impl LentDir {
             confined,
             root,
             display,
+            opened_by_guest: false,
         })
+    }
+
+    /// The confined handle, for the host's own walks.
+    pub(crate) fn confined_mut(&mut self) -> &mut Confined {
+        &mut self.confined
+    }
+
+    /// A second, independent handle on the same directory (for a copy within one directory).
+    fn duplicate(&self) -> io::Result<Self> {
+        Self::from_fd(self.root.try_clone()?, self.display.clone())
     }
 
     /// The directory, for messages.
@@ -70,12 +89,14 @@ impl LentDir {
     }
 
     /// Opens `path` beneath the root with `flags`, never following the last component.
-    fn open_beneath(&self, path: &[u8], flags: OFlags, mode: u32) -> Result<OwnedFd, types::FsError> {
-        let path: &std::ffi::OsStr = std::os::unix::ffi::OsStrExt::from_bytes(if path.is_empty() {
-            b"."
-        } else {
-            path
-        });
+    pub(crate) fn open_beneath(
+        &self,
+        path: &[u8],
+        flags: OFlags,
+        mode: u32,
+    ) -> Result<OwnedFd, types::FsError> {
+        let path: &std::ffi::OsStr =
+            std::os::unix::ffi::OsStrExt::from_bytes(if path.is_empty() { b"." } else { path });
         rustix::fs::openat2(
             &self.root,
             path,
@@ -249,7 +270,7 @@ fn errno_error(e: rustix::io::Errno, what: &str) -> types::FsError {
     }
 }
 
-fn io_error(e: io::Error, what: &str) -> types::FsError {
+pub(crate) fn io_error(e: io::Error, what: &str) -> types::FsError {
     match e.raw_os_error() {
         Some(raw) => errno_error(rustix::io::Errno::from_raw_os_error(raw), what),
         None => other_error(format!("{what}: {e}")),
@@ -264,16 +285,44 @@ fn missing(e: wasmtime::component::ResourceTableError) -> types::FsError {
 
 type FsResult<T> = Result<T, types::FsError>;
 
+/// Refuses a path the archive traits never produce: absolute, or with an empty, `.` or `..`
+/// component, or a NUL byte. The confined directory resolves parents beneath itself, but the
+/// last component goes to `*at` calls as is, and `..` there would name the parent of the lent
+/// directory: the guest is not trusted to have cleaned its paths.
+pub fn check_path(path: &[u8]) -> FsResult<()> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    let bad = path.contains(&0)
+        || path
+            .split(|b| *b == b'/')
+            .any(|c| c.is_empty() || c == b"." || c == b"..");
+    if bad {
+        return Err(types::FsError {
+            kind: types::FsErrorKind::PathEscape,
+            errno: 0,
+            message: format!(
+                "path {:?} is not a clean relative path",
+                String::from_utf8_lossy(path)
+            ),
+        });
+    }
+    Ok(())
+}
+
 impl HostState {
     /// A state with an empty table.
     pub fn new(limiter: PluginLimiter) -> Self {
         HostState {
             table: ResourceTable::new(),
             limiter,
+            opened_dirs: 0,
         }
     }
 
-    fn dir(&mut self, handle: &Resource<LentDir>) -> FsResult<&mut LentDir> {
+    /// The lent directory of `handle`, after checking the `path` about to be used in it.
+    fn dir(&mut self, handle: &Resource<LentDir>, path: &[u8]) -> FsResult<&mut LentDir> {
+        check_path(path)?;
         self.table.get_mut(handle).map_err(missing)
     }
 
@@ -304,6 +353,8 @@ impl HostState {
 }
 
 impl types::Host for HostState {}
+
+impl super::bindings::storage::plugin::archive_types::Host for HostState {}
 
 impl streams::Host for HostState {}
 
@@ -363,7 +414,7 @@ impl filesystem::Host for HostState {}
 
 impl filesystem::HostDirectory for HostState {
     fn lstat(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<Option<types::FileStat>> {
-        let d = self.dir(&h)?;
+        let d = self.dir(&h, &path)?;
         d.confined
             .lstat(&path)
             .map(|st| st.map(stat_to_wit))
@@ -371,7 +422,7 @@ impl filesystem::HostDirectory for HostState {
     }
 
     fn read_dir(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<Vec<types::DirEntry>> {
-        let d = self.dir(&h)?;
+        let d = self.dir(&h, &path)?;
         d.confined
             .read_dir(&path)
             .map(|entries| {
@@ -388,7 +439,10 @@ impl filesystem::HostDirectory for HostState {
     }
 
     fn readlink(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<Vec<u8>> {
-        self.dir(&h)?.confined.readlink(&path).map_err(error_to_wit)
+        self.dir(&h, &path)?
+            .confined
+            .readlink(&path)
+            .map_err(error_to_wit)
     }
 
     fn read_file(
@@ -400,7 +454,7 @@ impl filesystem::HostDirectory for HostState {
     ) -> FsResult<Vec<u8>> {
         let mut buf = vec![0u8; len.min(1 << 20) as usize];
         let n = self
-            .dir(&h)?
+            .dir(&h, &path)?
             .confined
             .read_file(&path, offset, &mut buf)
             .map_err(error_to_wit)?;
@@ -415,6 +469,7 @@ impl filesystem::HostDirectory for HostState {
         len: u64,
         out: Resource<LentOutput>,
     ) -> FsResult<()> {
+        check_path(&path)?;
         self.with_output(&h, &out, |d, w| {
             d.confined
                 .copy_file_to_output(&path, len, w)
@@ -428,18 +483,24 @@ impl filesystem::HostDirectory for HostState {
         path: Vec<u8>,
         name: String,
     ) -> FsResult<Option<Vec<u8>>> {
-        self.dir(&h)?
+        self.dir(&h, &path)?
             .confined
             .get_xattr(&path, &name)
             .map_err(error_to_wit)
     }
 
     fn list_xattrs(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<Vec<String>> {
-        self.dir(&h)?.confined.list_xattrs(&path).map_err(error_to_wit)
+        self.dir(&h, &path)?
+            .confined
+            .list_xattrs(&path)
+            .map_err(error_to_wit)
     }
 
     fn mkdir(&mut self, h: Resource<LentDir>, path: Vec<u8>, mode: u32) -> FsResult<()> {
-        self.dir(&h)?.confined.mkdir(&path, mode).map_err(error_to_wit)
+        self.dir(&h, &path)?
+            .confined
+            .mkdir(&path, mode)
+            .map_err(error_to_wit)
     }
 
     fn write_file_from_input(
@@ -450,6 +511,7 @@ impl filesystem::HostDirectory for HostState {
         len: u64,
         input: Resource<LentInput>,
     ) -> FsResult<()> {
+        check_path(&path)?;
         let mut reader = self
             .table
             .get_mut(&input)
@@ -471,14 +533,15 @@ impl filesystem::HostDirectory for HostState {
     }
 
     fn symlink(&mut self, h: Resource<LentDir>, target: Vec<u8>, path: Vec<u8>) -> FsResult<()> {
-        self.dir(&h)?
+        self.dir(&h, &path)?
             .confined
             .symlink(&target, &path)
             .map_err(error_to_wit)
     }
 
     fn hardlink(&mut self, h: Resource<LentDir>, target: Vec<u8>, path: Vec<u8>) -> FsResult<()> {
-        self.dir(&h)?
+        check_path(&target)?;
+        self.dir(&h, &path)?
             .confined
             .hardlink(&target, &path)
             .map_err(error_to_wit)
@@ -493,25 +556,31 @@ impl filesystem::HostDirectory for HostState {
         major: u32,
         minor: u32,
     ) -> FsResult<()> {
-        self.dir(&h)?
+        self.dir(&h, &path)?
             .confined
             .mknod(&path, kind_from_wit(kind), mode, major, minor)
             .map_err(error_to_wit)
     }
 
     fn mkfifo(&mut self, h: Resource<LentDir>, path: Vec<u8>, mode: u32) -> FsResult<()> {
-        self.dir(&h)?.confined.mkfifo(&path, mode).map_err(error_to_wit)
+        self.dir(&h, &path)?
+            .confined
+            .mkfifo(&path, mode)
+            .map_err(error_to_wit)
     }
 
     fn lchown(&mut self, h: Resource<LentDir>, path: Vec<u8>, uid: u32, gid: u32) -> FsResult<()> {
-        self.dir(&h)?
+        self.dir(&h, &path)?
             .confined
             .lchown(&path, uid, gid)
             .map_err(error_to_wit)
     }
 
     fn chmod(&mut self, h: Resource<LentDir>, path: Vec<u8>, mode: u32) -> FsResult<()> {
-        self.dir(&h)?.confined.chmod(&path, mode).map_err(error_to_wit)
+        self.dir(&h, &path)?
+            .confined
+            .chmod(&path, mode)
+            .map_err(error_to_wit)
     }
 
     fn set_xattr(
@@ -521,14 +590,14 @@ impl filesystem::HostDirectory for HostState {
         name: String,
         value: Vec<u8>,
     ) -> FsResult<()> {
-        self.dir(&h)?
+        self.dir(&h, &path)?
             .confined
             .set_xattr(&path, &name, &value)
             .map_err(error_to_wit)
     }
 
     fn remove_xattr(&mut self, h: Resource<LentDir>, path: Vec<u8>, name: String) -> FsResult<()> {
-        self.dir(&h)?
+        self.dir(&h, &path)?
             .confined
             .remove_xattr(&path, &name)
             .map_err(error_to_wit)
@@ -541,37 +610,53 @@ impl filesystem::HostDirectory for HostState {
         atime: types::Timestamp,
         mtime: types::Timestamp,
     ) -> FsResult<()> {
-        self.dir(&h)?
+        self.dir(&h, &path)?
             .confined
             .set_times(&path, time_from_wit(atime), time_from_wit(mtime))
             .map_err(error_to_wit)
     }
 
     fn remove(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<()> {
-        self.dir(&h)?.confined.remove(&path).map_err(error_to_wit)
+        self.dir(&h, &path)?
+            .confined
+            .remove(&path)
+            .map_err(error_to_wit)
     }
 
     fn remove_all(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<()> {
-        self.dir(&h)?.confined.remove_all(&path).map_err(error_to_wit)
+        self.dir(&h, &path)?
+            .confined
+            .remove_all(&path)
+            .map_err(error_to_wit)
     }
 
     fn rename(&mut self, h: Resource<LentDir>, from: Vec<u8>, to: Vec<u8>) -> FsResult<()> {
-        self.dir(&h)?
+        check_path(&to)?;
+        self.dir(&h, &from)?
             .confined
             .rename(&from, &to)
             .map_err(error_to_wit)
     }
 
     fn open_dir(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<Resource<LentDir>> {
-        let d = self.dir(&h)?;
+        if self.opened_dirs >= MAX_OPENED_DIRS {
+            return Err(other_error(format!(
+                "open-dir: more than {MAX_OPENED_DIRS} directories open at once"
+            )));
+        }
+        let d = self.dir(&h, &path)?;
         let fd = d.open_beneath(&path, OFlags::PATH | OFlags::DIRECTORY, 0)?;
         let display = d.display.join(std::ffi::OsStr::new(
             &String::from_utf8_lossy(&path).into_owned(),
         ));
-        let lent = LentDir::from_fd(fd, display).map_err(|e| io_error(e, "open-dir"))?;
-        self.table
+        let mut lent = LentDir::from_fd(fd, display).map_err(|e| io_error(e, "open-dir"))?;
+        lent.opened_by_guest = true;
+        let handle = self
+            .table
             .push(lent)
-            .map_err(|e| other_error(format!("too many handles: {e}")))
+            .map_err(|e| other_error(format!("too many handles: {e}")))?;
+        self.opened_dirs += 1;
+        Ok(handle)
     }
 
     fn create_file(
@@ -581,7 +666,7 @@ impl filesystem::HostDirectory for HostState {
         mode: u32,
         contents: Vec<u8>,
     ) -> FsResult<()> {
-        let fd = self.dir(&h)?.open_beneath(
+        let fd = self.dir(&h, &path)?.open_beneath(
             &path,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
             mode,
@@ -599,6 +684,7 @@ impl filesystem::HostDirectory for HostState {
         len: u64,
         out: Resource<LentOutput>,
     ) -> FsResult<()> {
+        check_path(&path)?;
         self.with_output(&h, &out, |d, w| {
             let fd = d.open_beneath(&path, OFlags::RDONLY, 0)?;
             let mut file = File::from(fd);
@@ -618,22 +704,25 @@ impl filesystem::HostDirectory for HostState {
 
     fn copy_tree(
         &mut self,
-        _h: Resource<LentDir>,
-        _from: Vec<u8>,
-        _dest: Resource<LentDir>,
-        _to: Vec<u8>,
+        h: Resource<LentDir>,
+        from: Vec<u8>,
+        dest: Resource<LentDir>,
+        to: Vec<u8>,
     ) -> FsResult<()> {
-        // Not yet: the vfs driver component is its first user.
-        Err(types::FsError {
-            kind: types::FsErrorKind::Unsupported,
-            errno: 0,
-            message: "copy-tree is not implemented by this host yet".into(),
-        })
+        // The source gets a handle of its own: the destination may be the same directory.
+        let mut source = self
+            .dir(&h, &from)?
+            .duplicate()
+            .map_err(|e| io_error(e, "copy-tree"))?;
+        let target = self.dir(&dest, &to)?;
+        super::tree_copy::copy_tree(&mut source, &from, target, &to)
     }
 
     fn drop(&mut self, handle: Resource<LentDir>) -> wasmtime::Result<()> {
-        if handle.owned() {
-            self.table.delete(handle)?;
+        // Only handles the guest owns are dropped by it: those of `open-dir`, and the lower
+        // directories lent by value for one call (which the counter never included).
+        if self.table.delete(handle)?.opened_by_guest {
+            self.opened_dirs = self.opened_dirs.saturating_sub(1);
         }
         Ok(())
     }

@@ -26,6 +26,24 @@ impl Default for PluginLimits {
     }
 }
 
+impl PluginLimits {
+    /// The limits of a `[plugins.<name>]` entry of `storage.toml`; what it leaves out is the
+    /// default.
+    pub fn from_config(config: &crate::config::PluginConfig) -> Self {
+        let default = PluginLimits::default();
+        PluginLimits {
+            memory_bytes: config
+                .memory_limit
+                .map(|bytes| usize::try_from(bytes).unwrap_or(usize::MAX))
+                .unwrap_or(default.memory_bytes),
+            deadline: config
+                .deadline_ms
+                .map(Duration::from_millis)
+                .unwrap_or(default.deadline),
+        }
+    }
+}
+
 /// The limiter a Store uses: `StoreLimits`, remembering whether it refused a grow so the
 /// resulting trap can be reported as out-of-memory.
 pub struct PluginLimiter {
@@ -81,5 +99,40 @@ impl ResourceLimiter for PluginLimiter {
 
     fn memories(&self) -> usize {
         self.inner.memories()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PluginConfig;
+
+    #[test]
+    fn limits_come_from_the_plugin_entry_or_the_defaults() {
+        let set = PluginConfig {
+            component: "/x.wasm".into(),
+            memory_limit: Some(256 << 20),
+            deadline_ms: Some(1500),
+        };
+        let limits = PluginLimits::from_config(&set);
+        assert_eq!(limits.memory_bytes, 256 << 20);
+        assert_eq!(limits.deadline, Duration::from_millis(1500));
+        let unset = PluginConfig {
+            component: "/x.wasm".into(),
+            ..Default::default()
+        };
+        assert_eq!(PluginLimits::from_config(&unset), PluginLimits::default());
+    }
+
+    #[test]
+    fn a_refused_grow_is_remembered() {
+        let mut limiter = PluginLimiter::new(&PluginLimits {
+            memory_bytes: 1 << 20,
+            deadline: Duration::from_secs(1),
+        });
+        assert!(matches!(limiter.memory_growing(0, 1 << 16, None), Ok(true)));
+        assert!(!limiter.memory_exhausted);
+        assert!(limiter.memory_growing(1 << 16, 2 << 20, None).is_err());
+        assert!(limiter.memory_exhausted);
     }
 }

@@ -13,13 +13,20 @@ pub mod archive;
 pub mod bindings;
 pub mod builtin;
 pub mod cache;
+pub mod call;
+pub mod driver;
 pub mod engine;
 pub mod error;
 pub mod host_fs;
 pub mod limits;
+pub mod mounts;
 pub mod policy;
+#[cfg(test)]
+mod tests;
+pub mod tree_copy;
 
 pub use archive::ArchiveComponent;
+pub use driver::{DriverComponent, LayerLocation};
 pub use engine::{LoadedComponent, Runtime, RuntimeConfig};
 pub use error::{ComponentError, StopReason};
 pub use limits::PluginLimits;

@@ -47,7 +47,11 @@ pub fn check_imports<'a>(
                     import: import.to_string(),
                     why: format!(
                         "built against WIT version {}, this host implements {}",
-                        if version.is_empty() { "(none)" } else { version },
+                        if version.is_empty() {
+                            "(none)"
+                        } else {
+                            version
+                        },
                         super::WIT_PACKAGE
                     ),
                 });

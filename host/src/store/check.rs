@@ -12,8 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
-use super::{find_image, find_layer, reassemble_layer, Ctx, State, Store, StoreError};
-use crate::records::big_data_file_name;
+use super::diff::reassemble_layer;
+use super::files::remove_path;
+use super::images::find_image;
+use super::layers::find_layer;
+use super::{Ctx, Kind, State, Store, StoreError};
+use crate::records::{all_in_sets, big_data_file_name};
 
 /// Upstream's `ErrLayerMissing`.
 pub const LAYER_MISSING: &str = "layer is missing";
@@ -95,12 +99,7 @@ impl Write for DigestSink {
 /// Layer IDs used by an image or container, with all their ancestors.
 fn referenced_layers(st: &State) -> BTreeSet<String> {
     let mut roots: Vec<String> = Vec::new();
-    for image in st
-        .images
-        .records
-        .iter()
-        .chain(st.ro_images.iter().flat_map(|s| &s.records))
-    {
+    for image in st.image_sets().flat_map(|s| &s.records) {
         roots.push(image.top_layer.clone());
         roots.extend(image.mapped_top_layers.iter().cloned());
     }
@@ -121,12 +120,7 @@ impl Ctx<'_> {
         let referenced = referenced_layers(self.st);
         let now = chrono::Utc::now();
         let rw_layers = self.st.layers.records.clone();
-        let ro_layers: Vec<_> = self
-            .st
-            .ro_layers
-            .iter()
-            .flat_map(|s| s.records.iter().cloned())
-            .collect();
+        let ro_layers = all_in_sets(&self.st.ro_layers);
         for (layer, read_only) in rw_layers
             .iter()
             .map(|l| (l, false))
@@ -179,12 +173,7 @@ impl Ctx<'_> {
                 }
             }
         }
-        let ro_images: Vec<_> = self
-            .st
-            .ro_images
-            .iter()
-            .flat_map(|s| s.records.iter().cloned())
-            .collect();
+        let ro_images = all_in_sets(&self.st.ro_images);
         for (image, read_only) in self
             .st
             .images
@@ -199,10 +188,7 @@ impl Ctx<'_> {
                     problems.push(format!("layer {layer}: {IMAGE_LAYER_MISSING}"));
                 }
             }
-            if let Ok((dir, _)) = self
-                .store
-                .big_data_dir(self.st, super::Kind::Image, &image.id)
-            {
+            if let Ok((dir, _)) = self.store.big_data_dir(self.st, Kind::Image, &image.id) {
                 for key in &image.big_data_names {
                     match std::fs::metadata(dir.join(big_data_file_name(key))) {
                         Err(_) => problems.push(format!("data item {key:?}: {IMAGE_DATA_MISSING}")),
@@ -396,7 +382,7 @@ impl Ctx<'_> {
                     continue;
                 }
                 if !self.st.layers.has_id(id) {
-                    super::remove_path(&entry.path())?;
+                    remove_path(&entry.path())?;
                 }
             }
         }
@@ -426,7 +412,7 @@ impl Ctx<'_> {
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if entry.path().is_dir() && !name.starts_with('.') && !known.contains(&name) {
-                    super::remove_path(&entry.path())?;
+                    remove_path(&entry.path())?;
                 }
             }
         }
@@ -451,49 +437,107 @@ impl Store {
     pub fn gc(&self) -> Result<Vec<String>, StoreError> {
         self.write(|ctx| ctx.garbage_collect())
     }
+}
 
-    /// Every layer the driver has data for (`storage-layers`).
-    pub fn storage_layers(&self) -> Result<Vec<String>, StoreError> {
-        self.write(|ctx| {
-            ctx.driver().list_layers().map_err(|e| match e {
-                crate::driver::DriverError::Unsupported(_) => StoreError::NotSupported,
-                other => StoreError::driver("listing the driver's layers", other),
+#[cfg(test)]
+mod tests {
+    use crate::store::test_support::{named, tar_with, TestRoot};
+    use crate::store::{CheckOptions, ImageOptions, Kind, LayerOptions};
+
+    #[test]
+    fn check_finds_tampering_and_repair_removes_it() {
+        let root = TestRoot::new();
+        let store = root.open();
+        let tar = tar_with(&[("a.txt", b"hello")]);
+        let layer = store
+            .import_layer(None, &named(&["imp"]), &mut tar.as_slice())
+            .expect("import");
+        let img = store
+            .create_image(Some("imp"), &ImageOptions::default())
+            .expect("img");
+        store.create_layer(None, &named(&["fine"])).expect("fine");
+        let opts = CheckOptions::default();
+        assert!(store.check(&opts).expect("check").is_clean());
+        std::fs::write(
+            root.graph(&format!("testfs/dir/{}/a.txt", layer.id)),
+            b"HELLO",
+        )
+        .expect("tamper");
+        let report = store.check(&opts).expect("check");
+        let problems = &report.layers[&layer.id];
+        assert!(
+            problems[0].contains("file integrity checksum failed"),
+            "{problems:?}"
+        );
+        assert_eq!(report.layers.len(), 1);
+        assert!(store
+            .check(&CheckOptions {
+                quick: true,
+                ..Default::default()
             })
-        })
+            .expect("quick")
+            .is_clean());
+        store.repair(&report, false).expect("repair");
+        assert!(store.layer("imp").is_err());
+        assert!(store.image(&img.id).is_err());
+        assert!(store.layer("fine").is_ok());
+        assert!(store.check(&opts).expect("check").is_clean());
     }
 
-    /// Creates a layer in the driver only, with no record (`create-storage-layer`); returns
-    /// its ID.
-    pub fn create_storage_layer(
-        &self,
-        parent: Option<&str>,
-        opts: &super::LayerOptions,
-    ) -> Result<String, StoreError> {
-        self.write(|ctx| {
-            let parent = match parent.filter(|p| !p.is_empty()) {
-                Some(p) => Some(find_layer(ctx.st, p).ok_or(StoreError::LayerUnknown)?.id),
-                None => None,
-            };
-            let id = match &opts.id {
-                Some(id) if !id.is_empty() => id.clone(),
-                _ => crate::records::random_id(),
-            };
-            if find_layer(ctx.st, &id).is_some() || ctx.driver().exists(&id) {
-                return Err(StoreError::DuplicateId);
-            }
-            let create = crate::driver::CreateOpts {
-                mount_label: opts.mount_label.clone(),
-                storage_opt: Default::default(),
-                id_mappings: opts.id_mappings.clone(),
-            };
-            let result = if opts.read_only {
-                ctx.driver().create(&id, parent.as_deref(), &create)
-            } else {
-                ctx.driver()
-                    .create_read_write(&id, parent.as_deref(), &create)
-            };
-            result.map_err(|e| StoreError::driver(format!("creating layer {id}"), e))?;
-            Ok(id)
-        })
+    #[test]
+    fn check_reports_missing_data_and_unaccounted_layers_and_gc_removes_them() {
+        let root = TestRoot::new();
+        let store = root.open();
+        let img = store
+            .create_image(None, &ImageOptions::default())
+            .expect("img");
+        store
+            .set_big_data(Kind::Image, &img.id, "manifest", b"{}")
+            .expect("set");
+        std::fs::remove_file(root.graph(&format!("testfs-images/{}/manifest", img.id)))
+            .expect("rm");
+        let stray = store
+            .create_storage_layer(None, &LayerOptions::default())
+            .expect("driver-only layer");
+        assert!(store.layers().expect("layers").is_empty());
+        let report = store.check(&CheckOptions::default()).expect("check");
+        assert_eq!(
+            report.images[&img.id],
+            vec![format!(
+                "data item \"manifest\": {}",
+                super::IMAGE_DATA_MISSING
+            )]
+        );
+        assert_eq!(
+            report.layers[&stray],
+            vec![super::LAYER_UNACCOUNTED.to_string()]
+        );
+        std::fs::create_dir_all(root.graph("testfs-layers/deadbeef")).expect("stray dir");
+        assert_eq!(store.gc().expect("gc"), vec![stray.clone()]);
+        assert!(!root.graph(&format!("testfs/dir/{stray}")).exists());
+        assert!(!root.graph("testfs-layers/deadbeef").exists());
+        assert!(
+            root.graph(&format!("testfs-images/{}", img.id)).exists(),
+            "known image kept"
+        );
+    }
+
+    #[test]
+    fn unreferenced_old_layers_are_reported() {
+        let root = TestRoot::new();
+        let store = root.open();
+        let used = store.create_layer(None, &named(&["used"])).expect("used");
+        store
+            .create_image(Some("used"), &ImageOptions::default())
+            .expect("img");
+        let loose = store.create_layer(None, &named(&["loose"])).expect("loose");
+        let opts = CheckOptions {
+            quick: true,
+            max_unreferenced_age: Some(std::time::Duration::ZERO),
+        };
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let report = store.check(&opts).expect("check");
+        assert_eq!(report.layers.keys().collect::<Vec<_>>(), vec![&loose.id]);
+        assert!(!report.layers.contains_key(&used.id));
     }
 }

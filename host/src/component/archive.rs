@@ -1,0 +1,491 @@
+//! The archive component: `storage-archive`'s apply, diff, changes and sizes run inside a
+//! sandbox, on directories and streams the host lends for each call.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::{Linker, Resource};
+use wasmtime::Store;
+
+use super::bindings::storage::plugin::{archive_types, types};
+use super::bindings::{ArchivePlugin, ArchivePluginPre};
+use super::engine::{LoadedComponent, Runtime};
+use super::error::ComponentError;
+use super::host_fs::{self, HostState, LentDir, LentInput, LentOutput};
+use super::limits::PluginLimits;
+
+/// A loaded archive component with its limits; each call gets a fresh instance and Store.
+pub struct ArchiveComponent {
+    loaded: LoadedComponent,
+    /// Linked and type-checked once; each call only instantiates.
+    pre: ArchivePluginPre<HostState>,
+    engine: wasmtime::Engine,
+    limits: PluginLimits,
+}
+
+/// Defines, in the filesystem instance, the stream resources it `use`s. The generated
+/// `add_to_linker` defines each resource only in its own interface; a component importing the
+/// filesystem functions that take streams also expects them there, and the trap stubs of
+/// `define_unknown_imports_as_traps` would otherwise give them a type of their own.
+pub fn define_used_resources(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    let mut filesystem =
+        linker.instance(&format!("storage:plugin/filesystem@{}", wit_version()))?;
+    filesystem.resource("input-stream", ResourceType::host::<LentInput>(), |_, _| {
+        Ok(())
+    })?;
+    filesystem.resource(
+        "output-stream",
+        ResourceType::host::<LentOutput>(),
+        |_, _| Ok(()),
+    )?;
+    Ok(())
+}
+
+/// The version part of [`super::WIT_PACKAGE`].
+fn wit_version() -> &'static str {
+    super::WIT_PACKAGE
+        .split_once('@')
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
+/// One call's Store and instance.
+struct Call<'c> {
+    owner: &'c ArchiveComponent,
+    store: Store<HostState>,
+    plugin: ArchivePlugin,
+}
+
+impl ArchiveComponent {
+    /// Links a loaded component against the host interfaces.
+    pub fn new(
+        runtime: &Runtime,
+        loaded: LoadedComponent,
+        limits: PluginLimits,
+    ) -> Result<Self, ComponentError> {
+        let instantiate_error = |e: wasmtime::Error| ComponentError::Instantiate {
+            name: loaded.name.clone(),
+            message: format!("{e:#}"),
+        };
+        let mut linker = Linker::new(runtime.engine());
+        ArchivePlugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(instantiate_error)?;
+        define_used_resources(&mut linker).map_err(instantiate_error)?;
+        // Whatever else std pulled in (wasi:cli, wasi:io, wasi:random) traps if called.
+        linker
+            .define_unknown_imports_as_traps(&loaded.component)
+            .map_err(instantiate_error)?;
+        // Type-checks the imports now: a component that does not fit the world fails here,
+        // at load, not in the middle of a command.
+        let pre = linker
+            .instantiate_pre(&loaded.component)
+            .and_then(ArchivePluginPre::new)
+            .map_err(instantiate_error)?;
+        Ok(ArchiveComponent {
+            engine: runtime.engine().clone(),
+            loaded,
+            pre,
+            limits,
+        })
+    }
+
+    /// The loaded component (name, digest, whether it came from the cache).
+    pub fn loaded(&self) -> &LoadedComponent {
+        &self.loaded
+    }
+
+    /// A fresh Store with the limits, and the instance in it.
+    fn start(&self) -> Result<Call<'_>, ComponentError> {
+        let mut store = super::call::new_store(&self.engine, &self.limits);
+        let plugin = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| self.stopped(&store, "instantiate", e))?;
+        Ok(Call {
+            owner: self,
+            store,
+            plugin,
+        })
+    }
+
+    /// Turns a wasmtime error of a call into the one error the caller sees.
+    fn stopped(
+        &self,
+        store: &Store<HostState>,
+        call: &'static str,
+        e: wasmtime::Error,
+    ) -> ComponentError {
+        super::call::stop_error(&self.loaded.name, store, call, e)
+    }
+
+    fn archive_error(&self, e: archive_types::ArchiveError) -> ComponentError {
+        ComponentError::Archive {
+            name: self.loaded.name.clone(),
+            source: archive_error_from_wit(e),
+        }
+    }
+
+    fn io_error(&self, context: String, source: std::io::Error) -> ComponentError {
+        ComponentError::Io {
+            name: self.loaded.name.clone(),
+            context,
+            source,
+        }
+    }
+
+    /// Applies the uncompressed layer tar `input` to `dir`; returns the applied size.
+    pub fn apply_diff(
+        &self,
+        dir: &Path,
+        input: Box<dyn Read + Send>,
+        options: &storage_archive::ApplyOptions,
+    ) -> Result<u64, ComponentError> {
+        let mut call = self.start()?;
+        let dir = call.lend_dir(dir)?;
+        let input = call.push(LentInput::new(input))?;
+        let options = apply_options_to_wit(options);
+        let result = call.plugin.storage_plugin_archive().call_apply_diff(
+            &mut call.store,
+            dir,
+            input,
+            &options,
+        );
+        call.finish("apply-diff", result)
+    }
+
+    /// Writes a tar of the whole tree at `dir` to `out`; gives `out` back.
+    pub fn write_tree(
+        &self,
+        dir: &Path,
+        out: Box<dyn Write + Send>,
+        options: &storage_archive::DiffOptions,
+    ) -> Result<Box<dyn Write + Send>, ComponentError> {
+        let mut call = self.start()?;
+        let dir = call.lend_dir(dir)?;
+        let (out, out_rep) = call.lend_output(out)?;
+        let options = diff_options_to_wit(options);
+        let result = call.plugin.storage_plugin_archive().call_write_tree(
+            &mut call.store,
+            dir,
+            out,
+            &options,
+        );
+        call.finish("write-tree", result)?;
+        call.take_output(out_rep)
+    }
+
+    /// Writes the naive diff of `layer` against `parent` to `out`; gives `out` back.
+    pub fn diff(
+        &self,
+        layer: &Path,
+        parent: Option<&Path>,
+        out: Box<dyn Write + Send>,
+        options: &storage_archive::DiffOptions,
+    ) -> Result<Box<dyn Write + Send>, ComponentError> {
+        let mut call = self.start()?;
+        let layer = call.lend_dir(layer)?;
+        let parent = parent.map(|p| call.lend_dir(p)).transpose()?;
+        let (out, out_rep) = call.lend_output(out)?;
+        let options = diff_options_to_wit(options);
+        let result = call.plugin.storage_plugin_archive().call_diff(
+            &mut call.store,
+            layer,
+            parent,
+            out,
+            &options,
+        );
+        call.finish("diff", result)?;
+        call.take_output(out_rep)
+    }
+
+    /// Naive changes of `layer` against `parent`.
+    pub fn changes(
+        &self,
+        layer: &Path,
+        parent: Option<&Path>,
+        mapping: &storage_archive::IdMapping,
+    ) -> Result<Vec<storage_archive::Change>, ComponentError> {
+        let mut call = self.start()?;
+        let layer = call.lend_dir(layer)?;
+        let parent = parent.map(|p| call.lend_dir(p)).transpose()?;
+        let mapping = id_mapping_to_wit(mapping);
+        let result = call.plugin.storage_plugin_archive().call_changes(
+            &mut call.store,
+            layer,
+            parent,
+            &mapping,
+        );
+        call.finish("changes", result).map(changes_from_wit)
+    }
+
+    /// Size of the changed content of `layer` against `parent`.
+    pub fn diff_size(
+        &self,
+        layer: &Path,
+        parent: Option<&Path>,
+        mapping: &storage_archive::IdMapping,
+    ) -> Result<u64, ComponentError> {
+        let mut call = self.start()?;
+        let layer = call.lend_dir(layer)?;
+        let parent = parent.map(|p| call.lend_dir(p)).transpose()?;
+        let mapping = id_mapping_to_wit(mapping);
+        let result = call.plugin.storage_plugin_archive().call_diff_size(
+            &mut call.store,
+            layer,
+            parent,
+            &mapping,
+        );
+        call.finish("diff-size", result)
+    }
+
+    /// Size of the tree at `dir`.
+    pub fn tree_size(&self, dir: &Path) -> Result<u64, ComponentError> {
+        let mut call = self.start()?;
+        let dir = call.lend_dir(dir)?;
+        let result = call
+            .plugin
+            .storage_plugin_archive()
+            .call_tree_size(&mut call.store, dir);
+        call.finish("tree-size", result)
+    }
+
+    /// Writes the diff recorded in the overlay upper dir `upper` (`lowers` topmost first).
+    pub fn overlay_diff(
+        &self,
+        upper: &Path,
+        lowers: &[PathBuf],
+        out: Box<dyn Write + Send>,
+        options: &storage_archive::DiffOptions,
+        overlay: &storage_archive::OverlayOptions,
+    ) -> Result<Box<dyn Write + Send>, ComponentError> {
+        let mut call = self.start()?;
+        let upper = call.lend_dir(upper)?;
+        let lowers = lowers
+            .iter()
+            .map(|p| call.lend_dir(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (out, out_rep) = call.lend_output(out)?;
+        let options = diff_options_to_wit(options);
+        let overlay = archive_types::OverlayOptions {
+            rootless: overlay.rootless,
+        };
+        let result = call.plugin.storage_plugin_archive().call_overlay_diff(
+            &mut call.store,
+            upper,
+            &lowers,
+            out,
+            &options,
+            overlay,
+        );
+        call.finish("overlay-diff", result)?;
+        call.take_output(out_rep)
+    }
+
+    /// Changes recorded in the overlay upper dir `upper` (`lowers` topmost first).
+    pub fn overlay_changes(
+        &self,
+        upper: &Path,
+        lowers: &[PathBuf],
+        overlay: &storage_archive::OverlayOptions,
+    ) -> Result<Vec<storage_archive::Change>, ComponentError> {
+        let mut call = self.start()?;
+        let upper = call.lend_dir(upper)?;
+        let lowers = lowers
+            .iter()
+            .map(|p| call.lend_dir(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let overlay = archive_types::OverlayOptions {
+            rootless: overlay.rootless,
+        };
+        let result = call.plugin.storage_plugin_archive().call_overlay_changes(
+            &mut call.store,
+            upper,
+            &lowers,
+            overlay,
+        );
+        call.finish("overlay-changes", result).map(changes_from_wit)
+    }
+}
+
+impl Call<'_> {
+    fn push<T: Send + 'static>(&mut self, value: T) -> Result<Resource<T>, ComponentError> {
+        self.store.data_mut().table.push(value).map_err(|e| {
+            self.owner
+                .io_error("lend".into(), std::io::Error::other(e.to_string()))
+        })
+    }
+
+    fn lend_dir(&mut self, path: &Path) -> Result<Resource<LentDir>, ComponentError> {
+        let dir = LentDir::open(path)
+            .map_err(|e| self.owner.io_error(format!("open {}", path.display()), e))?;
+        self.push(dir)
+    }
+
+    /// Lends `out`; the second handle is the host's, to take the writer back.
+    fn lend_output(
+        &mut self,
+        out: Box<dyn Write + Send>,
+    ) -> Result<(Resource<LentOutput>, u32), ComponentError> {
+        let handle = self.push(LentOutput::new(out))?;
+        let rep = handle.rep();
+        Ok((handle, rep))
+    }
+
+    fn take_output(mut self, rep: u32) -> Result<Box<dyn Write + Send>, ComponentError> {
+        let handle = Resource::<LentOutput>::new_own(rep);
+        let taken = self
+            .store
+            .data_mut()
+            .table
+            .delete(handle)
+            .ok()
+            .and_then(LentOutput::into_writer);
+        taken.ok_or_else(|| {
+            self.owner
+                .io_error("take output".into(), std::io::Error::other("output lost"))
+        })
+    }
+
+    /// Maps the call's outcome: a trap stops the guest (the Store is dropped with `self`),
+    /// an error it returned is an archive error.
+    fn finish<T>(
+        &self,
+        call: &'static str,
+        result: wasmtime::Result<Result<T, archive_types::ArchiveError>>,
+    ) -> Result<T, ComponentError> {
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(self.owner.archive_error(e)),
+            Err(e) => Err(self.owner.stopped(&self.store, call, e)),
+        }
+    }
+}
+
+// ---- conversions between the archive crate's options and the WIT records ----
+
+fn id_mapping_to_wit(m: &storage_archive::IdMapping) -> types::IdMapping {
+    let ranges = |r: &[storage_archive::IdRange]| {
+        r.iter()
+            .map(|r| types::IdRange {
+                container_id: r.container_id,
+                host_id: r.host_id,
+                size: r.size,
+            })
+            .collect()
+    };
+    types::IdMapping {
+        uids: ranges(&m.uids),
+        gids: ranges(&m.gids),
+    }
+}
+
+fn apply_options_to_wit(o: &storage_archive::ApplyOptions) -> archive_types::ApplyOptions {
+    archive_types::ApplyOptions {
+        whiteout_format: match o.whiteout_format {
+            storage_archive::WhiteoutFormat::Aufs => archive_types::WhiteoutFormat::Aufs,
+            storage_archive::WhiteoutFormat::Overlay => archive_types::WhiteoutFormat::Overlay,
+        },
+        rootless_overlay: o.rootless_overlay,
+        id_mapping: id_mapping_to_wit(&o.id_mapping),
+        force_mask: o.force_mask,
+        ignore_chown_errors: o.ignore_chown_errors,
+    }
+}
+
+fn diff_options_to_wit(o: &storage_archive::DiffOptions) -> archive_types::DiffOptions {
+    let names = |m: &std::collections::BTreeMap<u32, Vec<u8>>| {
+        m.iter().map(|(id, name)| (*id, name.clone())).collect()
+    };
+    archive_types::DiffOptions {
+        id_mapping: id_mapping_to_wit(&o.id_mapping),
+        now: types::Timestamp {
+            secs: o.now.secs,
+            nanos: o.now.nanos,
+        },
+        user_names: names(&o.user_names),
+        group_names: names(&o.group_names),
+    }
+}
+
+fn changes_from_wit(changes: Vec<archive_types::Change>) -> Vec<storage_archive::Change> {
+    changes
+        .into_iter()
+        .map(|c| storage_archive::Change {
+            path: c.path,
+            kind: match c.kind {
+                archive_types::ChangeKind::Add => storage_archive::ChangeKind::Add,
+                archive_types::ChangeKind::Modify => storage_archive::ChangeKind::Modify,
+                archive_types::ChangeKind::Delete => storage_archive::ChangeKind::Delete,
+            },
+        })
+        .collect()
+}
+
+/// The archive crate names filesystem operations with static strings; the guest's names are
+/// mapped back onto them so the message reads the same as natively.
+fn static_op(op: &str) -> &'static str {
+    const OPS: &[&str] = &[
+        "lstat",
+        "read_dir",
+        "readlink",
+        "read_file",
+        "copy_file_to_output",
+        "get_xattr",
+        "list_xattrs",
+        "mkdir",
+        "write_file_from_input",
+        "create",
+        "symlink",
+        "hardlink",
+        "link",
+        "mknod",
+        "mkfifo",
+        "lchown",
+        "chown",
+        "chmod",
+        "set_xattr",
+        "setxattr",
+        "remove_xattr",
+        "set_times",
+        "utimes",
+        "remove",
+        "remove_all",
+        "rename",
+        "open",
+    ];
+    OPS.iter()
+        .find(|known| **known == op)
+        .copied()
+        .unwrap_or("filesystem operation")
+}
+
+/// The guest's error as the archive crate's own.
+pub(crate) fn archive_error_from_wit(
+    e: archive_types::ArchiveError,
+) -> storage_archive::ArchiveError {
+    use archive_types::ArchiveError as W;
+    use storage_archive::ArchiveError as E;
+    match e {
+        W::InvalidHeader(m) => E::InvalidHeader(m),
+        W::UnexpectedEof => E::UnexpectedEof,
+        W::PathEscape(p) => E::PathEscape(p),
+        W::Refused(m) => E::Refused {
+            path: String::new(),
+            reason: m,
+        },
+        W::Fs(f) => E::Fs {
+            op: static_op(&f.op),
+            path: f.path,
+            source: host_fs::error_from_wit(f.error),
+        },
+        W::Stream(m) => E::Stream(std::io::Error::other(m)),
+        W::Unsupported(m) => E::Unsupported {
+            path: String::new(),
+            reason: m,
+        },
+    }
+}

@@ -1,0 +1,242 @@
+//! Checking the mounts a driver component asks for. A component never mounts: its `get`
+//! answers with mount requests, and the host performs only what passes here — a known
+//! filesystem type, sources that are real directories inside the driver's home (no symlink
+//! anywhere on the way), and options from a fixed list, with every path option rewritten by
+//! the host from the checked sources.
+
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use super::bindings::driver::exports::storage::plugin::driver::MountRequest;
+use super::host_fs::check_path;
+
+/// A mount that passed the checks, with absolute paths, ready for the host to perform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedMount {
+    /// `overlay` or `bind`.
+    pub fstype: String,
+    /// The source directories, absolute, inside the home.
+    pub sources: Vec<PathBuf>,
+    /// The options, path options rewritten to absolute paths of `sources`.
+    pub options: Vec<String>,
+}
+
+/// Why a mount request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refused mount request ({fstype}): {reason}")]
+pub struct MountRefused {
+    /// The requested type.
+    pub fstype: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// Flags any mount may carry.
+const FLAGS: &[&str] = &[
+    "ro", "rw", "nodev", "nosuid", "noexec", "noatime", "relatime",
+];
+/// Overlay flags and `key=value` options that name no path.
+const OVERLAY_FLAGS: &[&str] = &["userxattr", "volatile"];
+const OVERLAY_VALUES: &[&str] = &["redirect_dir", "metacopy", "index", "xino", "nfs_export"];
+/// Overlay options whose values are directories: `:`-separated for `lowerdir`.
+const OVERLAY_PATHS: &[&str] = &["lowerdir", "upperdir", "workdir"];
+
+/// Checks `requests` of the driver whose home is `home`.
+pub fn check_mount_requests(
+    home: &Path,
+    requests: &[MountRequest],
+) -> Result<Vec<CheckedMount>, MountRefused> {
+    requests.iter().map(|r| check_one(home, r)).collect()
+}
+
+fn check_one(home: &Path, request: &MountRequest) -> Result<CheckedMount, MountRefused> {
+    let refuse = |reason: String| MountRefused {
+        fstype: request.fstype.clone(),
+        reason,
+    };
+    let mut sources = Vec::new();
+    for source in &request.sources {
+        sources.push(check_source(home, source).map_err(refuse)?);
+    }
+    let resolve = |relative: &str| -> Result<String, MountRefused> {
+        let index = request
+            .sources
+            .iter()
+            .position(|s| s.as_slice() == relative.as_bytes())
+            .ok_or_else(|| refuse(format!("option names {relative:?}, which is not a source")))?;
+        Ok(sources[index].display().to_string())
+    };
+    let mut options = Vec::new();
+    match request.fstype.as_str() {
+        "bind" => {
+            if sources.len() != 1 {
+                return Err(refuse("a bind mount has exactly one source".into()));
+            }
+            for option in &request.options {
+                if !FLAGS.contains(&option.as_str()) {
+                    return Err(refuse(format!("option {option:?} is not allowed")));
+                }
+                options.push(option.clone());
+            }
+        }
+        "overlay" => {
+            for option in &request.options {
+                let checked = match option.split_once('=') {
+                    None if FLAGS.contains(&option.as_str())
+                        || OVERLAY_FLAGS.contains(&option.as_str()) =>
+                    {
+                        option.clone()
+                    }
+                    Some((key, value)) if OVERLAY_VALUES.contains(&key) => {
+                        if !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                            return Err(refuse(format!("option {option:?} is not allowed")));
+                        }
+                        option.clone()
+                    }
+                    Some((key, value)) if OVERLAY_PATHS.contains(&key) => {
+                        let parts: Vec<&str> = if key == "lowerdir" {
+                            value.split(':').collect()
+                        } else {
+                            vec![value]
+                        };
+                        let absolute = parts
+                            .into_iter()
+                            .map(resolve)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        format!("{key}={}", absolute.join(":"))
+                    }
+                    _ => return Err(refuse(format!("option {option:?} is not allowed"))),
+                };
+                options.push(checked);
+            }
+        }
+        other => return Err(refuse(format!("filesystem type {other:?} is not allowed"))),
+    }
+    Ok(CheckedMount {
+        fstype: request.fstype.clone(),
+        sources,
+        options,
+    })
+}
+
+/// A source must be a clean relative path to a directory beneath `home`, reached without
+/// following any symlink (a symlink could be swapped to point anywhere before the mount).
+fn check_source(home: &Path, source: &[u8]) -> Result<PathBuf, String> {
+    let shown = String::from_utf8_lossy(source).into_owned();
+    if source.is_empty() {
+        return Err("the home itself is not a source".into());
+    }
+    check_path(source).map_err(|e| e.message)?;
+    // Mount options are `,` and `:` separated: a name with either would change their meaning.
+    if source.iter().any(|b| matches!(b, b',' | b':' | b'=')) {
+        return Err(format!("source {shown:?} contains a separator"));
+    }
+    let name = std::str::from_utf8(source).map_err(|_| format!("source {shown:?} is not UTF-8"))?;
+    let home_fd = rustix::fs::open(
+        home,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| format!("open home {}: {e}", home.display()))?;
+    rustix::fs::openat2(
+        &home_fd,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| format!("source {shown:?} is not a directory inside the home: {e}"))?;
+    Ok(home.join(name))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn request(fstype: &str, sources: &[&str], options: &[&str]) -> MountRequest {
+        MountRequest {
+            fstype: fstype.into(),
+            sources: sources.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn home() -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["l/a", "l/b", "u/diff", "u/work"] {
+            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+        }
+        std::os::unix::fs::symlink("/etc", tmp.path().join("l/evil")).unwrap();
+        std::os::unix::fs::symlink("a", tmp.path().join("l/inner")).unwrap();
+        tmp
+    }
+
+    #[test]
+    fn an_overlay_inside_the_home_is_rewritten_to_absolute_paths() {
+        let tmp = home();
+        let h = tmp.path();
+        let checked = check_mount_requests(
+            h,
+            &[request(
+                "overlay",
+                &["l/a", "l/b", "u/diff", "u/work"],
+                &[
+                    "lowerdir=l/a:l/b",
+                    "upperdir=u/diff",
+                    "workdir=u/work",
+                    "userxattr",
+                    "index=off",
+                ],
+            )],
+        )
+        .unwrap();
+        assert_eq!(checked.len(), 1);
+        let lower = format!(
+            "lowerdir={}:{}",
+            h.join("l/a").display(),
+            h.join("l/b").display()
+        );
+        assert_eq!(checked[0].options[0], lower);
+        assert_eq!(
+            checked[0].options[1],
+            format!("upperdir={}", h.join("u/diff").display())
+        );
+        assert_eq!(checked[0].options[3], "userxattr");
+        assert_eq!(checked[0].sources[2], h.join("u/diff"));
+    }
+
+    #[test]
+    fn sources_outside_the_home_or_through_symlinks_are_refused() {
+        let tmp = home();
+        let h = tmp.path();
+        for source in [
+            "../x", "/etc", "l/evil", "l/inner", "l/../l/a", "missing", "", "l/a,ro",
+        ] {
+            let err = check_mount_requests(h, &[request("bind", &[source], &[])]).unwrap_err();
+            assert_eq!(err.fstype, "bind", "{source}");
+        }
+    }
+
+    #[test]
+    fn options_and_types_outside_the_lists_are_refused() {
+        let tmp = home();
+        let h = tmp.path();
+        let refused = [
+            request("overlay", &["l/a"], &["lowerdir=/etc"]),
+            request("overlay", &["l/a"], &["lowerdir=l/a:l/b"]),
+            request("overlay", &["l/a"], &["redirect_dir=../x"]),
+            request("overlay", &["l/a"], &["context=system_u"]),
+            request("bind", &["l/a"], &["rbind"]),
+            request("bind", &["l/a", "l/b"], &[]),
+            request("nfs", &["l/a"], &[]),
+        ];
+        for r in refused {
+            assert!(
+                check_mount_requests(h, std::slice::from_ref(&r)).is_err(),
+                "{r:?}"
+            );
+        }
+    }
+}

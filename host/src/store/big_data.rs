@@ -1,0 +1,312 @@
+//! Big data: named blobs stored next to a layer, image or container record.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::images::find_image;
+use super::layers::find_layer;
+use super::{Kind, State, Store, StoreError};
+use crate::images::ImageRecord;
+use crate::records::{big_data_file_name, sha256_digest};
+
+impl Store {
+    /// Where the big data of an object lives and its ID (RW stores, then RO).
+    pub(super) fn big_data_dir(
+        &self,
+        st: &State,
+        kind: Kind,
+        id: &str,
+    ) -> Result<(PathBuf, String), StoreError> {
+        match kind {
+            Kind::Layer => {
+                let l = find_layer(st, id).ok_or(StoreError::LayerUnknown)?;
+                let dir = match st.ro_layers.iter().position(|s| s.has_id(&l.id)) {
+                    Some(i) if !st.layers.has_id(&l.id) => {
+                        self.ro_root(i).join(format!("{}-layers", self.driver_name))
+                    }
+                    _ => self.layer_data_dir(st, &l.id),
+                };
+                Ok((dir.join(&l.id), l.id))
+            }
+            Kind::Image => {
+                let img = find_image(st, id).ok_or(StoreError::ImageUnknown)?;
+                let dir = match st.ro_images.iter().position(|s| s.has_id(&img.id)) {
+                    Some(i) if !st.images.has_id(&img.id) => {
+                        self.ro_root(i).join(format!("{}-images", self.driver_name))
+                    }
+                    _ => self.images_dir.clone(),
+                };
+                Ok((dir.join(&img.id), img.id))
+            }
+            Kind::Container => {
+                let c = st.containers.get(id).ok_or(StoreError::ContainerUnknown)?;
+                Ok((self.containers_dir.join(&c.id), c.id.clone()))
+            }
+        }
+    }
+
+    pub(super) fn ro_root(&self, i: usize) -> PathBuf {
+        self.read_only_stores
+            .get(i)
+            .map(|ro| ro.root.clone())
+            .unwrap_or_default()
+    }
+
+    /// Big-data keys of an object.
+    pub fn big_data_names(&self, kind: Kind, id: &str) -> Result<Vec<String>, StoreError> {
+        self.read(|st| match kind {
+            Kind::Layer => Ok(find_layer(st, id)
+                .ok_or(StoreError::LayerUnknown)?
+                .big_data_names),
+            Kind::Image => Ok(find_image(st, id)
+                .ok_or(StoreError::ImageUnknown)?
+                .big_data_names),
+            Kind::Container => Ok(st
+                .containers
+                .get(id)
+                .ok_or(StoreError::ContainerUnknown)?
+                .big_data_names
+                .clone()),
+        })
+    }
+
+    /// One big-data item.
+    pub fn big_data(&self, kind: Kind, id: &str, key: &str) -> Result<Vec<u8>, StoreError> {
+        self.read(|st| {
+            let (dir, _) = self.big_data_dir(st, kind, id)?;
+            let path = dir.join(big_data_file_name(key));
+            match std::fs::read(&path) {
+                Ok(data) => Ok(data),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(StoreError::BigDataUnknown {
+                        kind: kind_name(kind),
+                        key: key.to_string(),
+                    })
+                }
+                Err(e) => Err(StoreError::io("reading", path, e)),
+            }
+        })
+    }
+
+    /// Stores one big-data item.
+    pub fn set_big_data(
+        &self,
+        kind: Kind,
+        id: &str,
+        key: &str,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let digest = sha256_digest(data);
+        let size = data.len() as i64;
+        self.write(|ctx| {
+            let (dir, id) = self.big_data_dir(ctx.st, kind, id)?;
+            let writable = match kind {
+                Kind::Layer => ctx.st.layers.has_id(&id),
+                Kind::Image => ctx.st.images.has_id(&id),
+                Kind::Container => true,
+            };
+            if !writable {
+                return Err(StoreError::ReadOnly {
+                    what: kind_name(kind),
+                    id,
+                });
+            }
+            let path = dir.join(big_data_file_name(key));
+            crate::atomic::write_file(&path, data, true)
+                .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
+            match kind {
+                Kind::Layer => {
+                    if let Some(i) = ctx.st.layers.find(&id) {
+                        add_key(&mut ctx.st.layers.records[i].big_data_names, key);
+                    }
+                    ctx.save_layers()
+                }
+                Kind::Image => {
+                    if let Some(i) = ctx.st.images.find(&id) {
+                        let image = &mut ctx.st.images.records[i];
+                        let item = RecordedItems {
+                            names: &mut image.big_data_names,
+                            sizes: &mut image.big_data_sizes,
+                            digests: &mut image.big_data_digests,
+                        };
+                        item.record(key, size, &digest);
+                        if key.starts_with("manifest") && image.digest.is_empty() {
+                            image.digest = digest.clone();
+                        }
+                        image.recompute_digests();
+                    }
+                    ctx.save_images()
+                }
+                Kind::Container => {
+                    if let Some(i) = ctx.st.containers.find(&id) {
+                        let c = &mut ctx.st.containers.records[i];
+                        let item = RecordedItems {
+                            names: &mut c.big_data_names,
+                            sizes: &mut c.big_data_sizes,
+                            digests: &mut c.big_data_digests,
+                        };
+                        item.record(key, size, &digest);
+                    }
+                    ctx.save_containers()
+                }
+            }
+        })
+    }
+
+    /// What an image or container record says of an item: its size and digest (layer
+    /// records keep neither).
+    fn recorded_item(
+        &self,
+        kind: Kind,
+        id: &str,
+        key: &str,
+    ) -> Result<(Option<i64>, Option<String>), StoreError> {
+        let item = |sizes: &BTreeMap<String, i64>, digests: &BTreeMap<String, String>| {
+            (sizes.get(key).copied(), digests.get(key).cloned())
+        };
+        self.read(|st| {
+            let recorded = match kind {
+                Kind::Image => {
+                    find_image(st, id).map(|i| item(&i.big_data_sizes, &i.big_data_digests))
+                }
+                Kind::Container => st
+                    .containers
+                    .get(id)
+                    .map(|c| item(&c.big_data_sizes, &c.big_data_digests)),
+                Kind::Layer => None,
+            };
+            Ok(recorded.unwrap_or((None, None)))
+        })
+    }
+
+    /// Size of one big-data item: the recorded one, else the stored item's.
+    pub fn big_data_size(&self, kind: Kind, id: &str, key: &str) -> Result<i64, StoreError> {
+        match self.recorded_item(kind, id, key)?.0 {
+            Some(size) => Ok(size),
+            None => Ok(self.big_data(kind, id, key)?.len() as i64),
+        }
+    }
+
+    /// Digest of one big-data item: the recorded one, else the stored item's.
+    pub fn big_data_digest(&self, kind: Kind, id: &str, key: &str) -> Result<String, StoreError> {
+        match self.recorded_item(kind, id, key)?.1 {
+            Some(d) => Ok(d),
+            None => Ok(sha256_digest(&self.big_data(kind, id, key)?)),
+        }
+    }
+}
+
+/// Adds `key` to a record's big-data names unless it is there.
+fn add_key(names: &mut Vec<String>, key: &str) {
+    if !names.iter().any(|n| n == key) {
+        names.push(key.to_string());
+    }
+}
+
+/// The big-data bookkeeping of an image or container record.
+struct RecordedItems<'a> {
+    names: &'a mut Vec<String>,
+    sizes: &'a mut BTreeMap<String, i64>,
+    digests: &'a mut BTreeMap<String, String>,
+}
+
+impl RecordedItems<'_> {
+    /// Records a stored item's key, size and digest.
+    fn record(self, key: &str, size: i64, digest: &str) {
+        add_key(self.names, key);
+        self.sizes.insert(key.to_string(), size);
+        self.digests.insert(key.to_string(), digest.to_string());
+    }
+}
+
+/// Copies a read-only image's big data into the writable image store.
+pub(super) fn copy_image_big_data(image: &ImageRecord, store: &Store) -> Result<(), StoreError> {
+    let st_dir = store.images_dir.join(&image.id);
+    for (i, _) in store.read_only_stores.iter().enumerate() {
+        let src = store
+            .ro_root(i)
+            .join(format!("{}-images", store.driver_name))
+            .join(&image.id);
+        if !src.is_dir() {
+            continue;
+        }
+        for key in &image.big_data_names {
+            let name = big_data_file_name(key);
+            if let Ok(data) = std::fs::read(src.join(&name)) {
+                let dst = st_dir.join(&name);
+                crate::atomic::write_file(&dst, &data, true)
+                    .map_err(|e| StoreError::io("writing", dst.as_path(), e))?;
+            }
+        }
+        break;
+    }
+    Ok(())
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Layer => "layer",
+        Kind::Image => "image",
+        Kind::Container => "container",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::records::sha256_digest;
+    use crate::store::test_support::TestRoot;
+    use crate::store::{ImageOptions, Kind};
+
+    #[test]
+    fn big_data_of_images_and_digests() {
+        let root = TestRoot::new();
+        let store = root.open();
+        let img = store
+            .create_image(None, &ImageOptions::default())
+            .expect("img");
+        store
+            .set_big_data(Kind::Image, &img.id, "manifest", b"{}")
+            .expect("set");
+        store
+            .set_big_data(Kind::Image, &img.id, "Config", b"cfg")
+            .expect("set");
+        assert!(root
+            .graph(&format!("testfs-images/{}/=Q29uZmln", img.id))
+            .exists());
+        assert_eq!(
+            store.big_data(Kind::Image, &img.id, "Config").expect("get"),
+            b"cfg"
+        );
+        assert_eq!(
+            store
+                .big_data_size(Kind::Image, &img.id, "manifest")
+                .expect("size"),
+            2
+        );
+        let digest = sha256_digest(b"{}");
+        assert_eq!(
+            store
+                .big_data_digest(Kind::Image, &img.id, "manifest")
+                .expect("digest"),
+            digest
+        );
+        let found = store.images_by_digest(&digest).expect("by digest");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].digest, digest);
+        assert!(store.images_by_digest("bogus").is_err());
+        assert_eq!(
+            store.big_data_names(Kind::Image, &img.id).expect("names"),
+            vec!["manifest", "Config"]
+        );
+        assert!(store.big_data(Kind::Image, &img.id, "missing").is_err());
+        let names = store.add_names(&img.id, &["b".to_string()]).expect("add");
+        assert_eq!(names, vec!["b"]);
+        store.add_names(&img.id, &["a".to_string()]).expect("add");
+        assert_eq!(store.image("a").expect("img").names_history, vec!["a", "b"]);
+        store.set_names(&img.id, &["c".to_string()]).expect("set");
+        assert_eq!(
+            store.image("c").expect("img").names_history,
+            vec!["c", "a", "b"]
+        );
+    }
+}

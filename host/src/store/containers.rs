@@ -1,0 +1,238 @@
+//! Containers: creating them (with their read-write layer), finding and deleting them.
+
+use std::path::PathBuf;
+
+use super::files::{mkdir_0700, remove_path};
+use super::images::find_image;
+use super::{ContainerOptions, Ctx, LayerOptions, Store, StoreError};
+use crate::containers::ContainerRecord;
+use crate::gojson::now_rfc3339_nano;
+use crate::records::new_identity;
+
+impl Ctx<'_> {
+    /// Removes a container record, its layer and its directories. No safety checks.
+    pub(super) fn remove_container(&mut self, id: &str) -> Result<(), StoreError> {
+        let Some(c) = self.st.containers.get(id).cloned() else {
+            return Err(StoreError::ContainerUnknown);
+        };
+        if !c.layer.is_empty() && self.st.layers.has_id(&c.layer) {
+            self.remove_layer(&c.layer)?;
+        }
+        self.st.containers.remove_id(&c.id);
+        self.save_containers()?;
+        for dir in self.store.container_dirs(&c.id) {
+            remove_path(&dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    fn run_containers_dir(&self) -> PathBuf {
+        self.opts
+            .run_root
+            .join(format!("{}-containers", self.driver_name))
+    }
+
+    /// A container's directories: `<drv>-containers/<id>` in the graph root and in the
+    /// run root.
+    fn container_dirs(&self, id: &str) -> [PathBuf; 2] {
+        [
+            self.containers_dir.join(id),
+            self.run_containers_dir().join(id),
+        ]
+    }
+
+    /// Every container.
+    pub fn containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
+        self.read(|st| Ok(st.containers.records.clone()))
+    }
+
+    /// The container with this ID, name or ID prefix.
+    pub fn container(&self, name: &str) -> Result<ContainerRecord, StoreError> {
+        self.read(|st| {
+            st.containers
+                .get(name)
+                .cloned()
+                .ok_or(StoreError::ContainerUnknown)
+        })
+    }
+
+    /// Creates a container with a new read-write layer on the image's top layer.
+    pub fn create_container(
+        &self,
+        image: &str,
+        opts: &ContainerOptions,
+    ) -> Result<ContainerRecord, StoreError> {
+        self.write(|ctx| {
+            let (image_id, top) = if image.is_empty() {
+                (String::new(), None)
+            } else {
+                let img = find_image(ctx.st, image).ok_or(StoreError::ImageUnknown)?;
+                let top = (!img.top_layer.is_empty()).then_some(img.top_layer);
+                (img.id, top)
+            };
+            let (id, names) =
+                new_identity(opts.id.as_deref(), &opts.names, &ctx.st.containers, &[])?;
+            let volatile = opts.volatile || self.opts.transient_store;
+            let layer_opts = LayerOptions {
+                id: None,
+                names: Vec::new(),
+                mount_label: opts.mount_label.clone(),
+                read_only: false,
+                id_mappings: opts.id_mappings.clone(),
+                volatile,
+            };
+            let layer = ctx.create_layer(top.as_deref(), &layer_opts, true, None)?;
+            let mut record = ContainerRecord {
+                id: id.clone(),
+                names,
+                image: image_id,
+                layer: layer.id.clone(),
+                metadata: opts.metadata.clone(),
+                created: now_rfc3339_nano(),
+                uid_map: opts.id_mappings.uids.clone(),
+                gid_map: opts.id_mappings.gids.clone(),
+                volatile,
+                ..Default::default()
+            };
+            record.flags.insert(
+                "MountLabel".to_string(),
+                serde_json::Value::String(opts.mount_label.clone()),
+            );
+            record.flags.insert(
+                "ProcessLabel".to_string(),
+                serde_json::Value::String(String::new()),
+            );
+            if opts.volatile {
+                record
+                    .flags
+                    .insert("Volatile".to_string(), serde_json::Value::Bool(true));
+            }
+            let saved = (|| {
+                for dir in self.container_dirs(&id) {
+                    mkdir_0700(&dir.join("userdata"))?;
+                }
+                ctx.st.containers.records.push(record.clone());
+                ctx.save_containers()
+            })();
+            if let Err(e) = saved {
+                ctx.st.containers.remove_id(&id);
+                let _ = ctx.remove_layer(&layer.id);
+                for dir in self.container_dirs(&id) {
+                    let _ = remove_path(&dir);
+                }
+                return Err(e);
+            }
+            Ok(record)
+        })
+    }
+
+    /// Deletes a container, its layer and its directories.
+    pub fn delete_container(&self, name: &str) -> Result<(), StoreError> {
+        self.write(|ctx| {
+            if ctx.st.containers.find(name).is_none() {
+                return Err(StoreError::NotAContainer);
+            }
+            ctx.remove_container(name)
+        })
+    }
+
+    /// `<graphroot>/<drv>-containers/<id>/userdata`, created.
+    pub fn container_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let id = self.container(name)?.id;
+        let dir = self.containers_dir.join(id).join("userdata");
+        mkdir_0700(&dir)?;
+        Ok(dir)
+    }
+
+    /// `<runroot>/<drv>-containers/<id>/userdata`, created.
+    pub fn container_run_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
+        let id = self.container(name)?.id;
+        let dir = self.run_containers_dir().join(id).join("userdata");
+        mkdir_0700(&dir)?;
+        Ok(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::test_support::{named, TestRoot};
+    use crate::store::{ContainerOptions, ImageOptions};
+
+    #[test]
+    fn containers_get_layers_dirs_and_placement() {
+        let root = TestRoot::new();
+        let store = root.open();
+        store.create_layer(None, &named(&["l"])).expect("l");
+        let img = store
+            .create_image(
+                Some("l"),
+                &ImageOptions {
+                    names: vec!["img".into()],
+                    ..Default::default()
+                },
+            )
+            .expect("img");
+        let c = store
+            .create_container(
+                "img",
+                &ContainerOptions {
+                    names: vec!["c1".into()],
+                    ..Default::default()
+                },
+            )
+            .expect("ctr");
+        assert_eq!(c.image, img.id);
+        assert_eq!(store.layer(&c.layer).expect("layer").parent, img.top_layer);
+        assert!(store.container_dir("c1").expect("dir").is_dir());
+        assert!(root
+            .run(&format!("testfs-containers/{}/userdata", c.id))
+            .is_dir());
+        let json =
+            std::fs::read_to_string(root.graph("testfs-containers/containers.json")).expect("read");
+        assert!(
+            json.contains(r#""flags":{"MountLabel":"","ProcessLabel":""}"#),
+            "{json}"
+        );
+        let v = store
+            .create_container(
+                "img",
+                &ContainerOptions {
+                    volatile: true,
+                    ..Default::default()
+                },
+            )
+            .expect("volatile");
+        let vjson =
+            std::fs::read_to_string(root.graph("testfs-containers/volatile-containers.json"))
+                .expect("read");
+        assert!(vjson.contains(&v.id) && vjson.contains(r#""Volatile":true"#));
+        let vlayers = std::fs::read_to_string(root.graph("testfs-layers/volatile-layers.json"))
+            .expect("read");
+        assert!(vlayers.contains(&v.layer));
+    }
+
+    #[test]
+    fn transient_store_keeps_containers_in_run_root() {
+        let root = TestRoot::with(true);
+        let store = root.open();
+        store.create_layer(None, &named(&["l"])).expect("l");
+        store
+            .create_image(Some("l"), &ImageOptions::default())
+            .expect("img");
+        let img = store.images().expect("images").remove(0);
+        let c = store
+            .create_container(&img.id, &ContainerOptions::default())
+            .expect("ctr");
+        assert!(root.run("testfs-containers/containers.lock").exists());
+        let json = std::fs::read_to_string(root.run("testfs-containers/volatile-containers.json"))
+            .expect("read");
+        assert!(json.contains(&c.id));
+        let layers =
+            std::fs::read_to_string(root.run("testfs-layers/volatile-layers.json")).expect("read");
+        assert!(layers.contains(&c.layer));
+        assert!(!root.graph("testfs-containers/containers.json").exists());
+        assert_eq!(store.containers().expect("list").len(), 1);
+    }
+}

@@ -1,0 +1,39 @@
+//! Small filesystem helpers the store modules share.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+
+use super::StoreError;
+
+/// Creates a directory and its parents, readable by the owner only (as upstream does).
+pub(super) fn mkdir_0700(path: &Path) -> Result<(), StoreError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| StoreError::io("creating directory", path, e))
+}
+
+/// Removes a file or directory tree; a missing one is fine.
+pub(super) fn remove_path(path: &Path) -> Result<(), StoreError> {
+    let result = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StoreError::io("removing", path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Flushes the filesystem holding `path`, so layer data is on disk before the record that
+/// calls the layer complete. Best effort: a failure to sync is not a failure to import.
+pub(super) fn sync_filesystem(path: &Path) {
+    if let Ok(dir) = std::fs::File::open(path) {
+        let _ = rustix::fs::syncfs(&dir);
+    }
+}
