@@ -115,3 +115,33 @@ fn changes_against_another_layer() {
     assert_eq!(s.ok(&["changes", &b]), "Add \"/two\"\n");
     assert_eq!(s.ok(&["changes", &b, &a]), "Add \"/two\"\n");
 }
+
+#[test]
+fn applydiff_using_staging_dir_applies_the_directory() {
+    let s = Scratch::new();
+    let l = s.create_layer(&["-n", "staged"]);
+    let src = s.dir().join("staging-src");
+    std::fs::create_dir_all(src.join("etc")).unwrap();
+    std::fs::write(src.join("etc/motd"), b"hello from staging").unwrap();
+    std::os::unix::fs::symlink("etc/motd", src.join("motd")).unwrap();
+    assert_eq!(
+        s.ok(&[
+            "applydiff-using-staging-dir",
+            "staged",
+            &src.display().to_string()
+        ]),
+        ""
+    );
+    let mut names = tar_names(&s.run(&["diff", "-u", &l]).stdout);
+    names.sort();
+    assert_eq!(names, ["etc/", "etc/motd", "motd"]);
+    let mnt = s.ok(&["mount", &l]);
+    let content = std::fs::read(std::path::Path::new(mnt.trim()).join("etc/motd")).unwrap();
+    assert_eq!(content, b"hello from staging");
+    s.ok(&["unmount", &l]);
+    let v: serde_json::Value = serde_json::from_str(&s.ok(&["layer", "-j", &l])).unwrap();
+    assert!(v[0]["diff-digest"].as_str().unwrap().starts_with("sha256:"));
+
+    let o = s.fails(&["applydiff-using-staging-dir", "staged", "/nonexistent-dir"]);
+    assert_eq!(o.stderr.lines().count(), 1, "{o:?}");
+}

@@ -21,3 +21,4 @@ mod layers;
 mod mounts;
 mod names;
 mod parsing;
+mod skopeo;

@@ -119,9 +119,40 @@ pub fn apply_diff(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     Ok(0)
 }
 
-/// `applydiff-using-staging-dir LAYER DIR`: needs the staged-layer path of the store.
-pub fn apply_diff_using_staging_dir(_ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
-    Err(CliError::NotImplemented("applydiff-using-staging-dir"))
+/// `applydiff-using-staging-dir LAYER DIR`: applies the content of DIR to the layer.
+///
+/// Upstream tars DIR, compresses it as zstd:chunked and applies it through overlay's
+/// staging directory; the layer ends up with DIR's content either way. Here the tar of DIR
+/// (made through a confined directory handle, on a second thread) is applied like
+/// `applydiff`, so it also gets digests and tar-split.
+pub fn apply_diff_using_staging_dir(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
+    let layer = ctx.inv.args.first().cloned().unwrap_or_default();
+    let dir = std::path::PathBuf::from(ctx.inv.args.get(1).cloned().unwrap_or_default());
+    if !dir.is_dir() {
+        return Err(CliError::Message(format!(
+            "{}: not a directory",
+            dir.display()
+        )));
+    }
+    let (mut reader, mut writer) =
+        std::io::pipe().map_err(|e| CliError::io("creating a pipe", e))?;
+    let store = &*ctx.store;
+    let shown = dir.display().to_string();
+    std::thread::scope(|scope| {
+        let tar = scope.spawn(move || {
+            let opts = storage_host::confined::diff_options(&Default::default());
+            storage_host::confined::write_tar(&dir, &mut writer, &opts)
+        });
+        let applied = store.apply_diff(&layer, &mut reader);
+        drop(reader);
+        let tarred = tar
+            .join()
+            .map_err(|_| CliError::Message("the tar thread panicked".into()))?;
+        // The tar side's error explains a failed apply better than a broken stream does.
+        tarred.map_err(|e| CliError::Message(format!("{shown}: {e}")))?;
+        applied?;
+        Ok(0)
+    })
 }
 
 #[cfg(test)]
