@@ -1,5 +1,5 @@
 //! Builds the components storage-host embeds, when the `components` feature is on: the
-//! archive component (drivers/archive-component) and the test guests (host/tests/guests/),
+//! archive component (drivers/archive-component), the vfs driver (drivers/vfs) and the test guests (host/tests/guests/),
 //! compiled for `wasm32-wasip2` by a nested cargo into its own target directory and copied to
 //! `OUT_DIR`. Without the feature it does nothing, so builds that do not want wasmtime do not
 //! pay for it.
@@ -13,6 +13,7 @@ const COMPONENTS: &[(&str, &str)] = &[
         "storage-archive-component",
         "storage_archive_component.wasm",
     ),
+    ("storage-vfs-component", "storage_vfs_component.wasm"),
     (
         "storage-test-guest-hostile",
         "storage_test_guest_hostile.wasm",
@@ -42,6 +43,7 @@ fn main() {
         "drivers/archive/src",
         "drivers/archive/Cargo.toml",
         "drivers/archive-component",
+        "drivers/vfs",
         "host/tests/guests",
         "Cargo.lock",
     ] {

@@ -146,7 +146,7 @@ fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             &format!("Driver Options: [{}]", opts.driver_options.join(" ")),
         );
     }
-    let store = match Store::open(&opts, &drivers::registry()) {
+    let store = match Store::open(&opts, &drivers::registry(&opts)) {
         Ok(store) => store,
         Err(e) => {
             let _ = writeln!(out, "error initializing: {e}");

@@ -363,6 +363,10 @@ const DRIVER_TABLE_KEYS: &[(&str, &[&str])] = &[
             "ignore_chown_errors",
             "force_mask",
             "use_composefs",
+            // Ours: where apply-diff, diff and changes run, and the component's limits.
+            "archive",
+            "archive_memory_limit",
+            "archive_deadline_ms",
         ],
     ),
     ("vfs", &["ignore_chown_errors"]),
@@ -601,6 +605,30 @@ mod tests {
                 "overlay.size=10G",
                 "overlay.mountopt=nodev,metacopy=on",
                 "overlay.skip_mount_home=true",
+            ]
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn the_archive_switch_and_limits_become_overlay_options() {
+        let c = parse(
+            r#"
+            [storage]
+            driver = "overlay"
+            [storage.options.overlay]
+            archive = "native"
+            archive_memory_limit = "64m"
+            archive_deadline_ms = 5000
+            "#,
+            &[],
+        );
+        assert_eq!(
+            c.options.driver_options,
+            vec![
+                "overlay.archive=native",
+                "overlay.archive_deadline_ms=5000",
+                "overlay.archive_memory_limit=64m",
             ]
         );
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);

@@ -583,7 +583,8 @@ fn open_dir<'a>(path: &Path) -> Result<ReadDir<'a>, ArchiveError> {
     })
 }
 
-fn to_host_changes(changes: Vec<storage_archive::Change>) -> Vec<Change> {
+/// The archive crate's changes as the driver interface's (paths absolute, lossy UTF-8).
+pub fn to_host_changes(changes: Vec<storage_archive::Change>) -> Vec<Change> {
     changes
         .into_iter()
         .map(|c| Change {

@@ -260,8 +260,10 @@ pub trait GraphDriver: Send + Sync {
     }
 }
 
-/// Creates a driver from its start-up options.
-pub type DriverFactory = fn(&DriverInit) -> DriverResult<Box<dyn GraphDriver>>;
+/// Creates a driver from its start-up options. A closure, so a factory can carry what it was
+/// configured with (a plugin's component file and limits).
+pub type DriverFactory =
+    std::sync::Arc<dyn Fn(&DriverInit) -> DriverResult<Box<dyn GraphDriver>> + Send + Sync>;
 
 /// The drivers a binary links, by name.
 #[derive(Default, Clone)]
@@ -276,13 +278,18 @@ impl DriverRegistry {
     }
 
     /// Registers a driver under `name`, replacing any earlier one of that name.
-    pub fn register(&mut self, name: &str, factory: DriverFactory) {
-        self.factories.insert(name.to_string(), factory);
+    pub fn register(
+        &mut self,
+        name: &str,
+        factory: impl Fn(&DriverInit) -> DriverResult<Box<dyn GraphDriver>> + Send + Sync + 'static,
+    ) {
+        self.factories
+            .insert(name.to_string(), std::sync::Arc::new(factory));
     }
 
     /// The factory registered under `name`.
     pub fn factory(&self, name: &str) -> Option<DriverFactory> {
-        self.factories.get(name).copied()
+        self.factories.get(name).cloned()
     }
 
     /// The names of every registered driver, sorted.

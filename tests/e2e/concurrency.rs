@@ -148,9 +148,9 @@ fn eight_writers_at_once_lose_nothing() {
 
     // The files on disk are whole JSON documents.
     let graph = s.graph();
-    parses(&graph.join("overlay-layers/layers.json"));
-    parses(&graph.join("overlay-images/images.json"));
-    parses(&graph.join("overlay-containers/containers.json"));
+    parses(&graph.join(format!("{}-layers/layers.json", crate::DRIVER)));
+    parses(&graph.join(format!("{}-images/images.json", crate::DRIVER)));
+    parses(&graph.join(format!("{}-containers/containers.json", crate::DRIVER)));
 }
 
 /// How many mounts sit exactly on `path`.
@@ -225,6 +225,9 @@ fn race_first_commands(s: &Scratch) -> Vec<Output> {
 
 #[test]
 fn racing_first_inits_mount_the_home_once_and_clean_up() {
+    if !crate::harness::overlay_only("racing_first_inits_mount_the_home_once_and_clean_up") {
+        return;
+    }
     // The race is lost only now and then (seen in about one round of 50): run many rounds.
     for _ in 0..40 {
         let s = Scratch::new();
@@ -239,6 +242,9 @@ fn racing_first_inits_mount_the_home_once_and_clean_up() {
 
 #[test]
 fn readers_and_writers_during_an_import_never_delete_it() {
+    if !crate::harness::overlay_only("readers_and_writers_during_an_import_never_delete_it") {
+        return;
+    }
     use crate::crash::{
         driver_dir, incomplete_ids, large_tar, layers_json, wait_for, Reaped, PATIENCE,
     };
@@ -335,6 +341,9 @@ fn readers_and_writers_during_an_import_never_delete_it() {
 
 #[test]
 fn racing_mounts_and_unmounts_keep_the_count() {
+    if !crate::harness::overlay_only("racing_mounts_and_unmounts_keep_the_count") {
+        return;
+    }
     let s = Scratch::new();
     let l = s.import_layer(&[], &tar_of(&[("hello", b"hi")]));
     let img = first_line(&s.ok(&["create-image", &l]));
@@ -360,9 +369,12 @@ fn racing_mounts_and_unmounts_keep_the_count() {
         let unmount = s.run(&["unmount", "racer"]);
         let overlay_mounts = mounts_on(Path::new(&mp));
         let content = std::fs::read(Path::new(&mp).join("hello")).ok();
-        let info = std::fs::read(s.run_root().join("overlay-layers/mountpoints.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let info = std::fs::read(
+            s.run_root()
+                .join(format!("{}-layers/mountpoints.json", crate::DRIVER)),
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
         looked.wait();
         assert_eq!(unmount.code, 0, "{unmount:?}");
         // One overlay mount, counted 8 times.

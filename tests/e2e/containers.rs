@@ -79,7 +79,9 @@ fn delete_container_removes_record_layer_and_dirs() {
     let ctr = id("victim");
     s.ok(&["create-container", "--id", &ctr, "-m", "md", &img]);
     let dir = s.ok(&["get-container-dir", &ctr]);
-    let expected = s.graph().join(format!("overlay-containers/{ctr}/userdata"));
+    let expected = s
+        .graph()
+        .join(format!("{}-containers/{ctr}/userdata", crate::DRIVER));
     assert_eq!(dir, format!("{}\n", expected.display()));
     assert!(expected.is_dir());
     let run_dir = s.ok(&["get-container-run-dir", &ctr]);
@@ -88,7 +90,7 @@ fn delete_container_removes_record_layer_and_dirs() {
         format!(
             "{}\n",
             s.run_root()
-                .join(format!("overlay-containers/{ctr}/userdata"))
+                .join(format!("{}-containers/{ctr}/userdata", crate::DRIVER))
                 .display()
         )
     );
@@ -117,9 +119,10 @@ fn transient_store_keeps_containers_in_the_run_root() {
     let (_, img) = image(&s);
     let ctr = id("transient");
     s.ok(&["--transient-store", "create-container", "--id", &ctr, &img]);
-    let file = s
-        .run_root()
-        .join("overlay-containers/volatile-containers.json");
+    let file = s.run_root().join(format!(
+        "{}-containers/volatile-containers.json",
+        crate::DRIVER
+    ));
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(text.contains(&ctr), "{text}");
     assert_eq!(

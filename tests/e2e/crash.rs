@@ -27,12 +27,14 @@ impl Drop for Reaped {
 
 /// The overlay layer store's record file.
 pub(crate) fn layers_json(s: &Scratch) -> PathBuf {
-    s.graph().join("overlay-layers").join("layers.json")
+    s.graph()
+        .join(format!("{}-layers", crate::DRIVER))
+        .join("layers.json")
 }
 
 fn tar_split(s: &Scratch, layer: &str) -> PathBuf {
     s.graph()
-        .join("overlay-layers")
+        .join(format!("{}-layers", crate::DRIVER))
         .join(format!("{layer}.tar-split.gz"))
 }
 
@@ -168,6 +170,9 @@ fn assert_cleaned_up(s: &Scratch, layer: &str) {
 
 #[test]
 fn killed_import_is_cleaned_up_by_the_next_listing() {
+    if !crate::harness::overlay_only("killed_import_is_cleaned_up_by_the_next_listing") {
+        return;
+    }
     let s = Scratch::new();
     let kept = s.import_layer(
         &["--id", &id("kept"), "-n", "kept"],
@@ -201,6 +206,9 @@ fn killed_import_is_cleaned_up_by_the_next_listing() {
 
 #[test]
 fn killed_import_is_cleaned_up_by_the_next_write() {
+    if !crate::harness::overlay_only("killed_import_is_cleaned_up_by_the_next_write") {
+        return;
+    }
     let s = Scratch::new();
     let doomed = id("doomed");
     kill_import_midway(&s, &doomed);
@@ -221,6 +229,10 @@ fn killed_import_is_cleaned_up_by_the_next_write() {
 
 #[test]
 fn hand_marked_incomplete_layer_is_deleted_by_the_next_listing() {
+    if !crate::harness::overlay_only("hand_marked_incomplete_layer_is_deleted_by_the_next_listing")
+    {
+        return;
+    }
     let s = Scratch::new();
     let l = s.import_layer(&["--id", &id("marked")], &tar_of(&[("f", b"data")]));
     assert!(tar_split(&s, &l).exists());
@@ -248,7 +260,10 @@ fn stale_temp_dir_is_removed_by_the_next_write() {
     let s = Scratch::new();
     s.create_layer(&[]);
     // What a process killed while staging would leave (spec §3.3).
-    let tmp = s.graph().join("overlay-layers").join("tmp");
+    let tmp = s
+        .graph()
+        .join(format!("{}-layers", crate::DRIVER))
+        .join("tmp");
     std::fs::create_dir_all(tmp.join("staged/deep")).unwrap();
     std::fs::write(tmp.join("staged/deep/file"), b"partial").unwrap();
     s.create_layer(&[]);
@@ -258,6 +273,9 @@ fn stale_temp_dir_is_removed_by_the_next_write() {
 
 #[test]
 fn killed_applydiff_leaves_the_layer_and_a_working_store() {
+    if !crate::harness::overlay_only("killed_applydiff_leaves_the_layer_and_a_working_store") {
+        return;
+    }
     let s = Scratch::new();
     let l = s.import_layer(
         &["--id", &id("target"), "-n", "target"],

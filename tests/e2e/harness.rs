@@ -44,9 +44,10 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// A scratch store for the `storage` binary with the overlay driver.
+    /// A scratch store for the `storage` binary with the driver of this test target
+    /// (`crate::DRIVER`: overlay for `e2e`, vfs for `e2e-vfs`).
     pub fn new() -> Scratch {
-        Scratch::with_binary(Path::new(STORAGE), "overlay")
+        Scratch::with_binary(Path::new(STORAGE), crate::DRIVER)
     }
 
     /// A scratch store for another binary (the Go CLI) and driver.
@@ -292,4 +293,18 @@ pub fn tar_names(data: &[u8]) -> Vec<String> {
 pub fn id(tag: &str) -> String {
     let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
     format!("{:0<64}", hex)
+}
+
+/// Whether a test that checks overlay's own layout or mounts applies to this suite's
+/// driver; on another driver it says it is skipped (the `e2e-vfs` target runs the same
+/// modules on vfs).
+pub fn overlay_only(test: &str) -> bool {
+    let applies = crate::DRIVER == "overlay";
+    if !applies {
+        eprintln!(
+            "{test}: checks overlay's layout or mounts; skipped on {}",
+            crate::DRIVER
+        );
+    }
+    applies
 }

@@ -150,11 +150,15 @@ fn image_dirs_use_the_argument_verbatim() {
     let s = Scratch::new();
     // Spec quirk 2: no lookup, unknown images succeed and get a directory.
     let out = s.ok(&["get-image-dir", "whatever"]);
-    let expected = s.graph().join("overlay-images/whatever/userdata");
+    let expected = s
+        .graph()
+        .join(format!("{}-images/whatever/userdata", crate::DRIVER));
     assert_eq!(out, format!("{}\n", expected.display()));
     assert!(expected.is_dir());
     let out = s.ok(&["get-image-run-dir", "whatever"]);
-    let expected = s.run_root().join("overlay-images/whatever/userdata");
+    let expected = s
+        .run_root()
+        .join(format!("{}-images/whatever/userdata", crate::DRIVER));
     assert_eq!(out, format!("{}\n", expected.display()));
     assert!(expected.is_dir());
 }

@@ -4,8 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+/// The driver [`harness::Scratch::new`] uses.
+pub const DRIVER: &str = "overlay";
+
 mod harness;
 
+mod archive_component;
 mod check;
 mod compat;
 mod concurrency;

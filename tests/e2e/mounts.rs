@@ -11,6 +11,9 @@ fn is_mountpoint(path: &str) -> bool {
 
 #[test]
 fn mount_mounted_unmount() {
+    if !crate::harness::overlay_only("mount_mounted_unmount") {
+        return;
+    }
     let s = Scratch::new();
     let l = s.import_layer(
         &["--id", &id("m"), "-n", "ml"],
@@ -104,6 +107,9 @@ fn writes_through_a_container_mount_show_in_changes() {
 
 #[test]
 fn mount_image_read_only() {
+    if !crate::harness::overlay_only("mount_image_read_only") {
+        return;
+    }
     let s = Scratch::new();
     let l = s.import_layer(&[], &tar_of(&[("f", b"x")]));
     let img = id("roimg");

@@ -175,9 +175,10 @@ fn status_and_version_text_go_to_stderr() {
     assert_eq!(o.out(), "");
     assert!(
         o.stderr.starts_with(&format!(
-            "Root: {}\nRun Root: {}\nDriver Name: overlay\nDriver Options: []\n",
+            "Root: {}\nRun Root: {}\nDriver Name: {}\nDriver Options: []\n",
             s.graph().display(),
-            s.run_root().display()
+            s.run_root().display(),
+            crate::DRIVER
         )),
         "{o:?}"
     );

@@ -84,7 +84,8 @@ fn oci_layout(dir: &Path, layer_tar: &[u8]) {
 
 fn store_ref(s: &Scratch, name: &str) -> String {
     format!(
-        "containers-storage:[overlay@{}+{}]{name}",
+        "containers-storage:[{}@{}+{}]{name}",
+        crate::DRIVER,
         s.graph().display(),
         s.run_root().display()
     )

@@ -136,7 +136,7 @@ pub fn apply_diff_using_staging_dir(ctx: &mut Ctx<'_>) -> Result<i32, CliError> 
     }
     let (mut reader, mut writer) =
         std::io::pipe().map_err(|e| CliError::io("creating a pipe", e))?;
-    let store = &*ctx.store;
+    let store = ctx.store;
     let shown = dir.display().to_string();
     std::thread::scope(|scope| {
         let tar = scope.spawn(move || {

@@ -3,9 +3,10 @@
 //! parent asked for is the layer's real parent and native diff is usable; otherwise the
 //! naive paths (§4.5) mount the layers read-only and compare the merged trees.
 //!
-//! The tar logic lives in `storage-archive`, reached through the host's confined
-//! directories (`storage_host::confined`); this module only picks directories and the
-//! whiteout format.
+//! The tar logic lives in `storage-archive`, run by default as the sandboxed archive
+//! component and with `overlay.archive=native` as the crate built in (see
+//! [`crate::archive_runtime`]); either works on the host's confined directories. This module
+//! only picks directories and the whiteout format.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use storage_host::driver::{
 };
 use storage_host::idmap::IdMappings;
 
+use crate::archive_runtime::Archive;
 use crate::driver::OverlayDriver;
 use crate::layout::Layout;
 use crate::mount;
@@ -131,14 +133,15 @@ pub fn apply_diff(
         force_mask: opts.force_mask.or(driver.options().force_mask),
         ignore_chown_errors: opts.ignore_chown_errors || driver.options().ignore_chown_errors,
     };
+    let archive = Archive::for_options(driver.options())?;
     if native(driver, &dir, parent)? {
         let diff_dir = dir.join("diff");
-        confined::apply_tar(&diff_dir, diff, &apply)?;
-        return Ok(confined::tree_size(&diff_dir)?);
+        archive.apply_tar(&diff_dir, diff, &apply)?;
+        return archive.tree_size(&diff_dir);
     }
     apply.whiteout_format = WhiteoutFormat::Aufs;
     let view = LayerView::open(driver, id, false)?;
-    Ok(confined::apply_tar(&view.path, diff, &apply)?)
+    archive.apply_tar(&view.path, diff, &apply)
 }
 
 /// Writes a tar of the layer's changes against `parent`, with `.wh.` whiteouts.
@@ -152,25 +155,24 @@ pub fn diff(
     let dir = driver.layout().dir(id)?;
     // Owner names and the whiteout time stamp as Go writes them.
     let opts = confined::diff_options(id_mappings);
+    let archive = Archive::for_options(driver.options())?;
     if native(driver, &dir, parent)? {
         let lowers = driver.layout().lower_diff_dirs(&dir)?;
-        confined::write_overlay_diff(
+        return archive.write_overlay_diff(
             &dir.join("diff"),
             &lowers,
             out,
             &opts,
             &overlay_xattrs(driver),
-        )?;
-        return Ok(());
+        );
     }
     let (layer, parent_view) = views(driver, id, parent)?;
-    confined::write_naive_diff(
+    archive.write_naive_diff(
         &layer.path,
         parent_view.as_ref().map(|v| v.path.as_path()),
         out,
         &opts,
-    )?;
-    Ok(())
+    )
 }
 
 /// Lists the layer's changes against `parent`, sorted by path.
@@ -180,12 +182,13 @@ pub fn changes(
     parent: Option<&str>,
 ) -> DriverResult<Vec<Change>> {
     let dir = driver.layout().dir(id)?;
+    let archive = Archive::for_options(driver.options())?;
     let mut changes = if native(driver, &dir, parent)? {
         let lowers = driver.layout().lower_diff_dirs(&dir)?;
-        confined::changes_overlay(&dir.join("diff"), &lowers, &overlay_xattrs(driver))?
+        archive.changes_overlay(&dir.join("diff"), &lowers, &overlay_xattrs(driver))?
     } else {
         let (layer, parent_view) = views(driver, id, parent)?;
-        confined::changes_naive(
+        archive.changes_naive(
             &layer.path,
             parent_view.as_ref().map(|v| v.path.as_path()),
             driver.id_mappings(),
@@ -199,15 +202,16 @@ pub fn changes(
 /// the native path.
 pub fn diff_size(driver: &OverlayDriver, id: &str, parent: Option<&str>) -> DriverResult<u64> {
     let dir = driver.layout().dir(id)?;
+    let archive = Archive::for_options(driver.options())?;
     if native(driver, &dir, parent)? {
-        return Ok(confined::tree_size(&dir.join("diff"))?);
+        return archive.tree_size(&dir.join("diff"));
     }
     let (layer, parent_view) = views(driver, id, parent)?;
-    Ok(confined::diff_size_naive(
+    archive.diff_size_naive(
         &layer.path,
         parent_view.as_ref().map(|v| v.path.as_path()),
         driver.id_mappings(),
-    )?)
+    )
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod archive_ops;
+pub mod archive_runtime;
 pub mod driver;
 pub mod features;
 pub mod getter;

@@ -28,6 +28,24 @@ pub struct OverlayOptions {
     pub ignore_chown_errors: bool,
     /// Permission mask forced on layer content (`force_mask`).
     pub force_mask: Option<u32>,
+    /// Where apply-diff, diff and changes run (`archive`).
+    pub archive: ArchiveRuntime,
+    /// Memory limit of the archive component, in bytes (`archive_memory_limit`, a size);
+    /// `None` is the component default.
+    pub archive_memory_limit: Option<u64>,
+    /// Time limit of one archive component call, in milliseconds (`archive_deadline_ms`);
+    /// `None` is the component default.
+    pub archive_deadline_ms: Option<u64>,
+}
+
+/// Where the overlay driver runs the archive logic (`storage-archive`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ArchiveRuntime {
+    /// Inside the sandboxed archive component (`archive=component`, the default).
+    #[default]
+    Component,
+    /// The same crate built into the binary (`archive=native`): the benchmark baseline.
+    Native,
 }
 
 /// Parses the driver options given at init.
@@ -92,6 +110,25 @@ pub fn parse_options(options: &[String]) -> DriverResult<OverlayOptions> {
             "skip_mount_home" => parsed.skip_mount_home = parse_bool(key, value)?,
             "ignore_chown_errors" => parsed.ignore_chown_errors = parse_bool(key, value)?,
             "force_mask" => parsed.force_mask = Some(parse_force_mask(value)?),
+            "archive" => {
+                parsed.archive = match value {
+                    "component" => ArchiveRuntime::Component,
+                    "native" => ArchiveRuntime::Native,
+                    _ => {
+                        return Err(DriverError::BadOption(format!(
+                            "overlay: archive must be \"component\" or \"native\", not {value:?}"
+                        )))
+                    }
+                }
+            }
+            "archive_memory_limit" => parsed.archive_memory_limit = Some(parse_size(value)?),
+            "archive_deadline_ms" => {
+                parsed.archive_deadline_ms = Some(value.parse().map_err(|_| {
+                    DriverError::BadOption(format!(
+                        "overlay: invalid archive_deadline_ms value {value:?}"
+                    ))
+                })?);
+            }
             _ => {
                 return Err(DriverError::BadOption(format!(
                     "overlay: unknown option {key}"
@@ -250,6 +287,31 @@ mod tests {
             .expect_err("file")
             .to_string()
             .contains("must be a directory"));
+    }
+
+    #[test]
+    fn archive_runtime_and_limits() {
+        let default = opts(&[]).expect("no options");
+        assert_eq!(default.archive, ArchiveRuntime::Component);
+        assert_eq!(default.archive_memory_limit, None);
+        let o = opts(&[
+            "overlay.archive=native",
+            "overlay.archive_memory_limit=64m",
+            "overlay.archive_deadline_ms=1500",
+        ])
+        .expect("valid archive options");
+        assert_eq!(o.archive, ArchiveRuntime::Native);
+        assert_eq!(o.archive_memory_limit, Some(64 << 20));
+        assert_eq!(o.archive_deadline_ms, Some(1500));
+        assert_eq!(
+            opts(&["archive=component"]).expect("component").archive,
+            ArchiveRuntime::Component
+        );
+        assert!(opts(&["overlay.archive=wasm"])
+            .expect_err("unknown runtime")
+            .to_string()
+            .contains("\"component\" or \"native\""));
+        assert!(opts(&["overlay.archive_deadline_ms=soon"]).is_err());
     }
 
     #[test]

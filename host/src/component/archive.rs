@@ -3,18 +3,62 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime::Store;
 
 use super::bindings::storage::plugin::{archive_types, types};
 use super::bindings::{ArchivePlugin, ArchivePluginPre};
-use super::engine::{LoadedComponent, Runtime};
+use super::builtin::{ARCHIVE_COMPONENT, ARCHIVE_COMPONENT_NAME};
+use super::engine::{LoadedComponent, Runtime, RuntimeConfig};
 use super::error::ComponentError;
 use super::host_fs::{self, HostState, LentDir, LentInput, LentOutput};
 use super::limits::PluginLimits;
+use super::stream_pump;
+
+/// Where the process-wide runtime keeps precompiled components when running as root: a
+/// system cache directory that only root can write (the cache refuses any other; see
+/// [`super::cache`]). Other users compile in memory once per process.
+pub const SYSTEM_CACHE_DIR: &str = "/var/cache/storage/components";
+
+/// The process-wide runtime and built-in archive component, made on first use (a command
+/// that runs no archive operation never loads wasmtime artifacts). A failure is kept as its
+/// message: every later use reports it again.
+static BUILTIN: OnceLock<Result<(Runtime, ArchiveComponent), String>> = OnceLock::new();
+
+/// The cache directory of the process-wide runtime: [`SYSTEM_CACHE_DIR`] for root.
+fn process_cache_dir() -> Option<PathBuf> {
+    rustix::process::geteuid()
+        .is_root()
+        .then(|| PathBuf::from(SYSTEM_CACHE_DIR))
+}
+
+/// The built-in archive component of this process with the default limits: the runtime
+/// and the compiled component are made once, on the first call, and reused.
+pub fn builtin() -> Result<&'static ArchiveComponent, ComponentError> {
+    let loaded = BUILTIN.get_or_init(|| {
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: process_cache_dir(),
+        })
+        .map_err(|e| e.to_string())?;
+        let component = runtime
+            .load(ARCHIVE_COMPONENT_NAME, ARCHIVE_COMPONENT)
+            .and_then(|loaded| ArchiveComponent::new(&runtime, loaded, PluginLimits::default()))
+            .map_err(|e| e.to_string())?;
+        Ok((runtime, component))
+    });
+    match loaded {
+        Ok((_, component)) => Ok(component),
+        Err(message) => Err(ComponentError::Instantiate {
+            name: ARCHIVE_COMPONENT_NAME.to_string(),
+            message: message.clone(),
+        }),
+    }
+}
 
 /// A loaded archive component with its limits; each call gets a fresh instance and Store.
+#[derive(Clone)]
 pub struct ArchiveComponent {
     loaded: LoadedComponent,
     /// Linked and type-checked once; each call only instantiates.
@@ -96,6 +140,71 @@ impl ArchiveComponent {
     /// The loaded component (name, digest, whether it came from the cache).
     pub fn loaded(&self) -> &LoadedComponent {
         &self.loaded
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> PluginLimits {
+        self.limits
+    }
+
+    /// The same component with other limits (cheap: the compiled code and the linking are
+    /// shared).
+    pub fn with_limits(&self, limits: PluginLimits) -> ArchiveComponent {
+        ArchiveComponent {
+            limits,
+            ..self.clone()
+        }
+    }
+
+    /// [`Self::apply_diff`] from a borrowed reader (see [`stream_pump`]).
+    pub fn apply_diff_from(
+        &self,
+        dir: &Path,
+        input: &mut dyn Read,
+        options: &storage_archive::ApplyOptions,
+    ) -> Result<u64, ComponentError> {
+        stream_pump::with_input(input, |input| self.apply_diff(dir, input, options))
+    }
+
+    /// [`Self::overlay_diff`] into a borrowed writer (see [`stream_pump`]).
+    pub fn overlay_diff_to(
+        &self,
+        upper: &Path,
+        lowers: &[PathBuf],
+        out: &mut dyn Write,
+        options: &storage_archive::DiffOptions,
+        overlay: &storage_archive::OverlayOptions,
+    ) -> Result<(), ComponentError> {
+        let written = stream_pump::with_output(out, |out| {
+            self.overlay_diff(upper, lowers, out, options, overlay)
+                .map(drop)
+        });
+        self.pumped(written)
+    }
+
+    /// [`Self::diff`] into a borrowed writer (see [`stream_pump`]).
+    pub fn diff_to(
+        &self,
+        layer: &Path,
+        parent: Option<&Path>,
+        out: &mut dyn Write,
+        options: &storage_archive::DiffOptions,
+    ) -> Result<(), ComponentError> {
+        let written =
+            stream_pump::with_output(out, |out| self.diff(layer, parent, out, options).map(drop));
+        self.pumped(written)
+    }
+
+    /// The outcome of a pumped output call: the writer's own error comes first (the guest
+    /// only saw its consequence, a closed output).
+    fn pumped(
+        &self,
+        written: std::io::Result<Result<(), ComponentError>>,
+    ) -> Result<(), ComponentError> {
+        written.map_err(|source| ComponentError::Archive {
+            name: self.loaded.name.clone(),
+            source: storage_archive::ArchiveError::Stream(source),
+        })?
     }
 
     /// A fresh Store with the limits, and the instance in it.

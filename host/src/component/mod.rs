@@ -17,18 +17,23 @@ pub mod call;
 pub mod driver;
 pub mod engine;
 pub mod error;
+pub mod graph_driver;
 pub mod host_fs;
 pub mod limits;
 pub mod mounts;
 pub mod policy;
+pub mod stream_pump;
 #[cfg(test)]
 mod tests;
 pub mod tree_copy;
+#[cfg(test)]
+mod vfs_tests;
 
 pub use archive::ArchiveComponent;
 pub use driver::{DriverComponent, LayerLocation};
 pub use engine::{LoadedComponent, Runtime, RuntimeConfig};
 pub use error::{ComponentError, StopReason};
+pub use graph_driver::{ComponentGraphDriver, ComponentSource};
 pub use limits::PluginLimits;
 
 /// The WIT package version this host implements; a component built against another one is

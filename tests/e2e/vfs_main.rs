@@ -1,0 +1,27 @@
+//! The end-to-end suite again on the vfs driver (the built-in vfs component), plus the tests
+//! of driver components through the binary ([`vfs`]). Left out: `compat` (compares with Go on
+//! overlay) and `archive_component` (the overlay driver's archive options).
+
+#![allow(clippy::unwrap_used)]
+
+/// The driver [`harness::Scratch::new`] uses.
+pub const DRIVER: &str = "vfs";
+
+mod harness;
+
+mod check;
+mod concurrency;
+mod containers;
+mod copy;
+mod crash;
+mod data;
+mod diff;
+mod errors;
+mod hostile;
+mod images;
+mod layers;
+mod mounts;
+mod names;
+mod parsing;
+mod skopeo;
+mod vfs;
