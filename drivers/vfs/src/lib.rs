@@ -8,7 +8,12 @@
 //! does nothing. Apply, diff, changes and diff size are the naive ones of `storage-archive`,
 //! linked in directly (AUFS whiteouts). On other targets the crate compiles but is never called.
 
+// The guest side of the filesystem interface and the WIT<->archive type conversions are the
+// archive component's, compiled again here: wit-bindgen generates the WIT types per world, so
+// the same source is built against each crate's own `crate::bindings`.
+#[path = "../../archive-component/src/convert.rs"]
 pub mod convert;
+#[path = "../../archive-component/src/guest_fs.rs"]
 pub mod guest_fs;
 pub mod options;
 
