@@ -156,6 +156,7 @@ fn produce(
 ) -> Result<Produced, IngestError> {
     let mut blob = Digester::new();
     let mut tar = Digester::new();
+    let mut tar_size = 0u64;
     let (compression, peeked) = compress::sniff(input)?;
     {
         let mut decompressed =
@@ -175,7 +176,11 @@ fn produce(
                 }
             };
             chunk.truncate(n);
-            tar.update(&chunk);
+            tar_size += n as u64;
+            // Uncompressed input: the blob's digest is the tar's, so hash only once.
+            if compression != Compression::None {
+                tar.update(&chunk);
+            }
             if chunks.send(Ok(chunk)).is_err() {
                 // The applying side stopped (it failed): its error is the one to report.
                 break;
@@ -186,8 +191,12 @@ fn produce(
         compression,
         compressed_digest: blob.digest(),
         compressed_size: blob.count(),
-        uncompressed_digest: tar.digest(),
-        uncompressed_size: tar.count(),
+        uncompressed_digest: if compression == Compression::None {
+            String::new()
+        } else {
+            tar.digest()
+        },
+        uncompressed_size: tar_size,
     })
 }
 
