@@ -5,7 +5,7 @@ use storage_host::images::ImageRecord;
 use storage_host::store::{ContainerOptions, StoreError};
 
 use super::layers::ParentOwners;
-use super::{go_slice, metadata_param, print_json, CliError, Ctx};
+use super::{go_slice, metadata_param, print_created, print_json, CliError, Ctx};
 use crate::idmaps;
 use crate::outln;
 
@@ -139,16 +139,9 @@ pub fn create_container(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     };
     let image = ctx.inv.args.first().cloned().unwrap_or_default();
     let container = ctx.store.create_container(&image, &opts)?;
-    if ctx.inv.json() {
-        print_json(ctx.out, &container)?;
-    } else {
-        // Upstream prints names as "\t%s" without a newline; a newline per name keeps
-        // the output line-oriented, like create-layer and create-image.
-        outln!(ctx.out, "{}", container.id)?;
-        for name in &container.names {
-            outln!(ctx.out, "\t{name}")?;
-        }
-    }
+    // Upstream prints names as "\t%s" without a newline; a newline per name keeps the
+    // output line-oriented, like create-layer and create-image.
+    print_created(ctx, &container.id, &container.names, &container)?;
     Ok(0)
 }
 

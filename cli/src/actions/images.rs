@@ -3,7 +3,7 @@
 use storage_host::images::ImageRecord;
 use storage_host::store::{ImageOptions, StoreError};
 
-use super::{metadata_param, print_json, print_json_nil_slice, CliError, Ctx};
+use super::{metadata_param, print_created, print_json, print_json_nil_slice, CliError, Ctx};
 use crate::outln;
 
 /// The digests an image lists: its `digests` when the store computed them, else `digest`.
@@ -171,14 +171,7 @@ pub fn create_image(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     };
     let top = ctx.inv.args.first().filter(|a| !a.is_empty()).cloned();
     let image = ctx.store.create_image(top.as_deref(), &opts)?;
-    if ctx.inv.json() {
-        print_json(ctx.out, &image)?;
-    } else {
-        outln!(ctx.out, "{}", image.id)?;
-        for name in &image.names {
-            outln!(ctx.out, "\t{name}")?;
-        }
-    }
+    print_created(ctx, &image.id, &image.names, &image)?;
     Ok(0)
 }
 

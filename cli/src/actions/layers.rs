@@ -8,7 +8,7 @@ use storage_host::images::ImageRecord;
 use storage_host::layers::LayerRecord;
 use storage_host::store::LayerOptions;
 
-use super::{go_slice, open_input, print_json, print_json_nil_slice, CliError, Ctx};
+use super::{go_slice, open_input, print_created, print_json, print_json_nil_slice, CliError, Ctx};
 use crate::idmaps;
 use crate::outln;
 use crate::tree::{self, TreeNode};
@@ -250,30 +250,12 @@ fn parent_arg(ctx: &Ctx<'_>) -> Option<String> {
     ctx.inv.args.first().filter(|p| !p.is_empty()).cloned()
 }
 
-/// Prints a created layer: its record as JSON, or its ID then a tab and each name.
-fn print_created(
-    ctx: &mut Ctx<'_>,
-    id: &str,
-    names: &[String],
-    json: Option<&LayerRecord>,
-) -> Result<(), CliError> {
-    if let Some(record) = json {
-        return print_json(ctx.out, record);
-    }
-    outln!(ctx.out, "{id}")?;
-    for name in names {
-        outln!(ctx.out, "\t{name}")?;
-    }
-    Ok(())
-}
-
 /// `create-layer [PARENT]`.
 pub fn create_layer(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let opts = layer_options(ctx)?;
     let parent = parent_arg(ctx);
     let layer = ctx.store.create_layer(parent.as_deref(), &opts)?;
-    let json = ctx.inv.json().then_some(&layer);
-    print_created(ctx, &layer.id, &layer.names, json)?;
+    print_created(ctx, &layer.id, &layer.names, &layer)?;
     Ok(0)
 }
 
@@ -299,8 +281,7 @@ pub fn import_layer(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let layer = ctx
         .store
         .import_layer(parent.as_deref(), &opts, &mut input)?;
-    let json = ctx.inv.json().then_some(&layer);
-    print_created(ctx, &layer.id, &layer.names, json)?;
+    print_created(ctx, &layer.id, &layer.names, &layer)?;
     Ok(0)
 }
 

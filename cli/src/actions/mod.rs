@@ -125,6 +125,24 @@ pub fn open_input(path: Option<&str>) -> Result<Box<dyn Read + Send>, CliError> 
     }
 }
 
+/// What the create commands print: the record as JSON with `-j`, else the ID and one
+/// `\tNAME` line per name.
+pub fn print_created<T: Serialize>(
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    names: &[String],
+    record: &T,
+) -> Result<(), CliError> {
+    if ctx.inv.json() {
+        return print_json(ctx.out, record);
+    }
+    outln!(ctx.out, "{id}")?;
+    for name in names {
+        outln!(ctx.out, "\t{name}")?;
+    }
+    Ok(())
+}
+
 /// The metadata given by `-m` or read from `-f` (the file wins, as upstream).
 pub fn metadata_param(inv: &Invocation) -> Result<String, CliError> {
     match inv.flags.value("metadata-file").filter(|p| !p.is_empty()) {
