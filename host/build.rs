@@ -26,6 +26,10 @@ const COMPONENTS: &[(&str, &str)] = &[
         "storage-test-guest-example-driver",
         "storage_test_guest_example_driver.wasm",
     ),
+    (
+        "storage-test-guest-hostile-driver",
+        "storage_test_guest_hostile_driver.wasm",
+    ),
 ];
 
 fn main() {

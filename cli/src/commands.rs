@@ -257,6 +257,38 @@ const DEDUP_FLAGS: &[FlagSpec] = &[
     ),
 ];
 
+const IMPORT_OCI_FLAGS: &[FlagSpec] = &[
+    NAME,
+    f(
+        &["all"],
+        None,
+        FlagKind::Bool,
+        "Import every image the layout's index lists",
+    ),
+    f(
+        &["platform"],
+        None,
+        FlagKind::Value,
+        "Platform to pick from a multi-platform index (os/arch[/variant])",
+    ),
+    JSON,
+];
+const PRUNE_FLAGS: &[FlagSpec] = &[
+    f(
+        &["dry-run"],
+        None,
+        FlagKind::Bool,
+        "Only print what would be removed",
+    ),
+    f(
+        &["dangling"],
+        None,
+        FlagKind::Bool,
+        "Also remove images without names",
+    ),
+    JSON,
+];
+
 /// Every command, in the order upstream's usage lists them.
 pub const COMMANDS: &[CommandSpec] = &[
     cmd(
@@ -411,6 +443,42 @@ pub const COMMANDS: &[CommandSpec] = &[
         Some(1),
         CREATE_IMAGE_FLAGS,
         actions::images::create_image,
+    ),
+    cmd(
+        &["import-oci"],
+        "[options [...]] layoutDirectory[:reference]",
+        "Import an image from an OCI image layout",
+        1,
+        Some(1),
+        IMPORT_OCI_FLAGS,
+        actions::oci::import_oci,
+    ),
+    cmd(
+        &["export-oci"],
+        "[options [...]] imageNameOrID layoutDirectory[:reference]",
+        "Export an image to an OCI image layout",
+        2,
+        Some(2),
+        JSON_ONLY,
+        actions::oci::export_oci,
+    ),
+    cmd(
+        &["verify"],
+        "[options [...]] imageNameOrID [...]",
+        "Verify that an image's layers and data are present and intact",
+        1,
+        None,
+        JSON_ONLY,
+        actions::oci::verify,
+    ),
+    cmd(
+        &["prune"],
+        "[options [...]]",
+        "Remove layers no image or container uses",
+        0,
+        None,
+        PRUNE_FLAGS,
+        actions::oci::prune,
     ),
     cmd(
         &["create-container", "createcontainer"],

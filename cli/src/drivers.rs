@@ -1,4 +1,4 @@
-//! The graph drivers this binary serves, registered by name: the native overlay driver, the
+//! The graph drivers this binary serves, registered by name: the native overlay and btrfs drivers, the
 //! vfs driver (a component embedded in the binary) and every third-party driver component the
 //! configuration names in `[plugins.<name>]`.
 
@@ -32,5 +32,6 @@ fn configured_plugins(opts: &StoreOptions) -> BTreeMap<String, PluginConfig> {
 /// Registers the drivers linked into the binary.
 fn register_builtin(registry: &mut DriverRegistry) {
     storage_overlay::register(registry);
+    storage_btrfs::register(registry);
     register_builtin_vfs(registry);
 }

@@ -13,6 +13,7 @@ mod gostr;
 mod idmaps;
 mod options;
 mod parse;
+mod progress;
 mod tarowner;
 mod tree;
 mod usage;

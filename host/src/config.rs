@@ -370,7 +370,17 @@ const DRIVER_TABLE_KEYS: &[(&str, &[&str])] = &[
         ],
     ),
     ("vfs", &["ignore_chown_errors"]),
-    ("btrfs", &["min_space", "size"]),
+    (
+        "btrfs",
+        &[
+            "min_space",
+            "size",
+            // Ours, as for overlay.
+            "archive",
+            "archive_memory_limit",
+            "archive_deadline_ms",
+        ],
+    ),
     ("zfs", &["mountopt", "fsname", "size"]),
     ("aufs", &["mountopt"]),
     ("thinpool", &[]),
@@ -607,6 +617,16 @@ mod tests {
                 "overlay.skip_mount_home=true",
             ]
         );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn the_archive_switch_becomes_a_btrfs_option_too() {
+        let c = parse(
+            "[storage]\ndriver = \"btrfs\"\n[storage.options.btrfs]\narchive = \"native\"\n",
+            &[],
+        );
+        assert_eq!(c.options.driver_options, vec!["btrfs.archive=native"]);
         assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 

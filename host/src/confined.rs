@@ -20,7 +20,8 @@ use std::sync::Arc;
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use storage_archive::fs::{
-    DirEntry, FileKind, FileStat, FsError, FsErrorKind, FsRead, FsResult, FsWrite, Timestamp,
+    DirEntry, EntryMetadata, FileKind, FileStat, FsError, FsErrorKind, FsRead, FsResult, FsWrite,
+    Timestamp,
 };
 use storage_archive::{
     ApplyOptions, ArchiveError, DiffOptions, IdMapping, IdRange, OverlayOptions,
@@ -68,6 +69,18 @@ fn io_error(e: io::Error, what: &str) -> FsError {
             FsError::new(FsErrorKind::UnexpectedEof, format!("{what}: {e}"))
         }
         None => FsError::new(FsErrorKind::Other, format!("{what}: {e}")),
+    }
+}
+
+/// Access and modification times for `utimensat`/`futimens`.
+fn timestamps(atime: Timestamp, mtime: Timestamp) -> rustix::fs::Timestamps {
+    let spec = |t: Timestamp| rustix::fs::Timespec {
+        tv_sec: t.secs,
+        tv_nsec: i64::from(t.nanos),
+    };
+    rustix::fs::Timestamps {
+        last_access: spec(atime),
+        last_modification: spec(mtime),
     }
 }
 
@@ -339,6 +352,102 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         Ok(())
     }
 
+    /// One parent lookup for the whole of it; the mode is set only after checking that the
+    /// entry is not a symlink (`fchmodat` would follow it).
+    fn set_metadata(&mut self, path: &[u8], meta: &EntryMetadata) -> FsResult<()> {
+        let (dir, name) = self.parent(path)?;
+        if let Err(e) = rustix::fs::chownat(
+            &dir,
+            os(name),
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        ) {
+            if !meta.ignore_chown_errors {
+                return Err(fs_error(e, "lchown"));
+            }
+        }
+        if !meta.xattrs.is_empty() {
+            let proc = Self::proc_path(&dir, name);
+            for (key, value) in &meta.xattrs {
+                match rustix::fs::lsetxattr(&proc, key, value, rustix::fs::XattrFlags::empty()) {
+                    Ok(()) | Err(Errno::OPNOTSUPP) => {}
+                    Err(e) => return Err(fs_error(e, "setxattr")),
+                }
+            }
+        }
+        if let Some(mode) = meta.mode {
+            let st = rustix::fs::statat(&dir, os(name), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| fs_error(e, "lstat"))?;
+            if rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Symlink {
+                return Err(FsError::new(FsErrorKind::Unsupported, "chmod of a symlink"));
+            }
+            rustix::fs::chmodat(
+                &dir,
+                os(name),
+                Mode::from_bits_truncate(mode),
+                AtFlags::empty(),
+            )
+            .map_err(|e| fs_error(e, "chmod"))?;
+        }
+        rustix::fs::utimensat(
+            &dir,
+            os(name),
+            &timestamps(meta.atime, meta.mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| fs_error(e, "utimensat"))
+    }
+
+    /// Everything on the descriptor of the new file: no path is resolved again after the
+    /// exclusive, no-follow create.
+    fn create_file_with_metadata(
+        &mut self,
+        path: &[u8],
+        create_mode: u32,
+        len: u64,
+        input: &mut I,
+        meta: &EntryMetadata,
+    ) -> FsResult<()> {
+        let (dir, name) = self.parent(path)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            os(name),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_bits_truncate(create_mode),
+        )
+        .map_err(|e| fs_error(e, "create"))?;
+        let mut file = File::from(fd);
+        let copied = io::copy(&mut input.take(len), &mut file).map_err(|e| io_error(e, "write"))?;
+        if copied != len {
+            return Err(FsError::new(
+                FsErrorKind::UnexpectedEof,
+                format!("input ended after {copied} of {len} bytes"),
+            ));
+        }
+        if let Err(e) = rustix::fs::fchown(
+            &file,
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+        ) {
+            if !meta.ignore_chown_errors {
+                return Err(fs_error(e, "lchown"));
+            }
+        }
+        for (key, value) in &meta.xattrs {
+            match rustix::fs::fsetxattr(&file, key, value, rustix::fs::XattrFlags::empty()) {
+                Ok(()) | Err(Errno::OPNOTSUPP) => {}
+                Err(e) => return Err(fs_error(e, "setxattr")),
+            }
+        }
+        if let Some(mode) = meta.mode {
+            rustix::fs::fchmod(&file, Mode::from_bits_truncate(mode))
+                .map_err(|e| fs_error(e, "chmod"))?;
+        }
+        rustix::fs::futimens(&file, &timestamps(meta.atime, meta.mtime))
+            .map_err(|e| fs_error(e, "utimensat"))
+    }
+
     fn symlink(&mut self, target: &[u8], path: &[u8]) -> FsResult<()> {
         let (dir, name) = self.parent(path)?;
         rustix::fs::symlinkat(os(target), &dir, os(name)).map_err(|e| fs_error(e, "symlink"))
@@ -438,14 +547,7 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
 
     fn set_times(&mut self, path: &[u8], atime: Timestamp, mtime: Timestamp) -> FsResult<()> {
         let (dir, name) = self.parent(path)?;
-        let spec = |t: Timestamp| rustix::fs::Timespec {
-            tv_sec: t.secs,
-            tv_nsec: i64::from(t.nanos),
-        };
-        let times = rustix::fs::Timestamps {
-            last_access: spec(atime),
-            last_modification: spec(mtime),
-        };
+        let times = timestamps(atime, mtime);
         rustix::fs::utimensat(&dir, os(name), &times, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| fs_error(e, "utimensat"))
     }

@@ -258,6 +258,18 @@ pub trait GraphDriver: Send + Sync {
         let _ = id_mappings;
         false
     }
+
+    /// Shares the extents of identical files among the given layers (upstream's `Dedup`);
+    /// layers the driver does not hold in a writable home are skipped. Drivers whose layers
+    /// are not plain file trees say `Unsupported`.
+    fn dedup(
+        &self,
+        layers: &[String],
+        method: crate::dedup::HashMethod,
+    ) -> DriverResult<crate::dedup::DedupResult> {
+        let _ = (layers, method);
+        Err(DriverError::Unsupported("dedup"))
+    }
 }
 
 /// Creates a driver from its start-up options. A closure, so a factory can carry what it was

@@ -133,6 +133,14 @@ pub enum StoreError {
     /// Reading, decompressing or applying a layer archive failed.
     #[error("{0}")]
     Archive(String),
+    /// An ID or digest prefix names several objects of one kind.
+    #[error("{prefix:?} is ambiguous: it is a prefix of {}", candidates.join(", "))]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// The IDs it is a prefix of (of their IDs or digests).
+        candidates: Vec<String>,
+    },
     /// A record on disk is inconsistent (for example an incomplete layer in a read-only store).
     #[error("{0}")]
     Corrupt(String),

@@ -84,6 +84,9 @@ impl crate::records::Record for ImageRecord {
         crate::records::Location::Stable
     }
     fn set_location(&mut self, _location: crate::records::Location) {}
+    fn digests(&self) -> Vec<&str> {
+        self.digests.iter().map(String::as_str).collect()
+    }
 }
 
 impl ImageRecord {

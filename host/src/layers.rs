@@ -130,6 +130,13 @@ impl crate::records::Record for LayerRecord {
         self.volatile = location == crate::records::Location::Volatile;
         self.in_image_store = location == crate::records::Location::ImageStore;
     }
+    fn digests(&self) -> Vec<&str> {
+        [&self.uncompressed_digest, &self.compressed_digest]
+            .into_iter()
+            .filter(|d| !d.is_empty())
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 /// One entry of `mountpoints.json` (run root): where a layer is mounted and how often.

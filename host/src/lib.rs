@@ -6,7 +6,8 @@
 //! the cross-process lock files; [`config`] reads `storage.toml`; [`driver`] is the
 //! graph-driver trait and registry; [`confined`] is the directory handle every archive
 //! operation goes through; [`tarsplit`] and [`compress`] re-create imported archives and
-//! detect compression.
+//! detect compression; [`oci`] moves images in and out as OCI image layouts, verifies them
+//! and prunes what nothing references.
 
 pub mod atomic;
 #[cfg(feature = "components")]
@@ -15,6 +16,7 @@ pub mod compress;
 pub mod config;
 pub mod confined;
 pub mod containers;
+pub mod dedup;
 pub mod digest;
 pub mod driver;
 pub mod error;
@@ -25,6 +27,7 @@ pub mod ingest;
 pub mod layers;
 pub mod lock;
 pub mod log;
+pub mod oci;
 pub mod records;
 pub mod store;
 pub mod tarsplit;

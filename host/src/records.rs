@@ -32,7 +32,27 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn location(&self) -> Location;
     /// Marks which file the record lives in.
     fn set_location(&mut self, location: Location);
+    /// Digests the record can also be found by, as a `sha256:` prefix (an image's
+    /// manifest digests, a layer's diff and blob digests); the ID itself counts as
+    /// `sha256:<ID>` when it is a digest's hex.
+    fn digests(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
+
+/// What looking a name up found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The index of the one record it names.
+    Found(usize),
+    /// A prefix of several records' IDs or digests: their IDs.
+    Ambiguous(Vec<String>),
+    /// Nothing.
+    Missing,
+}
+
+/// A prefix that named several records in one lookup: the prefix and their IDs.
+pub type Ambiguity = (String, Vec<String>);
 
 /// The records of one store and the files they come from.
 #[derive(Debug)]
@@ -42,6 +62,11 @@ pub struct RecordSet<T> {
     files: Vec<(PathBuf, Location)>,
     mtimes: Vec<Option<SystemTime>>,
     loaded: bool,
+    /// The last ambiguous prefix [`RecordSet::find`] met, so that the operation's "not
+    /// known" error can name the candidates: `find` answers `Option` to its many
+    /// callers, and an ambiguous prefix is what makes it answer `None` for a name that
+    /// does name something.
+    ambiguity: std::sync::Mutex<Option<Ambiguity>>,
 }
 
 fn mtime(path: &Path) -> Option<SystemTime> {
@@ -77,6 +102,7 @@ impl<T: Record> RecordSet<T> {
             mtimes: vec![None; files.len()],
             files,
             loaded: false,
+            ambiguity: std::sync::Mutex::new(None),
         }
     }
 
@@ -138,30 +164,72 @@ impl<T: Record> RecordSet<T> {
         Ok(())
     }
 
-    /// Index of the record with this ID, else this name, else the one ID starting with it.
+    /// Index of the record with this ID, else this name, else the one ID starting with it
+    /// (or, for `sha256:<hex prefix>`, the one record whose ID or digests start so). An
+    /// ambiguous prefix is `None`, remembered for [`RecordSet::take_ambiguity`].
     pub fn find(&self, name: &str) -> Option<usize> {
+        match self.lookup(name) {
+            Lookup::Found(i) => Some(i),
+            Lookup::Ambiguous(ids) => {
+                if let Ok(mut slot) = self.ambiguity.lock() {
+                    *slot = Some((name.to_string(), ids));
+                }
+                None
+            }
+            Lookup::Missing => None,
+        }
+    }
+
+    /// What `name` names: an ID, else a name, else a unique ID prefix, else a unique
+    /// `sha256:` prefix of an ID or digest.
+    pub fn lookup(&self, name: &str) -> Lookup {
         if name.is_empty() {
-            return None;
+            return Lookup::Missing;
         }
         if let Some(i) = self.records.iter().position(|r| r.id() == name) {
-            return Some(i);
+            return Lookup::Found(i);
         }
         if let Some(i) = self
             .records
             .iter()
             .position(|r| r.names().iter().any(|n| n == name))
         {
-            return Some(i);
+            return Lookup::Found(i);
         }
-        let mut prefixed = self
+        let mut matches: Vec<usize> = self
             .records
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.id().starts_with(name));
-        match (prefixed.next(), prefixed.next()) {
-            (Some((i, _)), None) => Some(i),
-            _ => None,
+            .filter(|(_, r)| r.id().starts_with(name))
+            .map(|(i, _)| i)
+            .collect();
+        if matches.is_empty() {
+            if let Some(hex) = name.strip_prefix("sha256:").filter(|h| !h.is_empty()) {
+                matches = self
+                    .records
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        r.id().starts_with(hex) || r.digests().iter().any(|d| d.starts_with(name))
+                    })
+                    .map(|(i, _)| i)
+                    .collect();
+            }
         }
+        match matches.as_slice() {
+            [] => Lookup::Missing,
+            [i] => Lookup::Found(*i),
+            many => Lookup::Ambiguous(
+                many.iter()
+                    .map(|&i| self.records[i].id().to_string())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The ambiguous prefix met since the last call, if any.
+    pub fn take_ambiguity(&self) -> Option<Ambiguity> {
+        self.ambiguity.lock().ok().and_then(|mut slot| slot.take())
     }
 
     /// The record with this ID, name or ID prefix.
@@ -334,6 +402,33 @@ mod tests {
         assert!(set.records[0].names.is_empty());
         assert_eq!(set.records[1].names, vec!["x"]);
         assert!(!set.resolve_duplicate_names());
+    }
+
+    #[test]
+    fn ambiguous_prefixes_are_remembered_with_their_candidates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        let mut digested = layer("ffff", &[]);
+        digested.uncompressed_digest = "sha256:abcd".to_string();
+        set.records = vec![layer("abc1", &[]), layer("abc2", &[]), digested];
+        assert_eq!(
+            set.lookup("abc"),
+            Lookup::Ambiguous(vec!["abc1".to_string(), "abc2".to_string()])
+        );
+        assert_eq!(set.find("abc"), None);
+        assert_eq!(
+            set.take_ambiguity(),
+            Some((
+                "abc".to_string(),
+                vec!["abc1".to_string(), "abc2".to_string()]
+            ))
+        );
+        assert_eq!(set.take_ambiguity(), None, "taken once");
+        assert_eq!(set.find("sha256:abcd"), Some(2), "a digest prefix");
+        assert_eq!(set.find("sha256:ab"), None, "ID abc1, abc2 and a digest");
+        assert_eq!(set.take_ambiguity().map(|(_, ids)| ids.len()), Some(3));
+        assert_eq!(set.find("sha256:ff"), Some(2), "an ID's hex as a digest");
+        assert_eq!(set.lookup("sha256:"), Lookup::Missing);
     }
 
     #[test]

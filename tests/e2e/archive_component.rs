@@ -86,7 +86,7 @@ fn a_deadline_that_stops_the_component_rolls_the_layer_back() {
     assert_stopped_cleanly(
         &["overlay.archive_deadline_ms=1"],
         &many_files(20_000),
-        "ran past its time limit",
+        "ran past its deadline",
     );
 }
 

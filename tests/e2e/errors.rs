@@ -1,5 +1,4 @@
-//! Failure reporting: store initialisation errors, action errors, and the commands that
-//! are parsed but not implemented yet.
+//! Failure reporting: store initialisation errors and action errors.
 
 use std::path::Path;
 
@@ -30,21 +29,6 @@ fn action_errors_are_one_line_on_stderr() {
     let o = s.fails(&["get-names", "nothing-by-that-name"]);
     assert_eq!(o.out(), "");
     assert_eq!(o.stderr.lines().count(), 1, "{o:?}");
-}
-
-#[test]
-fn unimplemented_commands_say_so() {
-    let s = Scratch::new();
-    let cases: Vec<(&str, Vec<&str>)> = vec![("dedup", vec!["dedup", "--hash-method", "sha256"])];
-    for (name, args) in cases {
-        let o = s.fails(&args);
-        assert_eq!(
-            o.stderr,
-            format!("storage: {name}: not implemented yet\n"),
-            "{args:?}"
-        );
-        assert_eq!(o.out(), "");
-    }
 }
 
 #[test]

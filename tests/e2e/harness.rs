@@ -3,11 +3,15 @@
 //! A [`Scratch`] owns a temporary directory holding a graph root and a run root. Mounts
 //! made by the tests are real, so dropping it runs `storage shutdown -f` and then detaches
 //! anything still mounted below the directory (deepest first) before the directory is
-//! removed, even when the test failed.
+//! removed, even when the test failed. The btrfs suite's stores live on a loop-mounted
+//! btrfs ([`loop_btrfs`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+#[path = "loop_btrfs.rs"]
+pub mod loop_btrfs;
 
 /// The binary under test.
 pub const STORAGE: &str = env!("CARGO_BIN_EXE_storage");
@@ -52,9 +56,20 @@ impl Scratch {
 
     /// A scratch store for another binary (the Go CLI) and driver.
     pub fn with_binary(binary: &Path, driver: &str) -> Scratch {
+        // A btrfs store needs a btrfs filesystem: the suite's shared loop-mounted one.
+        let parent = if driver == "btrfs" {
+            loop_btrfs::shared_mount()
+        } else {
+            std::env::temp_dir()
+        };
+        Scratch::with_binary_in(&parent, binary, driver)
+    }
+
+    /// A scratch store in a new temporary directory beneath `parent`.
+    pub fn with_binary_in(parent: &Path, binary: &Path, driver: &str) -> Scratch {
         let dir = tempfile::Builder::new()
             .prefix("storage-e2e-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("creating a temporary directory");
         Scratch {
             dir,
@@ -307,4 +322,15 @@ pub fn overlay_only(test: &str) -> bool {
         );
     }
     applies
+}
+
+/// Where the files of a layer are on disk for a driver: overlay's `diff` directory, vfs's
+/// copy, btrfs's subvolume.
+pub fn layer_dir(graph: &Path, driver: &str, layer: &str) -> PathBuf {
+    match driver {
+        "overlay" => graph.join("overlay").join(layer).join("diff"),
+        "vfs" => graph.join("vfs/dir").join(layer),
+        "btrfs" => graph.join("btrfs/subvolumes").join(layer),
+        other => panic!("no layout known for {other}"),
+    }
 }

@@ -18,7 +18,7 @@ fn skopeo_available() -> bool {
     found
 }
 
-fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     let hex: String = Sha256::digest(data)
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -36,7 +36,7 @@ fn blob(dir: &Path, data: &[u8]) -> String {
 
 /// The config and manifest of a one-layer image whose layer is `layer_gz` (the gzip of
 /// `layer_tar`).
-fn image_documents(layer_tar: &[u8], layer_gz: &[u8]) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn image_documents(layer_tar: &[u8], layer_gz: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",

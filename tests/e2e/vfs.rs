@@ -38,7 +38,7 @@ fn vfs_layers_mount_as_their_directory_and_diff_byte_identical() {
     let all = status.stderr;
     assert!(all.contains("Component: builtin:vfs"), "{all}");
     assert!(all.contains("Component Digest: sha256:"), "{all}");
-    assert!(all.contains("WIT Version: storage:plugin@0.1.0"), "{all}");
+    assert!(all.contains("WIT Version: storage:plugin@0.2.0"), "{all}");
 }
 
 #[test]
@@ -56,12 +56,23 @@ fn vfs_refuses_unknown_options_in_one_line() {
 
 /// The example driver guest, as host/build.rs leaves it in `<target>/wasm-components`.
 fn example_driver() -> PathBuf {
+    test_guest("storage_test_guest_example_driver.wasm")
+}
+
+/// The hostile driver guest (spins creating a child layer, allocates applying a diff).
+fn hostile_driver() -> PathBuf {
+    test_guest("storage_test_guest_hostile_driver.wasm")
+}
+
+/// A test guest host/build.rs left in `<target>/wasm-components`.
+fn test_guest(file: &str) -> PathBuf {
     let target = Path::new(STORAGE)
         .ancestors()
         .nth(2)
         .expect("the binary is <target>/<profile>/storage");
-    let wasm =
-        target.join("wasm-components/wasm32-wasip2/release/storage_test_guest_example_driver.wasm");
+    let wasm = target
+        .join("wasm-components/wasm32-wasip2/release")
+        .join(file);
     assert!(
         wasm.is_file(),
         "built by storage-host's build script: {}",
@@ -182,4 +193,112 @@ fn a_component_that_is_not_a_driver_is_refused_in_one_line() {
     let out = o.out();
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("missing.wasm"), "{out}");
+}
+
+/// The layer IDs `layers.json` records, and whether any is still marked incomplete.
+fn recorded_layers(s: &Scratch, driver: &str) -> (Vec<String>, bool) {
+    let path = s.graph().join(format!("{driver}-layers/layers.json"));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return (Vec::new(), false);
+    };
+    let records: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let records = records.as_array().cloned().unwrap_or_default();
+    let incomplete = records
+        .iter()
+        .any(|r| r.get("flags").and_then(|f| f.get("incomplete")).is_some());
+    let ids = records
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    (ids, incomplete)
+}
+
+/// The directories the plugin keeps under its home (`dir/<id>`).
+fn plugin_layer_dirs(s: &Scratch, driver: &str) -> Vec<String> {
+    let mut dirs: Vec<String> = std::fs::read_dir(s.graph().join(driver).join("dir"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn a_driver_plugin_stopped_by_its_deadline_leaves_the_store_as_it_was() {
+    let s = Scratch::new();
+    let wasm = s.dir().join("hostile.wasm");
+    std::fs::copy(hostile_driver(), &wasm).unwrap();
+    let conf = write_conf(
+        &s,
+        &format!(
+            "[plugins.spin]\ncomponent = \"{}\"\ndeadline_ms = 500\n",
+            wasm.display()
+        ),
+    );
+    let env = [("CONTAINERS_STORAGE_CONF", conf.as_path())];
+    let globals = globals_with(&s, "spin");
+    let o = run(&globals, &["create-layer"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let base = o.out().trim().to_string();
+
+    // The child's `create` never returns: the deadline stops it, in one line.
+    let o = run(&globals, &["create-layer", &base], &env);
+    assert_ne!(o.code, 0, "a spinning create succeeded");
+    let all = format!("{}{}", o.out(), o.stderr);
+    assert_eq!(all.trim().lines().count(), 1, "{all}");
+    assert!(all.contains("deadline"), "{all}");
+
+    // Only the base is left, in the records and in the plugin's home; later commands work.
+    assert_eq!(recorded_layers(&s, "spin"), (vec![base.clone()], false));
+    assert_eq!(plugin_layer_dirs(&s, "spin"), vec![base.clone()]);
+    let o = run(&globals, &["layers"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.out().trim(), base);
+}
+
+#[test]
+fn a_driver_plugin_stopped_by_its_memory_limit_mid_import_leaves_no_layer() {
+    let s = Scratch::new();
+    let wasm = s.dir().join("hostile.wasm");
+    std::fs::copy(hostile_driver(), &wasm).unwrap();
+    let conf = write_conf(
+        &s,
+        &format!(
+            "[plugins.hoard]\ncomponent = \"{}\"\nmemory_limit = 16777216\n",
+            wasm.display()
+        ),
+    );
+    let env = [("CONTAINERS_STORAGE_CONF", conf.as_path())];
+    let globals = globals_with(&s, "hoard");
+    let tar_path = s.dir().join("layer.tar");
+    std::fs::write(&tar_path, tar_of(&[("file", b"content")])).unwrap();
+    let mut cmd = Command::new(STORAGE);
+    cmd.args(&globals)
+        .arg("import-layer")
+        .env("CONTAINERS_STORAGE_CONF", &conf)
+        .env_remove("STORAGE_DRIVER")
+        .env_remove("STORAGE_OPTS")
+        .stdin(std::fs::File::open(&tar_path).unwrap());
+    let o = cmd.output().unwrap();
+    assert_ne!(
+        o.status.code(),
+        Some(0),
+        "an unbounded allocation succeeded"
+    );
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(all.trim().lines().count(), 1, "{all}");
+    assert!(all.contains("memory limit"), "{all}");
+    assert_eq!(recorded_layers(&s, "hoard"), (Vec::new(), false));
+    assert!(plugin_layer_dirs(&s, "hoard").is_empty());
+    let o = run(&globals, &["layers"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.out(), "");
 }

@@ -61,12 +61,8 @@ pub fn describe_container(
 /// `container ID...`.
 pub fn container(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let images = ctx.store.images()?;
-    let matched: Vec<ContainerRecord> = ctx
-        .inv
-        .args
-        .iter()
-        .filter_map(|arg| ctx.store.container(arg).ok())
-        .collect();
+    let matched: Vec<ContainerRecord> =
+        super::lookup_all(ctx.err, &ctx.inv.args, |arg| ctx.store.container(arg))?;
     if ctx.inv.json() {
         print_json(ctx.out, &matched)?;
     } else {
@@ -90,12 +86,8 @@ fn container_size(ctx: &Ctx<'_>, c: &ContainerRecord) -> Result<i64, String> {
 
 /// `container-parent-owners ID...`: always prints both lines.
 pub fn container_parent_owners(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
-    let matched: Vec<ContainerRecord> = ctx
-        .inv
-        .args
-        .iter()
-        .filter_map(|arg| ctx.store.container(arg).ok())
-        .collect();
+    let matched: Vec<ContainerRecord> =
+        super::lookup_all(ctx.err, &ctx.inv.args, |arg| ctx.store.container(arg))?;
     for c in &matched {
         let (uids, gids) = ctx.store.container_parent_owners(&c.id).map_err(|e| {
             // The store's message names the layer operation; say which command failed.
@@ -106,14 +98,7 @@ pub fn container_parent_owners(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
             CliError::Message(format!("ContainerParentOwner: {msg}"))
         })?;
         if ctx.inv.json() {
-            print_json(
-                ctx.out,
-                &ParentOwners {
-                    id: &c.id,
-                    uids: &uids,
-                    gids: &gids,
-                },
-            )?;
+            print_json(ctx.out, &ParentOwners::new(&c.id, &uids, &gids))?;
         } else {
             outln!(ctx.out, "ID: {}", c.id)?;
             outln!(ctx.out, "UIDs: {}", go_slice(&uids))?;

@@ -2,8 +2,8 @@
 //! layer (or the host), possibly from another layer, as upstream's `CopyWithTar`.
 //!
 //! Layers are mounted for the copy and unmounted after. Owners are carried through the
-//! layers' ID mappings (source host → container → target host); `--chown` sets them
-//! instead. Paths inside a layer are resolved one component at a time without following
+//! layers' ID mappings (source host → container → target host); `--chown` sets the
+//! container owner instead, mapped to the host by the target's mapping. Paths inside a layer are resolved one component at a time without following
 //! symlinks, so a layer's own links cannot send the copy outside its mount; the archive
 //! reader and writer of the host then work beneath the directories opened that way.
 
@@ -258,15 +258,12 @@ fn copy_tree(
     chown: Option<(u32, u32)>,
 ) -> std::io::Result<()> {
     let diff_opts = confined::diff_options(source_mappings);
-    // With --chown the owner is given in host IDs, as upstream applies it after mapping.
-    let apply_mappings = if chown.is_some() {
-        IdMappings::default()
-    } else {
-        target_mappings.clone()
-    };
+    // --chown names container IDs, mapped to the host by the target's mapping like every
+    // other owner (Go's 1.43 gives 100005:200007 for `--chown 5:7` into a layer mapped
+    // 0:100000 / 0:200000).
     let apply_opts = confined::apply_options(
         &ApplyDiffOpts {
-            id_mappings: apply_mappings,
+            id_mappings: target_mappings.clone(),
             ..Default::default()
         },
         storage_archive::WhiteoutFormat::Aufs,
@@ -312,7 +309,7 @@ fn copy_file(
 ) -> std::io::Result<()> {
     let stat = rustix::fs::statat(source_dir, name, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err)?;
     let (uid, gid) = match chown {
-        Some(ids) => ids,
+        Some((uid, gid)) => target_mappings.to_host(uid, gid).unwrap_or((uid, gid)),
         None => source_mappings
             .to_container(stat.st_uid, stat.st_gid)
             .and_then(|(u, g)| target_mappings.to_host(u, g))

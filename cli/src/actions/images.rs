@@ -120,12 +120,8 @@ pub fn describe_image(image: &ImageRecord, size: Result<i64, String>) -> String 
 
 /// `image ID...`.
 pub fn image(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
-    let matched: Vec<ImageRecord> = ctx
-        .inv
-        .args
-        .iter()
-        .filter_map(|arg| ctx.store.image(arg).ok())
-        .collect();
+    let matched: Vec<ImageRecord> =
+        super::lookup_all(ctx.err, &ctx.inv.args, |arg| ctx.store.image(arg))?;
     if ctx.inv.json() {
         print_json(ctx.out, &matched)?;
     } else {

@@ -140,12 +140,8 @@ pub fn storage_layers(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 
 /// `layer ID...`: exit 1 when any argument matches nothing, without a message.
 pub fn layer(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
-    let matched: Vec<LayerRecord> = ctx
-        .inv
-        .args
-        .iter()
-        .filter_map(|arg| ctx.store.layer(arg).ok())
-        .collect();
+    let matched: Vec<LayerRecord> =
+        super::lookup_all(ctx.err, &ctx.inv.args, |arg| ctx.store.layer(arg))?;
     if ctx.inv.json() {
         print_json(ctx.out, &matched)?;
     } else {
@@ -189,33 +185,33 @@ pub struct ParentOwners<'a> {
     /// The layer or container ID.
     #[serde(rename = "ID")]
     pub id: &'a str,
-    /// Unmapped parent UIDs.
+    /// Unmapped parent UIDs (`null` when none, as Go's nil slice).
     #[serde(rename = "UIDs")]
-    pub uids: &'a [u32],
-    /// Unmapped parent GIDs.
+    pub uids: Option<&'a [u32]>,
+    /// Unmapped parent GIDs (`null` when none).
     #[serde(rename = "GIDs")]
-    pub gids: &'a [u32],
+    pub gids: Option<&'a [u32]>,
+}
+
+impl<'a> ParentOwners<'a> {
+    /// The object for `id`, empty lists encoded as `null`.
+    pub fn new(id: &'a str, uids: &'a [u32], gids: &'a [u32]) -> Self {
+        ParentOwners {
+            id,
+            uids: (!uids.is_empty()).then_some(uids),
+            gids: (!gids.is_empty()).then_some(gids),
+        }
+    }
 }
 
 /// `layer-parent-owners ID...`.
 pub fn layer_parent_owners(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
-    let matched: Vec<LayerRecord> = ctx
-        .inv
-        .args
-        .iter()
-        .filter_map(|arg| ctx.store.layer(arg).ok())
-        .collect();
+    let matched: Vec<LayerRecord> =
+        super::lookup_all(ctx.err, &ctx.inv.args, |arg| ctx.store.layer(arg))?;
     for layer in &matched {
         let (uids, gids) = ctx.store.layer_parent_owners(&layer.id)?;
         if ctx.inv.json() {
-            print_json(
-                ctx.out,
-                &ParentOwners {
-                    id: &layer.id,
-                    uids: &uids,
-                    gids: &gids,
-                },
-            )?;
+            print_json(ctx.out, &ParentOwners::new(&layer.id, &uids, &gids))?;
         } else {
             outln!(ctx.out, "ID: {}", layer.id)?;
             if !uids.is_empty() {
@@ -356,11 +352,8 @@ mod tests {
 
     #[test]
     fn parent_owners_json_keys() {
-        let json = storage_host::gojson::to_string(&ParentOwners {
-            id: "x",
-            uids: &[0, 1],
-            gids: &[],
-        });
-        assert_eq!(json, r#"{"ID":"x","UIDs":[0,1],"GIDs":[]}"#);
+        let json = storage_host::gojson::to_string(&ParentOwners::new("x", &[0, 1], &[]));
+        // An empty list is Go's nil slice.
+        assert_eq!(json, r#"{"ID":"x","UIDs":[0,1],"GIDs":null}"#);
     }
 }

@@ -1,10 +1,10 @@
-//! Store-wide commands: status, version, config, shutdown, wipe, check, gc; and the
-//! commands whose store operations do not exist yet (dedup).
+//! Store-wide commands: status, version, config, shutdown, wipe, check, gc, dedup.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 use storage_host::config;
+use storage_host::dedup::{DedupResult, HashMethod};
 use storage_host::store::{CheckOptions, CheckReport};
 
 use super::{print_json, CliError, Ctx};
@@ -107,6 +107,7 @@ fn check_inner(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let force = flags.bool("force");
     let repair = flags.bool("repair") || force;
     let max = flags.value("max").unwrap_or("24h");
+    // Empty: upstream's default age (24h).
     let max_age = if max.is_empty() {
         None
     } else {
@@ -145,7 +146,20 @@ fn check_inner(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
         }
         return Ok(0);
     }
-    ctx.store.repair(&report, force)?;
+    let failures = ctx.store.repair(&report, force)?;
+    if let Some(first) = failures.first() {
+        // Upstream prints every failure (as JSON errors with -j), then the first again as
+        // the command's error.
+        if ctx.inv.json() {
+            let errors: Vec<GoError> = failures.iter().map(|_| GoError {}).collect();
+            print_json(ctx.out, &errors)?;
+        } else {
+            for f in &failures {
+                outln!(ctx.err, "{f}")?;
+            }
+        }
+        return Err(CliError::Message(first.clone()));
+    }
     let remaining_ro = !report.ro_layers.is_empty() || !report.ro_images.is_empty();
     if force && remaining_ro {
         return Err(CliError::Message(format!(
@@ -236,13 +250,39 @@ pub fn gc(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     Ok(0)
 }
 
-/// `dedup`: the store has no deduplication yet.
+/// `dedup [--hash-method crc|size|sha256] [-j]`: `Deduplicated N bytes`, or upstream's
+/// `DedupResult` as JSON.
 pub fn dedup(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
-    match ctx.inv.flags.value("hash-method") {
-        None | Some("crc" | "size" | "sha256") => Err(CliError::NotImplemented("dedup")),
-        Some(other) => Err(CliError::Message(format!(
-            "unknown hash function {other:?}"
-        ))),
+    let name = ctx.inv.flags.value("hash-method").unwrap_or("crc");
+    let method = HashMethod::parse(name)
+        .ok_or_else(|| CliError::Message(format!("invalid hash method: {name}")))?;
+    let result = match ctx.store.dedup(method) {
+        Ok(r) => r,
+        // Upstream prints the error value as JSON: Go marshals it as `{}`.
+        Err(_) if ctx.inv.json() => {
+            print_json(ctx.out, &GoError {})?;
+            return Ok(1);
+        }
+        Err(e) => return Err(CliError::Message(format!("dedup: {e}"))),
+    };
+    if ctx.inv.json() {
+        print_json(ctx.out, &DedupJson::from(result))?;
+    } else {
+        outln!(ctx.out, "Deduplicated {} bytes", result.deduped)?;
+    }
+    Ok(0)
+}
+
+/// `dedup -j`: upstream's `DedupResult`.
+#[derive(Serialize)]
+struct DedupJson {
+    #[serde(rename = "Deduped")]
+    deduped: u64,
+}
+
+impl From<DedupResult> for DedupJson {
+    fn from(r: DedupResult) -> Self {
+        DedupJson { deduped: r.deduped }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod layers;
 pub mod misc;
 pub mod mounts;
 pub mod names;
+pub mod oci;
 pub mod unshare;
 
 use std::io::{Read, Write};
@@ -35,6 +36,27 @@ pub struct Ctx<'a> {
     pub err: &'a mut dyn Write,
 }
 
+/// The records `args` name, looked up with `find`. An unknown name is skipped silently (the
+/// command then exits 1, as upstream's does); a prefix naming several records is skipped too,
+/// with one line on stderr listing them.
+pub fn lookup_all<T>(
+    err: &mut dyn Write,
+    args: &[String],
+    find: impl Fn(&str) -> Result<T, StoreError>,
+) -> Result<Vec<T>, CliError> {
+    let mut found = Vec::new();
+    for arg in args {
+        match find(arg) {
+            Ok(record) => found.push(record),
+            Err(e @ StoreError::Ambiguous { .. }) => {
+                writeln!(err, "{e}").map_err(|e| CliError::io("writing output", e))?
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(found)
+}
+
 /// A command's action.
 pub type Action = fn(&mut Ctx<'_>) -> Result<i32, CliError>;
 
@@ -53,9 +75,6 @@ pub enum CliError {
         #[source]
         source: std::io::Error,
     },
-    /// The command is parsed but its store operation does not exist yet.
-    #[error("storage: {0}: not implemented yet")]
-    NotImplemented(&'static str),
     /// The ID-mapping flags are inconsistent or malformed.
     #[error(transparent)]
     IdMap(#[from] crate::idmaps::IdMapError),
@@ -168,13 +187,5 @@ mod tests {
     fn go_slice_format() {
         assert_eq!(go_slice(&[]), "[]");
         assert_eq!(go_slice(&[0, 1000, 65534]), "[0 1000 65534]");
-    }
-
-    #[test]
-    fn not_implemented_message() {
-        assert_eq!(
-            CliError::NotImplemented("check").to_string(),
-            "storage: check: not implemented yet"
-        );
     }
 }

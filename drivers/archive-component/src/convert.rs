@@ -3,6 +3,7 @@
 use storage_archive::fs as afs;
 
 use crate::bindings::storage::plugin::archive_types as wit_archive;
+use crate::bindings::storage::plugin::entries as wit_entries;
 use crate::bindings::storage::plugin::types as wit;
 
 /// WIT file kind → archive file kind.
@@ -44,6 +45,19 @@ pub fn wit_timestamp(t: afs::Timestamp) -> wit::Timestamp {
     wit::Timestamp {
         secs: t.secs,
         nanos: t.nanos,
+    }
+}
+
+/// Archive entry metadata → WIT entry metadata.
+pub fn wit_entry_metadata(meta: &afs::EntryMetadata) -> wit_entries::EntryMetadata {
+    wit_entries::EntryMetadata {
+        uid: meta.uid,
+        gid: meta.gid,
+        ignore_chown_errors: meta.ignore_chown_errors,
+        xattrs: meta.xattrs.clone(),
+        mode: meta.mode,
+        atime: wit_timestamp(meta.atime),
+        mtime: wit_timestamp(meta.mtime),
     }
 }
 

@@ -1,12 +1,15 @@
 //! The archive crate's filesystem traits over the directory and stream resources the host
-//! lends: each trait method is one call of the WIT function of the same name.
+//! lends: each trait method is one call of the WIT function of the same name (the batched
+//! metadata methods, of the `entries` interface).
 
 use std::io::{self, Read, Write};
 
 use storage_archive::fs::{
-    DirEntry, FileKind, FileStat, FsError, FsErrorKind, FsRead, FsResult, FsWrite, Timestamp,
+    DirEntry, EntryMetadata, FileKind, FileStat, FsError, FsErrorKind, FsRead, FsResult, FsWrite,
+    Timestamp,
 };
 
+use crate::bindings::storage::plugin::entries;
 use crate::bindings::storage::plugin::filesystem::Directory;
 use crate::bindings::storage::plugin::streams::{InputStream, OutputStream};
 use crate::convert;
@@ -169,6 +172,30 @@ impl<'a> FsWrite for GuestDir<'a> {
         self.dir
             .write_file_from_input(path, mode, len, input.stream)
             .map_err(convert::fs_error)
+    }
+
+    fn set_metadata(&mut self, path: &[u8], meta: &EntryMetadata) -> FsResult<()> {
+        entries::set_metadata(self.dir, path, &convert::wit_entry_metadata(meta))
+            .map_err(convert::fs_error)
+    }
+
+    fn create_file_with_metadata(
+        &mut self,
+        path: &[u8],
+        create_mode: u32,
+        len: u64,
+        input: &mut Self::Input,
+        meta: &EntryMetadata,
+    ) -> FsResult<()> {
+        entries::create_file_with_metadata(
+            self.dir,
+            path,
+            create_mode,
+            len,
+            input.stream,
+            &convert::wit_entry_metadata(meta),
+        )
+        .map_err(convert::fs_error)
     }
 
     fn symlink(&mut self, target: &[u8], path: &[u8]) -> FsResult<()> {

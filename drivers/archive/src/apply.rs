@@ -11,7 +11,7 @@
 use std::collections::BTreeSet;
 
 use crate::error::ArchiveError;
-use crate::fs::{FileKind, FsErrorKind, FsWrite, Timestamp};
+use crate::fs::{EntryMetadata, FileKind, FsErrorKind, FsWrite, Timestamp};
 use crate::idmap::IdMapping;
 use crate::paths::{base_name, clean_below, clean_entry_path, display, join, parent};
 use crate::tar_stream::{EntryKind, TarEntryHeader, TarStreamReader};
@@ -70,6 +70,7 @@ pub fn apply_layer<F: FsWrite>(
         unpacked: BTreeSet::new(),
         dirs: Vec::new(),
         size: 0,
+        ensured_dir: None,
     };
     while let Some(entry) = reader.next_entry()? {
         state.size = state.size.saturating_add(entry.size);
@@ -90,6 +91,9 @@ struct ApplyState<'a> {
     /// Directories whose times are restored at the end.
     dirs: Vec<(Vec<u8>, Timestamp, Timestamp)>,
     size: u64,
+    /// The parent directory the last entry was created in, known to exist until something is
+    /// removed: consecutive entries of one directory (the common case) skip checking it.
+    ensured_dir: Option<Vec<u8>>,
 }
 
 impl ApplyState<'_> {
@@ -112,23 +116,15 @@ impl ApplyState<'_> {
         }
         let base = base_name(&path).to_vec();
         let dir = parent(&path).to_vec();
-        if !path.is_empty() {
+        if !path.is_empty() && self.ensured_dir.as_deref() != Some(dir.as_slice()) {
             ensure_dir_all(fs, &dir)?;
+            self.ensured_dir = Some(dir.clone());
         }
         if base.starts_with(WHITEOUT_PREFIX) {
+            self.ensured_dir = None; // a whiteout removes things
             return self.apply_whiteout(fs, &entry, &dir, &base);
         }
         check_xattrs(&entry)?;
-        if let Some(existing) = fs
-            .lstat(&path)
-            .map_err(|e| ArchiveError::fs("lstat", &path, e))?
-        {
-            let merge = existing.kind == FileKind::Directory && entry.kind == EntryKind::Directory;
-            if !merge {
-                fs.remove_all(&path)
-                    .map_err(|e| ArchiveError::fs("remove", &path, e))?;
-            }
-        }
         let (uid, gid) = self
             .opts
             .id_mapping
@@ -145,31 +141,62 @@ impl ApplyState<'_> {
             (Some(mask), EntryKind::Regular | EntryKind::Directory) => mask,
             _ => mode,
         };
+        if entry.kind == EntryKind::Regular {
+            // The common case in one filesystem call: create (exclusively), fill, then owner,
+            // xattrs, mode and times. Something already there is removed and the call retried.
+            let meta = self.metadata(&entry, uid, gid, Some(create_mode))?;
+            let len = reader.payload_remaining();
+            let mut created = fs.create_file_with_metadata(
+                &path,
+                create_mode,
+                len,
+                &mut **reader.inner_mut(),
+                &meta,
+            );
+            if matches!(&created, Err(e) if e.kind == FsErrorKind::AlreadyExists) {
+                self.ensured_dir = None;
+                fs.remove_all(&path)
+                    .map_err(|e| ArchiveError::fs("remove", &path, e))?;
+                created = fs.create_file_with_metadata(
+                    &path,
+                    create_mode,
+                    len,
+                    &mut **reader.inner_mut(),
+                    &meta,
+                );
+            }
+            created.map_err(|e| {
+                if e.kind == FsErrorKind::UnexpectedEof {
+                    ArchiveError::UnexpectedEof
+                } else {
+                    ArchiveError::fs("create", &path, e)
+                }
+            })?;
+            reader.payload_consumed(len);
+            self.unpacked.insert(path);
+            return Ok(());
+        }
+        let mut existing = fs
+            .lstat(&path)
+            .map_err(|e| ArchiveError::fs("lstat", &path, e))?;
+        if let Some(found) = &existing {
+            let merge = found.kind == FileKind::Directory && entry.kind == EntryKind::Directory;
+            if !merge {
+                self.ensured_dir = None;
+                fs.remove_all(&path)
+                    .map_err(|e| ArchiveError::fs("remove", &path, e))?;
+                existing = None;
+            }
+        }
         match entry.kind {
             EntryKind::Directory => {
-                if path.is_empty() {
-                    // The root exists already; only its metadata applies.
-                } else if fs
-                    .lstat(&path)
-                    .map_err(|e| ArchiveError::fs("lstat", &path, e))?
-                    .is_none()
-                {
+                // The root exists already; only its metadata applies.
+                if !path.is_empty() && existing.is_none() {
                     fs.mkdir(&path, create_mode)
                         .map_err(|e| ArchiveError::fs("mkdir", &path, e))?;
                 }
             }
-            EntryKind::Regular => {
-                let len = reader.payload_remaining();
-                fs.write_file_from_input(&path, create_mode, len, &mut **reader.inner_mut())
-                    .map_err(|e| {
-                        if e.kind == FsErrorKind::UnexpectedEof {
-                            ArchiveError::UnexpectedEof
-                        } else {
-                            ArchiveError::fs("create", &path, e)
-                        }
-                    })?;
-                reader.payload_consumed(len);
-            }
+            EntryKind::Regular => {} // created above, with its metadata
             EntryKind::Symlink => {
                 // Go's check: a relative target must not climb out of the tree lexically.
                 if !entry.link_name.starts_with(b"/")
@@ -238,11 +265,6 @@ impl ApplyState<'_> {
         gid: u32,
         mode: u32,
     ) -> Result<(), ArchiveError> {
-        if let Err(e) = fs.lchown(path, uid, gid) {
-            if !self.opts.ignore_chown_errors {
-                return Err(ArchiveError::fs("lchown", path, e));
-            }
-        }
         // A hard link to a symlink is a symlink: no chmod, times without following.
         let is_symlink = match entry.kind {
             EntryKind::Symlink => true,
@@ -252,32 +274,43 @@ impl ApplyState<'_> {
                 .is_some_and(|st| st.kind == FileKind::Symlink),
             _ => false,
         };
-        for (name, value) in &entry.xattrs {
-            if name == "security.selinux" {
-                continue; // labels come from the runtime, as in Go's xattrsToIgnore
-            }
-            if let Err(e) = fs.set_xattr(path, name, value) {
-                // Not every filesystem has xattrs; Go ignores ENOTSUP too.
-                if e.kind != FsErrorKind::Unsupported {
-                    return Err(ArchiveError::fs("setxattr", path, e));
-                }
-            }
-        }
+        let meta = self.metadata(entry, uid, gid, (!is_symlink).then_some(mode))?;
+        fs.set_metadata(path, &meta)
+            .map_err(|e| ArchiveError::fs("set metadata of", path, e))
+    }
+
+    /// The metadata an entry ends up with: its owner (mapped), its xattrs but SELinux labels
+    /// (they come from the runtime, as in Go's `xattrsToIgnore`), with a forced mode the
+    /// archive's owner and mode in [`OVERRIDE_STAT_XATTR`], `mode` and its times.
+    fn metadata(
+        &self,
+        entry: &TarEntryHeader,
+        uid: u32,
+        gid: u32,
+        mode: Option<u32>,
+    ) -> Result<EntryMetadata, ArchiveError> {
+        let mut xattrs: Vec<(String, Vec<u8>)> = entry
+            .xattrs
+            .iter()
+            .filter(|(name, _)| name != "security.selinux")
+            .cloned()
+            .collect();
         if let (Some(_), EntryKind::Regular | EntryKind::Directory) =
             (self.opts.force_mask, entry.kind)
         {
             let value = format!("{}:{}:0{:o}", entry.uid, entry.gid, entry.mode & 0o7777);
-            fs.set_xattr(path, OVERRIDE_STAT_XATTR, value.as_bytes())
-                .map_err(|e| ArchiveError::fs("setxattr", path, e))?;
-        }
-        if !is_symlink {
-            fs.chmod(path, mode)
-                .map_err(|e| ArchiveError::fs("chmod", path, e))?;
+            xattrs.push((OVERRIDE_STAT_XATTR.to_string(), value.into_bytes()));
         }
         let (atime, mtime) = entry_times(entry);
-        fs.set_times(path, atime, mtime)
-            .map_err(|e| ArchiveError::fs("set times of", path, e))?;
-        Ok(())
+        Ok(EntryMetadata {
+            uid,
+            gid,
+            ignore_chown_errors: self.opts.ignore_chown_errors,
+            xattrs,
+            mode,
+            atime,
+            mtime,
+        })
     }
 
     fn apply_whiteout<F: FsWrite>(
@@ -525,7 +558,7 @@ mod tests {
         let input = tar_of(|b| file(b, "f", b"x"));
         let err = apply(&mut fs.clone(), input.clone(), &ApplyOptions::default()).unwrap_err();
         assert!(
-            matches!(err, ArchiveError::Fs { op: "lchown", .. }),
+            matches!(&err, ArchiveError::Fs { source, .. } if source.message.starts_with("lchown")),
             "{err}"
         );
         let opts = ApplyOptions {

@@ -131,6 +131,36 @@ impl FsError {
 /// Result of a filesystem operation.
 pub type FsResult<T> = Result<T, FsError>;
 
+/// What an applied entry ends up with after it was created (Go's `createTarFile` tail): its
+/// owner, extended attributes, mode and times, set in that order by
+/// [`FsWrite::set_metadata`] and [`FsWrite::create_file_with_metadata`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EntryMetadata {
+    /// Owner (host IDs).
+    pub uid: u32,
+    /// Group (host IDs).
+    pub gid: u32,
+    /// A failed chown is ignored (rootless without enough subordinate IDs).
+    pub ignore_chown_errors: bool,
+    /// Extended attributes to set; a filesystem without xattrs ([`FsErrorKind::Unsupported`])
+    /// is not an error.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    /// Permission bits to set, or none to leave them (symlinks have none).
+    pub mode: Option<u32>,
+    /// Access time.
+    pub atime: Timestamp,
+    /// Modification time.
+    pub mtime: Timestamp,
+}
+
+/// Prefixes an error's message with the operation that failed, for the composed methods.
+fn during(op: &str) -> impl FnOnce(FsError) -> FsError + '_ {
+    move |mut e| {
+        e.message = format!("{op}: {}", e.message);
+        e
+    }
+}
+
 /// Read-only access to a tree.
 pub trait FsRead {
     /// The stream file contents are copied to (a host resource in a component).
@@ -202,6 +232,45 @@ pub trait FsWrite: FsRead {
     fn remove(&mut self, path: &[u8]) -> FsResult<()>;
     /// Removes a path and everything beneath it; missing is not an error.
     fn remove_all(&mut self, path: &[u8]) -> FsResult<()>;
+    /// Sets owner, xattrs, mode (when given) and times of `path`, in that order, never
+    /// following a final symlink. The default makes one call per item; an implementation
+    /// where calls are dear (a component's host boundary) does it in one.
+    fn set_metadata(&mut self, path: &[u8], meta: &EntryMetadata) -> FsResult<()> {
+        if let Err(e) = self.lchown(path, meta.uid, meta.gid) {
+            if !meta.ignore_chown_errors {
+                return Err(during("lchown")(e));
+            }
+        }
+        for (name, value) in &meta.xattrs {
+            match self.set_xattr(path, name, value) {
+                Err(e) if e.kind != FsErrorKind::Unsupported => {
+                    return Err(during("setxattr")(e));
+                }
+                _ => {}
+            }
+        }
+        if let Some(mode) = meta.mode {
+            self.chmod(path, mode).map_err(during("chmod"))?;
+        }
+        self.set_times(path, meta.atime, meta.mtime)
+            .map_err(during("set times"))
+    }
+
+    /// Creates the regular file `path` (which must not exist: [`FsErrorKind::AlreadyExists`]
+    /// otherwise, with nothing read from `input`) with `create_mode`, fills it with the next
+    /// `len` bytes of `input` and then sets `meta` as [`FsWrite::set_metadata`] does.
+    fn create_file_with_metadata(
+        &mut self,
+        path: &[u8],
+        create_mode: u32,
+        len: u64,
+        input: &mut Self::Input,
+        meta: &EntryMetadata,
+    ) -> FsResult<()> {
+        self.write_file_from_input(path, create_mode, len, input)?;
+        self.set_metadata(path, meta)
+    }
+
     /// Renames `from` to `to`, replacing `to` if it is a file or an empty directory.
     fn rename(&mut self, from: &[u8], to: &[u8]) -> FsResult<()>;
 }

@@ -18,7 +18,7 @@ use storage_host::driver::{
 };
 use storage_host::idmap::IdMappings;
 
-use crate::archive_runtime::Archive;
+use crate::archive_runtime;
 use crate::driver::OverlayDriver;
 use crate::layout::Layout;
 use crate::mount;
@@ -133,7 +133,7 @@ pub fn apply_diff(
         force_mask: opts.force_mask.or(driver.options().force_mask),
         ignore_chown_errors: opts.ignore_chown_errors || driver.options().ignore_chown_errors,
     };
-    let archive = Archive::for_options(driver.options())?;
+    let archive = archive_runtime::for_options(driver.options())?;
     if native(driver, &dir, parent)? {
         let diff_dir = dir.join("diff");
         archive.apply_tar(&diff_dir, diff, &apply)?;
@@ -155,7 +155,7 @@ pub fn diff(
     let dir = driver.layout().dir(id)?;
     // Owner names and the whiteout time stamp as Go writes them.
     let opts = confined::diff_options(id_mappings);
-    let archive = Archive::for_options(driver.options())?;
+    let archive = archive_runtime::for_options(driver.options())?;
     if native(driver, &dir, parent)? {
         let lowers = driver.layout().lower_diff_dirs(&dir)?;
         return archive.write_overlay_diff(
@@ -182,7 +182,7 @@ pub fn changes(
     parent: Option<&str>,
 ) -> DriverResult<Vec<Change>> {
     let dir = driver.layout().dir(id)?;
-    let archive = Archive::for_options(driver.options())?;
+    let archive = archive_runtime::for_options(driver.options())?;
     let mut changes = if native(driver, &dir, parent)? {
         let lowers = driver.layout().lower_diff_dirs(&dir)?;
         archive.changes_overlay(&dir.join("diff"), &lowers, &overlay_xattrs(driver))?
@@ -202,7 +202,7 @@ pub fn changes(
 /// the native path.
 pub fn diff_size(driver: &OverlayDriver, id: &str, parent: Option<&str>) -> DriverResult<u64> {
     let dir = driver.layout().dir(id)?;
-    let archive = Archive::for_options(driver.options())?;
+    let archive = archive_runtime::for_options(driver.options())?;
     if native(driver, &dir, parent)? {
         return archive.tree_size(&dir.join("diff"));
     }

@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use storage_host::dedup::{DedupResult, HashMethod};
 use storage_host::driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
     GraphDriver, MountOpts,
@@ -22,6 +23,7 @@ use crate::getter::DiffDirGetter;
 use crate::layout::{is_plain_name, Layout, LINK_DIR};
 use crate::mount::{self, OverlaySpec};
 use crate::options::{parse_options, OverlayOptions};
+use crate::quota::{Quota, QuotaControl};
 
 /// The most lower layers a layer may have: the kernel's overlay stack limit
 /// (`OVL_MAX_STACK`), which upstream's `maxDepth` also is.
@@ -45,6 +47,8 @@ pub struct OverlayDriver {
     options: OverlayOptions,
     features: Features,
     id_mappings: IdMappings,
+    /// Project quotas of the home, when it is on xfs with project quota enabled.
+    quota: Option<QuotaControl>,
 }
 
 /// Creates a directory with `mode` (not subject to the umask), owned by `owner`.
@@ -118,15 +122,26 @@ impl OverlayDriver {
                 "'force_mask' is supported only with 'mount_program'".to_string(),
             ));
         }
-        if options.quota_size > 0 || options.quota_inodes > 0 {
-            // Project quotas (xfs `pquota`) are not implemented; say what upstream says
-            // when they are unavailable.
-            return Err(DriverError::BadOption(if backing_fs == "xfs" {
-                "storage options overlay.size and overlay.inodes not supported. Filesystem does not support Project Quota".to_string()
-            } else {
-                format!("storage option overlay.size and overlay.inodes only supported for backingFS XFS. Found {backing_fs}")
-            }));
-        }
+        let wants_quota = options.quota_size > 0 || options.quota_inodes > 0;
+        // Like upstream, project quotas are tried on every xfs home; they are an error
+        // only when `size` or `inodes` asked for them.
+        let quota = if backing_fs == "xfs" {
+            match QuotaControl::new(&home) {
+                Ok(control) => Some(control),
+                Err(e) if wants_quota => {
+                    return Err(DriverError::BadOption(format!(
+                        "storage options overlay.size and overlay.inodes not supported. Filesystem does not support Project Quota: {e}"
+                    )))
+                }
+                Err(_) => None,
+            }
+        } else if wants_quota {
+            return Err(DriverError::BadOption(format!(
+                "storage option overlay.size and overlay.inodes only supported for backingFS XFS. Found {backing_fs}"
+            )));
+        } else {
+            None
+        };
         let flag_file = home.join(".has-mount-program");
         let had_program = std::fs::read_to_string(&flag_file)
             .map(|t| t.trim() == "true")
@@ -184,6 +199,7 @@ impl OverlayDriver {
             options,
             features,
             id_mappings: init.id_mappings.clone(),
+            quota,
         })
     }
 
@@ -271,6 +287,11 @@ impl OverlayDriver {
         &self.id_mappings
     }
 
+    /// The home's project quota control, when the home is on xfs with project quota.
+    pub fn project_quota(&self) -> Option<&QuotaControl> {
+        self.quota.as_ref()
+    }
+
     /// The run home (`<runroot>/overlay`), where feature answers are cached.
     pub fn run_home(&self) -> &Path {
         &self.run_home
@@ -289,13 +310,16 @@ impl OverlayDriver {
     }
 
     /// Creates the directories and links of a new layer.
-    /// Image layers go to the split image store when there is one.
+    /// Image layers go to the split image store when there is one. With `quota`, the
+    /// layer directory gets a project of its own with these limits before anything is
+    /// created in it, so `diff/` and `work/` (between which overlay renames) share it.
     fn create_layer(
         &self,
         id: &str,
         parent: Option<&str>,
         opts: &CreateOpts,
         image_layer: bool,
+        quota: Option<Quota>,
     ) -> DriverResult<()> {
         if !is_plain_name(id) {
             return Err(DriverError::BadOption(format!("invalid layer id {id:?}")));
@@ -336,6 +360,9 @@ impl OverlayDriver {
         ensure_dir(&base.join(LINK_DIR), 0o755)?;
         mkdir(&dir, 0o700, Some(owner))?;
         let result = (|| {
+            if let (Some(control), Some(quota)) = (&self.quota, quota) {
+                control.set_quota(&dir, quota)?;
+            }
             mkdir(&dir.join("diff"), diff_mode, Some(owner))?;
             self.layout.create_link(&base, id)?;
             mkdir(&dir.join("work"), 0o700, Some(owner))?;
@@ -485,7 +512,7 @@ impl GraphDriver for OverlayDriver {
                 )));
             }
         }
-        self.create_layer(id, parent, opts, true)
+        self.create_layer(id, parent, opts, true, None)
     }
 
     fn create_read_write(
@@ -494,13 +521,24 @@ impl GraphDriver for OverlayDriver {
         parent: Option<&str>,
         opts: &CreateOpts,
     ) -> DriverResult<()> {
-        if !opts.storage_opt.is_empty() {
-            return Err(DriverError::BadOption(
-                "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
-                    .to_string(),
-            ));
-        }
-        self.create_layer(id, parent, opts, false)
+        let quota = match &self.quota {
+            // Every writable layer gets a project: with no limit, usage is still tracked.
+            Some(_) => Some(Quota::for_layer(
+                &opts.storage_opt,
+                Quota {
+                    size: self.options.quota_size,
+                    inodes: self.options.quota_inodes,
+                },
+            )?),
+            None if !opts.storage_opt.is_empty() => {
+                return Err(DriverError::BadOption(
+                    "--storage-opt is supported only for overlay over xfs with 'pquota' mount option"
+                        .to_string(),
+                ));
+            }
+            None => None,
+        };
+        self.create_layer(id, parent, opts, false, quota)
     }
 
     fn remove(&self, id: &str) -> DriverResult<()> {
@@ -516,7 +554,11 @@ impl GraphDriver for OverlayDriver {
         let merged = dir.join("merged");
         let _ = mount::unmount_target(&merged);
         std::fs::remove_dir_all(&dir)
-            .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))
+            .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))?;
+        if let Some(control) = &self.quota {
+            control.clear_quota(&dir);
+        }
+        Ok(())
     }
 
     fn get(&self, id: &str, opts: &MountOpts) -> DriverResult<PathBuf> {
@@ -644,6 +686,18 @@ impl GraphDriver for OverlayDriver {
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {
         self.options.image_stores.clone()
+    }
+
+    /// Upstream's overlay `Dedup`: the diff directories of the listed layers that live in
+    /// a writable home (read-only stores are left alone).
+    fn dedup(&self, layers: &[String], method: HashMethod) -> DriverResult<DedupResult> {
+        let dirs: Vec<PathBuf> = layers
+            .iter()
+            .filter_map(|id| self.layout.writable_dir(id))
+            .map(|dir| dir.join("diff"))
+            .filter(|diff| diff.is_dir())
+            .collect();
+        Ok(storage_host::dedup::dedup_dirs(&dirs, method))
     }
 }
 

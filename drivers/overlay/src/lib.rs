@@ -6,7 +6,8 @@
 //! one `lowerdir+` per layer, classic `mount(2)` otherwise), [`features`] probes and
 //! caches what the kernel can do, [`getter`] reads files without mounting,
 //! [`archive_ops`] applies and produces layer archives through `storage-archive`,
-//! [`idmap_update`] re-owns layers, and [`driver`] ties them into a
+//! [`idmap_update`] re-owns layers, [`quota`] sets xfs project quotas (`size`, `inodes`),
+//! and [`driver`] ties them into a
 //! [`storage_host::driver::GraphDriver`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -20,6 +21,7 @@ pub mod idmap_update;
 pub mod layout;
 pub mod mount;
 pub mod options;
+pub mod quota;
 
 pub use driver::OverlayDriver;
 pub use options::OverlayOptions;

@@ -287,7 +287,7 @@ pub fn is_mount_point(path: &Path) -> io::Result<bool> {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape_mountinfo(field: &str) -> Vec<u8> {
+pub(crate) fn unescape_mountinfo(field: &str) -> Vec<u8> {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -38,15 +38,9 @@ pub struct OverlayOptions {
     pub archive_deadline_ms: Option<u64>,
 }
 
-/// Where the overlay driver runs the archive logic (`storage-archive`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum ArchiveRuntime {
-    /// Inside the sandboxed archive component (`archive=component`, the default).
-    #[default]
-    Component,
-    /// The same crate built into the binary (`archive=native`): the benchmark baseline.
-    Native,
-}
+/// Where the overlay driver runs the archive logic (`storage-archive`); the host's type,
+/// shared with the btrfs driver.
+pub use storage_host::component::archive_runtime::ArchiveRuntime;
 
 /// Parses the driver options given at init.
 pub fn parse_options(options: &[String]) -> DriverResult<OverlayOptions> {
@@ -184,28 +178,9 @@ fn parse_force_mask(value: &str) -> DriverResult<u32> {
 }
 
 /// Parses a size such as `10G`, `512m`, `1.5GiB` or `4096` in binary units, like
-/// go-units' `RAMInBytes`.
+/// go-units' `RAMInBytes` (the host's parser, shared with the btrfs driver).
 pub fn parse_size(value: &str) -> DriverResult<u64> {
-    let bad = || DriverError::BadOption(format!("overlay: invalid size: {value:?}"));
-    let split = value
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        "t" | "tb" | "tib" => 1 << 40,
-        "p" | "pb" | "pib" => 1 << 50,
-        _ => return Err(bad()),
-    };
-    let bytes = number * multiplier as f64;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes as u64)
+    storage_host::component::archive_runtime::parse_size("overlay", value)
 }
 
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //! where the filesystem can); `get` answers with the directory, nothing is mounted, and `put`
 //! does nothing. Apply, diff, changes and diff size are the naive ones of `storage-archive`,
 //! linked in directly (AUFS whiteouts). On other targets the crate compiles but is never called.
+//!
+//! With a split image store, image layers (`create`) go to the image store's home; layers of
+//! additional read-only image stores are found in their homes (both lent through the `homes`
+//! interface), as upstream's vfs looks a layer up in every home.
 
 // The guest side of the filesystem interface and the WIT<->archive type conversions are the
 // archive component's, compiled again here: wit-bindgen generates the WIT types per world, so
@@ -43,8 +47,52 @@ const LAYERS_DIR: &[u8] = b"dir";
 /// What `init` was given; an instance serves one call, on one thread.
 struct State {
     home: Directory,
+    /// The split image store's home, where image layers are created.
+    image_home: Option<Directory>,
+    /// Homes of additional read-only image stores, searched last.
+    read_only_homes: Vec<Directory>,
     options: options::VfsOptions,
     id_mapping: IdMapping,
+}
+
+/// Which home a layer is in.
+#[derive(Clone, Copy)]
+enum Home {
+    Own,
+    Image,
+    ReadOnly(usize),
+}
+
+impl State {
+    /// Every home with where it is: own, image store, read-only stores.
+    fn homes(&self) -> impl Iterator<Item = (Home, &Directory)> {
+        std::iter::once((Home::Own, &self.home))
+            .chain(self.image_home.iter().map(|d| (Home::Image, d)))
+            .chain(
+                self.read_only_homes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (Home::ReadOnly(i), d)),
+            )
+    }
+
+    /// The home holding layer `id`, if any.
+    fn locate(&self, id: &str) -> Result<Option<(Home, &Directory)>, DriverError> {
+        for (which, dir) in self.homes() {
+            if exists_in(dir, id)? {
+                return Ok(Some((which, dir)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Opens layer `id`'s tree, wherever it is.
+    fn open_layer(&self, id: &str) -> Result<Directory, DriverError> {
+        match self.locate(id)? {
+            Some((_, home)) => open_layer(home, id),
+            None => Err(DriverError::LayerNotFound(id.to_string())),
+        }
+    }
 }
 
 thread_local! {
@@ -108,24 +156,36 @@ fn root_owner(mapping: &IdMapping) -> (u32, u32) {
     (map(&mapping.uids), map(&mapping.gids))
 }
 
-fn create_layer(id: &str, parent: Option<String>, opts: &CreateOptions) -> Result<(), DriverError> {
+/// Creates layer `id`; an image layer (`image_layer`) goes to the split image store's home
+/// when there is one.
+fn create_layer(
+    id: &str,
+    parent: Option<String>,
+    opts: &CreateOptions,
+    image_layer: bool,
+) -> Result<(), DriverError> {
     if !opts.storage_opt.is_empty() {
         return Err(DriverError::BadOption(
             "--storage-opt is not supported for vfs".into(),
         ));
     }
     with_state(|state| {
-        let home = &state.home;
-        if exists_in(home, id)? {
+        if state.locate(id)?.is_some() {
             return Err(DriverError::LayerExists(id.to_string()));
         }
+        let home = match (&state.image_home, image_layer) {
+            (Some(image_home), true) => image_home,
+            _ => &state.home,
+        };
+        ensure_layers_dir(home)?;
         let path = layer_path(id)?;
         match parent.filter(|p| !p.is_empty()) {
             Some(parent) => {
-                if !exists_in(home, &parent)? {
+                let Some((_, parent_home)) = state.locate(&parent)? else {
                     return Err(DriverError::LayerNotFound(parent));
-                }
-                home.copy_tree(&layer_path(&parent)?, home, &path)
+                };
+                parent_home
+                    .copy_tree(&layer_path(&parent)?, home, &path)
                     .map_err(|e| fs("copy parent layer", e))
             }
             None => {
@@ -140,19 +200,29 @@ fn create_layer(id: &str, parent: Option<String>, opts: &CreateOptions) -> Resul
     })
 }
 
+/// Makes `dir` in a writable home if it is missing.
+fn ensure_layers_dir(home: &Directory) -> Result<(), DriverError> {
+    if home
+        .lstat(LAYERS_DIR)
+        .map_err(|e| fs("lstat", e))?
+        .is_none()
+    {
+        home.mkdir(LAYERS_DIR, 0o700).map_err(|e| fs("mkdir", e))?;
+    }
+    Ok(())
+}
+
 impl Guest for VfsDriver {
     fn init(home: Directory, init: InitOptions) -> Result<(), DriverError> {
         let options = options::parse(&init.options).map_err(DriverError::BadOption)?;
-        if home
-            .lstat(LAYERS_DIR)
-            .map_err(|e| fs("lstat", e))?
-            .is_none()
-        {
-            home.mkdir(LAYERS_DIR, 0o700).map_err(|e| fs("mkdir", e))?;
-        }
+        ensure_layers_dir(&home)?;
+        let image_home = bindings::storage::plugin::homes::image_home();
+        let read_only_homes = bindings::storage::plugin::homes::read_only_homes();
         STATE.with(|state| {
             *state.borrow_mut() = Some(State {
                 home,
+                image_home,
+                read_only_homes,
                 options,
                 id_mapping: init.id_mapping,
             })
@@ -161,7 +231,7 @@ impl Guest for VfsDriver {
     }
 
     fn create(id: String, parent: Option<String>, opts: CreateOptions) -> Result<(), DriverError> {
-        create_layer(&id, parent, &opts)
+        create_layer(&id, parent, &opts, true)
     }
 
     fn create_read_write(
@@ -169,18 +239,18 @@ impl Guest for VfsDriver {
         parent: Option<String>,
         opts: CreateOptions,
     ) -> Result<(), DriverError> {
-        create_layer(&id, parent, &opts)
+        create_layer(&id, parent, &opts, false)
     }
 
     fn remove(id: String) -> Result<(), DriverError> {
         with_state(|state| {
-            if !exists_in(&state.home, &id)? {
-                return Ok(());
+            // Only the writable homes: a read-only store's layers are never removed here.
+            match state.locate(&id)? {
+                Some((Home::Own | Home::Image, home)) => home
+                    .remove_all(&layer_path(&id)?)
+                    .map_err(|e| fs("remove layer", e)),
+                _ => Ok(()),
             }
-            state
-                .home
-                .remove_all(&layer_path(&id)?)
-                .map_err(|e| fs("remove layer", e))
         })
     }
 
@@ -196,10 +266,16 @@ impl Guest for VfsDriver {
             }
         }
         with_state(|state| {
-            if !exists_in(&state.home, &id)? {
-                return Err(DriverError::LayerNotFound(id.clone()));
+            let path = layer_path(&id)?;
+            match state.locate(&id)? {
+                Some((Home::Own, _)) => Ok(LayerLocation::Directory(path)),
+                Some((Home::Image, _)) => Ok(LayerLocation::ImageHomeDirectory(path)),
+                Some((Home::ReadOnly(i), _)) => Ok(LayerLocation::ReadOnlyDirectory((
+                    u32::try_from(i).unwrap_or(u32::MAX),
+                    path,
+                ))),
+                None => Err(DriverError::LayerNotFound(id.clone())),
             }
-            Ok(LayerLocation::Directory(layer_path(&id)?))
         })
     }
 
@@ -208,18 +284,28 @@ impl Guest for VfsDriver {
     }
 
     fn exists(id: String) -> bool {
-        with_state(|state| exists_in(&state.home, &id)).unwrap_or(false)
+        with_state(|state| Ok(state.locate(&id)?.is_some())).unwrap_or(false)
     }
 
     fn list_layers() -> Result<Vec<String>, DriverError> {
         with_state(|state| {
-            let mut ids: Vec<String> = state
-                .home
-                .read_dir(LAYERS_DIR)
-                .map_err(|e| fs("read-dir", e))?
-                .into_iter()
-                .map(|e| String::from_utf8_lossy(&e.name).into_owned())
-                .collect();
+            // The layers this store keeps: its own home's and its image store's.
+            let mut ids: Vec<String> = Vec::new();
+            for home in std::iter::once(&state.home).chain(&state.image_home) {
+                if home
+                    .lstat(LAYERS_DIR)
+                    .map_err(|e| fs("lstat", e))?
+                    .is_none()
+                {
+                    continue;
+                }
+                ids.extend(
+                    home.read_dir(LAYERS_DIR)
+                        .map_err(|e| fs("read-dir", e))?
+                        .into_iter()
+                        .map(|e| String::from_utf8_lossy(&e.name).into_owned()),
+                );
+            }
             ids.sort();
             Ok(ids)
         })
@@ -246,7 +332,7 @@ impl Guest for VfsDriver {
         options: ApplyOptions,
     ) -> Result<u64, DriverError> {
         with_state(|state| {
-            let layer = open_layer(&state.home, &id)?;
+            let layer = state.open_layer(&id)?;
             let mut opts = convert::apply_options(options);
             opts.ignore_chown_errors |= state.options.ignore_chown_errors;
             let mut fs = GuestDir::new(&layer);
@@ -262,10 +348,10 @@ impl Guest for VfsDriver {
         out: &OutputStream,
     ) -> Result<(), DriverError> {
         with_state(|state| {
-            let layer = open_layer(&state.home, &id)?;
+            let layer = state.open_layer(&id)?;
             let parent = parent
                 .filter(|p| !p.is_empty())
-                .map(|p| open_layer(&state.home, &p))
+                .map(|p| state.open_layer(&p))
                 .transpose()?;
             let opts = storage_archive::DiffOptions {
                 id_mapping: convert::id_mapping(mapping),
@@ -283,10 +369,10 @@ impl Guest for VfsDriver {
 
     fn changes(id: String, parent: Option<String>) -> Result<Vec<Change>, DriverError> {
         with_state(|state| {
-            let layer = open_layer(&state.home, &id)?;
+            let layer = state.open_layer(&id)?;
             let parent = parent
                 .filter(|p| !p.is_empty())
-                .map(|p| open_layer(&state.home, &p))
+                .map(|p| state.open_layer(&p))
                 .transpose()?;
             let mut layer = GuestDir::new(&layer);
             let mut parent = parent.as_ref().map(GuestDir::new);
@@ -299,10 +385,10 @@ impl Guest for VfsDriver {
 
     fn diff_size(id: String, parent: Option<String>) -> Result<u64, DriverError> {
         with_state(|state| {
-            let layer = open_layer(&state.home, &id)?;
+            let layer = state.open_layer(&id)?;
             let parent = parent
                 .filter(|p| !p.is_empty())
-                .map(|p| open_layer(&state.home, &p))
+                .map(|p| state.open_layer(&p))
                 .transpose()?;
             let mut layer = GuestDir::new(&layer);
             let mut parent = parent.as_ref().map(GuestDir::new);

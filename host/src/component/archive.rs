@@ -67,7 +67,7 @@ pub struct ArchiveComponent {
     limits: PluginLimits,
 }
 
-/// Defines, in the filesystem instance, the stream resources it `use`s. The generated
+/// Defines, in the filesystem and entries instances, the resources they `use`. The generated
 /// `add_to_linker` defines each resource only in its own interface; a component importing the
 /// filesystem functions that take streams also expects them there, and the trap stubs of
 /// `define_unknown_imports_as_traps` would otherwise give them a type of their own.
@@ -83,6 +83,11 @@ pub fn define_used_resources(linker: &mut Linker<HostState>) -> wasmtime::Result
         ResourceType::host::<LentOutput>(),
         |_, _| Ok(()),
     )?;
+    let mut entries = linker.instance(&format!("storage:plugin/entries@{}", wit_version()))?;
+    entries.resource("input-stream", ResourceType::host::<LentInput>(), |_, _| {
+        Ok(())
+    })?;
+    entries.resource("directory", ResourceType::host::<LentDir>(), |_, _| Ok(()))?;
     Ok(())
 }
 

@@ -25,6 +25,7 @@ pub mod driver {
             "storage:plugin/types": super::storage::plugin::types,
             "storage:plugin/streams": super::storage::plugin::streams,
             "storage:plugin/filesystem": super::storage::plugin::filesystem,
+            "storage:plugin/entries": super::storage::plugin::entries,
             "storage:plugin/archive-types": super::storage::plugin::archive_types,
         },
     });

@@ -41,6 +41,6 @@ pub fn stop_error(
         name: name.to_string(),
         call,
         reason,
-        message: format!("{e:#}"),
+        message: super::graph_driver::one_line(&format!("{e:#}")),
     }
 }

@@ -12,7 +12,7 @@ use super::bindings::driver::{DriverPlugin, DriverPluginPre};
 use super::bindings::storage::plugin::{archive_types, types};
 use super::engine::{LoadedComponent, Runtime};
 use super::error::ComponentError;
-use super::host_fs::{HostState, LentDir, LentInput, LentOutput};
+use super::host_fs::{DriverHomes, HostState, LentDir, LentInput, LentOutput};
 use super::limits::PluginLimits;
 use super::mounts::{check_mount_requests, CheckedMount};
 use crate::driver::{Change, ChangeKind, CreateOpts, DriverError, DriverResult, MountOpts};
@@ -35,6 +35,7 @@ pub struct DriverComponent {
     limits: PluginLimits,
     home: PathBuf,
     init: wit::InitOptions,
+    homes: DriverHomes,
 }
 
 /// One call's Store and instance, after `init`.
@@ -81,6 +82,7 @@ impl DriverComponent {
         )
         .map_err(instantiate_error)?;
         super::archive::define_used_resources(&mut linker).map_err(instantiate_error)?;
+        define_homes_resources(&mut linker).map_err(instantiate_error)?;
         linker
             .define_unknown_imports_as_traps(&loaded.component)
             .map_err(instantiate_error)?;
@@ -103,7 +105,15 @@ impl DriverComponent {
                 options,
                 id_mapping: id_mapping_to_wit(id_mappings),
             },
+            homes: DriverHomes::default(),
         })
+    }
+
+    /// The other homes (split image store, read-only image stores) the driver may ask for
+    /// through the `homes` interface.
+    pub fn with_homes(mut self, homes: DriverHomes) -> Self {
+        self.homes = homes;
+        self
     }
 
     /// The loaded component (for `storage status`: name, digest, WIT version).
@@ -119,6 +129,7 @@ impl DriverComponent {
     /// A fresh instance with its home lent and `init` called.
     fn start(&self) -> DriverResult<Call<'_>> {
         let mut store = super::call::new_store(&self.engine, &self.limits);
+        store.data_mut().homes = self.homes.clone();
         let name = &self.loaded.name;
         let plugin = self
             .pre
@@ -199,6 +210,27 @@ impl DriverComponent {
             wit::LayerLocation::Directory(path) => {
                 let dir = checked_directory(&self.home, &path)?;
                 Ok(LayerLocation::Directory(dir))
+            }
+            wit::LayerLocation::ImageHomeDirectory(path) => {
+                let home = self.homes.image_home.as_ref().ok_or_else(|| {
+                    DriverError::NotSupported(format!(
+                        "{}: get answered a directory in an image store the store does not have",
+                        self.loaded.name
+                    ))
+                })?;
+                Ok(LayerLocation::Directory(checked_directory(home, &path)?))
+            }
+            wit::LayerLocation::ReadOnlyDirectory((index, path)) => {
+                let home = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| self.homes.read_only_homes.get(i))
+                    .ok_or_else(|| {
+                        DriverError::NotSupported(format!(
+                            "{}: get answered a directory in read-only home {index}, which does not exist",
+                            self.loaded.name
+                        ))
+                    })?;
+                Ok(LayerLocation::Directory(checked_directory(home, &path)?))
             }
             wit::LayerLocation::Mounts(requests) => check_mount_requests(&self.home, &requests)
                 .map(LayerLocation::Mounts)
@@ -366,6 +398,23 @@ impl DriverComponent {
             .call_diff_size(&mut call.store, id, parent);
         call.finish("diff-size", r)
     }
+}
+
+/// Defines, in the `homes` instance, the directory resource it `use`s from the filesystem
+/// interface (the generated `add_to_linker` defines a resource only in its own interface).
+fn define_homes_resources(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    let version = super::WIT_PACKAGE
+        .split_once('@')
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    linker
+        .instance(&format!("storage:plugin/homes@{version}"))?
+        .resource(
+            "directory",
+            wasmtime::component::ResourceType::host::<LentDir>(),
+            |_, _| Ok(()),
+        )?;
+    Ok(())
 }
 
 /// A directory answer must be a clean path to a real directory inside the home.

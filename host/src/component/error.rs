@@ -19,7 +19,7 @@ impl std::fmt::Display for StopReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             StopReason::OutOfMemory => "exceeded its memory limit",
-            StopReason::Deadline => "ran past its time limit",
+            StopReason::Deadline => "ran past its deadline",
             StopReason::Trap => "trapped",
         })
     }

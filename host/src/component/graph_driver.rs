@@ -19,9 +19,11 @@ use super::builtin;
 use super::driver::{DriverComponent, LayerLocation};
 use super::engine::{LoadedComponent, Runtime, RuntimeConfig};
 use super::error::ComponentError;
+use super::host_fs::DriverHomes;
 use super::limits::PluginLimits;
 use super::mounts::CheckedMount;
 use crate::config::PluginConfig;
+use crate::dedup::{DedupResult, HashMethod};
 use crate::driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverRegistry, DriverResult,
     GraphDriver, MountOpts,
@@ -91,6 +93,8 @@ pub fn one_line(message: &str) -> String {
         .map(str::trim)
         .filter(|line| !line.is_empty())
         .filter(|line| !is_backtrace_frame(line) && !line.starts_with("note:"))
+        // The headers of what was dropped say nothing on their own.
+        .filter(|line| *line != "error while executing at wasm backtrace:" && *line != "Caused by:")
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -141,6 +145,32 @@ fn image_stores(name: &str, options: &[String]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The driver's homes in the split image store (created) and in the read-only image stores
+/// (those that exist): `<root>/<driver>`.
+fn other_homes(
+    name: &str,
+    init: &DriverInit,
+    image_stores: &[PathBuf],
+) -> DriverResult<DriverHomes> {
+    let image_home = match &init.image_store {
+        Some(root) => {
+            let home = root.join(name);
+            std::fs::create_dir_all(&home)
+                .map_err(|e| DriverError::io(format!("create {}", home.display()), e))?;
+            Some(home)
+        }
+        None => None,
+    };
+    Ok(DriverHomes {
+        image_home,
+        read_only_homes: image_stores
+            .iter()
+            .map(|root| root.join(name))
+            .filter(|home| home.is_dir())
+            .collect(),
+    })
+}
+
 impl ComponentGraphDriver {
     /// Loads the component (through the cache), links it to `init.home` and calls its `init`.
     pub fn start(
@@ -158,6 +188,7 @@ impl ComponentGraphDriver {
             ComponentSource::File(path) => runtime.load_file(path),
         }
         .map_err(|e| DriverError::NotSupported(one_line(&e.to_string())))?;
+        let image_stores = image_stores(name, &init.options);
         let component = DriverComponent::new(
             &runtime,
             loaded,
@@ -166,7 +197,8 @@ impl ComponentGraphDriver {
             init.options.clone(),
             &init.id_mappings,
         )
-        .map_err(|e| DriverError::NotSupported(one_line(&e.to_string())))?;
+        .map_err(|e| DriverError::NotSupported(one_line(&e.to_string())))?
+        .with_homes(other_homes(name, init, &image_stores)?);
         // `init` runs at every call; running it once now reports bad options at start-up,
         // as upstream's drivers do.
         component.list_layers().map_err(tidy)?;
@@ -174,7 +206,7 @@ impl ComponentGraphDriver {
             name: name.to_string(),
             component,
             _runtime: runtime,
-            image_stores: image_stores(name, &init.options),
+            image_stores,
             mounts_root: init.run_root.join(format!("{name}-mounts")),
         })
     }
@@ -434,6 +466,54 @@ impl GraphDriver for ComponentGraphDriver {
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {
         self.image_stores.clone()
+    }
+
+    /// Done by the host: a component never gets the ioctl. Layers whose `get` answers with
+    /// a directory inside the home (vfs) are walked through directory handles; a layer
+    /// that needs mounts cannot be deduplicated this way.
+    fn dedup(&self, layers: &[String], method: HashMethod) -> DriverResult<DedupResult> {
+        let opts = MountOpts {
+            options: vec!["ro".to_string()],
+            ..Default::default()
+        };
+        let mut dirs = Vec::new();
+        let mut needs_mounts = false;
+        for id in layers {
+            if !self.component.exists(id) {
+                continue;
+            }
+            match self.component.get(id, &opts) {
+                Ok(LayerLocation::Directory(dir)) => dirs.push(dir),
+                Ok(LayerLocation::Mounts(_)) => needs_mounts = true,
+                // Not in the home (a read-only store's layer): left alone.
+                Err(e) => crate::log::debug(&format!("dedup: skipping layer {id}: {e}")),
+            }
+            self.component.put(id).map_err(tidy)?;
+        }
+        if needs_mounts {
+            return Err(DriverError::Unsupported("dedup of layers that need mounts"));
+        }
+        Ok(crate::dedup::dedup_dirs(&dirs, method))
+    }
+
+    /// The component says where the layer is; the host re-owns it (the component cannot
+    /// chown anything but what an archive names).
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        mount_label: &str,
+    ) -> DriverResult<()> {
+        let opts = MountOpts {
+            mount_label: mount_label.to_string(),
+            ..Default::default()
+        };
+        let root = self.get(id, &opts)?;
+        let reowned = super::reown::reown_tree(&root, to_container, to_host);
+        let put = self.put(id);
+        reowned?;
+        put
     }
 }
 

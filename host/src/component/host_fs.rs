@@ -14,7 +14,7 @@ use rustix::fs::{Mode, OFlags, ResolveFlags};
 use storage_archive::fs::{self as afs, FsRead, FsWrite};
 use wasmtime::component::{Resource, ResourceTable};
 
-use super::bindings::storage::plugin::{filesystem, streams, types};
+use super::bindings::storage::plugin::{entries, filesystem, streams, types};
 use super::limits::PluginLimiter;
 use crate::confined::ConfinedDir;
 
@@ -34,6 +34,18 @@ pub struct HostState {
     /// Directories the guest opened itself (`open-dir`) and still holds: each holds two file
     /// descriptors of the host, so their number is bounded.
     opened_dirs: usize,
+    /// The other driver homes a driver component may ask for (`homes` interface).
+    pub homes: DriverHomes,
+}
+
+/// The driver homes of a store beyond the driver's own (spec §2.1, §2.6).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverHomes {
+    /// `<imagestore>/<driver>` of a split store: lent writable.
+    pub image_home: Option<PathBuf>,
+    /// `<store>/<driver>` of each additional read-only image store that exists: lent
+    /// read-only.
+    pub read_only_homes: Vec<PathBuf>,
 }
 
 /// How many directories a guest may hold open through `open-dir` at once.
@@ -47,6 +59,8 @@ pub struct LentDir {
     display: PathBuf,
     /// Opened by the guest through `open-dir` (counted against [`MAX_OPENED_DIRS`]).
     opened_by_guest: bool,
+    /// Lent for reading only (a read-only image store's home): every change is refused.
+    read_only: bool,
 }
 
 impl LentDir {
@@ -70,7 +84,15 @@ impl LentDir {
             root,
             display,
             opened_by_guest: false,
+            read_only: false,
         })
+    }
+
+    /// Opens `path` to lend it for reading only.
+    pub fn open_read_only(path: &Path) -> io::Result<Self> {
+        let mut dir = Self::open(path)?;
+        dir.read_only = true;
+        Ok(dir)
     }
 
     /// The confined handle, for the host's own walks.
@@ -80,7 +102,9 @@ impl LentDir {
 
     /// A second, independent handle on the same directory (for a copy within one directory).
     fn duplicate(&self) -> io::Result<Self> {
-        Self::from_fd(self.root.try_clone()?, self.display.clone())
+        let mut dir = Self::from_fd(self.root.try_clone()?, self.display.clone())?;
+        dir.read_only = self.read_only;
+        Ok(dir)
     }
 
     /// The directory, for messages.
@@ -180,6 +204,18 @@ fn time_from_wit(t: types::Timestamp) -> afs::Timestamp {
     afs::Timestamp {
         secs: t.secs,
         nanos: t.nanos,
+    }
+}
+
+fn metadata_from_wit(meta: entries::EntryMetadata) -> afs::EntryMetadata {
+    afs::EntryMetadata {
+        uid: meta.uid,
+        gid: meta.gid,
+        ignore_chown_errors: meta.ignore_chown_errors,
+        xattrs: meta.xattrs,
+        mode: meta.mode,
+        atime: time_from_wit(meta.atime),
+        mtime: time_from_wit(meta.mtime),
     }
 }
 
@@ -317,13 +353,67 @@ impl HostState {
             table: ResourceTable::new(),
             limiter,
             opened_dirs: 0,
+            homes: DriverHomes::default(),
         }
+    }
+
+    /// The lent directory of `handle` for a change at `path`: refused in a read-only one.
+    fn writable_dir(&mut self, handle: &Resource<LentDir>, path: &[u8]) -> FsResult<&mut LentDir> {
+        let d = self.dir(handle, path)?;
+        if d.read_only {
+            return Err(types::FsError {
+                kind: types::FsErrorKind::PermissionDenied,
+                errno: rustix::io::Errno::ROFS.raw_os_error(),
+                message: format!("{} is lent read-only", d.display.display()),
+            });
+        }
+        Ok(d)
+    }
+
+    /// Lends `path` (read-only when asked) as a new handle.
+    fn lend(&mut self, path: &Path, read_only: bool) -> FsResult<Resource<LentDir>> {
+        let dir = if read_only {
+            LentDir::open_read_only(path)
+        } else {
+            LentDir::open(path)
+        }
+        .map_err(|e| io_error(e, &format!("open {}", path.display())))?;
+        self.table
+            .push(dir)
+            .map_err(|e| other_error(format!("too many handles: {e}")))
     }
 
     /// The lent directory of `handle`, after checking the `path` about to be used in it.
     fn dir(&mut self, handle: &Resource<LentDir>, path: &[u8]) -> FsResult<&mut LentDir> {
         check_path(path)?;
         self.table.get_mut(handle).map_err(missing)
+    }
+
+    /// Runs `f` with the writable directory (after checking `path`) and the reader of an
+    /// input stream, both taken from the table (the reader is put back afterwards, whatever
+    /// `f` returns).
+    fn with_input<T>(
+        &mut self,
+        dir: &Resource<LentDir>,
+        path: &[u8],
+        input: &Resource<LentInput>,
+        f: impl FnOnce(&mut LentDir, &mut InputReader) -> FsResult<T>,
+    ) -> FsResult<T> {
+        let mut reader = self
+            .table
+            .get_mut(input)
+            .map_err(missing)?
+            .reader
+            .take()
+            .ok_or_else(|| other_error("input stream busy"))?;
+        let result = match self.writable_dir(dir, path) {
+            Ok(d) => f(d, &mut *reader),
+            Err(e) => Err(e),
+        };
+        if let Ok(i) = self.table.get_mut(input) {
+            i.reader = Some(reader);
+        }
+        result
     }
 
     /// Runs `f` with the directory and the writer of an output stream, both taken from the
@@ -412,6 +502,54 @@ impl streams::HostOutputStream for HostState {
 
 impl filesystem::Host for HostState {}
 
+impl entries::Host for HostState {
+    fn set_metadata(
+        &mut self,
+        h: Resource<LentDir>,
+        path: Vec<u8>,
+        meta: entries::EntryMetadata,
+    ) -> FsResult<()> {
+        self.writable_dir(&h, &path)?
+            .confined
+            .set_metadata(&path, &metadata_from_wit(meta))
+            .map_err(error_to_wit)
+    }
+
+    fn create_file_with_metadata(
+        &mut self,
+        h: Resource<LentDir>,
+        path: Vec<u8>,
+        create_mode: u32,
+        len: u64,
+        input: Resource<LentInput>,
+        meta: entries::EntryMetadata,
+    ) -> FsResult<()> {
+        let meta = metadata_from_wit(meta);
+        self.with_input(&h, &path, &input, |dir, reader| {
+            dir.confined
+                .create_file_with_metadata(&path, create_mode, len, reader, &meta)
+                .map_err(error_to_wit)
+        })
+    }
+}
+
+impl super::bindings::driver::storage::plugin::homes::Host for HostState {
+    fn image_home(&mut self) -> Option<Resource<LentDir>> {
+        let path = self.homes.image_home.clone()?;
+        // A home that cannot be opened is as good as none: the driver then finds no layer
+        // there, and says so.
+        self.lend(&path, false).ok()
+    }
+
+    fn read_only_homes(&mut self) -> Vec<Resource<LentDir>> {
+        let paths = self.homes.read_only_homes.clone();
+        paths
+            .iter()
+            .filter_map(|p| self.lend(p, true).ok())
+            .collect()
+    }
+}
+
 impl filesystem::HostDirectory for HostState {
     fn lstat(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<Option<types::FileStat>> {
         let d = self.dir(&h, &path)?;
@@ -497,7 +635,7 @@ impl filesystem::HostDirectory for HostState {
     }
 
     fn mkdir(&mut self, h: Resource<LentDir>, path: Vec<u8>, mode: u32) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .mkdir(&path, mode)
             .map_err(error_to_wit)
@@ -511,29 +649,15 @@ impl filesystem::HostDirectory for HostState {
         len: u64,
         input: Resource<LentInput>,
     ) -> FsResult<()> {
-        check_path(&path)?;
-        let mut reader = self
-            .table
-            .get_mut(&input)
-            .map_err(missing)?
-            .reader
-            .take()
-            .ok_or_else(|| other_error("input stream busy"))?;
-        let result = match self.table.get_mut(&h) {
-            Ok(d) => d
-                .confined
-                .write_file_from_input(&path, mode, len, &mut *reader)
-                .map_err(error_to_wit),
-            Err(e) => Err(missing(e)),
-        };
-        if let Ok(i) = self.table.get_mut(&input) {
-            i.reader = Some(reader);
-        }
-        result
+        self.with_input(&h, &path, &input, |dir, reader| {
+            dir.confined
+                .write_file_from_input(&path, mode, len, reader)
+                .map_err(error_to_wit)
+        })
     }
 
     fn symlink(&mut self, h: Resource<LentDir>, target: Vec<u8>, path: Vec<u8>) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .symlink(&target, &path)
             .map_err(error_to_wit)
@@ -541,7 +665,7 @@ impl filesystem::HostDirectory for HostState {
 
     fn hardlink(&mut self, h: Resource<LentDir>, target: Vec<u8>, path: Vec<u8>) -> FsResult<()> {
         check_path(&target)?;
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .hardlink(&target, &path)
             .map_err(error_to_wit)
@@ -556,28 +680,28 @@ impl filesystem::HostDirectory for HostState {
         major: u32,
         minor: u32,
     ) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .mknod(&path, kind_from_wit(kind), mode, major, minor)
             .map_err(error_to_wit)
     }
 
     fn mkfifo(&mut self, h: Resource<LentDir>, path: Vec<u8>, mode: u32) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .mkfifo(&path, mode)
             .map_err(error_to_wit)
     }
 
     fn lchown(&mut self, h: Resource<LentDir>, path: Vec<u8>, uid: u32, gid: u32) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .lchown(&path, uid, gid)
             .map_err(error_to_wit)
     }
 
     fn chmod(&mut self, h: Resource<LentDir>, path: Vec<u8>, mode: u32) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .chmod(&path, mode)
             .map_err(error_to_wit)
@@ -590,14 +714,14 @@ impl filesystem::HostDirectory for HostState {
         name: String,
         value: Vec<u8>,
     ) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .set_xattr(&path, &name, &value)
             .map_err(error_to_wit)
     }
 
     fn remove_xattr(&mut self, h: Resource<LentDir>, path: Vec<u8>, name: String) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .remove_xattr(&path, &name)
             .map_err(error_to_wit)
@@ -610,21 +734,21 @@ impl filesystem::HostDirectory for HostState {
         atime: types::Timestamp,
         mtime: types::Timestamp,
     ) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .set_times(&path, time_from_wit(atime), time_from_wit(mtime))
             .map_err(error_to_wit)
     }
 
     fn remove(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .remove(&path)
             .map_err(error_to_wit)
     }
 
     fn remove_all(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<()> {
-        self.dir(&h, &path)?
+        self.writable_dir(&h, &path)?
             .confined
             .remove_all(&path)
             .map_err(error_to_wit)
@@ -632,7 +756,7 @@ impl filesystem::HostDirectory for HostState {
 
     fn rename(&mut self, h: Resource<LentDir>, from: Vec<u8>, to: Vec<u8>) -> FsResult<()> {
         check_path(&to)?;
-        self.dir(&h, &from)?
+        self.writable_dir(&h, &from)?
             .confined
             .rename(&from, &to)
             .map_err(error_to_wit)
@@ -649,8 +773,10 @@ impl filesystem::HostDirectory for HostState {
         let display = d.display.join(std::ffi::OsStr::new(
             &String::from_utf8_lossy(&path).into_owned(),
         ));
+        let read_only = d.read_only;
         let mut lent = LentDir::from_fd(fd, display).map_err(|e| io_error(e, "open-dir"))?;
         lent.opened_by_guest = true;
+        lent.read_only = read_only;
         let handle = self
             .table
             .push(lent)
@@ -666,7 +792,7 @@ impl filesystem::HostDirectory for HostState {
         mode: u32,
         contents: Vec<u8>,
     ) -> FsResult<()> {
-        let fd = self.dir(&h, &path)?.open_beneath(
+        let fd = self.writable_dir(&h, &path)?.open_beneath(
             &path,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL,
             mode,
@@ -714,7 +840,7 @@ impl filesystem::HostDirectory for HostState {
             .dir(&h, &from)?
             .duplicate()
             .map_err(|e| io_error(e, "copy-tree"))?;
-        let target = self.dir(&dest, &to)?;
+        let target = self.writable_dir(&dest, &to)?;
         super::tree_copy::copy_tree(&mut source, &from, target, &to)
     }
 
@@ -725,5 +851,81 @@ impl filesystem::HostDirectory for HostState {
             self.opened_dirs = self.opened_dirs.saturating_sub(1);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod read_only_tests {
+    use super::*;
+    use crate::component::bindings::driver::storage::plugin::homes::Host as _;
+    use filesystem::HostDirectory as _;
+
+    fn state(homes: DriverHomes) -> HostState {
+        let mut state = HostState::new(PluginLimiter::new(&Default::default()));
+        state.homes = homes;
+        state
+    }
+
+    #[test]
+    fn read_only_homes_refuse_every_change_and_allow_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ro, image) = (dir.path().join("ro"), dir.path().join("image"));
+        for d in [&ro, &image] {
+            std::fs::create_dir_all(d.join("dir/layer")).expect("mkdir");
+        }
+        std::fs::write(ro.join("dir/layer/f"), b"ro").expect("write");
+        let mut st = state(DriverHomes {
+            image_home: Some(image.clone()),
+            read_only_homes: vec![ro.clone(), dir.path().join("missing")],
+        });
+        let homes = st.read_only_homes();
+        assert_eq!(homes.len(), 1, "a home that cannot be opened is left out");
+        let h = Resource::<LentDir>::new_own(homes[0].rep());
+        let read = st
+            .read_file(
+                Resource::new_borrow(h.rep()),
+                b"dir/layer/f".to_vec(),
+                0,
+                10,
+            )
+            .expect("reads are allowed");
+        assert_eq!(read, b"ro");
+        let refused = [
+            st.mkdir(Resource::new_borrow(h.rep()), b"dir/new".to_vec(), 0o755),
+            st.remove_all(Resource::new_borrow(h.rep()), b"dir/layer".to_vec()),
+            st.lchown(Resource::new_borrow(h.rep()), b"dir/layer/f".to_vec(), 1, 1),
+            st.create_file(
+                Resource::new_borrow(h.rep()),
+                b"dir/x".to_vec(),
+                0o644,
+                b"x".to_vec(),
+            ),
+        ];
+        for r in refused {
+            let e = r.expect_err("refused");
+            assert_eq!(
+                e.kind,
+                types::FsErrorKind::PermissionDenied,
+                "{}",
+                e.message
+            );
+        }
+        // A directory opened beneath a read-only one is read-only too.
+        let sub = st
+            .open_dir(Resource::new_borrow(h.rep()), b"dir".to_vec())
+            .expect("open-dir");
+        assert!(st
+            .mkdir(Resource::new_borrow(sub.rep()), b"new".to_vec(), 0o755)
+            .is_err());
+        assert!(ro.join("dir/layer/f").exists() && !ro.join("dir/new").exists());
+        // The image store's home is lent writable.
+        let image_home = st.image_home().expect("image home");
+        st.mkdir(
+            Resource::new_borrow(image_home.rep()),
+            b"dir/made".to_vec(),
+            0o755,
+        )
+        .expect("writable");
+        assert!(image.join("dir/made").is_dir());
     }
 }

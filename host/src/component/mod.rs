@@ -10,6 +10,7 @@
 //! missed deadline becomes one [`ComponentError`], and the Store is dropped with the call.
 
 pub mod archive;
+pub mod archive_runtime;
 pub mod bindings;
 pub mod builtin;
 pub mod cache;
@@ -22,6 +23,7 @@ pub mod host_fs;
 pub mod limits;
 pub mod mounts;
 pub mod policy;
+pub mod reown;
 pub mod stream_pump;
 #[cfg(test)]
 mod tests;
@@ -38,4 +40,4 @@ pub use limits::PluginLimits;
 
 /// The WIT package version this host implements; a component built against another one is
 /// refused (see [`policy::check_imports`]).
-pub const WIT_PACKAGE: &str = "storage:plugin@0.1.0";
+pub const WIT_PACKAGE: &str = "storage:plugin@0.2.0";

@@ -320,7 +320,7 @@ fn one_line_drops_the_wasm_backtrace() {
                    Caused by:\n    wasm trap: unreachable";
     assert_eq!(
         super::graph_driver::one_line(message),
-        "error while executing at wasm backtrace: Caused by: wasm trap: unreachable"
+        "wasm trap: unreachable"
     );
     let _ = ComponentGraphDriver::start;
 }

@@ -69,7 +69,11 @@ impl Store {
                 (String::new(), None)
             } else {
                 let img = find_image(ctx.st, image).ok_or(StoreError::ImageUnknown)?;
-                let top = (!img.top_layer.is_empty()).then_some(img.top_layer);
+                let top = if img.top_layer.is_empty() {
+                    None
+                } else {
+                    Some(ctx.top_layer_for_mapping(&img, &opts.id_mappings)?)
+                };
                 (img.id, top)
             };
             let (id, names) =

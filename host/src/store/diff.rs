@@ -187,13 +187,34 @@ pub(super) fn reassemble_layer(
                 options: vec!["ro".to_string()],
                 ..Default::default()
             };
-            let root = ctx.mount_layer(&layer.id, &opts)?;
+            // A read-only store's layer has no mount count of ours to keep: the driver
+            // is asked for it directly, and released after.
+            let counted = ctx.st.layers.has_id(&layer.id);
+            let root = if counted {
+                ctx.mount_layer(&layer.id, &opts)?
+            } else {
+                let opts = MountOpts {
+                    id_mappings: super::layers::layer_mappings(layer),
+                    ..opts
+                };
+                store
+                    .driver
+                    .get(&layer.id, &opts)
+                    .map_err(|e| StoreError::driver(format!("mounting layer {}", layer.id), e))?
+            };
             let mut getter = MountedFiles { root };
             let result = crate::tarsplit::reassemble(tar_split_reader, &mut getter, out)
                 .map_err(|e| StoreError::Archive(e.to_string()));
-            let unmounted = ctx.unmount_layer(&layer.id, false);
+            let unmounted = if counted {
+                ctx.unmount_layer(&layer.id, false).map(|_| ())
+            } else {
+                store
+                    .driver
+                    .put(&layer.id)
+                    .map_err(|e| StoreError::driver(format!("unmounting layer {}", layer.id), e))
+            };
             result?;
-            unmounted.map(|_| ())
+            unmounted
         }
     }
 }

@@ -7,7 +7,17 @@ use super::layers::optional_layer_id;
 use super::{Ctx, ImageOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
 use crate::images::ImageRecord;
-use crate::records::{all_in_sets, find_in_sets, new_identity};
+use crate::records::{all_in_sets, big_data_file_name, find_in_sets, new_identity, sha256_digest};
+
+/// What an image is created with besides its record's options: big-data items (stored in
+/// this order) and the creation time to record (RFC 3339; now when `None`).
+#[derive(Debug, Clone, Default)]
+pub struct ImageContent {
+    /// Creation time to record instead of now.
+    pub created: Option<String>,
+    /// Big-data items, key and bytes.
+    pub big_data: Vec<(String, Vec<u8>)>,
+}
 
 /// What `delete_image` removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,6 +69,17 @@ impl Store {
         top_layer: Option<&str>,
         opts: &ImageOptions,
     ) -> Result<ImageRecord, StoreError> {
+        self.create_image_with(top_layer, opts, &ImageContent::default())
+    }
+
+    /// Creates an image with its big data and creation time in one write, so no other
+    /// process ever sees the image without them (what an image pull stores).
+    pub fn create_image_with(
+        &self,
+        top_layer: Option<&str>,
+        opts: &ImageOptions,
+        content: &ImageContent,
+    ) -> Result<ImageRecord, StoreError> {
         self.write(|ctx| {
             let top = optional_layer_id(ctx.st, top_layer)?.unwrap_or_default();
             let (id, names) = new_identity(
@@ -79,9 +100,31 @@ impl Store {
                 created: now_rfc3339_nano(),
                 ..Default::default()
             };
+            if let Some(created) = content.created.as_ref().filter(|c| !c.is_empty()) {
+                image.created = created.clone();
+            }
+            let dir = self.images_dir.join(&image.id);
+            for (key, data) in &content.big_data {
+                let path = dir.join(big_data_file_name(key));
+                if let Err(e) = crate::atomic::write_file(&path, data, true) {
+                    let _ = remove_path(&dir);
+                    return Err(StoreError::io("writing", path.as_path(), e));
+                }
+                if !image.big_data_names.contains(key) {
+                    image.big_data_names.push(key.clone());
+                }
+                image.big_data_sizes.insert(key.clone(), data.len() as i64);
+                image
+                    .big_data_digests
+                    .insert(key.clone(), sha256_digest(data));
+            }
             image.recompute_digests();
             ctx.st.images.records.push(image.clone());
-            ctx.save_images()?;
+            if let Err(e) = ctx.save_images() {
+                ctx.st.images.remove_id(&image.id);
+                let _ = remove_path(&dir);
+                return Err(e);
+            }
             Ok(image)
         })
     }
@@ -91,7 +134,13 @@ impl Store {
     pub fn delete_image(&self, name: &str, commit: bool) -> Result<DeleteImageReport, StoreError> {
         self.write(|ctx| {
             let Some(image) = ctx.st.images.get(name).cloned() else {
-                return Err(StoreError::ImageUnknown);
+                return Err(match find_image(ctx.st, name) {
+                    Some(ro) => StoreError::ReadOnly {
+                        what: "image",
+                        id: ro.id,
+                    },
+                    None => StoreError::ImageUnknown,
+                });
             };
             if let Some(c) = ctx
                 .st
@@ -138,13 +187,24 @@ impl Store {
 /// Layers of `image`'s chain that nothing else uses, top first (upstream's
 /// `DeleteImage` walk): stops at a layer another image uses, a layer with other children,
 /// or a read-only layer.
-fn layers_freed_by_image(st: &State, image: &ImageRecord) -> Vec<String> {
+pub(super) fn layers_freed_by_image(st: &State, image: &ImageRecord) -> Vec<String> {
     let used_by_other_image = |id: &str| {
         st.images.records.iter().any(|i| {
             i.id != image.id && (i.top_layer == id || i.mapped_top_layers.iter().any(|m| m == id))
         })
     };
     let used_by_container = |id: &str| st.containers.records.iter().any(|c| c.layer == id);
+    // The image's mapped copies of its top layer go with it; as children of the top
+    // layer's parent they must not keep that parent alive.
+    let mapped: Vec<&String> = image
+        .mapped_top_layers
+        .iter()
+        .filter(|m| {
+            !used_by_other_image(m)
+                && !used_by_container(m)
+                && !st.layers.records.iter().any(|l| &l.parent == *m)
+        })
+        .collect();
     let mut freed: Vec<String> = Vec::new();
     let mut layer = image.top_layer.clone();
     let mut last_removed = String::new();
@@ -159,7 +219,7 @@ fn layers_freed_by_image(st: &State, image: &ImageRecord) -> Vec<String> {
             .layers
             .records
             .iter()
-            .any(|l| l.parent == layer && l.id != last_removed);
+            .any(|l| l.parent == layer && l.id != last_removed && !mapped.contains(&&l.id));
         if other_children {
             break;
         }
@@ -167,13 +227,9 @@ fn layers_freed_by_image(st: &State, image: &ImageRecord) -> Vec<String> {
         last_removed = layer.clone();
         layer = rec.parent.clone();
     }
-    for mapped in &image.mapped_top_layers {
-        if !used_by_other_image(mapped)
-            && !used_by_container(mapped)
-            && !st.layers.records.iter().any(|l| &l.parent == mapped)
-            && !freed.contains(mapped)
-        {
-            freed.push(mapped.clone());
+    for m in mapped {
+        if !freed.contains(m) && st.layers.has_id(m) {
+            freed.push(m.clone());
         }
     }
     freed
@@ -213,7 +269,38 @@ fn validate_digest(digest: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use crate::store::test_support::{named, TestRoot};
-    use crate::store::ImageOptions;
+    use crate::store::{ImageContent, ImageOptions, Kind};
+
+    #[test]
+    fn an_image_is_created_with_its_big_data_and_time() {
+        let root = TestRoot::new();
+        let store = root.open();
+        let content = ImageContent {
+            created: Some("2023-11-14T22:13:20Z".to_string()),
+            big_data: vec![
+                ("sha256:cfg".to_string(), b"{}".to_vec()),
+                ("manifest".to_string(), b"[1]".to_vec()),
+            ],
+        };
+        let opts = ImageOptions {
+            digest: Some(crate::records::sha256_digest(b"[1]")),
+            ..Default::default()
+        };
+        let img = store
+            .create_image_with(None, &opts, &content)
+            .expect("create");
+        assert_eq!(img.created, "2023-11-14T22:13:20Z");
+        assert_eq!(img.big_data_names, vec!["sha256:cfg", "manifest"]);
+        assert_eq!(img.digests, vec![crate::records::sha256_digest(b"[1]")]);
+        let stored = store.image(&img.id).expect("image");
+        assert_eq!(stored.big_data_sizes.get("manifest"), Some(&3));
+        assert_eq!(
+            store
+                .big_data(Kind::Image, &img.id, "sha256:cfg")
+                .expect("cfg"),
+            b"{}"
+        );
+    }
 
     #[test]
     fn delete_image_reclaims_unshared_layers() {

@@ -101,6 +101,20 @@ impl Ctx<'_> {
         writable: bool,
         diff: Option<&mut (dyn Read + Send)>,
     ) -> Result<LayerRecord, StoreError> {
+        self.create_layer_from(parent, opts, writable, diff, None)
+    }
+
+    /// [`Ctx::create_layer`], optionally starting as a copy of `template` (a layer of the
+    /// writable store): the new layer gets the template's content, digests, owner sets and
+    /// tar-split, re-owned for its own mapping (upstream's `TemplateLayer`).
+    pub(super) fn create_layer_from(
+        &mut self,
+        parent: Option<&str>,
+        opts: &LayerOptions,
+        writable: bool,
+        diff: Option<&mut (dyn Read + Send)>,
+        template: Option<&LayerRecord>,
+    ) -> Result<LayerRecord, StoreError> {
         let parent = optional_layer_id(self.st, parent)?;
         let (id, names) = new_identity(
             opts.id.as_deref(),
@@ -122,6 +136,18 @@ impl Ctx<'_> {
                 && self.store.image_store_layers_dir.is_some(),
             ..Default::default()
         };
+        if let Some(t) = template {
+            record.metadata.clone_from(&t.metadata);
+            record.compressed_digest.clone_from(&t.compressed_digest);
+            record.compressed_size = t.compressed_size;
+            record
+                .uncompressed_digest
+                .clone_from(&t.uncompressed_digest);
+            record.uncompressed_size = t.uncompressed_size;
+            record.compression = t.compression;
+            record.uids.clone_from(&t.uids);
+            record.gids.clone_from(&t.gids);
+        }
         record
             .flags
             .insert(INCOMPLETE_FLAG.to_string(), serde_json::Value::Bool(true));
@@ -129,7 +155,7 @@ impl Ctx<'_> {
         // something the next writer knows to clean up.
         self.st.layers.records.push(record.clone());
         self.save_layers()?;
-        match self.populate_layer(&mut record, writable, diff) {
+        match self.populate_layer(&mut record, writable, diff, template) {
             Ok(()) => {
                 record.flags.remove(INCOMPLETE_FLAG);
                 if let Some(i) = self.st.layers.find(&id) {
@@ -168,6 +194,7 @@ impl Ctx<'_> {
         record: &mut LayerRecord,
         writable: bool,
         diff: Option<&mut (dyn Read + Send)>,
+        template: Option<&LayerRecord>,
     ) -> Result<(), StoreError> {
         let parent = (!record.parent.is_empty()).then_some(record.parent.as_str());
         let opts = CreateOpts {
@@ -175,15 +202,30 @@ impl Ctx<'_> {
             storage_opt: Default::default(),
             id_mappings: layer_mappings(record),
         };
-        self.create_in_driver(&record.id, parent, writable, &opts)?;
-        // A child whose mapping differs from its parent's starts as a copy owned for the
-        // parent's mapping: re-own it, unless the driver maps at mount time (upstream's
-        // layerStore.create does the same).
-        let parent_mappings = match parent.and_then(|p| find_layer(self.st, p)) {
+        // A copy of a template is, to the driver, a child of the template (what upstream's
+        // vfs and overlay `CreateFromTemplate` do); the record keeps the real parent.
+        let driver_parent = template.map(|t| t.id.as_str()).or(parent);
+        self.create_in_driver(&record.id, driver_parent, writable, &opts)?;
+        if let Some(t) = template {
+            let from = self.tar_split_path(&t.id);
+            if from.exists() {
+                let to = self.tar_split_path(&record.id);
+                std::fs::copy(&from, &to).map_err(|e| StoreError::io("copying", from, e))?;
+            }
+        }
+        // A child whose mapping differs from its parent's (or a copy from its template's)
+        // starts owned for that other mapping: re-own it, unless the driver maps at mount
+        // time (upstream's layerStore.create does the same).
+        let parent_mappings = match template
+            .cloned()
+            .or_else(|| parent.and_then(|p| find_layer(self.st, p)))
+        {
             Some(p) => layer_mappings(&p),
             None => IdMappings::default(),
         };
-        if parent_mappings != opts.id_mappings
+        // A layer without a parent starts empty, its root already owned for its mapping.
+        if driver_parent.is_some()
+            && parent_mappings != opts.id_mappings
             && !self.driver().supports_shifting(&opts.id_mappings)
         {
             match self.driver().update_layer_id_map(
@@ -238,7 +280,7 @@ impl Ctx<'_> {
     }
 
     /// Why a layer cannot be deleted, if something uses it.
-    fn layer_in_use(&self, id: &str) -> Option<StoreError> {
+    pub(super) fn layer_in_use(&self, id: &str) -> Option<StoreError> {
         if let Some(child) = self.st.layers.records.iter().find(|l| l.parent == id) {
             return Some(StoreError::LayerHasChildren {
                 child: child.id.clone(),
@@ -357,8 +399,16 @@ impl Store {
         })
     }
 
-    /// The `<drv>-layers` directory holding a RW-store layer's tar-split and big data.
+    /// The `<drv>-layers` directory holding a layer's tar-split and big data: the graph
+    /// root's, the split image store's, or a read-only store's.
     pub(super) fn layer_data_dir(&self, st: &State, id: &str) -> PathBuf {
+        if !st.layers.has_id(id) {
+            if let Some(i) = st.ro_layers.iter().position(|set| set.has_id(id)) {
+                if let Some(ro) = self.read_only_stores.get(i) {
+                    return ro.root.join(format!("{}-layers", self.driver_name));
+                }
+            }
+        }
         let in_image_store = st
             .layers
             .records

@@ -132,7 +132,9 @@ impl Store {
                 round += 1;
                 continue;
             }
-            return f(&st);
+            st.take_ambiguity();
+            let result = f(&st);
+            return st.explain_unknown(result);
         }
     }
 
@@ -174,7 +176,39 @@ impl Store {
             st: &mut st,
         };
         ctx.clean_up_crash_leftovers();
-        f(&mut ctx)
+        ctx.st.take_ambiguity();
+        let result = f(&mut ctx);
+        st.explain_unknown(result)
+    }
+}
+
+impl State {
+    /// The ambiguous prefix a lookup met since the last call, in any record set.
+    fn take_ambiguity(&self) -> Option<crate::records::Ambiguity> {
+        let layers = self.layer_sets().filter_map(|s| s.take_ambiguity());
+        let images = self.image_sets().filter_map(|s| s.take_ambiguity());
+        let containers = self.containers.take_ambiguity();
+        let all: Vec<_> = layers.chain(images).chain(containers).collect();
+        all.into_iter().next()
+    }
+
+    /// Turns an operation's "not known" into "ambiguous" when the name it could not
+    /// resolve was a prefix of several objects.
+    fn explain_unknown<R>(&self, result: Result<R, StoreError>) -> Result<R, StoreError> {
+        let ambiguity = self.take_ambiguity();
+        match (result, ambiguity) {
+            (
+                Err(
+                    StoreError::LayerUnknown
+                    | StoreError::ImageUnknown
+                    | StoreError::ContainerUnknown
+                    | StoreError::NotAnId
+                    | StoreError::NotAContainer,
+                ),
+                Some((prefix, candidates)),
+            ) => Err(StoreError::Ambiguous { prefix, candidates }),
+            (result, _) => result,
+        }
     }
 }
 

@@ -14,7 +14,8 @@
 //! - `layers`, `images`, `containers`: creating, finding and deleting each kind;
 //! - `names`: a name of any kind (kinds, names, metadata, `delete`);
 //! - `big_data`, `mounts`, `diff`: big-data items, mount counts, archives in and out;
-//! - `check`: finding and repairing damage, `gc`;
+//! - `check`: finding and repairing damage, `gc` (`check_tree`: a mounted layer against its
+//!   archives); `dedup`: which layers `dedup` hands the driver;
 //! - `files`: the small filesystem helpers they share; `options`: what callers pass in.
 
 use std::path::{Path, PathBuf};
@@ -31,12 +32,15 @@ use crate::records::RecordSet;
 
 mod big_data;
 mod check;
+mod check_tree;
 mod containers;
+mod dedup;
 mod diff;
 mod files;
 mod images;
 mod layers;
 mod locking;
+mod mapped;
 mod mounts;
 mod names;
 mod open;
@@ -44,7 +48,7 @@ mod options;
 
 pub use check::{CheckOptions, CheckReport};
 pub use diff::DiffCompression;
-pub use images::DeleteImageReport;
+pub use images::{DeleteImageReport, ImageContent};
 pub use options::{ContainerOptions, ImageOptions, LayerOptions, MountOptions};
 
 /// The kinds of object a store keeps.

@@ -61,13 +61,15 @@ impl Ctx<'_> {
         Ok(self.st.layers.records[i].mount_count == 0)
     }
 
-    /// The layer a layer-or-container name stands for (layers first).
+    /// The layer a container-or-layer name stands for (containers first).
     fn layer_or_container_layer(&self, name: &str) -> Result<String, StoreError> {
-        if let Some(l) = self.st.layers.get(name) {
-            return Ok(l.id.clone());
-        }
+        // Containers first, as upstream's `Store.Mount`: a container named `c` must not lose
+        // to a layer whose ID happens to start with `c`.
         if let Some(c) = self.st.containers.get(name) {
             return Ok(c.layer.clone());
+        }
+        if let Some(l) = self.st.layers.get(name) {
+            return Ok(l.id.clone());
         }
         if let Some(l) = self.find_layer(name) {
             return Ok(l.id);
@@ -188,12 +190,13 @@ impl Store {
     /// process needs them mapped to traverse to its root.
     fn parent_owners(&self, layer: &LayerRecord) -> Result<(Vec<u32>, Vec<u32>), StoreError> {
         use std::os::unix::fs::MetadataExt;
-        if layer.mount_count == 0 || layer.mount_point.is_empty() {
-            return Err(StoreError::LayerNotMounted);
-        }
+        // Without a mapping nothing can be unmapped, mounted or not (as upstream).
         let maps = layer_mappings(layer);
         if maps.is_identity() {
             return Ok((Vec::new(), Vec::new()));
+        }
+        if layer.mount_count == 0 || layer.mount_point.is_empty() {
+            return Err(StoreError::LayerNotMounted);
         }
         let uid_map = IdMappings {
             uids: maps.uids.clone(),
@@ -291,6 +294,11 @@ mod tests {
         assert_eq!(uids.len(), 1, "{uids:?}");
         assert_eq!(gids.len(), 1, "{gids:?}");
         store.create_layer(None, &named(&["plain"])).expect("plain");
+        // Without a mapping there is nothing to find, and no mount is needed.
+        assert_eq!(
+            store.layer_parent_owners("plain").expect("owners"),
+            (vec![], vec![])
+        );
         store
             .mount("plain", &MountOptions::default())
             .expect("mount");

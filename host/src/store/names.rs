@@ -87,6 +87,18 @@ impl Store {
             if ctx.st.containers.find(name).is_some() {
                 return ctx.remove_container(name);
             }
+            if let Some(l) = ctx.find_layer(name) {
+                return Err(StoreError::ReadOnly {
+                    what: "layer",
+                    id: l.id,
+                });
+            }
+            if let Some(i) = find_image(ctx.st, name) {
+                return Err(StoreError::ReadOnly {
+                    what: "image",
+                    id: i.id,
+                });
+            }
             Err(StoreError::LayerUnknown)
         })
     }

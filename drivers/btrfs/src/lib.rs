@@ -1,0 +1,36 @@
+//! `storage_btrfs`: the native btrfs graph driver (upstream's `drivers/btrfs`).
+//!
+//! Layers are subvolumes under `<graphroot>/btrfs/subvolumes` and children are snapshots of
+//! their parents (spec §2.2); [`layout`] finds them in the driver's home, the split image
+//! store and read-only image stores. [`ioctl`] holds the kernel's argument structures and calls,
+//! [`subvolume`] creates, snapshots and deletes subvolumes by path, [`home`] checks the
+//! filesystem and makes the home a private mount, [`options`] parses `btrfs.*` and per-layer
+//! options, [`archive_ops`] applies and produces layer archives through the host's archive
+//! runtime, [`getter`] reads files for tar-split reassembly, and [`driver`] ties them into a
+//! [`storage_host::driver::GraphDriver`].
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod archive_ops;
+pub mod driver;
+pub mod getter;
+pub mod home;
+pub mod ioctl;
+pub mod layout;
+pub mod options;
+pub mod subvolume;
+
+pub use driver::BtrfsDriver;
+pub use options::BtrfsOptions;
+
+use storage_host::driver::{DriverInit, DriverRegistry, DriverResult, GraphDriver};
+
+/// Creates the btrfs driver (the factory registered under `btrfs`).
+pub fn init(init: &DriverInit) -> DriverResult<Box<dyn GraphDriver>> {
+    Ok(Box::new(BtrfsDriver::new(init)?))
+}
+
+/// Registers the driver as `btrfs`.
+pub fn register(registry: &mut DriverRegistry) {
+    registry.register("btrfs", init);
+}

@@ -1,0 +1,141 @@
+//! Subvolumes by path: create, snapshot, and delete with every subvolume nested inside
+//! (upstream's `subvolDelete` walk), through the ioctls of [`crate::ioctl`].
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::ioctl;
+
+/// Opens a directory for an ioctl (read-only, not following a final symlink).
+fn open_dir(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| annotate(e, "opening", path))
+}
+
+/// `e` with what was being done to which path.
+fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
+    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+}
+
+/// Whether `path` is the root of a subvolume (its inode is `BTRFS_FIRST_FREE_OBJECTID`);
+/// a missing path is not one.
+pub fn is_subvolume(path: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => Ok(meta.is_dir() && meta.ino() == ioctl::FIRST_FREE_OBJECTID),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates the empty subvolume `dir/name`.
+pub fn create(dir: &Path, name: &OsStr) -> io::Result<()> {
+    let parent = open_dir(dir)?;
+    ioctl::subvol_create(&parent, name)
+        .map_err(|e| annotate(e, "creating btrfs subvolume", &dir.join(name)))
+}
+
+/// Creates `dir/name` as a writable snapshot of the subvolume `source`.
+pub fn snapshot(source: &Path, dir: &Path, name: &OsStr) -> io::Result<()> {
+    let src = open_dir(source)?;
+    let dest = open_dir(dir)?;
+    ioctl::snapshot(&src, &dest, name).map_err(|e| {
+        annotate(
+            e,
+            &format!("snapshotting {} as", source.display()),
+            &dir.join(name),
+        )
+    })
+}
+
+/// The subvolume (and level-0 qgroup) ID of the subvolume at `path`.
+pub fn id_of(path: &Path) -> io::Result<u64> {
+    ioctl::subvolume_id(&open_dir(path)?).map_err(|e| annotate(e, "looking up subvolume", path))
+}
+
+/// Deletes the subvolume `dir/name` and every subvolume nested in it, deepest first.
+/// With `quota`, the qgroup of each deleted subvolume is destroyed too (a failure there
+/// is only reported: the subvolume is gone either way).
+pub fn delete(dir: &Path, name: &OsStr, quota: bool) -> io::Result<()> {
+    let path = dir.join(name);
+    delete_nested(&path, quota)?;
+    if quota {
+        match id_of(&path).and_then(|id| Ok((id, open_dir(dir)?))) {
+            Ok((id, parent)) => {
+                if let Err(e) = ioctl::qgroup_destroy(&parent, id) {
+                    storage_host::log::debug(&format!(
+                        "btrfs: destroying qgroup 0/{id} of {}: {e}",
+                        path.display()
+                    ));
+                }
+            }
+            Err(e) => storage_host::log::debug(&format!(
+                "btrfs: looking up the qgroup of {}: {e}",
+                path.display()
+            )),
+        }
+    }
+    let parent = open_dir(dir)?;
+    ioctl::subvol_destroy(&parent, name)
+        .map_err(|e| annotate(e, "destroying btrfs subvolume", &path))
+}
+
+/// Deletes the subvolumes found anywhere beneath `path` (not `path` itself).
+fn delete_nested(path: &Path, quota: bool) -> io::Result<()> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(annotate(e, "reading", path)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| annotate(e, "reading", path))?;
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        let child = entry.path();
+        if is_subvolume(&child)? {
+            delete(path, &entry.file_name(), quota)?;
+        } else {
+            delete_nested(&child, quota)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies the contents of the layer tree `src` into the empty directory `dst` (owners,
+/// modes, times, xattrs; regular files reflinked where the filesystem can), then gives
+/// `dst` the owner and permissions of `src`. For a parent no snapshot can reach (a
+/// read-only store on another filesystem).
+pub fn copy_contents(src: &Path, dst: &Path) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    use storage_host::component::host_fs::LentDir;
+    use storage_host::component::tree_copy::copy_tree;
+
+    let mut from = LentDir::open_read_only(src)?;
+    let mut to = LentDir::open(dst)?;
+    for entry in std::fs::read_dir(src).map_err(|e| annotate(e, "reading", src))? {
+        let name = entry.map_err(|e| annotate(e, "reading", src))?.file_name();
+        copy_tree(&mut from, name.as_bytes(), &mut to, name.as_bytes()).map_err(|e| {
+            io::Error::other(format!(
+                "copying {}: {}",
+                src.join(&name).display(),
+                e.message
+            ))
+        })?;
+    }
+    let meta = std::fs::symlink_metadata(src).map_err(|e| annotate(e, "stat of", src))?;
+    std::os::unix::fs::chown(dst, Some(meta.uid()), Some(meta.gid()))
+        .map_err(|e| annotate(e, "chown", dst))?;
+    std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(|e| annotate(e, "chmod", dst))
+}
