@@ -3,12 +3,12 @@
 //! as given and the tar inside it, record tar-split, log the owners, and hand the very
 //! same tar bytes to the driver.
 //!
-//! Two threads share the work: one reads, decompresses and digests the blob; the other
-//! pulls the tar through a reader that feeds each piece to the tar-split
-//! [`Disassembler`] on its way to the driver. When the driver stops
-//! reading early (the end-of-archive blocks are enough for it), the rest of the stream is
-//! read here, so digests, sizes and tar-split cover every byte, as Go's drain does. Memory
-//! stays bounded by the buffers, whatever the layer's size.
+//! Three threads share the work: one reads, decompresses and digests the blob and hands each
+//! chunk of the tar to the other two; one records tar-split with the [`Disassembler`]; the
+//! calling thread runs the driver over the same chunks. When the driver stops reading early
+//! (the end-of-archive blocks are enough for it), the rest of the stream is read anyway, so
+//! digests, sizes and tar-split cover every byte, as Go's drain does. Memory stays bounded
+//! by the channels, whatever the layer's size.
 //!
 //! What can go wrong: the blob cannot be read or decompressed ([`IngestError::Io`],
 //! [`IngestError::Compress`]), the tar is malformed or repeats a path
@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use crate::compress::{self, CompressError, Compression};
 use crate::digest::{Digester, DigestingReader};
 use crate::driver::DriverError;
-use crate::tarsplit::{Disassembler, TarSplitError};
+use crate::tarsplit::{Disassembler, IdSets, TarSplitError};
 
 /// What the import of one layer blob measured.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,48 +74,44 @@ pub enum IngestError {
 /// `apply` fails, its error is returned, unless the failure came from the blob itself
 /// (it does not decompress, or the tar is unrecordable), which is then reported instead.
 ///
-/// Reading, decompressing and digesting run on a second thread, handing the tar over in
-/// chunks through a small bounded channel, while this thread records tar-split and runs
-/// `apply`: on gzip input the two halves cost about the same, so an import takes about
-/// the time of the slower one. Memory stays bounded by the channel.
+/// Reading, decompressing and digesting run on a second thread and tar-split on a third,
+/// each fed through a small bounded channel, while this thread runs `apply`: an import takes
+/// about the time of the slowest of the three (the driver's system calls on many small
+/// files, decompression on gzip). Memory stays bounded by the channels.
 pub fn ingest_layer(
     input: &mut (dyn Read + Send),
-    tarsplit_out: &mut dyn Write,
+    tarsplit_out: &mut (dyn Write + Send),
     apply: &mut dyn FnMut(&mut dyn Read) -> Result<u64, DriverError>,
 ) -> Result<DiffSummary, IngestError> {
     std::thread::scope(|scope| {
-        let (chunks, receiver) = mpsc::sync_channel::<io::Result<Vec<u8>>>(CHANNEL_CHUNKS);
-        let producer = scope.spawn(move || produce(input, chunks));
-        let mut tee = RecordingReader {
-            inner: ChunkReader {
-                receiver,
-                chunk: Vec::new(),
-                pos: 0,
-            },
-            disassembler: Some(Disassembler::new(&mut *tarsplit_out)),
-            failure: None,
+        let (chunks, receiver) = mpsc::sync_channel::<io::Result<Chunk>>(CHANNEL_CHUNKS);
+        let (split_chunks, split_receiver) = mpsc::sync_channel::<Chunk>(CHANNEL_CHUNKS);
+        let producer = scope.spawn(move || produce(input, chunks, split_chunks));
+        let recorder = scope.spawn(move || record(split_receiver, tarsplit_out));
+        let mut reader = ChunkReader {
+            receiver,
+            chunk: Chunk::default(),
+            pos: 0,
         };
-        let consumed = consume(&mut tee, apply);
-        let failure = tee.failure.take();
-        let disassembler = tee.disassembler.take();
+        let consumed = consume(&mut reader, apply);
         // Hang up before joining, so a producer blocked on a full channel stops.
-        drop(tee);
+        drop(reader);
         let produced = producer.join().unwrap_or_else(|_| {
             Err(IngestError::Io {
                 context: "reading the layer",
                 source: io::Error::other("the reading thread panicked"),
             })
         });
-        if let Some(tarsplit) = failure {
-            return Err(IngestError::TarSplit(tarsplit));
-        }
+        let recorded = recorder.join().unwrap_or_else(|_| {
+            Err(TarSplitError::Corrupt(
+                "the tar-split thread panicked".to_string(),
+            ))
+        });
+        // A tar that cannot be recorded is the blob's fault: that is the error to report,
+        // whatever the driver made of it.
+        let ids = recorded?;
         let produced = produced?;
         consumed?;
-        let disassembler = disassembler.ok_or(IngestError::Io {
-            context: "recording tar-split",
-            source: io::Error::other("disassembler already finished"),
-        })?;
-        let (_, ids) = disassembler.finish()?;
         let uncompressed_digest = if produced.compression == Compression::None {
             produced.compressed_digest.clone()
         } else {
@@ -133,7 +129,10 @@ pub fn ingest_layer(
     })
 }
 
-/// How many chunks may wait between the reading thread and the applying one.
+/// A piece of the tar, shared by the applying and the recording threads.
+type Chunk = std::sync::Arc<Vec<u8>>;
+
+/// How many chunks may wait between the reading thread and each of the others.
 const CHANNEL_CHUNKS: usize = 4;
 
 /// The size of one chunk of tar handed over.
@@ -149,10 +148,12 @@ struct Produced {
 }
 
 /// The reading thread: sniffs, decompresses and digests `input`, and sends the tar in
-/// chunks. A read error is sent on too, so the applying side stops at the same place.
+/// chunks to the applying thread and to the recording one. A read error is sent on too, so
+/// the applying side stops at the same place.
 fn produce(
     input: &mut (dyn Read + Send),
-    chunks: mpsc::SyncSender<io::Result<Vec<u8>>>,
+    chunks: mpsc::SyncSender<io::Result<Chunk>>,
+    split_chunks: mpsc::SyncSender<Chunk>,
 ) -> Result<Produced, IngestError> {
     let mut blob = Digester::new();
     let mut tar = Digester::new();
@@ -181,6 +182,10 @@ fn produce(
             if compression != Compression::None {
                 tar.update(&chunk);
             }
+            let chunk = Chunk::new(chunk);
+            // A recorder that stopped (the tar is unrecordable) has said why; the applying
+            // side still gets the whole tar.
+            let _ = split_chunks.send(Chunk::clone(&chunk));
             if chunks.send(Ok(chunk)).is_err() {
                 // The applying side stopped (it failed): its error is the one to report.
                 break;
@@ -215,6 +220,21 @@ fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
+/// The recording thread: turns the tar into tar-split on `out` as its chunks come, and
+/// returns the owners it names. It stops at the first malformed piece (the reading thread
+/// carries on for the applying one).
+fn record(
+    chunks: mpsc::Receiver<Chunk>,
+    out: &mut (dyn Write + Send),
+) -> Result<IdSets, TarSplitError> {
+    let mut disassembler = Disassembler::new(out);
+    for chunk in chunks {
+        disassembler.feed(&chunk)?;
+    }
+    let (_, ids) = disassembler.finish()?;
+    Ok(ids)
+}
+
 /// The applying thread: runs `apply` over the tar and reads whatever it left, so digests,
 /// sizes and tar-split cover every byte, as Go's drain does.
 fn consume<R: Read>(
@@ -231,8 +251,8 @@ fn consume<R: Read>(
 
 /// Reads the chunks the reading thread sends, in order.
 struct ChunkReader {
-    receiver: mpsc::Receiver<io::Result<Vec<u8>>>,
-    chunk: Vec<u8>,
+    receiver: mpsc::Receiver<io::Result<Chunk>>,
+    chunk: Chunk,
     pos: usize,
 }
 
@@ -251,31 +271,6 @@ impl Read for ChunkReader {
         let n = buf.len().min(self.chunk.len() - self.pos);
         buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
-        Ok(n)
-    }
-}
-
-/// Passes the tar through to the driver, feeding every piece to the disassembler. A
-/// disassembly failure is kept (typed) and turns every later read into an error.
-struct RecordingReader<R: Read, W: Write> {
-    inner: R,
-    disassembler: Option<Disassembler<W>>,
-    failure: Option<TarSplitError>,
-}
-
-impl<R: Read, W: Write> Read for RecordingReader<R, W> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if let Some(failure) = &self.failure {
-            return Err(io::Error::other(failure.to_string()));
-        }
-        let n = self.inner.read(buf)?;
-        if let Some(disassembler) = &mut self.disassembler {
-            if let Err(err) = disassembler.feed(&buf[..n]) {
-                let message = err.to_string();
-                self.failure = Some(err);
-                return Err(io::Error::other(message));
-            }
-        }
         Ok(n)
     }
 }
