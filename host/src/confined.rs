@@ -78,7 +78,10 @@ fn io_error(e: io::Error, what: &str) -> FsError {
 /// copy, which an input that is not a file never gets; one wasted system call per file of a
 /// layer. Small files (the many) take one read and one write.
 fn copy_into<I: Read + ?Sized>(input: &mut I, len: u64, file: &mut File) -> FsResult<u64> {
-    let mut buf = [0u8; 64 * 1024];
+    // Sized to the file (up to 64 KiB): a fixed 64 KiB buffer would be zeroed for every one of
+    // tens of thousands of small files.
+    let size = usize::try_from(len).map_or(64 * 1024, |len| len.clamp(1, 64 * 1024));
+    let mut buf = vec![0u8; size];
     let mut copied = 0u64;
     while copied < len {
         let want = usize::try_from(len - copied).map_or(buf.len(), |left| left.min(buf.len()));

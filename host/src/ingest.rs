@@ -163,8 +163,12 @@ fn produce(
         let mut decompressed =
             compress::decompressor(compression, DigestingReader::new(peeked, &mut blob))?;
         loop {
-            let mut chunk = vec![0u8; CHUNK_SIZE];
-            let n = match read_some(&mut decompressed, &mut chunk) {
+            // Not zero-filled first: `read_to_end` reads into the spare capacity.
+            let mut chunk = Vec::with_capacity(CHUNK_SIZE);
+            let n = match (&mut decompressed)
+                .take(CHUNK_SIZE as u64)
+                .read_to_end(&mut chunk)
+            {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(source) => {
@@ -176,7 +180,6 @@ fn produce(
                     });
                 }
             };
-            chunk.truncate(n);
             tar_size += n as u64;
             // Uncompressed input: the blob's digest is the tar's, so hash only once.
             if compression != Compression::None {
@@ -203,21 +206,6 @@ fn produce(
         },
         uncompressed_size: tar_size,
     })
-}
-
-/// Reads until `buf` is full or the input ends, so chunks are large whatever the decoder
-/// hands out per call.
-fn read_some(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 /// The recording thread: turns the tar into tar-split on `out` as its chunks come, and

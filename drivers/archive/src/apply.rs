@@ -173,7 +173,7 @@ impl ApplyState<'_> {
                 }
             })?;
             reader.payload_consumed(len);
-            self.unpacked.insert(path);
+            self.remember_unpacked(path);
             return Ok(());
         }
         let mut existing = fs
@@ -251,8 +251,16 @@ impl ApplyState<'_> {
             let (atime, mtime) = entry_times(&entry);
             self.dirs.push((path.clone(), atime, mtime));
         }
-        self.unpacked.insert(path);
+        self.remember_unpacked(path);
         Ok(())
+    }
+
+    /// Notes a path this archive created, for the AUFS opaque markers that must keep it; the
+    /// overlay format marks opaque directories with an xattr and needs no list.
+    fn remember_unpacked(&mut self, path: Vec<u8>) {
+        if self.opts.whiteout_format == WhiteoutFormat::Aufs {
+            self.unpacked.insert(path);
+        }
     }
 
     /// Owner, xattrs, mode and times of a created entry (Go's `createTarFile` tail).

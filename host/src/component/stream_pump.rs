@@ -109,28 +109,16 @@ pub fn with_input<T: Send>(
 /// dropped.
 fn pump_input(input: &mut dyn Read, sender: &SyncSender<io::Result<Vec<u8>>>) {
     loop {
-        let mut chunk = vec![0; CHUNK];
-        let message = match read_some(input, &mut chunk) {
+        // Filled up to CHUNK (fewer, fuller messages), into spare capacity: no zeroing first.
+        let mut chunk = Vec::with_capacity(CHUNK);
+        let message = match input.take(CHUNK as u64).read_to_end(&mut chunk) {
             Ok(0) => return,
-            Ok(n) => {
-                chunk.truncate(n);
-                Ok(chunk)
-            }
+            Ok(_) => Ok(chunk),
             Err(e) => Err(e),
         };
         let failed = message.is_err();
         if sender.send(message).is_err() || failed {
             return;
-        }
-    }
-}
-
-/// One read, retried on `Interrupted`.
-fn read_some(input: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match input.read(buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => return other,
         }
     }
 }
