@@ -39,6 +39,9 @@ pub struct ConfinedDir<I: ?Sized, O: ?Sized> {
     /// (saves most openat2 calls); dropped by every operation that removes or renames, since
     /// those can change what a path resolves to.
     last_parent: Option<(Vec<u8>, Arc<OwnedFd>)>,
+    /// The buffer file contents are copied through, made once (zeroing a new one for every
+    /// file of a layer costs as much as a copy).
+    copy_buf: Vec<u8>,
     _streams: PhantomData<fn(&mut I, &mut O)>,
 }
 
@@ -72,16 +75,22 @@ fn io_error(e: io::Error, what: &str) -> FsError {
     }
 }
 
-/// Copies the next `len` bytes of `input` into the new `file`; returns how many there were.
+/// Copies the next `len` bytes of `input` into the new `file` through `buf`; returns how many
+/// there were.
 ///
 /// Not `io::copy`: with a `File` writer it first `fstat`s the file to look for a faster kernel
 /// copy, which an input that is not a file never gets; one wasted system call per file of a
 /// layer. Small files (the many) take one read and one write.
-fn copy_into<I: Read + ?Sized>(input: &mut I, len: u64, file: &mut File) -> FsResult<u64> {
-    // Sized to the file (up to 64 KiB): a fixed 64 KiB buffer would be zeroed for every one of
-    // tens of thousands of small files.
-    let size = usize::try_from(len).map_or(64 * 1024, |len| len.clamp(1, 64 * 1024));
-    let mut buf = vec![0u8; size];
+fn copy_into<I: Read + ?Sized>(
+    input: &mut I,
+    len: u64,
+    file: &mut File,
+    buf: &mut Vec<u8>,
+) -> FsResult<u64> {
+    const SIZE: usize = 64 * 1024;
+    if buf.len() < SIZE {
+        buf.resize(SIZE, 0);
+    }
     let mut copied = 0u64;
     while copied < len {
         let want = usize::try_from(len - copied).map_or(buf.len(), |left| left.min(buf.len()));
@@ -150,6 +159,7 @@ impl<I: ?Sized, O: ?Sized> ConfinedDir<I, O> {
             root,
             display: path.to_path_buf(),
             last_parent: None,
+            copy_buf: Vec::new(),
             _streams: PhantomData,
         })
     }
@@ -368,7 +378,7 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         )
         .map_err(|e| fs_error(e, "create"))?;
         let mut file = File::from(fd);
-        let copied = copy_into(input, len, &mut file)?;
+        let copied = copy_into(input, len, &mut file, &mut self.copy_buf)?;
         if copied != len {
             return Err(FsError::new(
                 FsErrorKind::UnexpectedEof,
@@ -444,7 +454,7 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         )
         .map_err(|e| fs_error(e, "create"))?;
         let mut file = File::from(fd);
-        let copied = copy_into(input, len, &mut file)?;
+        let copied = copy_into(input, len, &mut file, &mut self.copy_buf)?;
         if copied != len {
             return Err(FsError::new(
                 FsErrorKind::UnexpectedEof,
