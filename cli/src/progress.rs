@@ -1,6 +1,10 @@
 //! The progress bar of long imports and exports: drawn on standard error only when it is
 //! a terminal, and only once an operation has run for a while, so quick commands and
 //! scripts see nothing.
+//!
+//! Written here rather than with `indicatif`: one byte-count bar is this small, and
+//! indicatif's terminal target writes through `std::io::stderr()`, whose lock `main` holds for
+//! the whole command (see [`for_stderr`]).
 
 use std::fs::File;
 use std::io::{IsTerminal, Write};
