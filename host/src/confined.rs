@@ -218,6 +218,31 @@ impl<I: ?Sized, O: ?Sized> ConfinedDir<I, O> {
         p
     }
 
+    /// Creates the regular file `path` (exclusively, never through a final symlink) with
+    /// `mode` and fills it with the next `len` bytes of `input`.
+    fn create_filled(&mut self, path: &[u8], mode: u32, len: u64, input: &mut I) -> FsResult<File>
+    where
+        I: Read,
+    {
+        let (dir, name) = self.parent(path)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            os(name),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(|e| fs_error(e, "create"))?;
+        let mut file = File::from(fd);
+        let copied = copy_into(input, len, &mut file, &mut self.copy_buf)?;
+        if copied != len {
+            return Err(FsError::new(
+                FsErrorKind::UnexpectedEof,
+                format!("input ended after {copied} of {len} bytes"),
+            ));
+        }
+        Ok(file)
+    }
+
     /// Opens an existing file beneath the root for reading, never following a final symlink.
     fn open_file(&mut self, path: &[u8]) -> FsResult<File> {
         let (dir, name) = self.parent(path)?;
@@ -369,23 +394,7 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         len: u64,
         input: &mut I,
     ) -> FsResult<()> {
-        let (dir, name) = self.parent(path)?;
-        let fd = rustix::fs::openat(
-            &dir,
-            os(name),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_bits_truncate(mode),
-        )
-        .map_err(|e| fs_error(e, "create"))?;
-        let mut file = File::from(fd);
-        let copied = copy_into(input, len, &mut file, &mut self.copy_buf)?;
-        if copied != len {
-            return Err(FsError::new(
-                FsErrorKind::UnexpectedEof,
-                format!("input ended after {copied} of {len} bytes"),
-            ));
-        }
-        Ok(())
+        self.create_filled(path, mode, len, input).map(drop)
     }
 
     /// One parent lookup for the whole of it; the mode is set only after checking that the
@@ -445,22 +454,7 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         input: &mut I,
         meta: &EntryMetadata,
     ) -> FsResult<()> {
-        let (dir, name) = self.parent(path)?;
-        let fd = rustix::fs::openat(
-            &dir,
-            os(name),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_bits_truncate(create_mode),
-        )
-        .map_err(|e| fs_error(e, "create"))?;
-        let mut file = File::from(fd);
-        let copied = copy_into(input, len, &mut file, &mut self.copy_buf)?;
-        if copied != len {
-            return Err(FsError::new(
-                FsErrorKind::UnexpectedEof,
-                format!("input ended after {copied} of {len} bytes"),
-            ));
-        }
+        let file = self.create_filled(path, create_mode, len, input)?;
         if let Err(e) = rustix::fs::fchown(
             &file,
             Some(rustix::fs::Uid::from_raw(meta.uid)),
