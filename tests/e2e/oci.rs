@@ -856,3 +856,245 @@ fn export_refuses_a_directory_that_is_not_a_layout() {
     assert_one_line_failure("unknown image", &o, "image not known");
     assert!(!s.dir().join("x").exists());
 }
+
+/// A config as image builders write it: indented, keys in the builder's order (not
+/// sorted), a trailing newline. Any re-serialisation would change its digest.
+fn builder_style_config(diff_ids: &[String]) -> Vec<u8> {
+    let ids: Vec<String> = diff_ids.iter().map(|d| format!("\"{d}\"")).collect();
+    format!(
+        r#"{{
+    "created": "2024-05-01T10:00:00.123456789Z",
+    "architecture": "amd64",
+    "os": "linux",
+    "config": {{
+        "Env": ["PATH=/usr/bin:/bin"],
+        "Cmd": ["/bin/sh"]
+    }},
+    "rootfs": {{
+        "type": "layers",
+        "diff_ids": [{}]
+    }},
+    "history": [{{"created": "2024-05-01T10:00:00Z", "created_by": "identity test"}}]
+}}
+"#,
+        ids.join(", ")
+    )
+    .into_bytes()
+}
+
+/// JSON bytes as text, for readable assertion failures.
+fn text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// gzip of `data` by GNU gzip at its best compression: a stream our export (flate2 at the
+/// default level) does not re-create, so its layer blob differs.
+fn gnu_gzip_best(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gzip")
+        .args(["-9", "-n", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("running gzip");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "gzip failed");
+    out.stdout
+}
+
+/// A layout holding one image with a builder-style config and an indented manifest: an
+/// uncompressed layer and a gzip one compressed by `gz`. Returns the config and the
+/// manifest digest.
+fn builder_style_layout(dir: PathBuf, gz: fn(&[u8]) -> Vec<u8>) -> (Layout, Vec<u8>, String) {
+    let layout = Layout::new(dir);
+    let base = tar_of(&[("etc/", b""), ("etc/os-release", b"ID=identity\n")]);
+    let top = tar_of(&[("srv/", b""), ("srv/data", &[7u8; 70_000][..])]);
+    let top_gz = gz(&top);
+    let config = builder_style_config(&[sha256(&base), sha256(&top)]);
+    let manifest = format!(
+        r#"{{
+  "schemaVersion": 2,
+  "mediaType": "{MANIFEST}",
+  "config": {{
+    "mediaType": "{CONFIG}",
+    "digest": "{}",
+    "size": {}
+  }},
+  "layers": [
+    {{"mediaType": "{LAYER_TAR}", "digest": "{}", "size": {}}},
+    {{"mediaType": "{LAYER_GZIP}", "digest": "{}", "size": {}}}
+  ],
+  "annotations": {{"org.example.built-by": "identity test"}}
+}}"#,
+        layout.put(&config),
+        config.len(),
+        layout.put(&base),
+        base.len(),
+        layout.put(&top_gz),
+        top_gz.len(),
+    )
+    .into_bytes();
+    let manifest_digest = layout.put(&manifest);
+    layout.index(&[serde_json::json!({
+        "mediaType": MANIFEST, "digest": manifest_digest, "size": manifest.len(),
+        "annotations": {REF: "v1"},
+    })]);
+    (layout, config, manifest_digest)
+}
+
+/// The manifest a layout's index names for `reference`, its digest, and the config
+/// bytes it names.
+fn layout_image(dir: &Path, reference: &str) -> (String, Vec<u8>) {
+    let index = read_json(&dir.join("index.json"));
+    let entry = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["annotations"][REF] == reference)
+        .unwrap_or_else(|| panic!("no {reference} in {index}"))
+        .clone();
+    let digest = entry["digest"].as_str().unwrap().to_string();
+    let manifest = read_json(&dir.join("blobs/sha256").join(hex(&digest)));
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config = std::fs::read(dir.join("blobs/sha256").join(hex(config_digest))).unwrap();
+    assert_eq!(sha256(&config), config_digest);
+    (digest, config)
+}
+
+/// Exports what `import-oci` stored from a builder-style layout and checks the image keeps
+/// its identity: the config blob written byte for byte (so the same config digest, the
+/// image ID), the manifest too when every layer blob comes out the same; importing the
+/// export, with `storage` and with skopeo, gives the same image ID.
+fn export_keeps_identity(gz: fn(&[u8]) -> Vec<u8>, blobs_come_out_the_same: bool) {
+    let s = Scratch::new();
+    let (layout, config, manifest_digest) = builder_style_layout(s.dir().join("in"), gz);
+    let id = hex(&sha256(&config)).to_string();
+    assert_eq!(first_line(&s.ok(&["import-oci", &layout.arg("v1")])), id);
+    let out = s.dir().join("out");
+    let report = s
+        .run(&["export-oci", "-j", "v1", &format!("{}:v1", out.display())])
+        .json();
+    assert_eq!(report["config"], sha256(&config).as_str(), "{report}");
+    assert_eq!(report["rewritten"], !blobs_come_out_the_same, "{report}");
+    let (exported_manifest, exported_config) = layout_image(&out, "v1");
+    assert_eq!(
+        text(&exported_config),
+        text(&config),
+        "the stored config, byte for byte"
+    );
+    if blobs_come_out_the_same {
+        assert_eq!(exported_manifest, manifest_digest, "the stored manifest");
+        let original = std::fs::read(layout.blob_path(&manifest_digest)).unwrap();
+        let written = std::fs::read(out.join("blobs/sha256").join(hex(&exported_manifest)));
+        assert_eq!(text(&written.unwrap()), text(&original));
+    } else {
+        assert_ne!(
+            exported_manifest, manifest_digest,
+            "new layer blobs, new manifest"
+        );
+        let manifest = read_json(&out.join("blobs/sha256").join(hex(&exported_manifest)));
+        assert_eq!(manifest["config"]["size"], config.len());
+        assert_eq!(
+            manifest["annotations"]["org.example.built-by"],
+            "identity test"
+        );
+    }
+
+    // Imported again by storage: the same image, its config bytes as they were.
+    let fresh = Scratch::new();
+    let imported = fresh.ok(&["import-oci", &format!("{}:v1", out.display())]);
+    assert_eq!(first_line(&imported), id);
+    assert_eq!(
+        text(&fresh.run(&["get-image-data", &id, &sha256(&config)]).stdout),
+        text(&config)
+    );
+    fresh.ok(&["verify", &id]);
+
+    // Copied by skopeo (containers/image) into a store: the same image ID and config.
+    if !skopeo_available() {
+        return;
+    }
+    let theirs = Scratch::new();
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("oci:{}:v1", out.display()),
+        &store_ref(&theirs, "localhost/identity:v1"),
+    ]);
+    assert_eq!(theirs.ok(&["images", "-q"]).trim(), id);
+    assert_eq!(
+        text(
+            &theirs
+                .run(&["get-image-data", &id, &sha256(&config)])
+                .stdout
+        ),
+        text(&config)
+    );
+    theirs.ok(&["verify", &id]);
+}
+
+#[test]
+fn an_export_keeps_the_stored_config_and_manifest_bytes() {
+    export_keeps_identity(gzip, true);
+}
+
+#[test]
+fn an_export_with_recompressed_layers_keeps_the_config_bytes_and_the_image_id() {
+    export_keeps_identity(gnu_gzip_best, false);
+}
+
+#[test]
+fn a_layout_skopeo_wrote_keeps_its_image_id_through_import_and_export() {
+    if !skopeo_available() {
+        return;
+    }
+    // skopeo stores the builder-style image, then writes it out again as a layout whose
+    // gzip layers Go compressed: the kind of layout users bring.
+    let theirs = Scratch::new();
+    let (layout, config, _) = builder_style_layout(theirs.dir().join("in"), gzip);
+    let id = hex(&sha256(&config)).to_string();
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("oci:{}", layout.arg("v1")),
+        &store_ref(&theirs, "localhost/identity:v1"),
+    ]);
+    let from_skopeo = theirs.dir().join("from-skopeo");
+    skopeo(&[
+        "copy",
+        "-q",
+        &store_ref(&theirs, "localhost/identity:v1"),
+        &format!("oci:{}:v1", from_skopeo.display()),
+    ]);
+    let (_, skopeo_config) = layout_image(&from_skopeo, "v1");
+    assert_eq!(
+        text(&skopeo_config),
+        text(&config),
+        "skopeo keeps the config bytes"
+    );
+
+    let ours = Scratch::new();
+    ours.ok(&["import-oci", &format!("{}:v1", from_skopeo.display())]);
+    let out = ours.dir().join("out");
+    ours.ok(&["export-oci", "v1", &format!("{}:v1", out.display())]);
+    let (_, exported_config) = layout_image(&out, "v1");
+    assert_eq!(text(&exported_config), text(&config));
+
+    let again = Scratch::new();
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("oci:{}:v1", out.display()),
+        &store_ref(&again, "localhost/identity:v1"),
+    ]);
+    assert_eq!(again.ok(&["images", "-q"]).trim(), id);
+    let fresh = Scratch::new();
+    assert_eq!(
+        first_line(&fresh.ok(&["import-oci", &format!("{}:v1", out.display())])),
+        id
+    );
+}

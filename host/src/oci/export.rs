@@ -191,8 +191,12 @@ fn same_blobs(manifest: &Manifest, layers: &[WrittenLayer]) -> bool {
             .all(|(m, l)| m.digest == l.descriptor.digest && m.size == l.descriptor.size)
 }
 
-/// A manifest and config describing the blobs written: the stored ones with their layer
-/// descriptors and diff IDs replaced, or new ones for an image that has none.
+/// A manifest and config describing the blobs written: the stored manifest with its layer
+/// descriptors replaced, or a new one for an image that has none. The stored config is
+/// kept byte for byte when its diff IDs are those of the layers written (tar-split
+/// re-creates every layer exactly, so they are): the config digest is the image ID, in
+/// this store and in every store the layout is copied into. Only a config whose diff IDs
+/// disagree is rewritten.
 fn rewrite(
     image: &ImageRecord,
     stored: Option<Stored>,
@@ -202,14 +206,19 @@ fn rewrite(
         .iter()
         .map(|l| serde_json::Value::String(l.diff_id.clone()))
         .collect();
-    let (mut manifest, mut config) = match stored {
+    let (mut manifest, config_bytes) = match stored {
         Some((manifest, _, config_bytes)) => {
-            let config: serde_json::Value =
+            let mut config: serde_json::Value =
                 serde_json::from_slice(&config_bytes).map_err(|source| OciError::Json {
                     what: "the stored config".to_string(),
                     source,
                 })?;
-            (manifest, config)
+            if config["rootfs"]["diff_ids"] == serde_json::Value::Array(diff_ids.clone()) {
+                (manifest, config_bytes)
+            } else {
+                config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
+                (manifest, config_json(&config)?)
+            }
         }
         None => {
             let host = Platform::host();
@@ -217,21 +226,14 @@ fn rewrite(
                 "architecture": host.architecture,
                 "os": host.os,
                 "config": {},
-                "rootfs": {"type": "layers", "diff_ids": []},
+                "rootfs": {"type": "layers", "diff_ids": diff_ids},
             });
             if !image.created.is_empty() {
                 config["created"] = serde_json::Value::String(image.created.clone());
             }
-            (Manifest::default(), config)
+            (Manifest::default(), config_json(&config)?)
         }
     };
-    if config["rootfs"]["diff_ids"] != serde_json::Value::Array(diff_ids.clone()) {
-        config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": diff_ids});
-    }
-    let config_bytes = serde_json::to_vec(&config).map_err(|source| OciError::Json {
-        what: "the new config".to_string(),
-        source,
-    })?;
     let old_layers = std::mem::take(&mut manifest.layers);
     manifest.schema_version = 2;
     manifest.media_type = MEDIA_OCI_MANIFEST.to_string();
@@ -254,6 +256,14 @@ fn rewrite(
         })
         .collect();
     Ok((manifest, config_bytes))
+}
+
+/// A config written anew.
+fn config_json(config: &serde_json::Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(config).map_err(|source| OciError::Json {
+        what: "the new config".to_string(),
+        source,
+    })
 }
 
 /// Writes one layer's blob: the layer's archive re-created through tar-split, compressed
