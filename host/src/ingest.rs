@@ -458,8 +458,14 @@ mod tests {
         layer_dir: PathBuf,
     }
 
+    /// The Go reference CLI; these tests need it.
+    fn go_binary() -> PathBuf {
+        crate::test_reference::reference_binary()
+            .expect("containers-storage (the Go reference CLI) must be installed")
+    }
+
     fn go_import(root: &Path, blob: &Path) -> GoImport {
-        let out = std::process::Command::new("containers-storage")
+        let out = std::process::Command::new(go_binary())
             .arg("--graph")
             .arg(root.join("g"))
             .arg("--run")
@@ -467,7 +473,7 @@ mod tests {
             .args(["--storage-driver", "vfs", "import-layer", "-f"])
             .arg(blob)
             .output()
-            .expect("containers-storage (the Go reference CLI) must be installed");
+            .expect("running the Go reference CLI");
         assert!(
             out.status.success(),
             "Go import failed: {}",
@@ -501,7 +507,7 @@ mod tests {
         let path = root.join(format!("g/vfs-layers/{id}.tar-split.gz"));
         std::fs::write(&path, tarsplit).expect("replace tar-split");
         let out_path = root.join("diff.tar");
-        let out = std::process::Command::new("containers-storage")
+        let out = std::process::Command::new(go_binary())
             .arg("--graph")
             .arg(root.join("g"))
             .arg("--run")

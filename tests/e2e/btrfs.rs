@@ -263,22 +263,18 @@ fn native_and_component_archives_give_the_same_layer() {
     assert!(o.out().contains("archive must be"), "{o:?}");
 }
 
-/// Debian's Go `containers-storage`, when installed.
-const GO_CLI: &str = "/usr/bin/containers-storage";
-
 #[test]
 fn go_containers_storage_reads_and_extends_the_store() {
-    if !Path::new(GO_CLI).exists() {
-        eprintln!("skipping: {GO_CLI} is not installed");
+    let Some(go_cli) = crate::harness::reference_binary() else {
         return;
-    }
+    };
     let s = Scratch::new();
     let tar = tar_of(&[("etc/", b""), ("etc/hostname", b"shared\n")]);
     let layer = s.import_layer(&["-n", "base"], &tar);
     s.ok(&["create-image", "-n", "img", &layer]);
     s.ok(&["shutdown"]);
     let go = |args: &[&str]| {
-        let out = Command::new(GO_CLI)
+        let out = Command::new(&go_cli)
             .args(s.globals())
             .args(args)
             .output()

@@ -20,9 +20,6 @@ use crate::harness::{first_line, Scratch, STORAGE};
 /// Prefix of the mount points and images in the temporary directory.
 const PREFIX: &str = "storage-xfsq-e2e-";
 
-/// Debian's Go CLI, compared with when installed.
-const GO_CLI: &str = "/usr/bin/containers-storage";
-
 /// A loop-mounted xfs, unmounted and removed on drop.
 struct LoopXfs {
     dir: PathBuf,
@@ -143,8 +140,8 @@ fn overlay_size_limits_a_layer_on_xfs() {
         s.ok(&["unmount", &plain]);
         // Like upstream, the node for quotactl was made in the home.
         assert!(s.graph().join("overlay/backingFsBlockDev").exists());
-        if Path::new(GO_CLI).exists() {
-            let go = Scratch::with_binary_in(&fs.dir, Path::new(GO_CLI), "overlay");
+        if let Some(go_cli) = crate::harness::reference_binary() {
+            let go = Scratch::with_binary_in(&fs.dir, &go_cli, "overlay");
             let g = go.run(&sized);
             assert_eq!(g.code, 1, "{g:?}");
             assert!(

@@ -412,15 +412,17 @@ fn split_image_store_keeps_mapped_copies_with_the_image() {
 
 #[test]
 fn go_lists_a_read_only_store_as_we_do() {
-    const GO_CLI: &str = "/usr/bin/containers-storage";
-    // Go 1.43 and we share vfs's layout; its overlay needs its own feature probes.
-    if crate::DRIVER != "vfs" || !Path::new(GO_CLI).exists() {
-        eprintln!("go_lists_a_read_only_store_as_we_do: needs {GO_CLI} and the vfs suite; skipped");
+    // Go and we share vfs's layout; its overlay needs its own feature probes.
+    if crate::DRIVER != "vfs" {
+        eprintln!("go_lists_a_read_only_store_as_we_do: needs the vfs suite; skipped");
         return;
     }
+    let Some(go_cli) = crate::harness::reference_binary() else {
+        return;
+    };
     let ro = ReadOnlySource::new();
     let ours = Scratch::new();
-    let go = Scratch::with_binary(Path::new(GO_CLI), "vfs");
+    let go = Scratch::with_binary(&go_cli, "vfs");
     let listing = |s: &Scratch| -> Vec<String> {
         [
             vec!["layer", "rolayer"],

@@ -478,8 +478,8 @@ fn mount_program_does_the_mounts() {
 
 #[test]
 fn mounts_layers_made_by_the_go_driver() {
-    let Ok(go) = which("containers-storage") else {
-        eprintln!("containers-storage not installed; skipping");
+    let Some(go) = reference_binary() else {
+        eprintln!("no reference containers-storage; skipping");
         return;
     };
     let root = tempfile::tempdir().expect("tempdir");
@@ -527,12 +527,40 @@ fn mounts_layers_made_by_the_go_driver() {
     );
 }
 
-fn which(name: &str) -> Result<PathBuf, ()> {
-    let path = std::env::var_os("PATH").ok_or(())?;
-    std::env::split_paths(&path)
-        .map(|p| p.join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
+/// The Go `containers-storage` to compare with: `$STORAGE_REFERENCE` if set, else upstream's
+/// 1.60 build in `/work/shared/reference`, else the one beside the repository
+/// (`<repo>/../shared/reference`), else Debian's `/usr/bin/containers-storage` (1.43). Says
+/// on stderr which binary and version the test used.
+fn reference_binary() -> Option<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let path = match std::env::var_os("STORAGE_REFERENCE").filter(|v| !v.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => [
+            PathBuf::from("/work/shared/reference/containers-storage"),
+            repo.join("../shared/reference/containers-storage"),
+            PathBuf::from("/usr/bin/containers-storage"),
+        ]
+        .into_iter()
+        .find(|p| p.exists())?,
+    };
+    // 1.60 prints its version on stderr.
+    let said = std::process::Command::new(&path)
+        .arg("version")
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default();
+    let version = said
+        .lines()
+        .find_map(|l| l.strip_prefix("Version:"))
+        .map_or("no version printed: Debian's 1.43 prints none", str::trim);
+    eprintln!("reference binary: {} ({version})", path.display());
+    Some(path)
 }
 
 #[test]
