@@ -10,7 +10,7 @@
 //! `O_NOFOLLOW`). Xattrs go through `/proc/self/fd/<parent>/<name>` with the `l*xattr` calls.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -21,7 +21,7 @@ use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 use storage_archive::fs::{
     DirEntry, EntryMetadata, FileKind, FileStat, FsError, FsErrorKind, FsRead, FsResult, FsWrite,
-    Timestamp,
+    SparseMap, Timestamp,
 };
 use storage_archive::{
     ApplyOptions, ArchiveError, DiffOptions, IdMapping, IdRange, OverlayOptions,
@@ -455,27 +455,34 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         meta: &EntryMetadata,
     ) -> FsResult<()> {
         let file = self.create_filled(path, create_mode, len, input)?;
-        if let Err(e) = rustix::fs::fchown(
-            &file,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-        ) {
-            if !meta.ignore_chown_errors {
-                return Err(fs_error(e, "lchown"));
+        file_metadata(&file, meta)
+    }
+
+    /// As `create_file_with_metadata`, the regions written at their offsets and the file's
+    /// length set last, so the holes between them take no room.
+    fn create_sparse_file_with_metadata(
+        &mut self,
+        path: &[u8],
+        create_mode: u32,
+        map: &SparseMap,
+        input: &mut I,
+        meta: &EntryMetadata,
+    ) -> FsResult<()> {
+        let mut file = self.create_filled(path, create_mode, 0, input)?;
+        for region in &map.regions {
+            file.seek(SeekFrom::Start(region.offset))
+                .map_err(|e| io_error(e, "seek"))?;
+            let copied = copy_into(input, region.length, &mut file, &mut self.copy_buf)?;
+            if copied != region.length {
+                return Err(FsError::new(
+                    FsErrorKind::UnexpectedEof,
+                    "input ended inside a data region of a sparse file",
+                ));
             }
         }
-        for (key, value) in &meta.xattrs {
-            match rustix::fs::fsetxattr(&file, key, value, rustix::fs::XattrFlags::empty()) {
-                Ok(()) | Err(Errno::OPNOTSUPP) => {}
-                Err(e) => return Err(fs_error(e, "setxattr")),
-            }
-        }
-        if let Some(mode) = meta.mode {
-            rustix::fs::fchmod(&file, Mode::from_bits_truncate(mode))
-                .map_err(|e| fs_error(e, "chmod"))?;
-        }
-        rustix::fs::futimens(&file, &timestamps(meta.atime, meta.mtime))
-            .map_err(|e| fs_error(e, "utimensat"))
+        file.set_len(map.real_size)
+            .map_err(|e| io_error(e, "truncate"))?;
+        file_metadata(&file, meta)
     }
 
     fn symlink(&mut self, target: &[u8], path: &[u8]) -> FsResult<()> {
@@ -633,6 +640,31 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
     }
 }
 
+/// Owner, xattrs, mode and times of a file just created, set on its descriptor.
+fn file_metadata(file: &File, meta: &EntryMetadata) -> FsResult<()> {
+    if let Err(e) = rustix::fs::fchown(
+        file,
+        Some(rustix::fs::Uid::from_raw(meta.uid)),
+        Some(rustix::fs::Gid::from_raw(meta.gid)),
+    ) {
+        if !meta.ignore_chown_errors {
+            return Err(fs_error(e, "lchown"));
+        }
+    }
+    for (key, value) in &meta.xattrs {
+        match rustix::fs::fsetxattr(file, key, value, rustix::fs::XattrFlags::empty()) {
+            Ok(()) | Err(Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(fs_error(e, "setxattr")),
+        }
+    }
+    if let Some(mode) = meta.mode {
+        rustix::fs::fchmod(file, Mode::from_bits_truncate(mode))
+            .map_err(|e| fs_error(e, "chmod"))?;
+    }
+    rustix::fs::futimens(file, &timestamps(meta.atime, meta.mtime))
+        .map_err(|e| fs_error(e, "utimensat"))
+}
+
 /// Converts the host's ID mappings into the archive crate's.
 pub fn id_mapping(mappings: &IdMappings) -> IdMapping {
     let ranges = |maps: &[crate::idmap::IdMap]| {
@@ -663,6 +695,7 @@ pub fn apply_options(
         id_mapping: id_mapping(&opts.id_mappings),
         force_mask: opts.force_mask,
         ignore_chown_errors: opts.ignore_chown_errors,
+        skip_device_nodes: crate::idmap::running_in_user_namespace(),
     }
 }
 
@@ -710,7 +743,7 @@ type ReadDir<'a> = ConfinedDir<dyn Read + 'a, dyn Write + 'a>;
 fn open_dir<'a>(path: &Path) -> Result<ReadDir<'a>, ArchiveError> {
     ConfinedDir::open(path).map_err(|e| ArchiveError::Fs {
         op: "open",
-        path: path.display().to_string(),
+        path: path.as_os_str().as_bytes().to_vec(),
         source: io_error(e, "open"),
     })
 }
@@ -996,19 +1029,31 @@ mod tests {
     }
 
     #[test]
-    fn hostile_device_nodes() {
-        for kind in [tar::EntryType::Char, tar::EntryType::Block] {
+    fn device_nodes_are_made_as_archived() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        // Real root filesystems carry /dev/null and friends; upstream makes them as root.
+        for (kind, major, minor) in [(tar::EntryType::Char, 1, 3), (tar::EntryType::Block, 7, 0)] {
             let s = sandbox();
             let mut b = tar::Builder::new(Vec::new());
-            let mut h = header(kind, 0, 0o600);
-            h.set_device_major(0).unwrap();
-            h.set_device_minor(0).unwrap();
+            let mut h = header(kind, 0, 0o640);
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(minor).unwrap();
+            h.set_uid(5);
+            h.set_gid(6);
             b.append_data(&mut h, "dev", io::empty()).unwrap();
-            let err =
-                apply(&s.layer, &b.into_inner().unwrap(), WhiteoutFormat::Overlay).unwrap_err();
-            assert!(matches!(err, ArchiveError::Refused { .. }), "{err}");
-            assert_one_line(&err);
-            assert!(!s.layer.join("dev").exists());
+            apply(&s.layer, &b.into_inner().unwrap(), WhiteoutFormat::Overlay).unwrap();
+            let meta = std::fs::symlink_metadata(s.layer.join("dev")).unwrap();
+            let is_kind = if kind == tar::EntryType::Char {
+                meta.file_type().is_char_device()
+            } else {
+                meta.file_type().is_block_device()
+            };
+            assert!(is_kind, "{kind:?}");
+            assert_eq!(meta.rdev(), rustix::fs::makedev(major, minor));
+            assert_eq!(
+                (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+                (0o640, 5, 6)
+            );
         }
     }
 

@@ -80,6 +80,13 @@ pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Appends `text` as a JSON string the way Go's `json.Marshal` writes one.
+pub fn write_string(out: &mut Vec<u8>, text: &str) {
+    let mut ser = serde_json::Serializer::with_formatter(out, GoFormatter);
+    // Writing a string into memory cannot fail.
+    let _ = text.serialize(&mut ser);
+}
+
 /// Serializes `value` the way Go's `json.Marshal` would, as a string.
 pub fn to_string<T: Serialize + ?Sized>(value: &T) -> String {
     String::from_utf8_lossy(&to_vec(value)).into_owned()

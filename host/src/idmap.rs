@@ -63,6 +63,25 @@ fn map_id(ranges: &[IdMap], id: u32, to_host: bool) -> Option<u32> {
     })
 }
 
+/// Whether this process runs in a user namespace other than the initial one (upstream's
+/// `unshare.IsRootless`/`RunningInUserNS`): there the kernel refuses device nodes, so layers
+/// are applied without them, as upstream does. The initial namespace maps every ID to
+/// itself (`0 0 4294967295` in `/proc/self/uid_map`).
+pub fn running_in_user_namespace() -> bool {
+    static ANSWER: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ANSWER.get_or_init(|| match std::fs::read_to_string("/proc/self/uid_map") {
+        Ok(map) => !is_initial_uid_map(&map),
+        // No procfs: nothing says we are in one.
+        Err(_) => false,
+    })
+}
+
+/// Whether a `uid_map` text is the initial namespace's identity mapping of all IDs.
+fn is_initial_uid_map(map: &str) -> bool {
+    let fields: Vec<&str> = map.split_whitespace().collect();
+    fields == ["0", "0", "4294967295"]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +108,12 @@ mod tests {
         assert_eq!(m.to_container(100005, 100000), Some((5, 0)));
         assert_eq!(m.to_host(70000, 0), None);
         assert_eq!(m.to_container(5, 5), None);
+    }
+
+    #[test]
+    fn the_initial_namespace_is_recognised() {
+        assert!(is_initial_uid_map("         0          0 4294967295\n"));
+        assert!(!is_initial_uid_map("         0       1000          1\n"));
+        assert!(!is_initial_uid_map("0 1000 1\n1 100000 65536\n"));
     }
 }

@@ -38,7 +38,7 @@ fn vfs_layers_mount_as_their_directory_and_diff_byte_identical() {
     let all = status.stderr;
     assert!(all.contains("Component: builtin:vfs"), "{all}");
     assert!(all.contains("Component Digest: sha256:"), "{all}");
-    assert!(all.contains("WIT Version: storage:plugin@0.2.0"), "{all}");
+    assert!(all.contains("WIT Version: storage:plugin@0.3.0"), "{all}");
 }
 
 #[test]

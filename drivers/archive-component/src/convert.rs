@@ -157,6 +157,22 @@ pub fn apply_options(o: wit_archive::ApplyOptions) -> storage_archive::ApplyOpti
         id_mapping: id_mapping(o.id_mapping),
         force_mask: o.force_mask,
         ignore_chown_errors: o.ignore_chown_errors,
+        skip_device_nodes: o.skip_device_nodes,
+    }
+}
+
+/// Archive sparse map → WIT sparse map.
+pub fn wit_sparse_map(map: &afs::SparseMap) -> wit::SparseMap {
+    wit::SparseMap {
+        real_size: map.real_size,
+        regions: map
+            .regions
+            .iter()
+            .map(|r| wit::SparseRegion {
+                offset: r.offset,
+                length: r.length,
+            })
+            .collect(),
     }
 }
 
@@ -200,7 +216,7 @@ pub fn archive_error(e: storage_archive::ArchiveError) -> wit_archive::ArchiveEr
         E::UnexpectedEof => wit_archive::ArchiveError::UnexpectedEof,
         E::PathEscape(p) => wit_archive::ArchiveError::PathEscape(p),
         E::Refused { path, reason } => {
-            wit_archive::ArchiveError::Refused(format!("refused entry {path:?}: {reason}"))
+            wit_archive::ArchiveError::Refused(wit_archive::EntryProblem { path, reason })
         }
         E::Fs { op, path, source } => {
             wit_archive::ArchiveError::Fs(wit_archive::FsOperationError {
@@ -211,7 +227,7 @@ pub fn archive_error(e: storage_archive::ArchiveError) -> wit_archive::ArchiveEr
         }
         E::Stream(e) => wit_archive::ArchiveError::Stream(e.to_string()),
         E::Unsupported { path, reason } => {
-            wit_archive::ArchiveError::Unsupported(format!("unsupported entry {path:?}: {reason}"))
+            wit_archive::ArchiveError::Unsupported(wit_archive::EntryProblem { path, reason })
         }
     }
 }

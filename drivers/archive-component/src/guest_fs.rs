@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 
 use storage_archive::fs::{
     DirEntry, EntryMetadata, FileKind, FileStat, FsError, FsErrorKind, FsRead, FsResult, FsWrite,
-    Timestamp,
+    SparseMap, Timestamp,
 };
 
 use crate::bindings::storage::plugin::entries;
@@ -192,6 +192,25 @@ impl<'a> FsWrite for GuestDir<'a> {
             path,
             create_mode,
             len,
+            input.stream,
+            &convert::wit_entry_metadata(meta),
+        )
+        .map_err(convert::fs_error)
+    }
+
+    fn create_sparse_file_with_metadata(
+        &mut self,
+        path: &[u8],
+        create_mode: u32,
+        map: &SparseMap,
+        input: &mut Self::Input,
+        meta: &EntryMetadata,
+    ) -> FsResult<()> {
+        entries::create_sparse_file_with_metadata(
+            self.dir,
+            path,
+            create_mode,
+            &convert::wit_sparse_map(map),
             input.stream,
             &convert::wit_entry_metadata(meta),
         )

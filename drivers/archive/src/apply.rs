@@ -3,10 +3,14 @@
 //! What can go wrong: a malformed stream ([`ArchiveError::InvalidHeader`],
 //! [`ArchiveError::UnexpectedEof`]); a name or hard-link target outside the tree, or a symlink
 //! whose relative target climbs out of it, as Go checks ([`ArchiveError::PathEscape`]); entries
-//! refused by policy: device nodes (a char 0:0 would be a forged overlay whiteout) and
-//! archive-supplied `trusted.overlay.*` / `user.overlay.*` xattrs ([`ArchiveError::Refused`]);
-//! sparse or unknown entry types ([`ArchiveError::Unsupported`]); filesystem failures
-//! ([`ArchiveError::Fs`]).
+//! refused by policy: archive-supplied `trusted.overlay.*` / `user.overlay.*` xattrs, which
+//! would forge overlay state ([`ArchiveError::Refused`]); unknown entry types
+//! ([`ArchiveError::Unsupported`]); filesystem failures ([`ArchiveError::Fs`]).
+//!
+//! Everything real images are made of is applied: device nodes and fifos (device nodes are
+//! skipped where they cannot be made, in a user namespace, as upstream does), every xattr
+//! but overlay's own (file capabilities included), sparse files of every tar format with
+//! their holes kept (upstream writes them dense), names that are not UTF-8.
 
 use std::collections::BTreeSet;
 
@@ -55,6 +59,8 @@ pub struct ApplyOptions {
     pub force_mask: Option<u32>,
     /// Ignore failures of lchown (rootless without enough subordinate IDs).
     pub ignore_chown_errors: bool,
+    /// Skip device nodes: in a user namespace the kernel refuses them (upstream's `inUserns`).
+    pub skip_device_nodes: bool,
 }
 
 /// Applies the layer tar read from `input` to the tree of `fs`; returns the sum of the entries'
@@ -110,7 +116,7 @@ impl ApplyState<'_> {
         if path.is_empty() && entry.kind != EntryKind::Directory {
             // Go would remove the whole tree to put a file in its place.
             return Err(ArchiveError::Refused {
-                path: display(&entry.path),
+                path: entry.path.clone(),
                 reason: "the layer root can only be a directory".into(),
             });
         }
@@ -130,7 +136,7 @@ impl ApplyState<'_> {
             .id_mapping
             .to_host(entry.uid, entry.gid)
             .ok_or_else(|| ArchiveError::Refused {
-                path: display(&entry.path),
+                path: entry.path.clone(),
                 reason: format!(
                     "owner {}:{} has no mapping to a host ID",
                     entry.uid, entry.gid
@@ -146,24 +152,29 @@ impl ApplyState<'_> {
             // xattrs, mode and times. Something already there is removed and the call retried.
             let meta = self.metadata(&entry, uid, gid, Some(create_mode))?;
             let len = reader.payload_remaining();
-            let mut created = fs.create_file_with_metadata(
-                &path,
-                create_mode,
-                len,
-                &mut **reader.inner_mut(),
-                &meta,
-            );
+            let create =
+                |fs: &mut F, reader: &mut TarStreamReader<&mut F::Input>| match &entry.sparse {
+                    None => fs.create_file_with_metadata(
+                        &path,
+                        create_mode,
+                        len,
+                        &mut **reader.inner_mut(),
+                        &meta,
+                    ),
+                    Some(map) => fs.create_sparse_file_with_metadata(
+                        &path,
+                        create_mode,
+                        map,
+                        &mut **reader.inner_mut(),
+                        &meta,
+                    ),
+                };
+            let mut created = create(fs, reader);
             if matches!(&created, Err(e) if e.kind == FsErrorKind::AlreadyExists) {
                 self.ensured_dir = None;
                 fs.remove_all(&path)
                     .map_err(|e| ArchiveError::fs("remove", &path, e))?;
-                created = fs.create_file_with_metadata(
-                    &path,
-                    create_mode,
-                    len,
-                    &mut **reader.inner_mut(),
-                    &meta,
-                );
+                created = create(fs, reader);
             }
             created.map_err(|e| {
                 if e.kind == FsErrorKind::UnexpectedEof {
@@ -227,20 +238,20 @@ impl ApplyState<'_> {
                     .map_err(|e| ArchiveError::fs("mkfifo", &path, e))?;
             }
             EntryKind::Char | EntryKind::Block => {
-                return Err(ArchiveError::Refused {
-                    path: display(&entry.path),
-                    reason: "device nodes are not accepted in layers".into(),
-                });
-            }
-            EntryKind::GnuSparse => {
-                return Err(ArchiveError::Unsupported {
-                    path: display(&entry.path),
-                    reason: "sparse files".into(),
-                });
+                if self.opts.skip_device_nodes {
+                    return Ok(());
+                }
+                let kind = if entry.kind == EntryKind::Char {
+                    FileKind::CharDevice
+                } else {
+                    FileKind::BlockDevice
+                };
+                fs.mknod(&path, kind, mode, entry.dev_major, entry.dev_minor)
+                    .map_err(|e| ArchiveError::fs("mknod", &path, e))?;
             }
             EntryKind::Other(flag) => {
                 return Err(ArchiveError::Unsupported {
-                    path: display(&entry.path),
+                    path: entry.path.clone(),
                     reason: format!("unhandled tar header type {:?}", flag as char),
                 });
             }
@@ -365,7 +376,7 @@ impl ApplyState<'_> {
                 .id_mapping
                 .to_host(entry.uid, entry.gid)
                 .ok_or_else(|| ArchiveError::Refused {
-                    path: display(&entry.path),
+                    path: entry.path.clone(),
                     reason: format!("owner {}:{} has no host mapping", entry.uid, entry.gid),
                 })?;
             fs.mknod(&target, FileKind::CharDevice, 0, 0, 0)
@@ -402,7 +413,7 @@ fn check_xattrs(entry: &TarEntryHeader) -> Result<(), ArchiveError> {
     for (name, _) in &entry.xattrs {
         if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
             return Err(ArchiveError::Refused {
-                path: display(&entry.path),
+                path: entry.path.clone(),
                 reason: format!("archive xattr {name} is reserved for overlay"),
             });
         }

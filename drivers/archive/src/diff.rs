@@ -13,7 +13,7 @@ use crate::changes::{
 use crate::error::ArchiveError;
 use crate::fs::{FileKind, FileStat, FsRead, Timestamp};
 use crate::idmap::IdMapping;
-use crate::paths::{base_name, display, join, parent};
+use crate::paths::{base_name, join, parent};
 use crate::tar_writer::{round_to_second, write_header, write_padding, write_trailer, OutHeader};
 
 /// Options of the tar writers.
@@ -280,7 +280,7 @@ impl<'a> Appender<'a> {
                 .id_mapping
                 .to_container(stat.uid, stat.gid)
                 .ok_or_else(|| ArchiveError::Refused {
-                    path: display(path),
+                    path: path.to_vec(),
                     reason: format!("host owner {}:{} has no container ID", stat.uid, stat.gid),
                 })?;
             header.uid = uid;

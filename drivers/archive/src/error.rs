@@ -12,21 +12,21 @@ pub enum ArchiveError {
     /// An entry names a path outside the layer (`..`, absolute, or through a symlink).
     #[error("path {0:?} escapes the layer")]
     PathEscape(String),
-    /// An entry is refused by policy (device nodes, overlay xattrs...).
-    #[error("refused entry {path:?}: {reason}")]
+    /// An entry is refused by policy (overlay xattrs, an unmapped owner...).
+    #[error("refused entry {}: {reason}", quoted(path))]
     Refused {
-        /// The entry's path.
-        path: String,
+        /// The entry's path, as in the archive.
+        path: Vec<u8>,
         /// Why it was refused.
         reason: String,
     },
     /// A filesystem operation failed.
-    #[error("{op} {path:?}: {source}")]
+    #[error("{op} {}: {source}", quoted(path))]
     Fs {
         /// The operation.
         op: &'static str,
         /// The path it was applied to.
-        path: String,
+        path: Vec<u8>,
         /// The underlying error.
         #[source]
         source: crate::fs::FsError,
@@ -34,11 +34,11 @@ pub enum ArchiveError {
     /// Reading the input or writing the output failed.
     #[error("{0}")]
     Stream(#[source] std::io::Error),
-    /// The archive has a shape this implementation does not handle (e.g. sparse files).
-    #[error("unsupported entry {path:?}: {reason}")]
+    /// The archive has a shape this implementation does not handle (an unknown type flag).
+    #[error("unsupported entry {}: {reason}", quoted(path))]
     Unsupported {
-        /// The entry's path.
-        path: String,
+        /// The entry's path, as in the archive.
+        path: Vec<u8>,
         /// What is unsupported.
         reason: String,
     },
@@ -47,11 +47,19 @@ pub enum ArchiveError {
 impl ArchiveError {
     /// Wraps a filesystem error of `op` on `path`; an escape becomes [`ArchiveError::PathEscape`].
     pub fn fs(op: &'static str, path: &[u8], source: crate::fs::FsError) -> Self {
-        let path = String::from_utf8_lossy(path).into_owned();
         if source.kind == crate::fs::FsErrorKind::PathEscape {
-            ArchiveError::PathEscape(path)
+            ArchiveError::PathEscape(String::from_utf8_lossy(path).into_owned())
         } else {
-            ArchiveError::Fs { op, path, source }
+            ArchiveError::Fs {
+                op,
+                path: path.to_vec(),
+                source,
+            }
         }
     }
+}
+
+/// A path in a message: quoted, bytes that are not UTF-8 shown as replacement characters.
+pub fn quoted(path: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(path))
 }

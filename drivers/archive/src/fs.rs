@@ -12,6 +12,8 @@
 
 use std::io::{Read, Write};
 
+pub use crate::tar_parser::sparse::{SparseMap, SparseRegion};
+
 /// What kind of object a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum FileKind {
@@ -270,6 +272,20 @@ pub trait FsWrite: FsRead {
         self.write_file_from_input(path, create_mode, len, input)?;
         self.set_metadata(path, meta)
     }
+
+    /// Creates the regular file `path` (which must not exist, as for
+    /// [`FsWrite::create_file_with_metadata`]) with holes: each region of `map`, in order, is
+    /// filled with the next bytes of `input` (as many as the regions' lengths add up to), the
+    /// rest up to `map.real_size` stays a hole; then sets `meta` as
+    /// [`FsWrite::set_metadata`] does.
+    fn create_sparse_file_with_metadata(
+        &mut self,
+        path: &[u8],
+        create_mode: u32,
+        map: &SparseMap,
+        input: &mut Self::Input,
+        meta: &EntryMetadata,
+    ) -> FsResult<()>;
 
     /// Renames `from` to `to`, replacing `to` if it is a file or an empty directory.
     fn rename(&mut self, from: &[u8], to: &[u8]) -> FsResult<()>;

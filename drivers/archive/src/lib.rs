@@ -18,6 +18,7 @@ pub mod idmap;
 #[cfg(test)]
 pub mod memfs;
 pub mod paths;
+pub mod tar_parser;
 pub mod tar_stream;
 pub mod tar_writer;
 

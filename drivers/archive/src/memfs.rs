@@ -265,6 +265,35 @@ impl FsWrite for MemFs {
         Ok(())
     }
 
+    fn create_sparse_file_with_metadata(
+        &mut self,
+        path: &[u8],
+        create_mode: u32,
+        map: &crate::fs::SparseMap,
+        input: &mut Self::Input,
+        meta: &crate::fs::EntryMetadata,
+    ) -> FsResult<()> {
+        let ino = self.create(path, FileKind::Regular, create_mode)?;
+        let size = usize::try_from(map.real_size)
+            .map_err(|_| FsError::new(FsErrorKind::Other, "too large for memory"))?;
+        let mut data = vec![0u8; size];
+        let mut allocated = 0u64;
+        for region in &map.regions {
+            let start = region.offset as usize;
+            let end = start + region.length as usize;
+            input
+                .read_exact(&mut data[start..end])
+                .map_err(|_| FsError::new(FsErrorKind::UnexpectedEof, "short input"))?;
+            allocated += region.length;
+        }
+        let node = self.nodes.get_mut(&ino).ok_or_else(|| not_found(path))?;
+        node.stat.size = map.real_size;
+        // Only the data regions take room: how a test sees the holes kept.
+        node.stat.blocks = allocated.div_ceil(512);
+        node.data = data;
+        self.set_metadata(path, meta)
+    }
+
     fn symlink(&mut self, target: &[u8], path: &[u8]) -> FsResult<()> {
         let ino = self.create(path, FileKind::Symlink, 0o777)?;
         let node = self.nodes.get_mut(&ino).ok_or_else(|| not_found(path))?;

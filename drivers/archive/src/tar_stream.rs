@@ -1,155 +1,32 @@
-//! A streaming tar reader with raw-byte accounting.
+//! A streaming tar reader over the one parser ([`crate::tar_parser`]): it reads exactly the
+//! bytes the parser asks for, so it never reads ahead of what it parsed, and payload can be
+//! copied by someone else (the host copies file contents straight from the stream into the
+//! layer, never through this reader's buffers) from [`TarStreamReader::inner_mut`].
 //!
-//! This is a hand-written state machine rather than `tar::Archive` because the layer pipeline
-//! needs two things that crate does not offer: (1) an exact account of every byte that is *not*
-//! entry payload (header blocks, PAX / GNU long-name records, padding, end-of-archive blocks), in
-//! the order and grouping Go's `archive/tar` fork in vbatts/tar-split reports them with
-//! `RawAccounting`, so tar-split metadata can be written byte-exact; and (2) payload copies done by
-//! someone else (the host copies file contents straight from the stream into the layer, never
-//! through this reader's buffers), which needs a reader that never reads ahead of what it parsed.
-//! The `tar` crate is used only to decode the fields of a header block.
+//! With raw accounting on, it keeps every byte that is not payload (header blocks, PAX / GNU
+//! long-name records, sparse maps, padding, end-of-archive blocks), grouped as tar-split's
+//! `RawBytes()` groups them: the padding after an entry's payload comes with the *next*
+//! header, and the end-of-archive blocks with the `next_entry` call that returns `Ok(None)`.
 //!
-//! Grouping of raw bytes (matches tar-split's `RawBytes()`): the padding after an entry's payload
-//! is reported together with the *next* header, i.e. it is gathered by [`TarStreamReader::next_entry`],
-//! not after the payload. The end-of-archive zero blocks are gathered by the `next_entry` call that
-//! returns `Ok(None)`.
-//!
-//! End of input follows Go's `archive/tar`: a clean EOF exactly where a header block would start
-//! (or where the padding of the previous entry would start) ends the archive like the two zero
-//! blocks do; an EOF inside a block, a payload or a padding is [`ArchiveError::UnexpectedEof`].
+//! End of input follows Go's `archive/tar`: a clean EOF exactly where a header block would
+//! start (or where the padding of the previous entry would start) ends the archive like the
+//! two zero blocks do; an EOF inside a block, a payload or a padding is
+//! [`ArchiveError::UnexpectedEof`].
 
 use std::io::{self, Read};
 
 use crate::error::ArchiveError;
-
-/// Size of a tar block.
-const BLOCK: usize = 512;
-/// Upper bound on PAX and GNU long-name records, as Go's `maxSpecialFileSize`: a hostile header
-/// cannot make us buffer an arbitrary amount of metadata.
-const MAX_SPECIAL_FILE_SIZE: u64 = 1 << 20;
-
-/// What an entry is, from its type flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EntryKind {
-    /// A regular file (`'0'`, or NUL without a trailing slash in the name).
-    Regular,
-    /// A hard link to `link_name` (`'1'`).
-    Link,
-    /// A symbolic link to `link_name` (`'2'`).
-    Symlink,
-    /// A character device (`'3'`).
-    Char,
-    /// A block device (`'4'`).
-    Block,
-    /// A directory (`'5'`, or NUL with a trailing slash in the name).
-    Directory,
-    /// A named pipe (`'6'`).
-    Fifo,
-    /// A PAX global header (`'g'`); returned as an entry like Go does, its records are in
-    /// [`TarEntryHeader::pax_records`] and it has no payload.
-    PaxGlobal,
-    /// An old-GNU sparse file (`'S'`); not supported by the applier.
-    GnuSparse,
-    /// Any other type flag, as it appears in the header.
-    Other(u8),
-}
-
-impl EntryKind {
-    /// The type flag of a header, with Go's rule for the old NUL flag.
-    fn from_flag(flag: u8, path: &[u8]) -> EntryKind {
-        match flag {
-            b'0' => EntryKind::Regular,
-            0 if path.ends_with(b"/") => EntryKind::Directory,
-            0 => EntryKind::Regular,
-            b'1' => EntryKind::Link,
-            b'2' => EntryKind::Symlink,
-            b'3' => EntryKind::Char,
-            b'4' => EntryKind::Block,
-            b'5' => EntryKind::Directory,
-            b'6' => EntryKind::Fifo,
-            b'g' => EntryKind::PaxGlobal,
-            b'S' => EntryKind::GnuSparse,
-            other => EntryKind::Other(other),
-        }
-    }
-
-    /// Types whose size field never announces a payload (Go's `isHeaderOnlyType`).
-    fn is_header_only(self) -> bool {
-        matches!(
-            self,
-            EntryKind::Link
-                | EntryKind::Symlink
-                | EntryKind::Char
-                | EntryKind::Block
-                | EntryKind::Directory
-                | EntryKind::Fifo
-        )
-    }
-}
-
-/// The decoded header of one entry, after PAX and GNU long-name records were merged into it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TarEntryHeader {
-    /// The full name as in the archive (ustar prefix joined, PAX `path` / GNU long name applied);
-    /// not cleaned.
-    pub path: Vec<u8>,
-    /// Target of a hard or symbolic link (PAX `linkpath` / GNU long link applied), else empty.
-    pub link_name: Vec<u8>,
-    /// The entry's type.
-    pub kind: EntryKind,
-    /// Permission and mode bits as stored (may include setuid/setgid/sticky).
-    pub mode: u32,
-    /// Owner, as stored (container IDs).
-    pub uid: u64,
-    /// Group, as stored (container IDs).
-    pub gid: u64,
-    /// The size field as Go reports it (PAX `size` applied). Header-only types (links, dirs,
-    /// devices, fifos) have no payload whatever this says: use [`TarStreamReader::payload_remaining`].
-    pub size: u64,
-    /// Modification time: seconds since the epoch and nanoseconds.
-    pub mtime: (i64, u32),
-    /// Access time if the archive carries one (PAX `atime` or the GNU header field).
-    pub atime: Option<(i64, u32)>,
-    /// Device major number (devices only; 0 otherwise).
-    pub dev_major: u32,
-    /// Device minor number (devices only; 0 otherwise).
-    pub dev_minor: u32,
-    /// Extended attributes from `SCHILY.xattr.*` PAX records, in archive order, later duplicates
-    /// replacing earlier ones.
-    pub xattrs: Vec<(String, Vec<u8>)>,
-    /// Owner name, if any.
-    pub uname: Option<Vec<u8>>,
-    /// Group name, if any.
-    pub gname: Option<Vec<u8>>,
-    /// All PAX records that applied to this entry (key, value), in order.
-    pub pax_records: Vec<(String, Vec<u8>)>,
-}
+pub use crate::tar_parser::{EntryKind, SparseMap, SparseRegion, TarEntryHeader};
+use crate::tar_parser::{Need, TarParser};
 
 /// A streaming tar reader; see the module documentation.
 pub struct TarStreamReader<R: Read> {
     inner: R,
+    parser: TarParser,
     /// `Some` when raw accounting is on: non-payload bytes gathered since the last `take_raw`.
     raw: Option<Vec<u8>>,
-    /// Payload bytes of the current entry not consumed yet.
-    remaining: u64,
-    /// Padding bytes that follow the current entry's payload.
-    pad: u64,
-    /// The end-of-archive was reached (or an error happened): `next_entry` answers `None`.
-    finished: bool,
-}
-
-/// Metadata gathered from PAX and GNU long-name records that precede an entry.
-#[derive(Default)]
-struct PendingMeta {
-    pax: Vec<(String, Vec<u8>)>,
-    gnu_long_name: Option<Vec<u8>>,
-    gnu_long_link: Option<Vec<u8>>,
-}
-
-/// Outcome of trying to fill a buffer at a place where EOF may be legitimate.
-enum Fill {
-    Full,
-    CleanEof,
+    /// Scratch space for the bytes the parser asks for.
+    scratch: Vec<u8>,
 }
 
 impl<R: Read> TarStreamReader<R> {
@@ -157,100 +34,47 @@ impl<R: Read> TarStreamReader<R> {
     pub fn new(inner: R) -> Self {
         TarStreamReader {
             inner,
+            parser: TarParser::new(),
             raw: None,
-            remaining: 0,
-            pad: 0,
-            finished: false,
+            scratch: Vec::new(),
         }
     }
 
-    /// Keep a copy of every byte that is not entry payload (headers incl. PAX/GNU long-name
-    /// records, padding, end-of-archive blocks), for tar-split. Payload that `next_entry` skips
-    /// because nobody read it is also kept, as the tar-split fork does.
+    /// Keep a copy of every byte that is not entry payload, for tar-split. Payload that
+    /// `next_entry` skips because nobody read it is also kept, as the tar-split fork does.
     pub fn with_raw_accounting(mut self) -> Self {
         self.raw = Some(Vec::new());
         self
     }
 
-    /// Advances to the next entry: skips whatever of the current payload was not consumed and its
-    /// padding, reads the header(s). `Ok(None)` at the end-of-archive marker (two zero blocks) or
-    /// at a clean EOF on a block boundary, like Go's archive/tar.
+    /// Advances to the next entry: skips whatever of the current payload was not consumed and
+    /// its padding, reads the header(s). `Ok(None)` at the end-of-archive marker (two zero
+    /// blocks) or at a clean EOF on a block boundary, like Go's archive/tar.
     pub fn next_entry(&mut self) -> Result<Option<TarEntryHeader>, ArchiveError> {
-        if self.finished {
-            return Ok(None);
-        }
-        self.skip_payload()?;
-        if let Fill::CleanEof = self.read_padding()? {
-            self.finished = true;
-            return Ok(None);
-        }
-        let mut meta = PendingMeta::default();
         loop {
-            let mut block = [0u8; BLOCK];
-            if let Fill::CleanEof = self.fill_raw(&mut block, true)? {
-                self.finished = true;
-                return Ok(None);
-            }
-            if block.iter().all(|b| *b == 0) {
-                let mut second = [0u8; BLOCK];
-                if let Fill::CleanEof = self.fill_raw(&mut second, true)? {
-                    self.finished = true;
-                    return Ok(None);
-                }
-                self.finished = true;
-                if second.iter().all(|b| *b == 0) {
-                    return Ok(None);
-                }
-                return Err(ArchiveError::InvalidHeader(
-                    "zero block followed by a non-zero block".into(),
-                ));
-            }
-            let header = tar::Header::from_byte_slice(&block);
-            verify_checksum(&block)?;
-            let flag = header.entry_type().as_byte();
-            let block_size = u64::try_from(parse_numeric("size", &block[124..136])?)
-                .map_err(|_| ArchiveError::InvalidHeader("negative size".into()))?;
-            match flag {
-                b'x' | b'L' | b'K' => {
-                    let data = self.read_special(block_size)?;
-                    match flag {
-                        b'x' => meta.pax.extend(parse_pax(&data)?),
-                        b'L' => meta.gnu_long_name = Some(c_string(&data).to_vec()),
-                        _ => meta.gnu_long_link = Some(c_string(&data).to_vec()),
+            match self.parser.need() {
+                Need::Done => return Ok(None),
+                Need::Payload(n) => self.skip_payload(n)?,
+                Need::Raw { len, .. } => {
+                    let filled = self.fill_scratch(len)?;
+                    if let Some(raw) = self.raw.as_mut() {
+                        raw.extend_from_slice(&self.scratch[..filled]);
                     }
-                    continue;
+                    if let Some(entry) = self.parser.push_raw(&self.scratch[..filled])? {
+                        return Ok(Some(entry));
+                    }
                 }
-                b'g' => {
-                    let data = self.read_special(block_size)?;
-                    let mut entry = decode_header(header, PendingMeta::default())?;
-                    entry.pax_records = parse_pax(&data)?;
-                    entry.size = 0;
-                    return Ok(Some(entry));
-                }
-                _ => {}
             }
-            let entry = decode_header(header, meta)?;
-            // Header-only types have no payload in Go's reader, whatever the size field says; an
-            // old-GNU sparse entry's payload is the stored fragments (the size field), not the
-            // real size.
-            let payload = if entry.kind.is_header_only() {
-                0
-            } else if entry.kind == EntryKind::GnuSparse {
-                block_size
-            } else {
-                entry.size
-            };
-            self.start_payload(payload);
-            return Ok(Some(entry));
         }
     }
 
     /// Reads payload of the current entry (0 at its end).
     pub fn read_payload(&mut self, buf: &mut [u8]) -> Result<usize, ArchiveError> {
-        if self.remaining == 0 || buf.is_empty() {
+        let remaining = self.parser.payload_remaining();
+        if remaining == 0 || buf.is_empty() {
             return Ok(0);
         }
-        let want = usize::try_from(self.remaining)
+        let want = usize::try_from(remaining)
             .unwrap_or(usize::MAX)
             .min(buf.len());
         let n = loop {
@@ -261,26 +85,26 @@ impl<R: Read> TarStreamReader<R> {
             }
         };
         if n == 0 {
-            self.finished = true;
             return Err(ArchiveError::UnexpectedEof);
         }
-        self.remaining -= n as u64;
+        self.parser.consume_payload(n as u64);
         Ok(n)
     }
 
     /// For payload copied by someone else straight from [`Self::inner_mut`]: marks `n` bytes
     /// consumed (at most what remains).
     pub fn payload_consumed(&mut self, n: u64) {
-        self.remaining = self.remaining.saturating_sub(n);
+        self.parser.consume_payload(n);
     }
 
-    /// Payload bytes of the current entry not consumed yet.
+    /// Payload bytes of the current entry not consumed yet (for a sparse file, the bytes of
+    /// its data regions).
     pub fn payload_remaining(&self) -> u64 {
-        self.remaining
+        self.parser.payload_remaining()
     }
 
-    /// The underlying reader, positioned at the first unconsumed payload byte of the current entry
-    /// (the reader never reads ahead of what it has parsed).
+    /// The underlying reader, positioned at the first unconsumed payload byte of the current
+    /// entry (the reader never reads ahead of what it has parsed).
     pub fn inner_mut(&mut self) -> &mut R {
         &mut self.inner
     }
@@ -295,309 +119,45 @@ impl<R: Read> TarStreamReader<R> {
         self.inner
     }
 
-    fn start_payload(&mut self, len: u64) {
-        self.remaining = len;
-        self.pad = padding_of(len);
-    }
-
-    /// Discards the unconsumed payload. Like the tar-split fork's `discard`, skipped payload counts
-    /// as raw when accounting is on, so the raw stream plus the payload actually read is always
-    /// the whole input.
-    fn skip_payload(&mut self) -> Result<(), ArchiveError> {
+    /// Discards the unconsumed payload. Like the tar-split fork's `discard`, skipped payload
+    /// counts as raw when accounting is on, so the raw stream plus the payload actually read
+    /// is always the whole input.
+    fn skip_payload(&mut self, mut remaining: u64) -> Result<(), ArchiveError> {
         let mut scratch = [0u8; 8192];
-        while self.remaining > 0 {
-            let want = usize::try_from(self.remaining)
+        while remaining > 0 {
+            let want = usize::try_from(remaining)
                 .unwrap_or(usize::MAX)
                 .min(scratch.len());
             let n = self.read_payload(&mut scratch[..want])?;
             if let Some(raw) = self.raw.as_mut() {
                 raw.extend_from_slice(&scratch[..n]);
             }
+            remaining -= n as u64;
         }
         Ok(())
     }
 
-    /// Reads the padding after the previous payload; a clean EOF where it starts is the end of the
-    /// archive (Go's `tryReadFull` in `next`).
-    fn read_padding(&mut self) -> Result<Fill, ArchiveError> {
-        let pad = self.pad as usize;
-        self.pad = 0;
-        if pad == 0 {
-            return Ok(Fill::Full);
-        }
-        let mut buf = [0u8; BLOCK];
-        self.fill_raw(&mut buf[..pad], true)
-    }
-
-    /// Reads the payload of a PAX or GNU long-name record, plus its padding, all raw.
-    fn read_special(&mut self, len: u64) -> Result<Vec<u8>, ArchiveError> {
-        if len > MAX_SPECIAL_FILE_SIZE {
-            return Err(ArchiveError::InvalidHeader(format!(
-                "extended header of {len} bytes exceeds the limit"
-            )));
-        }
-        let mut data = vec![0u8; len as usize];
-        self.fill_raw(&mut data, false)?;
-        self.pad = padding_of(len);
-        if let Fill::CleanEof = self.read_padding()? {
-            return Err(ArchiveError::UnexpectedEof);
-        }
-        Ok(data)
-    }
-
-    /// Fills `buf` from the input and records it as raw. With `eof_ok`, zero bytes before EOF is
-    /// [`Fill::CleanEof`]; a partial fill is always [`ArchiveError::UnexpectedEof`].
-    fn fill_raw(&mut self, buf: &mut [u8], eof_ok: bool) -> Result<Fill, ArchiveError> {
+    /// Reads up to `len` bytes into the scratch buffer, stopping early only at the end of
+    /// the input; returns how many it got.
+    fn fill_scratch(&mut self, len: usize) -> Result<usize, ArchiveError> {
+        self.scratch.resize(len, 0);
         let mut filled = 0;
-        while filled < buf.len() {
-            match self.inner.read(&mut buf[filled..]) {
+        while filled < len {
+            match self.inner.read(&mut self.scratch[filled..len]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ArchiveError::Stream(e)),
             }
         }
-        if filled == 0 && eof_ok && !buf.is_empty() {
-            return Ok(Fill::CleanEof);
-        }
-        if filled < buf.len() {
-            self.finished = true;
-            return Err(ArchiveError::UnexpectedEof);
-        }
-        if let Some(raw) = self.raw.as_mut() {
-            raw.extend_from_slice(buf);
-        }
-        Ok(Fill::Full)
+        Ok(filled)
     }
-}
-
-/// Bytes of padding after a payload of `len` bytes.
-fn padding_of(len: u64) -> u64 {
-    (BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64
-}
-
-/// Checks the header checksum the way Go does (unsigned or signed sum, checksum field as spaces).
-fn verify_checksum(block: &[u8; BLOCK]) -> Result<(), ArchiveError> {
-    let stored = parse_numeric("checksum", &block[148..156])?;
-    let mut unsigned: u32 = 0;
-    let mut signed: i64 = 0;
-    for (i, b) in block.iter().enumerate() {
-        let b = if (148..156).contains(&i) { b' ' } else { *b };
-        unsigned += u32::from(b);
-        signed += i64::from(b as i8);
-    }
-    if stored == i64::from(unsigned) || stored == signed {
-        Ok(())
-    } else {
-        Err(ArchiveError::InvalidHeader(format!(
-            "checksum mismatch (stored {stored}, computed {unsigned})"
-        )))
-    }
-}
-
-/// Parses a numeric header field like Go's `parseNumeric`: base-256 when the high bit is set,
-/// else octal with surrounding spaces and NULs trimmed, an empty field being 0. Not the `tar`
-/// crate's accessors: they reject empty fields, which Go (and so real archives) accept.
-fn parse_numeric(name: &str, field: &[u8]) -> Result<i64, ArchiveError> {
-    let bad = || {
-        ArchiveError::InvalidHeader(format!("{name} field {:?}", String::from_utf8_lossy(field)))
-    };
-    if let Some(first) = field.first().filter(|b| **b & 0x80 != 0) {
-        // Two's complement, sign in bit 6 of the first byte.
-        let negative = first & 0x40 != 0;
-        let mut value: i128 = i128::from(first & 0x7f);
-        if negative {
-            value -= 0x80;
-        }
-        for b in &field[1..] {
-            value = (value << 8) | i128::from(*b);
-            if value > i128::from(i64::MAX) || value < i128::from(i64::MIN) {
-                return Err(bad());
-            }
-        }
-        return i64::try_from(value).map_err(|_| bad());
-    }
-    let trimmed = trim_field(field);
-    if trimmed.is_empty() {
-        return Ok(0);
-    }
-    let text = std::str::from_utf8(c_string(trimmed)).map_err(|_| bad())?;
-    i64::from_str_radix(text, 8).map_err(|_| bad())
-}
-
-/// Trims spaces and NULs at both ends.
-fn trim_field(field: &[u8]) -> &[u8] {
-    let pad = |b: &u8| *b == b' ' || *b == 0;
-    let start = field.iter().position(|b| !pad(b)).unwrap_or(field.len());
-    let end = field.iter().rposition(|b| !pad(b)).map_or(start, |e| e + 1);
-    &field[start..end]
-}
-
-/// The bytes before the first NUL (Go's `cString`).
-fn c_string(b: &[u8]) -> &[u8] {
-    match b.iter().position(|c| *c == 0) {
-        Some(n) => &b[..n],
-        None => b,
-    }
-}
-
-/// Parses PAX records by their length prefix. Not `tar::PaxExtensions`: it splits on newlines,
-/// which breaks on binary xattr values that contain one; Go parses by length.
-fn parse_pax(mut data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ArchiveError> {
-    let bad = |why: &str| ArchiveError::InvalidHeader(format!("malformed PAX record: {why}"));
-    let mut records = Vec::new();
-    // Trailing NULs are tolerated (some writers pad the record block).
-    while !data.is_empty() && data.iter().any(|b| *b != 0) {
-        let space = data
-            .iter()
-            .position(|b| *b == b' ')
-            .ok_or_else(|| bad("no length"))?;
-        let len: usize = std::str::from_utf8(&data[..space])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("bad length"))?;
-        if len <= space + 1 || len > data.len() || data[len - 1] != b'\n' {
-            return Err(bad("length out of range"));
-        }
-        let record = &data[space + 1..len - 1];
-        data = &data[len..];
-        let eq = record
-            .iter()
-            .position(|b| *b == b'=')
-            .ok_or_else(|| bad("no '='"))?;
-        let key = std::str::from_utf8(&record[..eq]).map_err(|_| bad("key is not UTF-8"))?;
-        let value = &record[eq + 1..];
-        // Go's validPAXRecord: names may not hide a NUL.
-        if matches!(key, "path" | "linkpath" | "uname" | "gname") && value.contains(&0) {
-            return Err(bad("NUL in a name"));
-        }
-        records.push((key.to_string(), value.to_vec()));
-    }
-    Ok(records)
-}
-
-/// Parses a PAX time "secs[.frac]" into normalised (secs, nanos).
-fn parse_pax_time(value: &[u8]) -> Result<(i64, u32), ArchiveError> {
-    let bad = || {
-        ArchiveError::InvalidHeader(format!("bad PAX time {:?}", String::from_utf8_lossy(value)))
-    };
-    let text = std::str::from_utf8(value).map_err(|_| bad())?;
-    let (secs_text, frac) = match text.split_once('.') {
-        Some((s, f)) => (s, f),
-        None => (text, ""),
-    };
-    let secs: i64 = secs_text.parse().map_err(|_| bad())?;
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let mut digits: String = frac.chars().take(9).collect();
-    while digits.len() < 9 {
-        digits.push('0');
-    }
-    let nanos: u32 = digits.parse().map_err(|_| bad())?;
-    if secs_text.starts_with('-') && nanos > 0 {
-        Ok((secs.checked_sub(1).ok_or_else(bad)?, 1_000_000_000 - nanos))
-    } else {
-        Ok((secs, nanos))
-    }
-}
-
-fn parse_pax_number(key: &str, value: &[u8]) -> Result<u64, ArchiveError> {
-    std::str::from_utf8(value)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| {
-            ArchiveError::InvalidHeader(format!(
-                "bad PAX {key} {:?}",
-                String::from_utf8_lossy(value)
-            ))
-        })
-}
-
-/// Decodes a header block and merges the pending PAX / GNU records (PAX first, then GNU long
-/// names, as Go does).
-fn decode_header(header: &tar::Header, meta: PendingMeta) -> Result<TarEntryHeader, ArchiveError> {
-    let block = header.as_bytes();
-    let path = header.path_bytes().into_owned();
-    let flag = header.entry_type().as_byte();
-    let size = parse_numeric("size", &block[124..136])?;
-    let mut entry = TarEntryHeader {
-        kind: EntryKind::from_flag(flag, &path),
-        path,
-        link_name: header
-            .link_name_bytes()
-            .map(|l| l.into_owned())
-            .unwrap_or_default(),
-        mode: u32::try_from(parse_numeric("mode", &block[100..108])? & 0o7777_7777).unwrap_or(0),
-        uid: u64::try_from(parse_numeric("uid", &block[108..116])?).unwrap_or(0),
-        gid: u64::try_from(parse_numeric("gid", &block[116..124])?).unwrap_or(0),
-        size: u64::try_from(size)
-            .map_err(|_| ArchiveError::InvalidHeader("negative size".into()))?,
-        mtime: (parse_numeric("mtime", &block[136..148])?, 0),
-        atime: None,
-        dev_major: 0,
-        dev_minor: 0,
-        xattrs: Vec::new(),
-        uname: header
-            .username_bytes()
-            .filter(|u| !u.is_empty())
-            .map(<[u8]>::to_vec),
-        gname: header
-            .groupname_bytes()
-            .filter(|g| !g.is_empty())
-            .map(<[u8]>::to_vec),
-        pax_records: Vec::new(),
-    };
-    let has_dev_fields = header.as_ustar().is_some() || header.as_gnu().is_some();
-    if matches!(entry.kind, EntryKind::Char | EntryKind::Block) && has_dev_fields {
-        entry.dev_major = u32::try_from(parse_numeric("devmajor", &block[329..337])?)
-            .map_err(|_| ArchiveError::InvalidHeader("devmajor out of range".into()))?;
-        entry.dev_minor = u32::try_from(parse_numeric("devminor", &block[337..345])?)
-            .map_err(|_| ArchiveError::InvalidHeader("devminor out of range".into()))?;
-    }
-    if header.as_gnu().is_some() {
-        // GNU headers may carry an atime; zero means "not set".
-        let atime = parse_numeric("atime", &block[345..357])?;
-        if atime != 0 {
-            entry.atime = Some((atime, 0));
-        }
-    }
-    for (key, value) in &meta.pax {
-        match key.as_str() {
-            "path" => entry.path = value.clone(),
-            "linkpath" => entry.link_name = value.clone(),
-            "uname" => entry.uname = Some(value.clone()),
-            "gname" => entry.gname = Some(value.clone()),
-            "uid" => entry.uid = parse_pax_number(key, value)?,
-            "gid" => entry.gid = parse_pax_number(key, value)?,
-            "size" => entry.size = parse_pax_number(key, value)?,
-            "mtime" => entry.mtime = parse_pax_time(value)?,
-            "atime" => entry.atime = Some(parse_pax_time(value)?),
-            _ => {
-                if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
-                    entry.xattrs.retain(|(n, _)| n != name);
-                    entry.xattrs.push((name.to_string(), value.clone()));
-                }
-            }
-        }
-    }
-    entry.pax_records = meta.pax;
-    if let Some(name) = meta.gnu_long_name {
-        entry.path = name;
-    }
-    if let Some(link) = meta.gnu_long_link {
-        entry.link_name = link;
-    }
-    // Go decides the NUL type flag after the final name is known.
-    if flag == 0 {
-        entry.kind = EntryKind::from_flag(0, &entry.path);
-    }
-    Ok(entry)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tar_parser::header::BLOCK;
 
     fn header(kind: tar::EntryType, size: u64) -> tar::Header {
         let mut h = tar::Header::new_ustar();
@@ -914,24 +474,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn pax_names_with_nul_are_invalid() {
-        assert!(
-            matches!(parse_pax(b"15 path=a\0/etc\n"), Err(ArchiveError::InvalidHeader(m)) if m.contains("NUL"))
-        );
-        let ok = parse_pax(b"20 SCHILY.xattr.a=\0\n").unwrap();
-        assert_eq!(ok, vec![("SCHILY.xattr.a".to_string(), vec![0])]);
-    }
-
-    #[test]
-    fn pax_time_parsing() {
-        assert_eq!(parse_pax_time(b"12").unwrap(), (12, 0));
-        assert_eq!(parse_pax_time(b"12.5").unwrap(), (12, 500_000_000));
-        assert_eq!(parse_pax_time(b"-1.5").unwrap(), (-2, 500_000_000));
-        assert_eq!(parse_pax_time(b"1.1234567891").unwrap(), (1, 123_456_789));
-        assert!(parse_pax_time(b"x").is_err());
-        assert!(parse_pax_time(b"-9223372036854775808.5").is_err());
     }
 }

@@ -132,6 +132,7 @@ pub fn apply_diff(
         id_mapping: confined::id_mapping(&opts.id_mappings),
         force_mask: opts.force_mask.or(driver.options().force_mask),
         ignore_chown_errors: opts.ignore_chown_errors || driver.options().ignore_chown_errors,
+        skip_device_nodes: storage_host::idmap::running_in_user_namespace(),
     };
     let archive = archive_runtime::for_options(driver.options())?;
     if native(driver, &dir, parent)? {

@@ -507,6 +507,7 @@ fn apply_options_to_wit(o: &storage_archive::ApplyOptions) -> archive_types::App
         id_mapping: id_mapping_to_wit(&o.id_mapping),
         force_mask: o.force_mask,
         ignore_chown_errors: o.ignore_chown_errors,
+        skip_device_nodes: o.skip_device_nodes,
     }
 }
 
@@ -587,9 +588,9 @@ pub(crate) fn archive_error_from_wit(
         W::InvalidHeader(m) => E::InvalidHeader(m),
         W::UnexpectedEof => E::UnexpectedEof,
         W::PathEscape(p) => E::PathEscape(p),
-        W::Refused(m) => E::Refused {
-            path: String::new(),
-            reason: m,
+        W::Refused(p) => E::Refused {
+            path: p.path,
+            reason: p.reason,
         },
         W::Fs(f) => E::Fs {
             op: static_op(&f.op),
@@ -597,9 +598,9 @@ pub(crate) fn archive_error_from_wit(
             source: host_fs::error_from_wit(f.error),
         },
         W::Stream(m) => E::Stream(std::io::Error::other(m)),
-        W::Unsupported(m) => E::Unsupported {
-            path: String::new(),
-            reason: m,
+        W::Unsupported(p) => E::Unsupported {
+            path: p.path,
+            reason: p.reason,
         },
     }
 }

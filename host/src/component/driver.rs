@@ -329,6 +329,7 @@ impl DriverComponent {
             id_mapping: id_mapping_to_wit(&opts.id_mappings),
             force_mask: opts.force_mask,
             ignore_chown_errors: opts.ignore_chown_errors,
+            skip_device_nodes: crate::idmap::running_in_user_namespace(),
         };
         let r = call.plugin.storage_plugin_driver().call_apply_diff(
             &mut call.store,

@@ -531,6 +531,34 @@ impl entries::Host for HostState {
                 .map_err(error_to_wit)
         })
     }
+
+    fn create_sparse_file_with_metadata(
+        &mut self,
+        h: Resource<LentDir>,
+        path: Vec<u8>,
+        create_mode: u32,
+        layout: types::SparseMap,
+        input: Resource<LentInput>,
+        meta: entries::EntryMetadata,
+    ) -> FsResult<()> {
+        let meta = metadata_from_wit(meta);
+        let map = afs::SparseMap {
+            real_size: layout.real_size,
+            regions: layout
+                .regions
+                .into_iter()
+                .map(|r| afs::SparseRegion {
+                    offset: r.offset,
+                    length: r.length,
+                })
+                .collect(),
+        };
+        self.with_input(&h, &path, &input, |dir, reader| {
+            dir.confined
+                .create_sparse_file_with_metadata(&path, create_mode, &map, reader, &meta)
+                .map_err(error_to_wit)
+        })
+    }
 }
 
 impl super::bindings::driver::storage::plugin::homes::Host for HostState {

@@ -40,4 +40,4 @@ pub use limits::PluginLimits;
 
 /// The WIT package version this host implements; a component built against another one is
 /// refused (see [`policy::check_imports`]).
-pub const WIT_PACKAGE: &str = "storage:plugin@0.2.0";
+pub const WIT_PACKAGE: &str = "storage:plugin@0.3.0";

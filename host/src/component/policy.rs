@@ -68,8 +68,8 @@ mod tests {
     #[test]
     fn allows_the_plugin_package_and_harmless_wasi() {
         let imports = [
-            "storage:plugin/types@0.2.0",
-            "storage:plugin/filesystem@0.2.0",
+            "storage:plugin/types@0.3.0",
+            "storage:plugin/filesystem@0.3.0",
             "wasi:cli/stderr@0.2.6",
             "wasi:random/random@0.2.6",
         ];
@@ -79,7 +79,7 @@ mod tests {
     #[test]
     fn refuses_filesystem_and_sockets_naming_the_import() {
         for import in ["wasi:filesystem/preopens@0.2.6", "wasi:sockets/tcp@0.2.0"] {
-            let err = check_imports("bad", ["storage:plugin/types@0.2.0", import])
+            let err = check_imports("bad", ["storage:plugin/types@0.3.0", import])
                 .expect_err("must refuse");
             let message = err.to_string();
             assert!(message.contains(import), "{message}");
@@ -92,6 +92,6 @@ mod tests {
         let err = check_imports("old", ["storage:plugin/filesystem@0.0.9"]).expect_err("refuse");
         let message = err.to_string();
         assert!(message.contains("WIT version 0.0.9"), "{message}");
-        assert!(message.contains("storage:plugin@0.2.0"), "{message}");
+        assert!(message.contains("storage:plugin@0.3.0"), "{message}");
     }
 }

@@ -12,7 +12,7 @@ pub mod bindings {
 
 use bindings::exports::storage::plugin::archive::Guest;
 use bindings::storage::plugin::archive_types::{
-    ApplyOptions, ArchiveError, Change, DiffOptions, OverlayOptions,
+    ApplyOptions, ArchiveError, Change, DiffOptions, EntryProblem, OverlayOptions,
 };
 use bindings::storage::plugin::filesystem::Directory;
 use bindings::storage::plugin::streams::{InputStream, OutputStream};
@@ -24,7 +24,10 @@ pub struct FsImporter;
 bindings::export!(FsImporter with_types_in bindings);
 
 fn unsupported() -> ArchiveError {
-    ArchiveError::Unsupported("fs-importer test guest".into())
+    ArchiveError::Unsupported(EntryProblem {
+        path: Vec::new(),
+        reason: "fs-importer test guest".into(),
+    })
 }
 
 impl Guest for FsImporter {

@@ -15,7 +15,7 @@ pub mod bindings {
 
 use bindings::exports::storage::plugin::archive::Guest;
 use bindings::storage::plugin::archive_types::{
-    ApplyOptions, ArchiveError, Change, DiffOptions, OverlayOptions,
+    ApplyOptions, ArchiveError, Change, DiffOptions, EntryProblem, OverlayOptions,
 };
 use bindings::storage::plugin::filesystem::Directory;
 use bindings::storage::plugin::streams::{InputStream, OutputStream};
@@ -27,7 +27,10 @@ pub struct Hostile;
 bindings::export!(Hostile with_types_in bindings);
 
 fn unsupported() -> ArchiveError {
-    ArchiveError::Unsupported("hostile test guest".into())
+    ArchiveError::Unsupported(EntryProblem {
+        path: Vec::new(),
+        reason: "hostile test guest".into(),
+    })
 }
 
 fn outcome<T>(r: Result<T, FsError>) -> String {
@@ -196,11 +199,17 @@ impl Guest for Hostile {
                 report.push(format!("open-many={}", hoard.len()));
                 drop(hoard);
                 report.push(format!("open-after-drop={}", outcome(dir.open_dir(b"sub"))));
-                Err(ArchiveError::Refused(report.join("\n")))
+                Err(ArchiveError::Refused(EntryProblem {
+                    path: Vec::new(),
+                    reason: report.join("\n"),
+                }))
             }
             b"escape" => {
                 let outside = command.get(7..).unwrap_or_default();
-                Err(ArchiveError::Refused(escape(dir, outside).join("\n")))
+                Err(ArchiveError::Refused(EntryProblem {
+                    path: Vec::new(),
+                    reason: escape(dir, outside).join("\n"),
+                }))
             }
             _ => Err(unsupported()),
         }
