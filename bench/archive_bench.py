@@ -7,12 +7,16 @@ For the same root-filesystem tar (and a many-small-files tar), on a tmpfs:
   and GNU `tar -x`; printed as seconds and the ratios component/native and native/tar.
   `diff` of the imported layer through both as well.
 Then the latency of one `layers` command: `storage --storage-driver vfs` (the vfs component,
-loaded from the precompiled cache) against Debian's `containers-storage` with vfs (skipped when
-this binary has no vfs driver yet), and both with overlay.
+loaded from the precompiled cache) against the Go reference `containers-storage` with vfs
+(skipped when this binary has no vfs driver), and both with overlay. The reference is
+--reference PATH (alias --go), else $STORAGE_REFERENCE, else upstream's 1.60 build
+(/work/shared/reference or <repo>/../shared/reference), else Debian's 1.43; its path and
+version are printed first.
 
 The component cache lives in /var/cache/storage/components (root only); the first run of this
 script fills it, and a warm-up import before measuring keeps compiling out of the figures.
-Run as root: python3 bench/archive_bench.py [--runs 5] [--storage PATH]
+Run as root: python3 bench/archive_bench.py [--runs 5] [--storage PATH] [--reference PATH]
+[--quick] (--quick: small inputs and one run, a smoke test of the script).
 """
 
 import argparse
@@ -24,7 +28,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import Tool, make_inputs, median_of, run, timed  # noqa: E402
+from bench import (HERE, Tool, make_inputs, median_of, print_reference,  # noqa: E402
+                   reference_binary, run, timed)
 
 
 class ConfiguredTool(Tool):
@@ -111,16 +116,24 @@ def bench_layers(tool, runs, reps=30):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--storage", default=os.path.join(here, "..", "target", "release", "storage"))
-    ap.add_argument("--go", default=shutil.which("containers-storage") or "containers-storage")
+    ap.add_argument("--storage", default=os.path.join(HERE, "..", "target", "release", "storage"))
+    ap.add_argument("--reference", "--go", dest="reference",
+                    help="the Go containers-storage to compare with (default: upstream 1.60)")
     ap.add_argument("--tmpfs-size", default="8G")
+    ap.add_argument("--quick", action="store_true",
+                    help="small inputs and one run: a smoke test, not a measurement")
     args = ap.parse_args()
+    if args.quick:
+        args.runs = 1
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark mounts a tmpfs and overlay layers")
     storage = os.path.abspath(args.storage)
+    if not os.access(storage, os.X_OK):
+        sys.exit(f"missing binary: {storage}")
+    go_binary = reference_binary(args.reference)
+    print_reference(go_binary)
 
     work = tempfile.mkdtemp(prefix="storage-archive-bench-")
     run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs_size}", "tmpfs", work])
@@ -128,7 +141,7 @@ def main():
     native = ConfiguredTool("native", storage, work, options=["overlay.archive=native"])
     tools = [component, native]
     try:
-        inputs = make_inputs(work)
+        inputs = make_inputs(work, args.quick)
         del inputs["rootfs.tar.gz"]
         for name, path in inputs.items():
             entries = len(run(["tar", "-tf", path]).stdout.splitlines())
@@ -154,7 +167,6 @@ def main():
             print(f"{'changes ' + name:24} {cc:12.3f} {nc:9.3f} {cc / nc:12.3f}")
 
         print(f"\n{'one `layers` command':24} {'storage ms':>11} {'go ms':>9} {'storage/go':>11}")
-        go_binary = shutil.which(args.go) or args.go
         for driver in ("vfs", "overlay"):
             if not has_driver(storage, driver, work):
                 print(f"{driver:24} skipped: this storage binary has no {driver} driver")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Benchmark of `storage` beside GNU tar and Debian's Go containers-storage, in one run.
+"""Benchmark of `storage` beside GNU tar and the Go reference containers-storage, in one run.
 
 Everything happens on a tmpfs (graph roots, run roots and the input archives), because
 this machine's disk timings are noise: what is measured is each tool's own cost.
@@ -16,8 +16,16 @@ Measured, median of --runs runs, each on a fresh store:
   create-container  create-container from an image on the imported layer
   command         latency of one `layers` command on a small store
 
+The Go side is the reference binary: --reference PATH (alias --go), else $STORAGE_REFERENCE,
+else upstream's 1.60 build in /work/shared/reference or <repo>/../shared/reference, else
+Debian's /usr/bin/containers-storage (1.43, 1.2-2.4x slower than 1.60: a ratio against it
+flatters us). The binary and its version are printed first.
+
 Prints seconds, peak RSS and the ratios storage/go and storage/tar.
-Run as root (overlay mounts, tmpfs): python3 bench/bench.py [--runs 3] [--storage PATH]
+Run as root (overlay mounts, tmpfs):
+  python3 bench/bench.py [--runs 3] [--storage PATH] [--reference PATH] [--quick]
+--quick makes small inputs (/etc only, 2000 small files) and runs once: a smoke test of the
+script, not a measurement.
 """
 
 import argparse
@@ -31,6 +39,50 @@ import time
 
 ROOTFS_DIRS = ["usr/bin", "usr/sbin", "usr/share", "etc"]
 SMALL_FILES = 30000
+QUICK_ROOTFS_DIRS = ["etc"]
+QUICK_SMALL_FILES = 2000
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEBIAN_BINARY = "/usr/bin/containers-storage"
+
+
+def reference_binary(explicit=None):
+    """The Go containers-storage to compare with: `explicit` (the command line), else
+    $STORAGE_REFERENCE, else upstream's 1.60 build in /work/shared/reference, else the one
+    beside the repository (<repo>/../shared/reference), else Debian's."""
+    candidates = [explicit, os.environ.get("STORAGE_REFERENCE")]
+    if not any(candidates):
+        candidates = ["/work/shared/reference/containers-storage",
+                      os.path.join(HERE, "..", "..", "shared", "reference", "containers-storage"),
+                      DEBIAN_BINARY]
+    for c in candidates:
+        if not c:
+            continue
+        found = shutil.which(c) if os.sep not in c else c
+        if found and os.access(found, os.X_OK):
+            return os.path.abspath(found)
+        if c == explicit or c == os.environ.get("STORAGE_REFERENCE"):
+            sys.exit(f"missing reference binary: {c}")
+    sys.exit("no reference containers-storage found: pass --reference PATH")
+
+
+def binary_version(binary):
+    """What `BINARY version` says; Debian's 1.43 build says nothing, its package does."""
+    # 1.60 prints its version on stderr.
+    res = subprocess.run([binary, "version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for line in res.stdout.decode(errors="replace").splitlines():
+        if line.startswith("Version:"):
+            return line.split(":", 1)[1].strip()
+    if os.path.realpath(binary) == DEBIAN_BINARY:
+        pkg = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "containers-storage"],
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        if pkg.returncode == 0:
+            return f"Debian package {pkg.stdout.decode().strip()}"
+    return "unknown"
+
+
+def print_reference(binary):
+    print(f"reference (go): {binary}, version {binary_version(binary)}")
 
 
 def run(cmd, **kw):
@@ -82,15 +134,17 @@ class Tool:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def make_inputs(work):
+def make_inputs(work, quick=False):
     rootfs = os.path.join(work, "rootfs.tar")
+    dirs = QUICK_ROOTFS_DIRS if quick else ROOTFS_DIRS
+    small_files = QUICK_SMALL_FILES if quick else SMALL_FILES
     subprocess.run(["tar", "-C", "/", "--ignore-failed-read", "--warning=none", "-cf", rootfs,
-                    *ROOTFS_DIRS], stderr=subprocess.DEVNULL)
+                    *dirs], stderr=subprocess.DEVNULL)
     gz = rootfs + ".gz"
     with open(gz, "wb") as out:
         run(["gzip", "-1", "-c", rootfs], stdout=out)
     src = os.path.join(work, "small-src")
-    for i in range(SMALL_FILES):
+    for i in range(small_files):
         d = os.path.join(src, f"d{i // 1000:03d}")
         if i % 1000 == 0:
             os.makedirs(d)
@@ -193,25 +247,30 @@ def bench_command(tool, runs):
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--storage", default=os.path.join(here, "..", "target", "release", "storage"))
-    ap.add_argument("--go", default=shutil.which("containers-storage") or "containers-storage")
+    ap.add_argument("--storage", default=os.path.join(HERE, "..", "target", "release", "storage"))
+    ap.add_argument("--reference", "--go", dest="reference",
+                    help="the Go containers-storage to compare with (default: upstream 1.60)")
     ap.add_argument("--tmpfs-size", default="8G")
+    ap.add_argument("--quick", action="store_true",
+                    help="small inputs and one run: a smoke test, not a measurement")
     args = ap.parse_args()
+    if args.quick:
+        args.runs = 1
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark mounts a tmpfs and overlay layers")
-    for b in (args.storage, args.go):
-        if not shutil.which(b) and not os.access(b, os.X_OK):
-            sys.exit(f"missing binary: {b}")
+    if not os.access(args.storage, os.X_OK):
+        sys.exit(f"missing binary: {args.storage}")
+    args.go = reference_binary(args.reference)
+    print_reference(args.go)
 
     work = tempfile.mkdtemp(prefix="storage-bench-")
     run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs_size}", "tmpfs", work])
     ours = Tool("storage", os.path.abspath(args.storage), work)
     go = Tool("go", args.go, work)
     try:
-        inputs = make_inputs(work)
+        inputs = make_inputs(work, args.quick)
         for name, path in inputs.items():
             print(f"input {name}: {os.path.getsize(path) / 1e6:.0f} MB")
         rows = []
