@@ -748,12 +748,12 @@ fn open_dir<'a>(path: &Path) -> Result<ReadDir<'a>, ArchiveError> {
     })
 }
 
-/// The archive crate's changes as the driver interface's (paths absolute, lossy UTF-8).
+/// The archive crate's changes as the driver interface's (paths absolute).
 pub fn to_host_changes(changes: Vec<storage_archive::Change>) -> Vec<Change> {
     changes
         .into_iter()
         .map(|c| Change {
-            path: format!("/{}", String::from_utf8_lossy(&c.path)),
+            path: [&b"/"[..], &c.path].concat(),
             kind: match c.kind {
                 storage_archive::ChangeKind::Add => ChangeKind::Add,
                 storage_archive::ChangeKind::Modify => ChangeKind::Modify,
@@ -1212,8 +1212,10 @@ mod tests {
 
         let changes =
             changes_naive(&upper.layer, Some(&lower.layer), &IdMappings::default()).unwrap();
-        let mut listed: Vec<(String, ChangeKind)> =
-            changes.into_iter().map(|c| (c.path, c.kind)).collect();
+        let mut listed: Vec<(String, ChangeKind)> = changes
+            .into_iter()
+            .map(|c| (String::from_utf8(c.path).unwrap(), c.kind))
+            .collect();
         listed.sort();
         assert_eq!(
             listed,
@@ -1286,8 +1288,10 @@ mod tests {
         let lowers = vec![lower.layer.clone()];
         let overlay = OverlayOptions::default();
         let changes = changes_overlay(&upper.layer, &lowers, &overlay).unwrap();
-        let listed: Vec<(String, ChangeKind)> =
-            changes.into_iter().map(|c| (c.path, c.kind)).collect();
+        let listed: Vec<(String, ChangeKind)> = changes
+            .into_iter()
+            .map(|c| (String::from_utf8(c.path).unwrap(), c.kind))
+            .collect();
         assert_eq!(
             listed,
             vec![

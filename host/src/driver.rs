@@ -130,8 +130,8 @@ pub enum ChangeKind {
 /// One changed path (upstream's `archive.Change`), path absolute (`/a/b`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Change {
-    /// Absolute path inside the layer, starting with `/`.
-    pub path: String,
+    /// Absolute path inside the layer, starting with `/`; bytes, as names need not be UTF-8.
+    pub path: Vec<u8>,
     /// What happened to it.
     pub kind: ChangeKind,
 }
@@ -139,18 +139,9 @@ pub struct Change {
 /// Reads files of a layer by path, for re-creating an imported archive from tar-split
 /// without mounting (upstream's `DiffGetter`).
 pub trait FileGetter {
-    /// Opens the file at `path` (relative to the layer root) for reading.
-    fn get(&mut self, path: &str) -> DriverResult<Box<dyn Read + '_>>;
-
-    /// Opens the file whose path is the raw bytes `path`: tar-split keeps names that are
-    /// not UTF-8 as bytes. The default serves UTF-8 names through [`FileGetter::get`] and
-    /// refuses others; getters backed by a filesystem should override it.
-    fn get_bytes(&mut self, path: &[u8]) -> DriverResult<Box<dyn Read + '_>> {
-        match std::str::from_utf8(path) {
-            Ok(path) => self.get(path),
-            Err(_) => Err(DriverError::Unsupported("file names that are not UTF-8")),
-        }
-    }
+    /// Opens the file at `path` (relative to the layer root; bytes, as tar-split keeps
+    /// names that are not UTF-8) for reading.
+    fn get(&mut self, path: &[u8]) -> DriverResult<Box<dyn Read + '_>>;
 }
 
 /// A graph driver: keeps the file trees of layers (upstream's `Driver`).

@@ -529,11 +529,7 @@ mod tests {
     struct DirFiles(PathBuf);
 
     impl crate::driver::FileGetter for DirFiles {
-        fn get(&mut self, path: &str) -> crate::driver::DriverResult<Box<dyn Read + '_>> {
-            self.get_bytes(path.as_bytes())
-        }
-
-        fn get_bytes(&mut self, path: &[u8]) -> crate::driver::DriverResult<Box<dyn Read + '_>> {
+        fn get(&mut self, path: &[u8]) -> crate::driver::DriverResult<Box<dyn Read + '_>> {
             use std::os::unix::ffi::OsStrExt;
             let full = self.0.join(std::ffi::OsStr::from_bytes(path));
             let file = std::fs::File::open(&full).map_err(|e| DriverError::io("open", e))?;

@@ -400,12 +400,10 @@ pub fn reassemble(
                 let sparse = headers.sparse_map();
                 headers.clear();
                 let shown = String::from_utf8_lossy(&name).into_owned();
-                let file = files
-                    .get_bytes(&name)
-                    .map_err(|source| TarSplitError::File {
-                        name: shown.clone(),
-                        source,
-                    })?;
+                let file = files.get(&name).map_err(|source| TarSplitError::File {
+                    name: shown.clone(),
+                    source,
+                })?;
                 let (digest, n) = copy_checked(file, sparse.as_ref(), out, &mut buf, &shown)?;
                 written += n;
                 if crc != Some(digest.to_be_bytes()) {
@@ -1153,11 +1151,7 @@ mod tests {
     struct MemFiles(HashMap<Vec<u8>, Vec<u8>>);
 
     impl FileGetter for MemFiles {
-        fn get(&mut self, path: &str) -> crate::driver::DriverResult<Box<dyn Read + '_>> {
-            self.get_bytes(path.as_bytes())
-        }
-
-        fn get_bytes(&mut self, path: &[u8]) -> crate::driver::DriverResult<Box<dyn Read + '_>> {
+        fn get(&mut self, path: &[u8]) -> crate::driver::DriverResult<Box<dyn Read + '_>> {
             match self.0.get(path) {
                 Some(data) => Ok(Box::new(&data[..])),
                 None => Err(DriverError::LayerNotFound(

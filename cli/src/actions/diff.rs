@@ -12,11 +12,12 @@ use crate::flags::FlagValues;
 use crate::gostr;
 use crate::outln;
 
-/// One entry of `changes -j`: upstream's `archive.Change` fields.
+/// One entry of `changes -j`: upstream's `archive.Change` fields (a path that is not
+/// UTF-8 comes out with replacement characters, as Go's JSON encoder writes it).
 #[derive(Serialize)]
-struct ChangeJson<'a> {
+struct ChangeJson {
     #[serde(rename = "Path")]
-    path: &'a str,
+    path: String,
     #[serde(rename = "Kind")]
     kind: u8,
 }
@@ -28,7 +29,7 @@ pub fn change_line(change: &Change) -> String {
         ChangeKind::Modify => "Modify",
         ChangeKind::Delete => "Delete",
     };
-    format!("{what} {}", gostr::quote(&change.path))
+    format!("{what} {}", gostr::quote_bytes(&change.path))
 }
 
 fn layer_and_from(ctx: &Ctx<'_>) -> (String, Option<String>) {
@@ -42,10 +43,10 @@ pub fn changes(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let (layer, from) = layer_and_from(ctx);
     let changes = ctx.store.changes(&layer, from.as_deref())?;
     if ctx.inv.json() {
-        let list: Vec<ChangeJson<'_>> = changes
+        let list: Vec<ChangeJson> = changes
             .iter()
             .map(|c| ChangeJson {
-                path: &c.path,
+                path: String::from_utf8_lossy(&c.path).into_owned(),
                 kind: c.kind as u8,
             })
             .collect();
@@ -162,12 +163,17 @@ mod tests {
     #[test]
     fn change_lines_quote_like_go() {
         let c = Change {
-            path: "/a \"b\"\n".into(),
+            path: b"/a \"b\"\n".to_vec(),
             kind: ChangeKind::Add,
         };
         assert_eq!(change_line(&c), r#"Add "/a \"b\"\n""#);
         let c = Change {
-            path: "/x".into(),
+            path: b"/caf\xe9".to_vec(),
+            kind: ChangeKind::Add,
+        };
+        assert_eq!(change_line(&c), r#"Add "/caf\xe9""#);
+        let c = Change {
+            path: b"/x".to_vec(),
             kind: ChangeKind::Delete,
         };
         assert_eq!(change_line(&c), r#"Delete "/x""#);
@@ -176,7 +182,7 @@ mod tests {
     #[test]
     fn change_json_kinds() {
         let j = storage_host::gojson::to_string(&ChangeJson {
-            path: "/p",
+            path: "/p".into(),
             kind: ChangeKind::Modify as u8,
         });
         assert_eq!(j, r#"{"Path":"/p","Kind":0}"#);

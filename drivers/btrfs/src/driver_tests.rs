@@ -155,8 +155,10 @@ fn layers_are_subvolumes_and_children_snapshots() {
     assert!(base.join("b").exists(), "the parent is untouched");
 
     let changes = d.changes("child", Some("base")).unwrap();
-    let shown: Vec<(&str, ChangeKind)> =
-        changes.iter().map(|c| (c.path.as_str(), c.kind)).collect();
+    let shown: Vec<(&str, ChangeKind)> = changes
+        .iter()
+        .map(|c| (std::str::from_utf8(&c.path).unwrap(), c.kind))
+        .collect();
     assert_eq!(
         shown,
         vec![("/b", ChangeKind::Delete), ("/c", ChangeKind::Add)]
@@ -174,7 +176,7 @@ fn layers_are_subvolumes_and_children_snapshots() {
 
     let mut getter = d.diff_getter("base").unwrap();
     let mut text = String::new();
-    getter.get("b").unwrap().read_to_string(&mut text).unwrap();
+    getter.get(b"b").unwrap().read_to_string(&mut text).unwrap();
     assert_eq!(text, "two");
     drop(getter);
 

@@ -68,11 +68,7 @@ fn not_found(path: &str) -> DriverError {
 }
 
 impl FileGetter for SubvolumeGetter {
-    fn get(&mut self, path: &str) -> DriverResult<Box<dyn Read + '_>> {
-        self.open_regular(path.as_bytes())
-    }
-
-    fn get_bytes(&mut self, path: &[u8]) -> DriverResult<Box<dyn Read + '_>> {
+    fn get(&mut self, path: &[u8]) -> DriverResult<Box<dyn Read + '_>> {
         self.open_regular(path)
     }
 }
@@ -83,7 +79,7 @@ mod tests {
 
     fn read(getter: &mut SubvolumeGetter, path: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        getter.get_bytes(path).ok()?.read_to_end(&mut out).ok()?;
+        getter.get(path).ok()?.read_to_end(&mut out).ok()?;
         Some(out)
     }
 

@@ -166,7 +166,11 @@ fn native_diff_gives_back_whiteout_entries() {
     );
 
     let changes = d.changes("b", Some("a")).expect("changes");
-    let has = |path: &str, kind| changes.iter().any(|c| c.path == path && c.kind == kind);
+    let has = |path: &str, kind| {
+        changes
+            .iter()
+            .any(|c| c.path == path.as_bytes() && c.kind == kind)
+    };
     use storage_host::driver::ChangeKind::*;
     assert!(has("/gone", Delete), "{changes:?}");
     assert!(has("/new", Add), "{changes:?}");
@@ -196,7 +200,10 @@ fn naive_paths_when_parent_is_not_the_real_parent() {
     two_layers(d);
     // Against no parent, `b` is its whole merged tree: lower files appear as additions.
     let changes = d.changes("b", None).expect("naive changes");
-    let paths: Vec<&str> = changes.iter().map(|c| c.path.as_str()).collect();
+    let paths: Vec<&str> = changes
+        .iter()
+        .map(|c| std::str::from_utf8(&c.path).expect("UTF-8"))
+        .collect();
     assert!(
         paths.contains(&"/keep") && paths.contains(&"/new"),
         "{paths:?}"
@@ -241,11 +248,11 @@ fn diff_getter_skips_whiteouts() {
     let mut getter = d.diff_getter("b").expect("getter");
     let mut s = String::new();
     getter
-        .get("keep")
+        .get(b"keep")
         .expect("from the lower")
         .read_to_string(&mut s)
         .expect("read");
     assert_eq!(s, "kept");
-    assert!(getter.get("gone").is_err(), "whited out");
-    assert!(getter.get("odir/old").is_err(), "under an opaque dir");
+    assert!(getter.get(b"gone").is_err(), "whited out");
+    assert!(getter.get(b"odir/old").is_err(), "under an opaque dir");
 }

@@ -425,12 +425,12 @@ fn diff_getter_reads_through_lowers() {
     let mut getter = d.diff_getter(&ids[2]).expect("getter");
     let mut text = String::new();
     getter
-        .get("f0")
+        .get(b"f0")
         .expect("bottom file")
         .read_to_string(&mut text)
         .expect("read");
     assert_eq!(text, "0");
-    assert!(getter.get("absent").is_err());
+    assert!(getter.get(b"absent").is_err());
 }
 
 #[test]

@@ -6,8 +6,10 @@
 //! Every open is confined to the diff directory it looks in (openat2 with
 //! `RESOLVE_IN_ROOT`), so a path from a tar-split file cannot leave the layer.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use rustix::fd::{AsFd, OwnedFd};
@@ -46,10 +48,10 @@ impl DiffDirGetter {
     }
 }
 
-fn open_in(root: &OwnedFd, path: &str, flags: OFlags) -> io::Result<OwnedFd> {
+fn open_in(root: &OwnedFd, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
     openat2(
         root.as_fd(),
-        path,
+        OsStr::from_bytes(path),
         flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
         Mode::empty(),
         ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
@@ -62,7 +64,7 @@ fn is_whiteout_device(fd: &OwnedFd) -> io::Result<bool> {
     Ok(FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0)
 }
 
-fn is_opaque(root: &OwnedFd, dir: &str) -> bool {
+fn is_opaque(root: &OwnedFd, dir: &[u8]) -> bool {
     let Ok(fd) = open_in(root, dir, OFlags::RDONLY | OFlags::DIRECTORY) else {
         return false;
     };
@@ -80,18 +82,19 @@ fn not_found(e: &io::Error) -> bool {
 
 impl DiffDirGetter {
     /// Looks `components` up in one diff directory.
-    fn lookup(&self, dir: &PathBuf, components: &[&str]) -> io::Result<(Lookup, bool)> {
+    fn lookup(&self, dir: &PathBuf, components: &[&[u8]]) -> io::Result<(Lookup, bool)> {
         let root: OwnedFd = File::open(dir)?.into();
         let mut opaque_above = false;
         for depth in 1..=components.len() {
-            let prefix = components[..depth].join("/");
+            let prefix = components[..depth].join(&b'/');
             if self.aufs_whiteouts {
-                let parent = components[..depth - 1].join("/");
-                let marker = if parent.is_empty() {
-                    format!(".wh.{}", components[depth - 1])
-                } else {
-                    format!("{parent}/.wh.{}", components[depth - 1])
-                };
+                let parent = components[..depth - 1].join(&b'/');
+                let mut marker = parent.clone();
+                if !marker.is_empty() {
+                    marker.push(b'/');
+                }
+                marker.extend_from_slice(b".wh.");
+                marker.extend_from_slice(components[depth - 1]);
                 if open_in(&root, &marker, OFlags::PATH).is_ok() {
                     return Ok((Lookup::Hidden, false));
                 }
@@ -109,17 +112,17 @@ impl DiffDirGetter {
                 opaque_above = true;
             }
         }
-        let fd = open_in(&root, &components.join("/"), OFlags::RDONLY)?;
+        let fd = open_in(&root, &components.join(&b'/'), OFlags::RDONLY)?;
         Ok((Lookup::Found(File::from(fd)), opaque_above))
     }
 }
 
 /// Opens `components` beneath `root` if it is a regular file there (confined, no final
 /// symlink; non-blocking so a fifo cannot hang us).
-fn open_regular(root: &OwnedFd, components: &[&str]) -> Option<File> {
+fn open_regular(root: &OwnedFd, components: &[&[u8]]) -> Option<File> {
     let fd = open_in(
         root,
-        &components.join("/"),
+        &components.join(&b'/'),
         OFlags::RDONLY | OFlags::NONBLOCK,
     )
     .ok()?;
@@ -128,14 +131,15 @@ fn open_regular(root: &OwnedFd, components: &[&str]) -> Option<File> {
 }
 
 impl FileGetter for DiffDirGetter {
-    fn get(&mut self, path: &str) -> DriverResult<Box<dyn Read + '_>> {
-        let components: Vec<&str> = path
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
+    fn get(&mut self, path: &[u8]) -> DriverResult<Box<dyn Read + '_>> {
+        let components: Vec<&[u8]> = path
+            .split(|b| *b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
             .collect();
+        let shown = String::from_utf8_lossy(path);
         let missing = || {
             DriverError::io(
-                format!("file {path:?} not found in the layer"),
+                format!("file {shown:?} not found in the layer"),
                 io::Error::from(io::ErrorKind::NotFound),
             )
         };
@@ -161,7 +165,7 @@ impl FileGetter for DiffDirGetter {
         }
         for dir in &self.dirs {
             let (found, opaque) = self.lookup(dir, &components).map_err(|e| {
-                DriverError::io(format!("opening {path:?} in {}", dir.display()), e)
+                DriverError::io(format!("opening {shown:?} in {}", dir.display()), e)
             })?;
             match found {
                 Lookup::Found(file) => return Ok(Box::new(file)),
@@ -180,7 +184,11 @@ mod tests {
 
     fn read(getter: &mut DiffDirGetter, path: &str) -> Option<String> {
         let mut s = String::new();
-        getter.get(path).ok()?.read_to_string(&mut s).ok()?;
+        getter
+            .get(path.as_bytes())
+            .ok()?
+            .read_to_string(&mut s)
+            .ok()?;
         Some(s)
     }
 

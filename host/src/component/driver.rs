@@ -380,7 +380,7 @@ impl DriverComponent {
         Ok(changes
             .into_iter()
             .map(|c| Change {
-                path: format!("/{}", String::from_utf8_lossy(&c.path)),
+                path: [&b"/"[..], &c.path].concat(),
                 kind: match c.kind {
                     archive_types::ChangeKind::Add => ChangeKind::Add,
                     archive_types::ChangeKind::Modify => ChangeKind::Modify,

@@ -449,7 +449,7 @@ fn applying_through_the_component_gives_the_native_tree() {
     };
     let native_paths: Vec<String> = native_changes
         .iter()
-        .map(|c| format!("{} {:?}", c.path, c.kind))
+        .map(|c| format!("{} {:?}", String::from_utf8_lossy(&c.path), c.kind))
         .collect();
     assert!(!component_changes.is_empty());
     assert_eq!(paths(&component_changes), native_paths);

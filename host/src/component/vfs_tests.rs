@@ -135,8 +135,10 @@ fn vfs_layers_are_full_copies_and_diff_against_the_parent() {
     );
 
     let changes = driver.changes("child", Some("base")).unwrap();
-    let by_path: BTreeMap<&str, ChangeKind> =
-        changes.iter().map(|c| (c.path.as_str(), c.kind)).collect();
+    let by_path: BTreeMap<&str, ChangeKind> = changes
+        .iter()
+        .map(|c| (std::str::from_utf8(&c.path).unwrap(), c.kind))
+        .collect();
     assert_eq!(by_path.get("/new"), Some(&ChangeKind::Add), "{changes:?}");
     assert_eq!(
         by_path.get("/gone"),

@@ -225,21 +225,24 @@ struct MountedFiles {
 }
 
 impl crate::driver::FileGetter for MountedFiles {
-    fn get(&mut self, path: &str) -> Result<Box<dyn Read + '_>, DriverError> {
-        let rel = path.trim_start_matches('/');
-        if Path::new(rel).components().any(|c| {
+    fn get(&mut self, path: &[u8]) -> Result<Box<dyn Read + '_>, DriverError> {
+        use std::os::unix::ffi::OsStrExt;
+        let shown = String::from_utf8_lossy(path);
+        let rel = Path::new(std::ffi::OsStr::from_bytes(path));
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        if rel.components().any(|c| {
             !matches!(
                 c,
                 std::path::Component::Normal(_) | std::path::Component::CurDir
             )
         }) {
             return Err(DriverError::io(
-                format!("opening {path:?}"),
+                format!("opening {shown:?}"),
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, "path leaves the layer"),
             ));
         }
         let file = std::fs::File::open(self.root.join(rel))
-            .map_err(|e| DriverError::io(format!("opening {path:?}"), e))?;
+            .map_err(|e| DriverError::io(format!("opening {shown:?}"), e))?;
         Ok(Box::new(file))
     }
 }

@@ -177,11 +177,11 @@ impl GraphDriver for DirDriver {
         for (path, data) in &new {
             match old.get(path) {
                 None => changes.push(Change {
-                    path: path.clone(),
+                    path: path.clone().into_bytes(),
                     kind: ChangeKind::Add,
                 }),
                 Some(d) if d != data => changes.push(Change {
-                    path: path.clone(),
+                    path: path.clone().into_bytes(),
                     kind: ChangeKind::Modify,
                 }),
                 _ => {}
@@ -189,7 +189,7 @@ impl GraphDriver for DirDriver {
         }
         for path in old.keys().filter(|p| !new.contains_key(*p)) {
             changes.push(Change {
-                path: path.clone(),
+                path: path.clone().into_bytes(),
                 kind: ChangeKind::Delete,
             });
         }
@@ -201,7 +201,7 @@ impl GraphDriver for DirDriver {
         let changes = self.changes(id, parent)?;
         Ok(changes
             .iter()
-            .filter_map(|c| new.get(&c.path))
+            .filter_map(|c| new.get(String::from_utf8_lossy(&c.path).as_ref()))
             .map(|d| d.len() as u64)
             .sum())
     }
@@ -215,8 +215,10 @@ pub(super) struct DirFiles {
 }
 
 impl FileGetter for DirFiles {
-    fn get(&mut self, path: &str) -> DriverResult<Box<dyn Read + '_>> {
-        let file = std::fs::File::open(self.root.join(path.trim_start_matches('/')))
+    fn get(&mut self, path: &[u8]) -> DriverResult<Box<dyn Read + '_>> {
+        use std::os::unix::ffi::OsStrExt;
+        let rel = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+        let file = std::fs::File::open(self.root.join(rel.strip_prefix("/").unwrap_or(rel)))
             .map_err(io_err("open"))?;
         Ok(Box::new(file))
     }
