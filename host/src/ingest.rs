@@ -70,9 +70,13 @@ pub enum IngestError {
 /// (gzip) to `tarsplit_out`, passes the uncompressed tar to `apply`, and returns the
 /// digests, sizes, compression and owner sets to record.
 ///
-/// `apply` may stop reading before the end; the rest is then read and recorded here. If
-/// `apply` fails, its error is returned, unless the failure came from the blob itself
-/// (it does not decompress, or the tar is unrecordable), which is then reported instead.
+/// `apply` may stop reading before the end; the rest is then read and recorded here.
+///
+/// When something fails, the first cause is the error: a blob that cannot be read or
+/// decompressed, else whichever of tar-split and `apply` failed first in the stream. When
+/// `apply` fails (a refused entry, a full disk), the reading stops there, and tar-split's
+/// resulting "unexpected EOF" is a consequence, not a cause; a tar that is malformed
+/// before the place `apply` failed is the blob's fault and is reported as such.
 ///
 /// Reading, decompressing and digesting run on a second thread and tar-split on a third,
 /// each fed through a small bounded channel, while this thread runs `apply`: an import takes
@@ -92,8 +96,10 @@ pub fn ingest_layer(
             receiver,
             chunk: Chunk::default(),
             pos: 0,
+            delivered: 0,
         };
         let consumed = consume(&mut reader, apply);
+        let applied_up_to = reader.delivered;
         // Hang up before joining, so a producer blocked on a full channel stops.
         drop(reader);
         let produced = producer.join().unwrap_or_else(|_| {
@@ -103,15 +109,26 @@ pub fn ingest_layer(
             })
         });
         let recorded = recorder.join().unwrap_or_else(|_| {
-            Err(TarSplitError::Corrupt(
-                "the tar-split thread panicked".to_string(),
+            Err((
+                TarSplitError::Corrupt("the tar-split thread panicked".to_string()),
+                0,
             ))
         });
-        // A tar that cannot be recorded is the blob's fault: that is the error to report,
-        // whatever the driver made of it.
-        let ids = recorded?;
         let produced = produced?;
-        consumed?;
+        let ids = match (recorded, consumed) {
+            (Ok(ids), Ok(())) => ids,
+            (Ok(_), Err(applying)) => return Err(applying),
+            (Err((recording, _)), Ok(())) => return Err(recording.into()),
+            (Err((recording, at)), Err(applying)) => {
+                let consequence = produced.stopped_early
+                    && matches!(recording, TarSplitError::UnexpectedEof);
+                return Err(if consequence || at > applied_up_to {
+                    applying
+                } else {
+                    recording.into()
+                });
+            }
+        };
         let uncompressed_digest = if produced.compression == Compression::None {
             produced.compressed_digest.clone()
         } else {
@@ -140,6 +157,8 @@ const CHUNK_SIZE: usize = 256 * 1024;
 
 /// What the reading thread measured.
 struct Produced {
+    /// The applying side hung up before the end of the input (it failed).
+    stopped_early: bool,
     compression: Compression,
     compressed_digest: String,
     compressed_size: u64,
@@ -158,6 +177,7 @@ fn produce(
     let mut blob = Digester::new();
     let mut tar = Digester::new();
     let mut tar_size = 0u64;
+    let mut stopped_early = false;
     let (compression, peeked) = compress::sniff(input)?;
     {
         let mut decompressed =
@@ -191,11 +211,13 @@ fn produce(
             let _ = split_chunks.send(Chunk::clone(&chunk));
             if chunks.send(Ok(chunk)).is_err() {
                 // The applying side stopped (it failed): its error is the one to report.
+                stopped_early = true;
                 break;
             }
         }
     }
     Ok(Produced {
+        stopped_early,
         compression,
         compressed_digest: blob.digest(),
         compressed_size: blob.count(),
@@ -210,16 +232,19 @@ fn produce(
 
 /// The recording thread: turns the tar into tar-split on `out` as its chunks come, and
 /// returns the owners it names. It stops at the first malformed piece (the reading thread
-/// carries on for the applying one).
+/// carries on for the applying one), and says how far into the tar it got.
 fn record(
     chunks: mpsc::Receiver<Chunk>,
     out: &mut (dyn Write + Send),
-) -> Result<IdSets, TarSplitError> {
+) -> Result<IdSets, (TarSplitError, u64)> {
     let mut disassembler = Disassembler::new(out);
     for chunk in chunks {
-        disassembler.feed(&chunk)?;
+        disassembler
+            .feed(&chunk)
+            .map_err(|e| (e, disassembler.position()))?;
     }
-    let (_, ids) = disassembler.finish()?;
+    let at = disassembler.position();
+    let (_, ids) = disassembler.finish().map_err(|e| (e, at))?;
     Ok(ids)
 }
 
@@ -242,6 +267,8 @@ struct ChunkReader {
     receiver: mpsc::Receiver<io::Result<Chunk>>,
     chunk: Chunk,
     pos: usize,
+    /// Bytes handed to the reader's user so far.
+    delivered: u64,
 }
 
 impl Read for ChunkReader {
@@ -259,6 +286,7 @@ impl Read for ChunkReader {
         let n = buf.len().min(self.chunk.len() - self.pos);
         buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
+        self.delivered += n as u64;
         Ok(n)
     }
 }
@@ -370,6 +398,54 @@ mod tests {
             err,
             IngestError::Apply(DriverError::Unsupported("testing"))
         ));
+    }
+
+    /// A driver that fails midway (a full disk, a refused entry) stops the reading; the
+    /// tar-split then ends early, but its "unexpected EOF" is a consequence: the driver's
+    /// error is the first cause and the one reported.
+    #[test]
+    fn a_driver_failing_midway_is_the_first_cause() {
+        let mut t = TestTar::default();
+        for i in 0..40 {
+            t.file(format!("f{i}").as_bytes(), &[7u8; 50_000], (0, 0));
+        }
+        t.end();
+        let err = ingest_layer(
+            &mut &t.bytes[..],
+            &mut Vec::new(),
+            &mut |r: &mut dyn Read| {
+                let mut some = vec![0u8; 600_000];
+                r.read_exact(&mut some)
+                    .map_err(|e| DriverError::io("apply", e))?;
+                Err(DriverError::io(
+                    "create \"f11\"",
+                    io::Error::from_raw_os_error(28),
+                ))
+            },
+        )
+        .expect_err("the driver fails");
+        assert!(matches!(err, IngestError::Apply(_)), "{err}");
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+    }
+
+    /// A blob that does not decompress is the first cause, not the truncated tar behind it.
+    #[test]
+    fn a_corrupt_compressed_blob_is_the_first_cause() {
+        let mut blob = compressed(Compression::Gzip, &varied().bytes);
+        let middle = blob.len() / 2;
+        blob[middle..].iter_mut().for_each(|b| *b ^= 0x5a);
+        let err = ingest_layer(
+            &mut &blob[..],
+            &mut Vec::new(),
+            &mut |r: &mut dyn Read| {
+                let mut sink = Vec::new();
+                r.read_to_end(&mut sink)
+                    .map_err(|e| DriverError::io("apply", e))?;
+                Ok(0)
+            },
+        )
+        .expect_err("corrupt gzip");
+        assert!(matches!(err, IngestError::Io { .. }), "{err}");
     }
 
     #[test]

@@ -581,6 +581,8 @@ pub struct Disassembler<W: Write> {
     pending: Vec<u8>,
     /// Raw bytes since the last file entry: the next segment.
     raw: Vec<u8>,
+    /// Bytes of the tar taken in so far.
+    position: u64,
     /// The entry whose payload is passing.
     file: Option<PassingFile>,
     uids: std::collections::BTreeSet<u32>,
@@ -605,6 +607,7 @@ impl<W: Write> Disassembler<W> {
             phase: Phase::Tar,
             pending: Vec::with_capacity(BLOCK * 2),
             raw: Vec::new(),
+            position: 0,
             file: None,
             uids: Default::default(),
             gids: Default::default(),
@@ -615,9 +618,15 @@ impl<W: Write> Disassembler<W> {
     pub fn feed(&mut self, mut data: &[u8]) -> Result<()> {
         while !data.is_empty() {
             let used = self.step(data)?;
+            self.position += used as u64;
             data = &data[used..];
         }
         Ok(())
+    }
+
+    /// How many bytes of the tar were taken in (after an error: up to where it was found).
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// Ends the stream: checks it ended where a tar may end, writes the last segments and

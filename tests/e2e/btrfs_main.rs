@@ -16,6 +16,7 @@ mod check;
 mod concurrency;
 mod containers;
 mod copy;
+mod corpus;
 mod crash;
 mod data;
 mod dedup;

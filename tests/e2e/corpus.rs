@@ -245,6 +245,30 @@ fn forget_unreproducible_times(nodes: &mut BTreeMap<Vec<u8>, Node>, entries: &[E
     }
 }
 
+/// A deliberate difference (README, "Where we differ"): upstream's `Chtimes` sets an mtime
+/// before 1970 or after 2262-04-11 (past Go's nanosecond range) to the epoch; we keep the
+/// archive's, as tar does. Where upstream has the epoch and ours is such a time, ours is
+/// taken as right, and the difference is reported on stderr.
+fn accept_kept_times(
+    ours: &BTreeMap<Vec<u8>, Node>,
+    theirs: &mut BTreeMap<Vec<u8>, Node>,
+    name: &str,
+) {
+    const GO_MAX_SECS: i64 = i64::MAX / 1_000_000_000;
+    for (path, t) in theirs.iter_mut() {
+        let Some(kept) = ours.get(path).and_then(|o| o.mtime) else {
+            continue;
+        };
+        if t.mtime == Some((0, 0)) && (kept.0 < 0 || kept.0 > GO_MAX_SECS) {
+            eprintln!(
+                "{name}: {}: mtime {kept:?} kept; upstream set it to the epoch",
+                show(path)
+            );
+            t.mtime = Some(kept);
+        }
+    }
+}
+
 /// The differences between two snapshots, one line each.
 fn compare_trees(
     ours: &BTreeMap<Vec<u8>, Node>,
@@ -455,6 +479,7 @@ fn conform(case: Case) -> Result<(), Skip> {
         let theirs_dir = layer_dir(&theirs.graph(), crate::DRIVER, &layer_id());
         let mut their_nodes = snapshot(&theirs_dir);
         forget_unreproducible_times(&mut their_nodes, &entries);
+        accept_kept_times(&our_nodes, &mut their_nodes, &name);
         problems.extend(compare_trees(&our_nodes, &their_nodes, "upstream"));
         for e in entries.iter().filter(|e| e.sparse.is_some()) {
             if let Some(n) = their_nodes.get(&e.name) {

@@ -15,6 +15,7 @@ mod compat;
 mod concurrency;
 mod containers;
 mod copy;
+mod corpus;
 mod crash;
 mod data;
 mod dedup;

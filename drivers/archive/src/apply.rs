@@ -120,6 +120,11 @@ impl ApplyState<'_> {
                 reason: "the layer root can only be a directory".into(),
             });
         }
+        if path.is_empty() && self.opts.whiteout_format == WhiteoutFormat::Overlay {
+            // Upstream applies overlay layers with `archive.Unpack`, which skips the root
+            // entry: an upper directory keeps the mode and owner the driver gave it.
+            return Ok(());
+        }
         let base = base_name(&path).to_vec();
         let dir = parent(&path).to_vec();
         if !path.is_empty() && self.ensured_dir.as_deref() != Some(dir.as_slice()) {
@@ -504,6 +509,24 @@ mod tests {
         assert_eq!(fs.node(b"a/b").unwrap().stat.mode, 0o755);
         assert_eq!(fs.node(b"a/b/c").unwrap().data, b"xyz");
         assert_eq!(fs.node(b"a/b/c").unwrap().stat.mtime.secs, 100);
+    }
+
+    #[test]
+    fn the_root_entry_applies_except_to_overlay_upper_dirs() {
+        for (format, expected) in [
+            (WhiteoutFormat::Aufs, 0o711),
+            (WhiteoutFormat::Overlay, 0o555),
+        ] {
+            let mut fs = MemFs::new(1, 10);
+            fs.chmod(b"", 0o555).unwrap();
+            let input = tar_of(|b| dir(b, "./", 0o711));
+            let opts = ApplyOptions {
+                whiteout_format: format,
+                ..Default::default()
+            };
+            apply(&mut fs, input, &opts).unwrap();
+            assert_eq!(fs.node(b"").unwrap().stat.mode, expected, "{format:?}");
+        }
     }
 
     #[test]

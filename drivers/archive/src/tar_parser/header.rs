@@ -84,10 +84,12 @@ pub fn block_format(block: &[u8; BLOCK]) -> Result<BlockFormat, ArchiveError> {
 
 fn bad_checksum(block: &[u8; BLOCK]) -> ArchiveError {
     let (unsigned, _) = checksums(block);
-    ArchiveError::InvalidHeader(format!(
-        "checksum mismatch (stored {:?}, computed {unsigned})",
-        String::from_utf8_lossy(c_string(&block[148..156]))
-    ))
+    ArchiveError::InvalidHeader(match parse_octal(&block[148..156]) {
+        Some(stored) => {
+            format!("checksum mismatch (header says {stored:o}, computed {unsigned:o})")
+        }
+        None => "not a tar header (its checksum field is not a number)".to_string(),
+    })
 }
 
 /// The unsigned and signed sums of the block with the checksum field read as spaces.

@@ -454,6 +454,19 @@ impl TarParser {
         let mut entry = base_entry(&header, EntryKind::Regular);
         let mut size = header.size;
         for (key, value) in pending.pax.iter() {
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                // From the records, empty values included: upstream sets xattrs from
+                // `PAXRecords`, where Go's merge would drop an empty one.
+                let name = String::from_utf8(name.to_vec()).map_err(|_| {
+                    ArchiveError::InvalidHeader(format!(
+                        "xattr name {:?} is not UTF-8",
+                        String::from_utf8_lossy(name)
+                    ))
+                })?;
+                entry.xattrs.retain(|(n, _)| *n != name);
+                entry.xattrs.push((name, value.to_vec()));
+                continue;
+            }
             // Go keeps the header's value when a record is empty.
             if value.is_empty() {
                 continue;
@@ -471,18 +484,7 @@ impl TarParser {
                 b"ctime" => {
                     pax::parse_time(value)?;
                 }
-                _ => {
-                    if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                        let name = String::from_utf8(name.to_vec()).map_err(|_| {
-                            ArchiveError::InvalidHeader(format!(
-                                "xattr name {:?} is not UTF-8",
-                                String::from_utf8_lossy(name)
-                            ))
-                        })?;
-                        entry.xattrs.retain(|(n, _)| *n != name);
-                        entry.xattrs.push((name, value.to_vec()));
-                    }
-                }
+                _ => {}
             }
         }
         if let Some(name) = pending.long_name.filter(|n| !n.is_empty()) {
@@ -666,4 +668,269 @@ fn block_of(bytes: &[u8]) -> Result<&[u8; BLOCK], ArchiveError> {
 /// Bytes of padding after data of `len` bytes.
 pub fn padding_of(len: u64) -> usize {
     ((BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header block with the checksum set; `edit` fills the fields.
+    fn block(name: &[u8], flag: u8, size: u64, gnu: bool, edit: impl FnOnce(&mut [u8])) -> Vec<u8> {
+        let mut b = vec![0u8; BLOCK];
+        b[..name.len()].copy_from_slice(name);
+        b[100..108].copy_from_slice(b"0000644\0");
+        b[108..116].copy_from_slice(b"0000000\0");
+        b[116..124].copy_from_slice(b"0000000\0");
+        b[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+        b[136..148].copy_from_slice(b"00000000000\0");
+        b[156] = flag;
+        if gnu {
+            b[257..265].copy_from_slice(b"ustar  \0");
+        } else {
+            b[257..265].copy_from_slice(b"ustar\x0000");
+        }
+        edit(&mut b);
+        b[148..156].copy_from_slice(b"        ");
+        let sum: u32 = b.iter().map(|x| u32::from(*x)).sum();
+        b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        b
+    }
+
+    fn padded(mut data: Vec<u8>) -> Vec<u8> {
+        let len = data.len() as u64;
+        data.resize(data.len() + padding_of(len), 0);
+        data
+    }
+
+    fn pax(records: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut data = Vec::new();
+        for (k, v) in records {
+            let body = k.len() + v.len() + 3;
+            let mut len = body + 1;
+            while len.to_string().len() + body != len {
+                len = len.to_string().len() + body;
+            }
+            data.extend(format!("{len} {k}=").as_bytes());
+            data.extend_from_slice(v);
+            data.push(b'\n');
+        }
+        let mut out = block(b"PaxHeaders/x", b'x', data.len() as u64, false, |_| {});
+        out.extend(padded(data));
+        out
+    }
+
+    /// Drives the parser over `tar` as the stream reader does; returns each entry with its
+    /// payload, and the bytes that were raw.
+    fn parse(tar: &[u8]) -> Result<(Vec<(TarEntryHeader, Vec<u8>)>, Vec<u8>), ArchiveError> {
+        let mut p = TarParser::new();
+        let mut rest = tar;
+        let mut entries = Vec::new();
+        let mut raw = Vec::new();
+        loop {
+            match p.need() {
+                Need::Done => return Ok((entries, raw)),
+                Need::Raw { len, .. } => {
+                    let take = len.min(rest.len());
+                    raw.extend_from_slice(&rest[..take]);
+                    let got = p.push_raw(&rest[..take])?;
+                    rest = &rest[take..];
+                    if let Some(e) = got {
+                        entries.push((e, Vec::new()));
+                    }
+                }
+                Need::Payload(n) => {
+                    let take = (n as usize).min(rest.len());
+                    if take == 0 {
+                        return Err(ArchiveError::UnexpectedEof);
+                    }
+                    if let Some(last) = entries.last_mut() {
+                        last.1.extend_from_slice(&rest[..take]);
+                    }
+                    p.consume_payload(take as u64);
+                    rest = &rest[take..];
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn old_gnu_sparse_with_an_extension_block() {
+        // Six regions: four in the header, two in one extension block.
+        let regions: Vec<(u64, u64)> = (0..6).map(|i| (i * 4096, 10)).collect();
+        let mut tar = block(b"sparse", b'S', 60, true, |b| {
+            for (i, (o, l)) in regions[..4].iter().enumerate() {
+                let at = 386 + i * 24;
+                b[at..at + 12].copy_from_slice(format!("{o:011o}\0").as_bytes());
+                b[at + 12..at + 24].copy_from_slice(format!("{l:011o}\0").as_bytes());
+            }
+            b[482] = 1;
+            b[483..495].copy_from_slice(format!("{:011o}\0", 6 * 4096).as_bytes());
+        });
+        let mut ext = vec![0u8; BLOCK];
+        for (i, (o, l)) in regions[4..].iter().enumerate() {
+            let at = i * 24;
+            ext[at..at + 12].copy_from_slice(format!("{o:011o}\0").as_bytes());
+            ext[at + 12..at + 24].copy_from_slice(format!("{l:011o}\0").as_bytes());
+        }
+        tar.extend(&ext);
+        tar.extend(padded(vec![b'd'; 60]));
+        tar.extend([0u8; 1024]);
+        let (entries, raw) = parse(&tar).unwrap();
+        assert_eq!(entries.len(), 1);
+        let (e, payload) = &entries[0];
+        assert_eq!(e.kind, EntryKind::Regular);
+        assert_eq!(e.size, 6 * 4096);
+        let map = e.sparse.as_ref().unwrap();
+        assert_eq!(map.regions.len(), 6);
+        assert_eq!(
+            map.regions[5],
+            SparseRegion {
+                offset: 5 * 4096,
+                length: 10
+            }
+        );
+        assert_eq!(payload, &vec![b'd'; 60]);
+        // The extension block is a header byte, not payload.
+        assert_eq!(raw.len() + 60, tar.len());
+    }
+
+    #[test]
+    fn pax_1_0_sparse_map_is_read_from_the_data() {
+        let mut tar = pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", b"dir/real-name"),
+            ("GNU.sparse.realsize", b"1048576"),
+        ]);
+        let map = padded(b"2\n0\n5\n1048000\n3\n".to_vec());
+        tar.extend(block(
+            b"dir/GNUSparseFile.1/real-name",
+            b'0',
+            (map.len() + 8) as u64,
+            false,
+            |_| {},
+        ));
+        tar.extend(&map);
+        tar.extend(padded(b"abcdeXYZ".to_vec()));
+        tar.extend([0u8; 1024]);
+        let (entries, _) = parse(&tar).unwrap();
+        let (e, payload) = &entries[0];
+        assert_eq!(e.path, b"dir/real-name");
+        assert_eq!(e.size, 1_048_576);
+        assert_eq!(e.stored_size(), 8);
+        assert_eq!(payload, b"abcdeXYZ");
+        assert_eq!(
+            e.sparse.as_ref().unwrap().regions,
+            vec![
+                SparseRegion {
+                    offset: 0,
+                    length: 5
+                },
+                SparseRegion {
+                    offset: 1_048_000,
+                    length: 3
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn pax_0_1_sparse_map_and_bad_maps() {
+        let mut tar = pax(&[
+            ("GNU.sparse.size", b"100"),
+            ("GNU.sparse.numblocks", b"1"),
+            ("GNU.sparse.map", b"50,4"),
+        ]);
+        tar.extend(block(b"f", b'0', 4, false, |_| {}));
+        tar.extend(padded(b"wxyz".to_vec()));
+        let (entries, _) = parse(&tar).unwrap();
+        assert_eq!(entries[0].0.size, 100);
+        assert_eq!(entries[0].1, b"wxyz");
+        // A region beyond the real size, and regions holding more than the archive stores.
+        for map in [&b"98,4"[..], b"0,5"] {
+            let mut bad = pax(&[
+                ("GNU.sparse.size", b"100"),
+                ("GNU.sparse.numblocks", b"1"),
+                ("GNU.sparse.map", map),
+            ]);
+            bad.extend(block(b"f", b'0', 4, false, |_| {}));
+            bad.extend(padded(b"wxyz".to_vec()));
+            assert!(matches!(parse(&bad), Err(ArchiveError::InvalidHeader(_))));
+        }
+    }
+
+    #[test]
+    fn records_apply_like_go() {
+        // A second extended header replaces the first; empty values keep the header's, but
+        // an empty xattr is an xattr.
+        let mut tar = pax(&[("uid", b"5"), ("SCHILY.xattr.user.a", b"1")]);
+        tar.extend(pax(&[
+            ("gid", b"70000"),
+            ("path", b""),
+            ("SCHILY.xattr.user.empty", b""),
+        ]));
+        tar.extend(block(b"name", b'0', 0, false, |_| {}));
+        let (entries, _) = parse(&tar).unwrap();
+        let e = &entries[0].0;
+        assert_eq!((e.uid, e.gid, e.path.as_slice()), (0, 70000, &b"name"[..]));
+        assert_eq!(e.xattrs, vec![("user.empty".to_string(), Vec::new())]);
+    }
+
+    #[test]
+    fn a_global_header_is_an_entry_and_its_padding_comes_with_the_next() {
+        let mut tar = Vec::new();
+        let data = b"18 comment=global\n".to_vec();
+        tar.extend(block(
+            b"pax_global_header",
+            b'g',
+            data.len() as u64,
+            false,
+            |_| {},
+        ));
+        tar.extend(padded(data));
+        tar.extend(block(b"f", b'0', 0, false, |_| {}));
+        let mut p = TarParser::new();
+        let global = p.push_raw(&tar[..BLOCK]).unwrap();
+        assert!(global.is_none());
+        let global = p.push_raw(&tar[BLOCK..BLOCK + 18]).unwrap().unwrap();
+        assert_eq!((global.kind, global.uid), (EntryKind::PaxGlobal, 0));
+        assert_eq!(
+            p.need(),
+            Need::Raw {
+                len: 494 + BLOCK,
+                eof_ok: true
+            }
+        );
+    }
+
+    #[test]
+    fn where_the_input_may_end() {
+        let file = block(b"f", b'0', 3, false, |_| {});
+        let mut tar = file.clone();
+        tar.extend(padded(b"abc".to_vec()));
+        // After the payload: at the padding, or after it, ends cleanly; inside it does not.
+        let mut p = TarParser::new();
+        p.push_raw(&tar[..BLOCK]).unwrap().unwrap();
+        p.consume_payload(3);
+        assert!(p.push_raw(&[]).unwrap().is_none());
+        assert!(p.is_done());
+        let mut p = TarParser::new();
+        p.push_raw(&tar[..BLOCK]).unwrap().unwrap();
+        p.consume_payload(3);
+        assert!(p.push_raw(&[0u8; 509]).unwrap().is_none());
+        assert!(p.is_done());
+        let mut p = TarParser::new();
+        p.push_raw(&tar[..BLOCK]).unwrap().unwrap();
+        p.consume_payload(3);
+        assert!(matches!(
+            p.push_raw(&[0u8; 100]),
+            Err(ArchiveError::UnexpectedEof)
+        ));
+        // Inside a header.
+        let mut p = TarParser::new();
+        assert!(matches!(
+            p.push_raw(&file[..100]),
+            Err(ArchiveError::UnexpectedEof)
+        ));
+    }
 }
