@@ -545,6 +545,17 @@ fn podman_runs_a_rootfs_storage_imported_and_storage_reads_what_podman_committed
     podman_runc(&s, &["commit", "-q", "committer", committed]);
     podman_runc(&s, &["rm", "committer"]);
     s.ok(&["verify", committed]);
+    // Exported and imported elsewhere, podman's image keeps its ID (its config digest).
+    let podman_id = podman(&s, &["image", "inspect", "--format", "{{.Id}}", committed]);
+    let exported = s.dir().join("committed-layout");
+    s.ok(&[
+        "export-oci",
+        committed,
+        &format!("{}:v1", exported.display()),
+    ]);
+    let fresh = Scratch::new();
+    let imported = fresh.ok(&["import-oci", &format!("{}:v1", exported.display())]);
+    assert_eq!(first_line(&imported), podman_id.trim());
     let top = top_layer(&s, committed);
     let layers = s.run(&["layers", "-j"]).json();
     let record = layers
