@@ -337,23 +337,15 @@ pub fn is_opaque_dir<F: FsRead>(
     Ok(value.as_deref() == Some(b"y"))
 }
 
-/// Status of `path` in the first lower layer that has it.
-pub fn lstat_in_lowers<L: FsRead>(
-    lowers: &mut [L],
-    path: &[u8],
-) -> Result<Option<FileStat>, ArchiveError> {
-    for lower in lowers.iter_mut() {
-        if let Some(st) = lower
-            .lstat(path)
-            .map_err(|e| ArchiveError::fs("lstat", path, e))?
-        {
-            return Ok(Some(st));
-        }
-    }
-    Ok(None)
-}
-
 /// Changes recorded in an overlay upper dir (Go's `OverlayChanges`), lowers topmost first.
+///
+/// As upstream's `changes` with `overlayDeletedFile` and `overlayLowerContainsWhiteout`: a
+/// whiteout device is a deletion; an opaque directory is a deletion when the first lower
+/// layer that knows the path has something other than a whiteout there; anything else is an
+/// addition unless the first lower layer that has the path (before any that whites it or
+/// one of its ancestors out) has it, when it is a modification, or nothing at all for a
+/// directory whose size, mode and time are the same. Every ancestor of an addition or a
+/// deletion not listed yet is listed as modified, outermost first.
 pub fn changes_overlay<U: FsRead, L: FsRead>(
     upper: &mut U,
     lowers: &mut [L],
@@ -367,45 +359,107 @@ pub fn changes_overlay<U: FsRead, L: FsRead>(
         let deleted = if is_overlay_whiteout(&stat) {
             true
         } else if stat.kind == FileKind::Directory && is_opaque_dir(upper, &path, opts)? {
-            lstat_in_lowers(lowers, &path)?.is_some()
+            opaque_dir_replaces_a_lower_one(lowers, &path)?
         } else {
             false
         };
         let kind = if deleted {
             ChangeKind::Delete
         } else {
-            match lstat_in_lowers(lowers, &path)? {
-                None => ChangeKind::Add,
-                Some(lower) => {
-                    let both_dirs =
-                        lower.kind == FileKind::Directory && stat.kind == FileKind::Directory;
-                    if both_dirs
-                        && lower.size == stat.size
-                        && lower.mode == stat.mode
-                        && same_fs_time(lower.mtime, stat.mtime)
-                    {
-                        continue; // unchanged dir, only a parent of changes
-                    }
-                    ChangeKind::Modify
-                }
+            match kind_against_lowers(lowers, &path, &stat)? {
+                Some(kind) => kind,
+                None => continue, // an unchanged dir, only a parent of changes
             }
         };
         if stat.kind == FileKind::Directory {
             changed_dirs.insert(path.clone());
         }
         if matches!(kind, ChangeKind::Add | ChangeKind::Delete) {
-            let dir = parent(&path).to_vec();
-            if !dir.is_empty() && !changed_dirs.contains(&dir) {
-                changes.push(Change {
-                    path: dir.clone(),
-                    kind: ChangeKind::Modify,
-                });
-                changed_dirs.insert(dir);
+            let mut tail = Vec::new();
+            let mut dir = parent(&path);
+            while !dir.is_empty() {
+                if changed_dirs.insert(dir.to_vec()) {
+                    tail.push(Change {
+                        path: dir.to_vec(),
+                        kind: ChangeKind::Modify,
+                    });
+                }
+                dir = parent(dir);
             }
+            changes.extend(tail.into_iter().rev());
         }
         changes.push(Change { path, kind });
     }
     Ok(changes)
+}
+
+/// Whether `path` in `lower` is a whiteout (a 0:0 character device).
+fn whiteout_at<L: FsRead>(lower: &mut L, path: &[u8]) -> Result<bool, ArchiveError> {
+    Ok(lower
+        .lstat(path)
+        .map_err(|e| ArchiveError::fs("lstat", path, e))?
+        .is_some_and(|st| is_overlay_whiteout(&st)))
+}
+
+/// Whether a lower layer whites out one of the ancestors of `path`.
+fn ancestor_whited_out<L: FsRead>(lower: &mut L, path: &[u8]) -> Result<bool, ArchiveError> {
+    let mut dir = parent(path);
+    while !dir.is_empty() {
+        if whiteout_at(lower, dir)? {
+            return Ok(true);
+        }
+        dir = parent(dir);
+    }
+    Ok(false)
+}
+
+/// Upstream's `overlayDeletedFile` for an opaque directory: it deletes what a lower layer
+/// had there, unless the first layer that has the path has a whiteout (it was already gone).
+pub fn opaque_dir_replaces_a_lower_one<L: FsRead>(
+    lowers: &mut [L],
+    path: &[u8],
+) -> Result<bool, ArchiveError> {
+    for lower in lowers.iter_mut() {
+        if let Some(st) = lower
+            .lstat(path)
+            .map_err(|e| ArchiveError::fs("lstat", path, e))?
+        {
+            return Ok(!is_overlay_whiteout(&st));
+        }
+        if ancestor_whited_out(lower, path)? {
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}
+
+/// Upstream's layer scan for a path of the upper layer that is not a deletion: `None` for
+/// a directory the lower layers have the same.
+fn kind_against_lowers<L: FsRead>(
+    lowers: &mut [L],
+    path: &[u8],
+    stat: &FileStat,
+) -> Result<Option<ChangeKind>, ArchiveError> {
+    for lower in lowers.iter_mut() {
+        if whiteout_at(lower, path)? || ancestor_whited_out(lower, path)? {
+            return Ok(Some(ChangeKind::Add));
+        }
+        if let Some(st) = lower
+            .lstat(path)
+            .map_err(|e| ArchiveError::fs("lstat", path, e))?
+        {
+            let both_dirs = st.kind == FileKind::Directory && stat.kind == FileKind::Directory;
+            if both_dirs
+                && st.size == stat.size
+                && st.mode == stat.mode
+                && same_fs_time(st.mtime, stat.mtime)
+            {
+                return Ok(None);
+            }
+            return Ok(Some(ChangeKind::Modify));
+        }
+    }
+    Ok(Some(ChangeKind::Add))
 }
 
 /// Every path below the root in pre-order, names sorted bytewise (Go's `filepath.Walk`).
@@ -540,5 +594,70 @@ mod tests {
         let rootless = OverlayOptions { rootless: true };
         let changes = changes_overlay(&mut upper, &mut lowers, &rootless).unwrap();
         assert!(listed(&changes).contains(&("odir".into(), ChangeKind::Modify)));
+    }
+
+    /// Upstream's rules when lower layers have whiteouts (bats `changes`, `applydiff`):
+    /// a path whited out below (itself or an ancestor) is an addition when it comes back,
+    /// an opaque dir over a whiteout deletes nothing, and every ancestor of an addition is
+    /// listed as modified, outermost first.
+    #[test]
+    fn overlay_changes_over_lower_whiteouts() {
+        // layer 1: d1/, d2/f, deep/a/ ; layer 2: whiteouts of d1, d2 and deep ;
+        // layer 3 (upper): d1/, d2/f, deep/a/b/c, opaque o/ where layer 2 whited o out.
+        let mut l1 = MemFs::new(1, 100);
+        l1.put_dir(b"d1", 5);
+        l1.put_dir(b"d2", 5);
+        l1.put_file(b"d2/f", b"x", 5);
+        l1.put_dir(b"deep", 5);
+        l1.put_dir(b"deep/a", 5);
+        let mut l2 = MemFs::new(2, 200);
+        for gone in [&b"d1"[..], b"d2", b"deep", b"o"] {
+            l2.mknod(gone, FileKind::CharDevice, 0, 0, 0).unwrap();
+        }
+        let mut upper = MemFs::new(3, 300);
+        upper.put_dir(b"d1", 6);
+        upper.put_dir(b"d2", 6);
+        upper.put_file(b"d2/f", b"y", 6);
+        upper.put_dir(b"deep", 6);
+        upper.put_dir(b"deep/a", 6);
+        upper.put_dir(b"deep/a/b", 6);
+        upper.put_file(b"deep/a/b/c", b"c", 6);
+        upper.put_dir(b"o", 6);
+        upper
+            .set_xattr(b"o", "trusted.overlay.opaque", b"y")
+            .unwrap();
+        let mut lowers = vec![l2, l1];
+        let changes = changes_overlay(&mut upper, &mut lowers, &OverlayOptions::default()).unwrap();
+        assert_eq!(
+            listed(&changes),
+            vec![
+                ("d1".into(), ChangeKind::Add),
+                ("d2".into(), ChangeKind::Add),
+                ("d2/f".into(), ChangeKind::Add),
+                ("deep".into(), ChangeKind::Add),
+                ("deep/a".into(), ChangeKind::Add),
+                ("deep/a/b".into(), ChangeKind::Add),
+                ("deep/a/b/c".into(), ChangeKind::Add),
+                ("o".into(), ChangeKind::Add),
+            ]
+        );
+        // Ancestors of a change deep in an unchanged tree are listed, outermost first.
+        let mut lower = MemFs::new(1, 100);
+        lower.put_dir(b"x", 5);
+        lower.put_dir(b"x/y", 5);
+        let mut upper = MemFs::new(2, 200);
+        upper.put_dir(b"x", 5);
+        upper.put_dir(b"x/y", 5);
+        upper.put_file(b"x/y/z", b"z", 6);
+        let mut lowers = vec![lower];
+        let changes = changes_overlay(&mut upper, &mut lowers, &OverlayOptions::default()).unwrap();
+        assert_eq!(
+            listed(&changes),
+            vec![
+                ("x".into(), ChangeKind::Modify),
+                ("x/y".into(), ChangeKind::Modify),
+                ("x/y/z".into(), ChangeKind::Add),
+            ]
+        );
     }
 }

@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::apply::{WHITEOUT_OPAQUE, WHITEOUT_PREFIX};
 use crate::changes::{
-    changes_naive, is_opaque_dir, is_overlay_whiteout, lstat_in_lowers, sort_changes, walk_tree,
-    Change, ChangeKind, OverlayOptions,
+    changes_naive, is_opaque_dir, is_overlay_whiteout, opaque_dir_replaces_a_lower_one,
+    sort_changes, walk_tree, Change, ChangeKind, OverlayOptions,
 };
 use crate::error::ArchiveError;
 use crate::fs::{FileKind, FileStat, FsRead, Timestamp};
@@ -299,7 +299,7 @@ impl<'a> Appender<'a> {
                 header.dev_minor = 0;
             } else if stat.kind == FileKind::Directory
                 && is_opaque_dir(fs, path, ctx.opts)?
-                && lstat_in_lowers(ctx.lowers, path)?.is_some()
+                && opaque_dir_replaces_a_lower_one(ctx.lowers, path)?
             {
                 opaque_marker = Some(OutHeader {
                     name: join(path, WHITEOUT_OPAQUE),
