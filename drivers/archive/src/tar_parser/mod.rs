@@ -719,9 +719,11 @@ mod tests {
         out
     }
 
-    /// Drives the parser over `tar` as the stream reader does; returns each entry with its
-    /// payload, and the bytes that were raw.
-    fn parse(tar: &[u8]) -> Result<(Vec<(TarEntryHeader, Vec<u8>)>, Vec<u8>), ArchiveError> {
+    /// Each entry with its payload, and the bytes that were raw.
+    type Parsed = (Vec<(TarEntryHeader, Vec<u8>)>, Vec<u8>);
+
+    /// Drives the parser over `tar` as the stream reader does.
+    fn parse(tar: &[u8]) -> Result<Parsed, ArchiveError> {
         let mut p = TarParser::new();
         let mut rest = tar;
         let mut entries = Vec::new();
