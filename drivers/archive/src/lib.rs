@@ -15,7 +15,7 @@ pub mod diff;
 pub mod error;
 pub mod fs;
 pub mod idmap;
-#[cfg(test)]
+#[cfg(any(test, feature = "memfs"))]
 pub mod memfs;
 pub mod paths;
 pub mod tar_parser;
