@@ -26,12 +26,21 @@ pub struct FlagSpec {
     pub kind: FlagKind,
     /// One line of help.
     pub help: &'static str,
+    /// The value a value flag has when it is not given, where that is not empty (shown in the
+    /// man pages; the action applies it).
+    pub default: Option<&'static str>,
 }
 
 impl FlagSpec {
     /// The key the flag's values are stored under: its first long spelling.
     pub fn key(&self) -> &'static str {
         self.long[0]
+    }
+
+    /// The same flag with a default value (see [`FlagSpec::default`]).
+    pub const fn with_default(mut self, default: &'static str) -> Self {
+        self.default = Some(default);
+        self
     }
 
     /// Whether `token` (a flag name with its dashes, without `=value`) names this flag.
@@ -58,6 +67,7 @@ pub const fn flag(
         short,
         kind,
         help,
+        default: None,
     }
 }
 

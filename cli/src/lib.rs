@@ -17,6 +17,8 @@ mod idmaps;
 mod options;
 mod parse;
 mod progress;
+#[cfg(test)]
+mod table_tests;
 mod tarowner;
 mod tree;
 mod usage;

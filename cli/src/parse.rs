@@ -89,6 +89,7 @@ pub const HELP_FLAG: FlagSpec = FlagSpec {
     short: None,
     kind: FlagKind::Bool,
     help: "Print usage",
+    default: None,
 };
 
 /// Parses the global flags before the command (`args` excludes the program name).
