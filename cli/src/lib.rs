@@ -15,7 +15,7 @@ pub mod flags;
 mod gostr;
 mod idmaps;
 mod options;
-mod parse;
+pub mod parse;
 mod progress;
 #[cfg(test)]
 mod table_tests;
