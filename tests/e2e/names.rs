@@ -11,13 +11,54 @@ fn names_commands() {
         s.ok(&["add-names", "-n", "second", "-n", "third", "first"]),
         ""
     );
-    assert_eq!(s.ok(&["get-names", &l]), "first\nsecond\nthird\n");
+    // Upstream 1.60 puts the added names first.
+    assert_eq!(s.ok(&["get-names", &l]), "second\nthird\nfirst\n");
     let v: serde_json::Value =
         serde_json::from_str(&s.ok(&["remove-names", "-j", "-n", "second", &l])).unwrap();
-    assert_eq!(v, serde_json::json!(["first", "third"]));
+    assert_eq!(v, serde_json::json!(["third", "first"]));
     assert_eq!(s.ok(&["setnames", "-n", "only", &l]), "");
     assert_eq!(s.ok(&["getnames", "-j", &l]), "[\"only\"]\n");
     assert_eq!(s.fails(&["get-names", "nope"]).stderr, "layer not known\n");
+}
+
+/// Names and names-history of layers, images and containers after add/remove/set-names
+/// equal the reference binary's (1.60 puts added names first; 1.43 appended them).
+#[test]
+fn name_operations_order_like_the_reference() {
+    let Some(reference) = crate::harness::reference_binary() else {
+        eprintln!("no reference containers-storage; skipped");
+        return;
+    };
+    let script = |s: &Scratch| -> Vec<String> {
+        let l = s.create_layer(&["--id", &id("order-layer"), "-n", "l1"]);
+        s.ok(&["create-image", "--id", &id("order-image"), "-n", "i1", &l]);
+        s.ok(&[
+            "create-container",
+            "--id",
+            &id("order-ctr"),
+            "-n",
+            "c1",
+            "i1",
+        ]);
+        let mut seen = Vec::new();
+        for target in ["l1", "i1", "c1"] {
+            let new = format!("{target}-new");
+            let other = format!("{target}-other");
+            s.ok(&["add-names", "-n", &new, "-n", &other, target]);
+            seen.push(s.ok(&["get-names", &new]));
+            s.ok(&["remove-names", "-n", &other, &new]);
+            seen.push(s.ok(&["get-names", &new]));
+            s.ok(&["set-names", "-n", &other, "-n", &new, &new]);
+            seen.push(s.ok(&["get-names", &new]));
+        }
+        let image: serde_json::Value =
+            serde_json::from_str(&s.ok(&["image", "-j", "i1-new"])).unwrap();
+        seen.push(image["names-history"].to_string());
+        seen
+    };
+    let ours = script(&Scratch::new());
+    let theirs = script(&Scratch::with_binary(&reference, crate::DRIVER));
+    assert_eq!(ours, theirs);
 }
 
 #[test]

@@ -302,11 +302,13 @@ mod tests {
         let names = store.add_names(&img.id, &["b".to_string()]).expect("add");
         assert_eq!(names, vec!["b"]);
         store.add_names(&img.id, &["a".to_string()]).expect("add");
-        assert_eq!(store.image("a").expect("img").names_history, vec!["a", "b"]);
+        // Upstream 1.60 (checked): names ["a", "b"], history ["b", "a"].
+        assert_eq!(store.image("a").expect("img").names, vec!["a", "b"]);
+        assert_eq!(store.image("a").expect("img").names_history, vec!["b", "a"]);
         store.set_names(&img.id, &["c".to_string()]).expect("set");
         assert_eq!(
             store.image("c").expect("img").names_history,
-            vec!["c", "a", "b"]
+            vec!["c", "b", "a"]
         );
     }
 }

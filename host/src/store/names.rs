@@ -178,8 +178,9 @@ impl Store {
                 let result = apply_name_op(&mut ctx.st.images, i, names, op);
                 let image = &mut ctx.st.images.records[i];
                 if op != NameOp::Remove {
-                    // Each resulting name is prepended in turn, as upstream (observed with
-                    // the Go CLI 1.43: adding `other` to `img` gives ["other","img"]).
+                    // Each resulting name is prepended in turn, as upstream's
+                    // `addNameToHistory` (1.60: adding `other` to `img` gives the names
+                    // ["other","img"] and the history ["img","other"]).
                     let mut history: Vec<String> = result.iter().rev().cloned().collect();
                     history.extend(image.names_history.iter().cloned());
                     image.names_history = dedup(&history);
@@ -219,12 +220,16 @@ fn apply_name_op<T: Record>(
 ) -> Vec<String> {
     let current = set.records[i].names().to_vec();
     let result = match op {
+        // Upstream 1.60's `applyNameOperation`: the added names come first.
         NameOp::Add => {
-            let mut all = current;
-            all.extend(names.iter().cloned());
+            let mut all = names.to_vec();
+            all.extend(current);
             dedup(&all)
         }
-        NameOp::Remove => current.into_iter().filter(|n| !names.contains(n)).collect(),
+        NameOp::Remove => {
+            let kept: Vec<String> = current.into_iter().filter(|n| !names.contains(n)).collect();
+            dedup(&kept)
+        }
         NameOp::Set => dedup(names),
     };
     set.take_names_from_others(i, &result);
@@ -282,7 +287,7 @@ mod tests {
         let err = store.create_layer(None, &opts).expect_err("dup id");
         assert_eq!(err.to_string(), "that ID is already in use");
         let names = store.add_names(&b.id, &["a".to_string()]).expect("add");
-        assert_eq!(names, vec!["b".to_string(), "a".to_string()]);
+        assert_eq!(names, vec!["a".to_string(), "b".to_string()], "added first, as 1.60");
         assert!(
             store.layer(&a.id).expect("a").names.is_empty(),
             "name moved"
