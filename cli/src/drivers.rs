@@ -3,15 +3,19 @@
 //! configuration names in `[plugins.<name>]`.
 
 use std::collections::BTreeMap;
-use storage_host::component::graph_driver::{register_builtin_vfs, register_plugins};
+use storage_component_host::graph_driver::{register_builtin, register_plugins};
+use storage_component_host::archive_provider::ComponentArchiveProvider;
+use storage_component_host::ComponentSource;
 
-use storage_host::config::{self, PluginConfig, StoreOptions};
-use storage_host::driver::DriverRegistry;
+use storage_store::config::{self, PluginConfig, StoreOptions};
+use storage_driver::DriverRegistry;
 
 /// A registry with every built-in driver and the configured plugins.
 pub fn registry(opts: &StoreOptions) -> DriverRegistry {
     let mut registry = DriverRegistry::new();
-    register_builtin(&mut registry);
+    // Native drivers run their archive work in the sandboxed archive component.
+    registry.set_archive_provider(std::sync::Arc::new(ComponentArchiveProvider));
+    register_linked(&mut registry);
     register_plugins(&mut registry, &configured_plugins(opts));
     registry
 }
@@ -29,9 +33,20 @@ fn configured_plugins(opts: &StoreOptions) -> BTreeMap<String, PluginConfig> {
         .unwrap_or_default()
 }
 
-/// Registers the drivers linked into the binary.
-fn register_builtin(registry: &mut DriverRegistry) {
+/// The vfs driver as a component (world `driver-plugin`), built by this crate's build
+/// script.
+const VFS_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/storage_vfs_component.wasm"));
+
+/// Registers the drivers linked into the binary: this is the one place that names them.
+fn register_linked(registry: &mut DriverRegistry) {
     storage_overlay::register(registry);
     storage_btrfs::register(registry);
-    register_builtin_vfs(registry);
+    register_builtin(
+        registry,
+        "vfs",
+        ComponentSource::Builtin {
+            name: "builtin:vfs",
+            bytes: VFS_COMPONENT,
+        },
+    );
 }

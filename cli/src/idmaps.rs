@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use storage_host::idmap::{IdMap, IdMappings};
+use storage_driver::idmap::{IdMap, IdMappings};
 
 use crate::flags::FlagValues;
 

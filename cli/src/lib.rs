@@ -25,7 +25,7 @@ mod usage;
 
 use std::io::Write;
 
-use storage_host::store::Store;
+use storage_store::store::Store;
 
 use crate::actions::Ctx;
 use crate::flags::{FlagSpec, FlagValues, GLOBAL_FLAGS};
@@ -123,7 +123,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         }
     };
     if inv.flags.bool("debug") {
-        storage_host::log::set_debug_hook(store_debug_line);
+        DebugLogger::install();
         for warning in &warnings {
             let _ = writeln!(err, "level=warning msg={}", gostr::quote(warning));
         }
@@ -165,9 +165,41 @@ fn global_flags_with_help() -> Vec<FlagSpec> {
     v
 }
 
-/// Where the store's diagnostics go under `--debug`.
-fn store_debug_line(msg: &str) {
-    debug_line(&mut std::io::stderr().lock(), msg);
+/// Where the libraries' diagnostics (the `log` facade) go under `--debug`: stderr, in
+/// logrus' text format, as upstream prints its own. Without `--debug` no logger is set and
+/// they go nowhere.
+struct DebugLogger;
+
+impl DebugLogger {
+    fn install() {
+        static LOGGER: DebugLogger = DebugLogger;
+        // Another logger already set (a test in the same process) is as good.
+        if log::set_logger(&LOGGER).is_ok() {
+            log::set_max_level(log::LevelFilter::Debug);
+        }
+    }
+}
+
+impl log::Log for DebugLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Debug
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let level = match record.level() {
+            log::Level::Error => "error",
+            log::Level::Warn => "warning",
+            log::Level::Info => "info",
+            _ => "debug",
+        };
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "level={level} msg={}",
+            gostr::quote(&record.args().to_string())
+        );
+    }
+
+    fn flush(&self) {}
 }
 
 /// A debug line in logrus' text format.

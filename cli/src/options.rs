@@ -7,7 +7,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use storage_host::config::{self, ConfigError, StoreOptions};
+use storage_store::config::{self, ConfigError, StoreOptions};
 
 use crate::flags::FlagValues;
 

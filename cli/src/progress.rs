@@ -11,7 +11,7 @@ use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use storage_host::oci::{NoProgress, Progress};
+use storage_store::oci::{NoProgress, Progress};
 
 /// How long an operation runs before the bar appears.
 const SHOW_AFTER: Duration = Duration::from_millis(800);

@@ -54,7 +54,7 @@ fn vfs_refuses_unknown_options_in_one_line() {
     );
 }
 
-/// The example driver guest, as host/build.rs leaves it in `<target>/wasm-components`.
+/// The example driver guest (`host/guests/example-driver`), built on first use.
 fn example_driver() -> PathBuf {
     test_guest("storage_test_guest_example_driver.wasm")
 }
@@ -64,21 +64,31 @@ fn hostile_driver() -> PathBuf {
     test_guest("storage_test_guest_hostile_driver.wasm")
 }
 
-/// A test guest host/build.rs left in `<target>/wasm-components`.
+/// A test guest of `host/guests/`, built on first use (once per test process) by a nested
+/// cargo into `<target>/wasm-components`.
 fn test_guest(file: &str) -> PathBuf {
-    let target = Path::new(STORAGE)
-        .ancestors()
-        .nth(2)
-        .expect("the binary is <target>/<profile>/storage");
-    let wasm = target
-        .join("wasm-components/wasm32-wasip2/release")
-        .join(file);
-    assert!(
-        wasm.is_file(),
-        "built by storage-host's build script: {}",
-        wasm.display()
-    );
-    wasm
+    use storage_wasm_build::ComponentCrate;
+    const GUESTS: &[ComponentCrate] = &[
+        ComponentCrate {
+            package: "storage-test-guest-example-driver",
+            file: "storage_test_guest_example_driver.wasm",
+        },
+        ComponentCrate {
+            package: "storage-test-guest-hostile-driver",
+            file: "storage_test_guest_hostile_driver.wasm",
+        },
+    ];
+    static BUILT: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        storage_wasm_build::build(&root, GUESTS, &storage_wasm_build::target_dir_for_tests())
+            .unwrap_or_else(|e| panic!("{e}"))
+    });
+    built
+        .iter()
+        .find(|p| p.ends_with(file))
+        .cloned()
+        .unwrap_or_else(|| panic!("{file} is not a test guest"))
 }
 
 fn run(globals: &[String], args: &[&str], env: &[(&str, &Path)]) -> Output {

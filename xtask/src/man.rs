@@ -10,7 +10,7 @@ use roff::{bold, italic, roman, Inline, Roff};
 use storage_cli::commands::{CommandSpec, COMMANDS};
 use storage_cli::flags::{FlagKind, FlagSpec, GLOBAL_FLAGS};
 use storage_cli::{EXIT_FLAG_ERROR, HELP_FLAG, PROGRAM};
-use storage_host::config::{DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
+use storage_store::config::{DEFAULT_GRAPH_ROOT, DEFAULT_RUN_ROOT};
 
 use crate::model;
 

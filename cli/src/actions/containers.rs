@@ -1,8 +1,8 @@
 //! Container commands: containers, container, container-parent-owners, create-container.
 
-use storage_host::containers::ContainerRecord;
-use storage_host::images::ImageRecord;
-use storage_host::store::{ContainerOptions, StoreError};
+use storage_store::containers::ContainerRecord;
+use storage_store::images::ImageRecord;
+use storage_store::store::{ContainerOptions, StoreError};
 
 use super::layers::ParentOwners;
 use super::{go_slice, metadata_param, print_created, print_json, CliError, Ctx};

@@ -12,10 +12,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
-use storage_host::confined;
-use storage_host::driver::ApplyDiffOpts;
-use storage_host::idmap::IdMappings;
-use storage_host::store::MountOptions;
+use storage_driver::confined;
+use storage_driver::ApplyDiffOpts;
+use storage_driver::idmap::IdMappings;
+use storage_store::store::MountOptions;
 
 use super::{CliError, Ctx};
 use crate::tarowner::OwnerRewriter;
@@ -69,7 +69,7 @@ struct Side {
 
 /// Mounts the layers named by the arguments and unmounts them when dropped.
 struct Mounts<'a> {
-    store: &'a storage_host::store::Store,
+    store: &'a storage_store::store::Store,
     mounted: Vec<String>,
 }
 

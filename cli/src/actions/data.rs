@@ -1,7 +1,7 @@
 //! Big-data and directory commands: list/get/set-{layer,image,container}-data,
 //! get-{image,container}-data-{size,digest}, get-{image,container}-[run-]dir.
 
-use storage_host::store::{Kind, StoreError};
+use storage_store::store::{Kind, StoreError};
 
 use super::{print_json, read_input, CliError, Ctx};
 use crate::outln;

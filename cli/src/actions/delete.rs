@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use storage_host::store::StoreError;
+use storage_store::store::StoreError;
 
 use super::{print_json, CliError, Ctx};
 use crate::outln;
@@ -128,7 +128,7 @@ mod tests {
         map.insert("a", &ok);
         map.insert("b", &layerless);
         assert_eq!(
-            storage_host::gojson::to_string(&map),
+            storage_store::gojson::to_string(&map),
             r#"{"a":{"deleted-layers":["L"]},"b":{},"c":{"error":"image not known"}}"#
         );
     }

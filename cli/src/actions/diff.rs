@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use serde::Serialize;
-use storage_host::driver::{Change, ChangeKind};
-use storage_host::store::DiffCompression;
+use storage_driver::{Change, ChangeKind};
+use storage_store::store::DiffCompression;
 
 use super::{open_input, CliError, Ctx};
 use crate::flags::FlagValues;
@@ -141,8 +141,8 @@ pub fn apply_diff_using_staging_dir(ctx: &mut Ctx<'_>) -> Result<i32, CliError> 
     let shown = dir.display().to_string();
     std::thread::scope(|scope| {
         let tar = scope.spawn(move || {
-            let opts = storage_host::confined::diff_options(&Default::default());
-            storage_host::confined::write_tar(&dir, &mut writer, &opts)
+            let opts = storage_driver::confined::diff_options(&Default::default());
+            storage_driver::confined::write_tar(&dir, &mut writer, &opts)
         });
         let applied = store.apply_diff(&layer, &mut reader);
         drop(reader);
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn change_json_kinds() {
-        let j = storage_host::gojson::to_string(&ChangeJson {
+        let j = storage_store::gojson::to_string(&ChangeJson {
             path: "/p".into(),
             kind: ChangeKind::Modify as u8,
         });

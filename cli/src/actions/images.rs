@@ -1,7 +1,7 @@
 //! Image commands: images, images-by-digest, image, create-image.
 
-use storage_host::images::ImageRecord;
-use storage_host::store::{ImageOptions, StoreError};
+use storage_store::images::ImageRecord;
+use storage_store::store::{ImageOptions, StoreError};
 
 use super::{metadata_param, print_created, print_json, print_json_nil_slice, CliError, Ctx};
 use crate::outln;

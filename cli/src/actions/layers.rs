@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use storage_host::containers::ContainerRecord;
-use storage_host::images::ImageRecord;
-use storage_host::layers::LayerRecord;
-use storage_host::store::LayerOptions;
+use storage_store::containers::ContainerRecord;
+use storage_store::images::ImageRecord;
+use storage_store::layers::LayerRecord;
+use storage_store::store::LayerOptions;
 
 use super::{go_slice, open_input, print_created, print_json, print_json_nil_slice, CliError, Ctx};
 use crate::idmaps;
@@ -284,7 +284,7 @@ pub fn import_layer(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use storage_host::idmap::IdMap;
+    use storage_driver::idmap::IdMap;
 
     fn layer(id: &str, parent: &str, names: &[&str]) -> LayerRecord {
         LayerRecord {
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn parent_owners_json_keys() {
-        let json = storage_host::gojson::to_string(&ParentOwners::new("x", &[0, 1], &[]));
+        let json = storage_store::gojson::to_string(&ParentOwners::new("x", &[0, 1], &[]));
         // An empty list is Go's nil slice.
         assert_eq!(json, r#"{"ID":"x","UIDs":[0,1],"GIDs":null}"#);
     }

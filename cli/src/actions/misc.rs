@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use storage_host::config;
-use storage_host::dedup::{DedupResult, HashMethod};
-use storage_host::store::{CheckOptions, CheckReport};
+use storage_store::config;
+use storage_driver::dedup::{DedupResult, HashMethod};
+use storage_store::store::{CheckOptions, CheckReport};
 
 use super::{print_json, CliError, Ctx};
 use crate::outln;
@@ -352,7 +352,7 @@ mod tests {
             "layer L:\n layer is missing\n x\ncontainer C:\n image missing\n"
         );
         assert_eq!(
-            storage_host::gojson::to_string(&CheckJson::from(&report)),
+            storage_store::gojson::to_string(&CheckJson::from(&report)),
             r#"{"Layers":{"L":[{},{}]},"ROLayers":{},"Images":{},"ROImages":{},"Containers":{"C":[{}]}}"#
         );
         assert_eq!(check_text(&CheckReport::default()), "");

@@ -20,7 +20,7 @@ pub mod unshare;
 use std::io::{Read, Write};
 
 use serde::Serialize;
-use storage_host::store::{Store, StoreError};
+use storage_store::store::{Store, StoreError};
 
 use crate::parse::Invocation;
 
@@ -103,7 +103,7 @@ macro_rules! outln {
 
 /// Prints `value` as Go's `json.NewEncoder(os.Stdout).Encode` would: compact, newline.
 pub fn print_json<T: Serialize + ?Sized>(out: &mut dyn Write, value: &T) -> Result<(), CliError> {
-    let text = storage_host::gojson::to_string(value);
+    let text = storage_store::gojson::to_string(value);
     outln!(out, "{text}")
 }
 
@@ -112,7 +112,7 @@ pub fn print_json_nil_slice<T: Serialize>(
     out: &mut dyn Write,
     items: &[T],
 ) -> Result<(), CliError> {
-    let text = storage_host::gojson::nil_slice_to_string(items);
+    let text = storage_store::gojson::nil_slice_to_string(items);
     outln!(out, "{text}")
 }
 

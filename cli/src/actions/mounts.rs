@@ -1,7 +1,7 @@
 //! Mount commands: mount, unmount, mounted.
 
 use serde::Serialize;
-use storage_host::store::MountOptions;
+use storage_store::store::MountOptions;
 
 use super::{print_json, CliError, Ctx};
 use crate::outln;

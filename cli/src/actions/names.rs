@@ -2,7 +2,7 @@
 //! add-names, remove-names, set-names.
 
 use std::collections::BTreeMap;
-use storage_host::store::{Kind, Store, StoreError};
+use storage_store::store::{Kind, Store, StoreError};
 
 use super::{metadata_param, print_json, CliError, Ctx};
 use crate::outln;

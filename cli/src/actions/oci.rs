@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use storage_host::oci::{
+use storage_store::oci::{
     self, ExportOptions, ImportOptions, LayoutRef, OciError, Platform, PruneOptions,
 };
 

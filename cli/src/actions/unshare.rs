@@ -13,7 +13,7 @@ use std::path::Path;
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Gid, Group, Pid, Uid, User};
-use storage_host::idmap::IdMap;
+use storage_driver::idmap::IdMap;
 
 use super::{CliError, Ctx};
 use crate::idmaps;

@@ -5,22 +5,24 @@
 //!
 //! The tar logic lives in `storage-archive`, run by default as the sandboxed archive
 //! component and with `btrfs.archive=native` as the crate built in (the host's
-//! [`storage_host::component::archive_runtime`], shared with overlay).
+//! [`storage_driver::archive_runtime`], shared with overlay).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use storage_archive::WhiteoutFormat;
-use storage_host::component::archive_runtime::Archive;
-use storage_host::confined;
-use storage_host::driver::{ApplyDiffOpts, Change, DriverError, DriverResult};
-use storage_host::idmap::IdMappings;
+use std::sync::Arc;
+
+use storage_driver::archive_runtime::ArchiveOps;
+use storage_driver::confined;
+use storage_driver::{ApplyDiffOpts, Change, DriverError, DriverResult};
+use storage_driver::idmap::IdMappings;
 
 use crate::driver::BtrfsDriver;
 
-/// The archive runtime the driver's options ask for.
-fn archive(driver: &BtrfsDriver) -> DriverResult<Archive> {
-    Archive::for_settings(&driver.options().archive)
+/// The archive logic the driver's options ask for.
+fn archive(driver: &BtrfsDriver) -> DriverResult<Arc<dyn ArchiveOps>> {
+    driver.archive_provider().archive(&driver.options().archive)
 }
 
 /// The subvolumes of `id` and of `parent` (if any).

@@ -18,14 +18,15 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use storage_host::dedup::{DedupResult, HashMethod};
-use storage_host::driver::{
+use storage_driver::archive_runtime::ArchiveProvider;
+use storage_driver::dedup::{DedupResult, HashMethod};
+use storage_driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
     GraphDriver, MountOpts,
 };
-use storage_host::idmap::IdMappings;
+use storage_driver::idmap::IdMappings;
 
 use crate::getter::SubvolumeGetter;
 use crate::layout::{is_plain_name, Layout, SUBVOLUMES_DIR};
@@ -47,6 +48,8 @@ pub struct BtrfsDriver {
     id_mappings: IdMappings,
     /// Whether quotas are enabled on the filesystem; `None` until first asked.
     quota_enabled: Mutex<Option<bool>>,
+    /// Where the archive work runs.
+    archive: Arc<dyn ArchiveProvider>,
 }
 
 /// Creates a directory (and its parents) unless it exists.
@@ -137,6 +140,7 @@ impl BtrfsDriver {
             options,
             id_mappings: init.id_mappings.clone(),
             quota_enabled: Mutex::new(None),
+            archive: std::sync::Arc::clone(&init.archive),
         };
         if driver.options.enable_quota {
             driver.enable_quota()?;
@@ -147,6 +151,11 @@ impl BtrfsDriver {
     /// The driver's parsed options.
     pub fn options(&self) -> &BtrfsOptions {
         &self.options
+    }
+
+    /// Where the driver's archive work runs.
+    pub fn archive_provider(&self) -> &dyn ArchiveProvider {
+        self.archive.as_ref()
     }
 
     /// The store's ID mappings, given at init.
@@ -358,7 +367,7 @@ impl GraphDriver for BtrfsDriver {
                 // Without quotas, removing what is left as a directory still works
                 // (an empty subvolume is removed by rmdir on Linux ≥ 4.18), as upstream
                 // falls back to.
-                storage_host::log::debug(&format!("btrfs: {e}; removing as a directory"));
+                log::debug!("btrfs: {e}; removing as a directory");
             }
         }
         match std::fs::remove_dir_all(&dir) {
@@ -500,7 +509,7 @@ impl GraphDriver for BtrfsDriver {
                 "changing the ID mapping of a layer of a read-only image store",
             ));
         }
-        storage_host::component::reown::reown_tree(&dir, to_container, to_host)
+        storage_driver::reown::reown_tree(&dir, to_container, to_host)
     }
 
     /// Shares the extents of identical files among the listed layers' subvolumes
@@ -513,7 +522,7 @@ impl GraphDriver for BtrfsDriver {
             .filter_map(|id| self.layout.writable_dir(id))
             .filter(|dir| dir.is_dir())
             .collect();
-        Ok(storage_host::dedup::dedup_dirs(&dirs, method))
+        Ok(storage_driver::dedup::dedup_dirs(&dirs, method))
     }
 }
 

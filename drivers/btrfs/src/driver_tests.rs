@@ -6,7 +6,7 @@ use super::*;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
-use storage_host::driver::ChangeKind;
+use storage_driver::ChangeKind;
 
 /// Prefix of the fixture directories in the temporary directory: `<prefix><pid>-<n>`.
 const PREFIX: &str = "storage-btrfs-unit-";
@@ -99,6 +99,9 @@ impl LoopBtrfs {
             graph_root: graph.clone(),
             run_root: self.dir.join("run"),
             options: options.iter().map(|s| s.to_string()).collect(),
+            archive: std::sync::Arc::new(
+                storage_component_host::archive_provider::ComponentArchiveProvider,
+            ),
             ..Default::default()
         })
     }
@@ -318,6 +321,9 @@ fn init_refuses_a_home_not_on_btrfs_and_creates_nothing() {
         home: home.clone(),
         graph_root: tmp.path().join("graph"),
         run_root: tmp.path().join("run"),
+        archive: std::sync::Arc::new(
+            storage_component_host::archive_provider::ComponentArchiveProvider,
+        ),
         ..Default::default()
     })
     .unwrap_err();

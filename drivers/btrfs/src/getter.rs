@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rustix::fd::OwnedFd;
 use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
-use storage_host::driver::{DriverError, DriverResult, FileGetter};
+use storage_driver::{DriverError, DriverResult, FileGetter};
 
 /// Opens regular files of one subvolume by path.
 #[derive(Debug)]

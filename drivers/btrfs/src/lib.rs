@@ -7,7 +7,7 @@
 //! filesystem and makes the home a private mount, [`options`] parses `btrfs.*` and per-layer
 //! options, [`archive_ops`] applies and produces layer archives through the host's archive
 //! runtime, [`getter`] reads files for tar-split reassembly, and [`driver`] ties them into a
-//! [`storage_host::driver::GraphDriver`].
+//! [`storage_driver::GraphDriver`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -23,7 +23,7 @@ pub mod subvolume;
 pub use driver::BtrfsDriver;
 pub use options::BtrfsOptions;
 
-use storage_host::driver::{DriverInit, DriverRegistry, DriverResult, GraphDriver};
+use storage_driver::{DriverInit, DriverRegistry, DriverResult, GraphDriver};
 
 /// Creates the btrfs driver (the factory registered under `btrfs`).
 pub fn init(init: &DriverInit) -> DriverResult<Box<dyn GraphDriver>> {

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use storage_host::component::archive_runtime::{parse_size, ArchiveSettings};
-use storage_host::driver::{DriverError, DriverResult};
+use storage_driver::archive_runtime::{parse_size, ArchiveSettings};
+use storage_driver::{DriverError, DriverResult};
 
 /// The btrfs driver's parsed options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -150,7 +150,7 @@ pub fn human_size(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use storage_host::component::archive_runtime::ArchiveRuntime;
+    use storage_driver::archive_runtime::ArchiveRuntime;
 
     fn opts(list: &[&str]) -> DriverResult<BtrfsOptions> {
         parse_options(&list.iter().map(|s| s.to_string()).collect::<Vec<_>>())

@@ -69,16 +69,16 @@ pub fn delete(dir: &Path, name: &OsStr, quota: bool) -> io::Result<()> {
         match id_of(&path).and_then(|id| Ok((id, open_dir(dir)?))) {
             Ok((id, parent)) => {
                 if let Err(e) = ioctl::qgroup_destroy(&parent, id) {
-                    storage_host::log::debug(&format!(
+                    log::debug!(
                         "btrfs: destroying qgroup 0/{id} of {}: {e}",
                         path.display()
-                    ));
+                    );
                 }
             }
-            Err(e) => storage_host::log::debug(&format!(
+            Err(e) => log::debug!(
                 "btrfs: looking up the qgroup of {}: {e}",
                 path.display()
-            )),
+            ),
         }
     }
     let parent = open_dir(dir)?;
@@ -118,11 +118,11 @@ fn delete_nested(path: &Path, quota: bool) -> io::Result<()> {
 pub fn copy_contents(src: &Path, dst: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
-    use storage_host::component::host_fs::LentDir;
-    use storage_host::component::tree_copy::copy_tree;
+    use storage_driver::confined::ConfinedDir;
+    use storage_driver::tree_copy::copy_tree;
 
-    let mut from = LentDir::open_read_only(src)?;
-    let mut to = LentDir::open(dst)?;
+    let mut from: ConfinedDir<dyn io::Read, dyn io::Write> = ConfinedDir::open(src)?;
+    let mut to: ConfinedDir<dyn io::Read, dyn io::Write> = ConfinedDir::open(dst)?;
     for entry in std::fs::read_dir(src).map_err(|e| annotate(e, "reading", src))? {
         let name = entry.map_err(|e| annotate(e, "reading", src))?.file_name();
         copy_tree(&mut from, name.as_bytes(), &mut to, name.as_bytes()).map_err(|e| {

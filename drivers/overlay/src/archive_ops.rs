@@ -12,11 +12,11 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use storage_archive::{ApplyOptions, WhiteoutFormat};
-use storage_host::confined;
-use storage_host::driver::{
+use storage_driver::confined;
+use storage_driver::{
     ApplyDiffOpts, Change, DriverError, DriverResult, GraphDriver, MountOpts,
 };
-use storage_host::idmap::IdMappings;
+use storage_driver::idmap::IdMappings;
 
 use crate::archive_runtime;
 use crate::driver::OverlayDriver;
@@ -132,9 +132,9 @@ pub fn apply_diff(
         id_mapping: confined::id_mapping(&opts.id_mappings),
         force_mask: opts.force_mask.or(driver.options().force_mask),
         ignore_chown_errors: opts.ignore_chown_errors || driver.options().ignore_chown_errors,
-        skip_device_nodes: storage_host::idmap::running_in_user_namespace(),
+        skip_device_nodes: storage_driver::idmap::running_in_user_namespace(),
     };
-    let archive = archive_runtime::for_options(driver.options())?;
+    let archive = archive_runtime::for_driver(driver)?;
     if native(driver, &dir, parent)? {
         let diff_dir = dir.join("diff");
         archive.apply_tar(&diff_dir, diff, &apply)?;
@@ -156,7 +156,7 @@ pub fn diff(
     let dir = driver.layout().dir(id)?;
     // Owner names and the whiteout time stamp as Go writes them.
     let opts = confined::diff_options(id_mappings);
-    let archive = archive_runtime::for_options(driver.options())?;
+    let archive = archive_runtime::for_driver(driver)?;
     if native(driver, &dir, parent)? {
         let lowers = driver.layout().lower_diff_dirs(&dir)?;
         return archive.write_overlay_diff(
@@ -183,7 +183,7 @@ pub fn changes(
     parent: Option<&str>,
 ) -> DriverResult<Vec<Change>> {
     let dir = driver.layout().dir(id)?;
-    let archive = archive_runtime::for_options(driver.options())?;
+    let archive = archive_runtime::for_driver(driver)?;
     let mut changes = if native(driver, &dir, parent)? {
         let lowers = driver.layout().lower_diff_dirs(&dir)?;
         archive.changes_overlay(&dir.join("diff"), &lowers, &overlay_xattrs(driver))?
@@ -203,7 +203,7 @@ pub fn changes(
 /// the native path.
 pub fn diff_size(driver: &OverlayDriver, id: &str, parent: Option<&str>) -> DriverResult<u64> {
     let dir = driver.layout().dir(id)?;
-    let archive = archive_runtime::for_options(driver.options())?;
+    let archive = archive_runtime::for_driver(driver)?;
     if native(driver, &dir, parent)? {
         return archive.tree_size(&dir.join("diff"));
     }

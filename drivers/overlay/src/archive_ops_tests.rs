@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::FileTypeExt;
 
-use storage_host::driver::{CreateOpts, DriverInit, GraphDriver};
+use storage_driver::{CreateOpts, DriverInit, GraphDriver};
 
 use super::*;
 use crate::driver::OverlayDriver;
@@ -36,6 +36,9 @@ fn fixture() -> Fixture {
         graph_root: root.path().join("graph"),
         run_root: root.path().join("run"),
         options: vec!["overlay.skip_mount_home=true".to_string()],
+        archive: std::sync::Arc::new(
+            storage_component_host::archive_provider::ComponentArchiveProvider,
+        ),
         ..Default::default()
     })
     .expect("init");
@@ -171,7 +174,7 @@ fn native_diff_gives_back_whiteout_entries() {
             .iter()
             .any(|c| c.path == path.as_bytes() && c.kind == kind)
     };
-    use storage_host::driver::ChangeKind::*;
+    use storage_driver::ChangeKind::*;
     assert!(has("/gone", Delete), "{changes:?}");
     assert!(has("/new", Add), "{changes:?}");
     assert!(has("/odir/n", Add), "{changes:?}");

@@ -10,13 +10,15 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use storage_host::dedup::{DedupResult, HashMethod};
-use storage_host::driver::{
+use storage_driver::archive_runtime::ArchiveProvider;
+use storage_driver::dedup::{DedupResult, HashMethod};
+use storage_driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
     GraphDriver, MountOpts,
 };
-use storage_host::idmap::IdMappings;
+use storage_driver::idmap::IdMappings;
 
 use crate::features;
 use crate::getter::DiffDirGetter;
@@ -49,6 +51,8 @@ pub struct OverlayDriver {
     id_mappings: IdMappings,
     /// Project quotas of the home, when it is on xfs with project quota enabled.
     quota: Option<QuotaControl>,
+    /// Where the archive work runs.
+    archive: Arc<dyn ArchiveProvider>,
 }
 
 /// Creates a directory with `mode` (not subject to the umask), owned by `owner`.
@@ -200,6 +204,7 @@ impl OverlayDriver {
             features,
             id_mappings: init.id_mappings.clone(),
             quota,
+            archive: Arc::clone(&init.archive),
         })
     }
 
@@ -274,6 +279,11 @@ impl OverlayDriver {
     /// The driver's parsed options.
     pub fn options(&self) -> &OverlayOptions {
         &self.options
+    }
+
+    /// Where the driver's archive work runs.
+    pub fn archive_provider(&self) -> &dyn ArchiveProvider {
+        self.archive.as_ref()
     }
 
     /// Whether the driver runs without root, so overlay keeps its metadata in
@@ -697,7 +707,7 @@ impl GraphDriver for OverlayDriver {
             .map(|dir| dir.join("diff"))
             .filter(|diff| diff.is_dir())
             .collect();
-        Ok(storage_host::dedup::dedup_dirs(&dirs, method))
+        Ok(storage_driver::dedup::dedup_dirs(&dirs, method))
     }
 }
 

@@ -46,6 +46,9 @@ fn init_in(root: &Path, options: &[&str]) -> DriverResult<OverlayDriver> {
         graph_root: root.join("graph"),
         run_root: root.join("run"),
         options: options.iter().map(|s| s.to_string()).collect(),
+        archive: std::sync::Arc::new(
+            storage_component_host::archive_provider::ComponentArchiveProvider,
+        ),
         ..Default::default()
     })
 }
@@ -337,6 +340,9 @@ fn option_errors_at_init() {
     assert!(err(&[".use_composefs=true"]).contains("composefs"));
     let no_run_root = OverlayDriver::new(&DriverInit {
         home: root.path().join("graph/overlay"),
+        archive: std::sync::Arc::new(
+            storage_component_host::archive_provider::ComponentArchiveProvider,
+        ),
         ..Default::default()
     });
     assert!(no_run_root.is_err());
@@ -566,7 +572,7 @@ fn reference_binary() -> Option<PathBuf> {
 #[test]
 fn update_layer_id_map_reowns_files_through_the_mount() {
     use std::os::unix::fs::MetadataExt;
-    use storage_host::idmap::IdMap;
+    use storage_driver::idmap::IdMap;
     let f = fixture(&[]);
     let d = &f.driver;
     let ids = create_chain(d, 2, "u");
@@ -642,6 +648,9 @@ fn split_image_store_keeps_image_layers_apart() {
         run_root: root.path().join("run"),
         image_store: Some(root.path().join("images")),
         options: vec!["overlay.skip_mount_home=true".to_string()],
+        archive: std::sync::Arc::new(
+            storage_component_host::archive_provider::ComponentArchiveProvider,
+        ),
         ..Default::default()
     })
     .expect("init");

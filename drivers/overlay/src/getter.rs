@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
-use storage_host::driver::{DriverError, DriverResult, FileGetter};
+use storage_driver::{DriverError, DriverResult, FileGetter};
 
 /// What one diff directory says about a path.
 enum Lookup {

@@ -6,8 +6,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use storage_host::driver::{DriverError, DriverResult, GraphDriver, MountOpts};
-use storage_host::idmap::IdMappings;
+use storage_driver::{DriverError, DriverResult, GraphDriver, MountOpts};
+use storage_driver::idmap::IdMappings;
 
 use crate::driver::OverlayDriver;
 

@@ -11,7 +11,7 @@ use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::{Path, PathBuf};
 
 use rand::Rng;
-use storage_host::driver::{DriverError, DriverResult};
+use storage_driver::{DriverError, DriverResult};
 
 /// Name of the directory of short links.
 pub const LINK_DIR: &str = "l";

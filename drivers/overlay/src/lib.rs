@@ -8,7 +8,7 @@
 //! [`archive_ops`] applies and produces layer archives through `storage-archive`,
 //! [`idmap_update`] re-owns layers, [`quota`] sets xfs project quotas (`size`, `inodes`),
 //! and [`driver`] ties them into a
-//! [`storage_host::driver::GraphDriver`].
+//! [`storage_driver::GraphDriver`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -26,7 +26,7 @@ pub mod quota;
 pub use driver::OverlayDriver;
 pub use options::OverlayOptions;
 
-use storage_host::driver::{DriverInit, DriverRegistry, DriverResult, GraphDriver};
+use storage_driver::{DriverInit, DriverRegistry, DriverResult, GraphDriver};
 
 /// Creates the overlay driver (the factory registered under `overlay` and `overlay2`).
 pub fn init(init: &DriverInit) -> DriverResult<Box<dyn GraphDriver>> {

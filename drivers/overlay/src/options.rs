@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use storage_host::driver::{DriverError, DriverResult};
+use storage_driver::{DriverError, DriverResult};
 
 /// The overlay driver's parsed options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub struct OverlayOptions {
 
 /// Where the overlay driver runs the archive logic (`storage-archive`); the host's type,
 /// shared with the btrfs driver.
-pub use storage_host::component::archive_runtime::ArchiveRuntime;
+pub use storage_driver::archive_runtime::ArchiveRuntime;
 
 /// Parses the driver options given at init.
 pub fn parse_options(options: &[String]) -> DriverResult<OverlayOptions> {
@@ -180,7 +180,7 @@ fn parse_force_mask(value: &str) -> DriverResult<u32> {
 /// Parses a size such as `10G`, `512m`, `1.5GiB` or `4096` in binary units, like
 /// go-units' `RAMInBytes` (the host's parser, shared with the btrfs driver).
 pub fn parse_size(value: &str) -> DriverResult<u64> {
-    storage_host::component::archive_runtime::parse_size("overlay", value)
+    storage_driver::archive_runtime::parse_size("overlay", value)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rustix::ioctl::{ioctl, opcode, Getter, Opcode, Setter};
-use storage_host::driver::{DriverError, DriverResult};
+use storage_driver::{DriverError, DriverResult};
 
 use crate::mount::unescape_mountinfo;
 use crate::options::parse_size;

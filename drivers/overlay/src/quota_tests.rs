@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Once;
 
-use storage_host::driver::{CreateOpts, DriverError, DriverInit, GraphDriver, MountOpts};
+use storage_driver::{CreateOpts, DriverError, DriverInit, GraphDriver, MountOpts};
 
 use super::*;
 use crate::OverlayDriver;
@@ -120,6 +120,9 @@ fn init(fs: &LoopXfs, options: &[&str]) -> DriverResult<OverlayDriver> {
         graph_root: fs.dir.join("graph"),
         run_root: fs.dir.join("run"),
         options: all.iter().map(|s| s.to_string()).collect(),
+        archive: std::sync::Arc::new(
+            storage_component_host::archive_provider::ComponentArchiveProvider,
+        ),
         ..Default::default()
     })
 }

@@ -1,6 +1,6 @@
 //! `storage-vfs-component`: the vfs graph driver as a WebAssembly component (world
-//! `driver-plugin`), built for `wasm32-wasip2` by storage-host's build script and embedded as
-//! the `vfs` driver.
+//! `driver-plugin`), built for `wasm32-wasip2` by the `storage` binary's build script and registered
+//! by it as the `vfs` driver.
 //!
 //! Layout (spec §2.2): every layer is a full tree `dir/<id>` in the home the host lends. A
 //! child starts as a copy of its parent through the host's `copy-tree` fast path (reflinked
@@ -15,9 +15,9 @@
 // The guest side of the filesystem interface and the WIT<->archive type conversions are the
 // archive component's, compiled again here: wit-bindgen generates the WIT types per world, so
 // the same source is built against each crate's own `crate::bindings`.
-#[path = "../../archive-component/src/convert.rs"]
+#[path = "../../../archive/component/src/convert.rs"]
 pub mod convert;
-#[path = "../../archive-component/src/guest_fs.rs"]
+#[path = "../../../archive/component/src/guest_fs.rs"]
 pub mod guest_fs;
 pub mod options;
 

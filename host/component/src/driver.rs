@@ -1,0 +1,494 @@
+//! A graph driver served by a component (world `driver-plugin`): the host lends the driver its
+//! home for each call, and performs nothing the driver asks without checking it (mounts go
+//! through [`super::mounts`]).
+
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::{Linker, Resource};
+use wasmtime::Store;
+
+use super::bindings::driver::exports::storage::plugin::driver as wit;
+use super::bindings::driver::{DriverPlugin, DriverPluginPre};
+use super::bindings::storage::plugin::{archive_types, types};
+use super::engine::{LoadedComponent, Runtime};
+use super::error::ComponentError;
+use super::host_fs::{DriverHomes, HostState, LentDir, LentInput, LentOutput};
+use super::limits::PluginLimits;
+use super::mounts::{check_mount_requests, CheckedMount};
+use storage_driver::{Change, ChangeKind, CreateOpts, DriverError, DriverResult, MountOpts};
+use storage_driver::idmap::IdMappings;
+
+/// Where a layer is, as the host can use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerLocation {
+    /// A directory inside the driver's home, absolute.
+    Directory(PathBuf),
+    /// Mounts to perform, checked: sources inside the home, allowed types and options.
+    Mounts(Vec<CheckedMount>),
+}
+
+/// A driver component bound to its home.
+pub struct DriverComponent {
+    loaded: LoadedComponent,
+    pre: DriverPluginPre<HostState>,
+    engine: wasmtime::Engine,
+    limits: PluginLimits,
+    home: PathBuf,
+    init: wit::InitOptions,
+    homes: DriverHomes,
+}
+
+/// One call's Store and instance, after `init`.
+struct Call<'c> {
+    owner: &'c DriverComponent,
+    store: Store<HostState>,
+    plugin: DriverPlugin,
+}
+
+fn id_mapping_to_wit(m: &IdMappings) -> types::IdMapping {
+    let ranges = |maps: &[storage_driver::idmap::IdMap]| {
+        maps.iter()
+            .map(|m| types::IdRange {
+                container_id: m.container_id,
+                host_id: m.host_id,
+                size: m.size,
+            })
+            .collect()
+    };
+    types::IdMapping {
+        uids: ranges(&m.uids),
+        gids: ranges(&m.gids),
+    }
+}
+
+impl DriverComponent {
+    /// Links a loaded driver component; `home` is created if missing and lent at every call.
+    pub fn new(
+        runtime: &Runtime,
+        loaded: LoadedComponent,
+        limits: PluginLimits,
+        home: &Path,
+        options: Vec<String>,
+        id_mappings: &IdMappings,
+    ) -> Result<Self, ComponentError> {
+        let instantiate_error = |e: wasmtime::Error| ComponentError::Instantiate {
+            name: loaded.name.clone(),
+            message: format!("{e:#}"),
+        };
+        let mut linker = Linker::new(runtime.engine());
+        DriverPlugin::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(instantiate_error)?;
+        super::archive::define_used_resources(&mut linker).map_err(instantiate_error)?;
+        define_homes_resources(&mut linker).map_err(instantiate_error)?;
+        linker
+            .define_unknown_imports_as_traps(&loaded.component)
+            .map_err(instantiate_error)?;
+        let pre = linker
+            .instantiate_pre(&loaded.component)
+            .and_then(DriverPluginPre::new)
+            .map_err(instantiate_error)?;
+        std::fs::create_dir_all(home).map_err(|source| ComponentError::Io {
+            name: loaded.name.clone(),
+            context: format!("create home {}", home.display()),
+            source,
+        })?;
+        Ok(DriverComponent {
+            engine: runtime.engine().clone(),
+            loaded,
+            pre,
+            limits,
+            home: home.to_path_buf(),
+            init: wit::InitOptions {
+                options,
+                id_mapping: id_mapping_to_wit(id_mappings),
+            },
+            homes: DriverHomes::default(),
+        })
+    }
+
+    /// The other homes (split image store, read-only image stores) the driver may ask for
+    /// through the `homes` interface.
+    pub fn with_homes(mut self, homes: DriverHomes) -> Self {
+        self.homes = homes;
+        self
+    }
+
+    /// The loaded component (for `storage status`: name, digest, WIT version).
+    pub fn loaded(&self) -> &LoadedComponent {
+        &self.loaded
+    }
+
+    /// The driver's home.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// A fresh instance with its home lent and `init` called.
+    fn start(&self) -> DriverResult<Call<'_>> {
+        let mut store = super::call::new_store(&self.engine, &self.limits);
+        store.data_mut().homes = self.homes.clone();
+        let name = &self.loaded.name;
+        let plugin = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| super::call::stop_error(name, &store, "instantiate", e))?;
+        let home = LentDir::open(&self.home)
+            .map_err(|e| DriverError::io(format!("open driver home {}", self.home.display()), e))?;
+        let home: Resource<LentDir> = store
+            .data_mut()
+            .table
+            .push(home)
+            .map_err(|e| DriverError::io("lend home", std::io::Error::other(e.to_string())))?;
+        let mut call = Call {
+            owner: self,
+            store,
+            plugin,
+        };
+        let result =
+            call.plugin
+                .storage_plugin_driver()
+                .call_init(&mut call.store, home, &self.init);
+        call.finish("init", result)?;
+        Ok(call)
+    }
+
+    /// Creates a read-only layer.
+    pub fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
+        let mut call = self.start()?;
+        let opts = create_options(opts);
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_create(&mut call.store, id, parent, &opts);
+        call.finish("create", r)
+    }
+
+    /// Creates a read-write layer.
+    pub fn create_read_write(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        opts: &CreateOpts,
+    ) -> DriverResult<()> {
+        let mut call = self.start()?;
+        let opts = create_options(opts);
+        let r = call.plugin.storage_plugin_driver().call_create_read_write(
+            &mut call.store,
+            id,
+            parent,
+            &opts,
+        );
+        call.finish("create-read-write", r)
+    }
+
+    /// Removes a layer.
+    pub fn remove(&self, id: &str) -> DriverResult<()> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_remove(&mut call.store, id);
+        call.finish("remove", r)
+    }
+
+    /// Where layer `id` is: a directory inside the home, or checked mounts.
+    pub fn get(&self, id: &str, opts: &MountOpts) -> DriverResult<LayerLocation> {
+        let mut call = self.start()?;
+        let options = wit::GetOptions {
+            mount_label: opts.mount_label.clone(),
+            id_mapping: id_mapping_to_wit(&opts.id_mappings),
+            options: opts.options.clone(),
+        };
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_get(&mut call.store, id, &options);
+        match call.finish("get", r)? {
+            wit::LayerLocation::Directory(path) => {
+                let dir = checked_directory(&self.home, &path)?;
+                Ok(LayerLocation::Directory(dir))
+            }
+            wit::LayerLocation::ImageHomeDirectory(path) => {
+                let home = self.homes.image_home.as_ref().ok_or_else(|| {
+                    DriverError::NotSupported(format!(
+                        "{}: get answered a directory in an image store the store does not have",
+                        self.loaded.name
+                    ))
+                })?;
+                Ok(LayerLocation::Directory(checked_directory(home, &path)?))
+            }
+            wit::LayerLocation::ReadOnlyDirectory((index, path)) => {
+                let home = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| self.homes.read_only_homes.get(i))
+                    .ok_or_else(|| {
+                        DriverError::NotSupported(format!(
+                            "{}: get answered a directory in read-only home {index}, which does not exist",
+                            self.loaded.name
+                        ))
+                    })?;
+                Ok(LayerLocation::Directory(checked_directory(home, &path)?))
+            }
+            wit::LayerLocation::Mounts(requests) => check_mount_requests(&self.home, &requests)
+                .map(LayerLocation::Mounts)
+                .map_err(|e| DriverError::NotSupported(format!("{}: {e}", self.loaded.name))),
+        }
+    }
+
+    /// Releases what `get` asked for.
+    pub fn put(&self, id: &str) -> DriverResult<()> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_put(&mut call.store, id);
+        call.finish("put", r)
+    }
+
+    /// Whether layer `id` exists (false when the component fails).
+    pub fn exists(&self, id: &str) -> bool {
+        let Ok(mut call) = self.start() else {
+            return false;
+        };
+        call.plugin
+            .storage_plugin_driver()
+            .call_exists(&mut call.store, id)
+            .unwrap_or(false)
+    }
+
+    /// Every layer the driver holds.
+    pub fn list_layers(&self) -> DriverResult<Vec<String>> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_list_layers(&mut call.store);
+        call.finish("list-layers", r)
+    }
+
+    /// The driver's status lines, after the host's own: which component serves the driver.
+    pub fn status(&self) -> Vec<(String, String)> {
+        let mut lines = vec![
+            ("Component".to_string(), self.loaded.name.clone()),
+            ("Component Digest".to_string(), self.loaded.digest.clone()),
+            (
+                "WIT Version".to_string(),
+                format!("storage:plugin@{}", self.loaded.wit_version),
+            ),
+        ];
+        if let Ok(mut call) = self.start() {
+            if let Ok(more) = call
+                .plugin
+                .storage_plugin_driver()
+                .call_status(&mut call.store)
+            {
+                lines.extend(more);
+            }
+        }
+        lines
+    }
+
+    /// Driver-specific metadata of a layer.
+    pub fn metadata(&self, id: &str) -> DriverResult<Vec<(String, String)>> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_metadata(&mut call.store, id);
+        call.finish("metadata", r)
+    }
+
+    /// Releases what the driver holds.
+    pub fn cleanup(&self) -> DriverResult<()> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_cleanup(&mut call.store);
+        call.finish("cleanup", r)
+    }
+}
+
+impl DriverComponent {
+    /// Applies an uncompressed layer tar to layer `id`; returns the applied size.
+    pub fn apply_diff(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        input: Box<dyn std::io::Read + Send>,
+        opts: &storage_driver::ApplyDiffOpts,
+    ) -> DriverResult<u64> {
+        let mut call = self.start()?;
+        let input = call.push(LentInput::new(input))?;
+        let options = archive_types::ApplyOptions {
+            whiteout_format: archive_types::WhiteoutFormat::Aufs,
+            rootless_overlay: false,
+            id_mapping: id_mapping_to_wit(&opts.id_mappings),
+            force_mask: opts.force_mask,
+            ignore_chown_errors: opts.ignore_chown_errors,
+            skip_device_nodes: storage_driver::idmap::running_in_user_namespace(),
+        };
+        let r = call.plugin.storage_plugin_driver().call_apply_diff(
+            &mut call.store,
+            id,
+            parent,
+            input,
+            &options,
+        );
+        call.finish("apply-diff", r)
+    }
+
+    /// Writes the tar of the changes of `id` against `parent` to `out`; gives `out` back.
+    pub fn diff(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        out: Box<dyn std::io::Write + Send>,
+    ) -> DriverResult<Box<dyn std::io::Write + Send>> {
+        let mut call = self.start()?;
+        let out = call.push(LentOutput::new(out))?;
+        let rep = out.rep();
+        let r = call.plugin.storage_plugin_driver().call_diff(
+            &mut call.store,
+            id,
+            parent,
+            &id_mapping_to_wit(id_mappings),
+            out,
+        );
+        call.finish("diff", r)?;
+        call.store
+            .data_mut()
+            .table
+            .delete(Resource::<LentOutput>::new_own(rep))
+            .ok()
+            .and_then(LentOutput::into_writer)
+            .ok_or_else(|| DriverError::io("diff", std::io::Error::other("output lost")))
+    }
+
+    /// Changes of `id` against `parent`.
+    pub fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_changes(&mut call.store, id, parent);
+        let changes = call.finish("changes", r)?;
+        Ok(changes
+            .into_iter()
+            .map(|c| Change {
+                path: [&b"/"[..], &c.path].concat(),
+                kind: match c.kind {
+                    archive_types::ChangeKind::Add => ChangeKind::Add,
+                    archive_types::ChangeKind::Modify => ChangeKind::Modify,
+                    archive_types::ChangeKind::Delete => ChangeKind::Delete,
+                },
+            })
+            .collect())
+    }
+
+    /// Size of the changed content of `id` against `parent`.
+    pub fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_diff_size(&mut call.store, id, parent);
+        call.finish("diff-size", r)
+    }
+}
+
+/// Defines, in the `homes` instance, the directory resource it `use`s from the filesystem
+/// interface (the generated `add_to_linker` defines a resource only in its own interface).
+fn define_homes_resources(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    let version = super::WIT_PACKAGE
+        .split_once('@')
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    linker
+        .instance(&format!("storage:plugin/homes@{version}"))?
+        .resource(
+            "directory",
+            wasmtime::component::ResourceType::host::<LentDir>(),
+            |_, _| Ok(()),
+        )?;
+    Ok(())
+}
+
+/// A directory answer must be a clean path to a real directory inside the home.
+fn checked_directory(home: &Path, path: &[u8]) -> DriverResult<PathBuf> {
+    let request = [wit::MountRequest {
+        fstype: "bind".into(),
+        sources: vec![path.to_vec()],
+        options: Vec::new(),
+    }];
+    let checked = check_mount_requests(home, &request)
+        .map_err(|e| DriverError::NotSupported(format!("get answered a bad directory: {e}")))?;
+    checked
+        .into_iter()
+        .next()
+        .and_then(|m| m.sources.into_iter().next())
+        .ok_or_else(|| DriverError::NotSupported("get answered no directory".into()))
+}
+
+fn create_options(opts: &CreateOpts) -> wit::CreateOptions {
+    wit::CreateOptions {
+        mount_label: opts.mount_label.clone(),
+        storage_opt: opts
+            .storage_opt
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        id_mapping: id_mapping_to_wit(&opts.id_mappings),
+    }
+}
+
+impl Call<'_> {
+    fn push<T: Send + 'static>(&mut self, value: T) -> DriverResult<Resource<T>> {
+        self.store
+            .data_mut()
+            .table
+            .push(value)
+            .map_err(|e| DriverError::io("lend", std::io::Error::other(e.to_string())))
+    }
+
+    /// A trap stops the guest (the Store goes with `self`); an error it returned is the
+    /// driver's.
+    fn finish<T>(
+        &self,
+        call: &'static str,
+        result: wasmtime::Result<Result<T, wit::DriverError>>,
+    ) -> DriverResult<T> {
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(driver_error(call, e)),
+            Err(e) => {
+                Err(super::call::stop_error(&self.owner.loaded.name, &self.store, call, e).into())
+            }
+        }
+    }
+}
+
+/// The guest's error as the host's.
+fn driver_error(call: &'static str, e: wit::DriverError) -> DriverError {
+    use wit::DriverError as W;
+    match e {
+        W::NotSupported(m) => DriverError::NotSupported(m),
+        W::BadOption(m) => DriverError::BadOption(m),
+        W::LayerNotFound(id) => DriverError::LayerNotFound(id),
+        W::LayerExists(id) => DriverError::LayerExists(id),
+        W::Unsupported(_) => DriverError::Unsupported(call),
+        W::Archive(e) => DriverError::Archive(super::archive::archive_error_from_wit(e)),
+        W::Fs((context, e)) => DriverError::io(
+            context,
+            if e.errno > 0 {
+                std::io::Error::from_raw_os_error(e.errno)
+            } else {
+                std::io::Error::other(e.message)
+            },
+        ),
+    }
+}

@@ -1,0 +1,110 @@
+//! What can go wrong when loading or running a component.
+
+use std::path::PathBuf;
+
+use storage_driver::DriverError;
+
+/// Why a guest was stopped by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// It asked for more memory than its limit.
+    OutOfMemory,
+    /// It ran past its epoch deadline.
+    Deadline,
+    /// It trapped (a panic, an unreachable, a bad memory access, an unlinked import).
+    Trap,
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::OutOfMemory => "exceeded its memory limit",
+            StopReason::Deadline => "ran past its deadline",
+            StopReason::Trap => "trapped",
+        })
+    }
+}
+
+/// An error of the component runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    /// The bytes are not a valid component, or compiling it failed.
+    #[error("component {name}: cannot compile: {message}")]
+    Compile {
+        /// Which component.
+        name: String,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The component asks for something the host never grants.
+    #[error("component {name} refused: it imports {import} ({why})")]
+    Refused {
+        /// Which component.
+        name: String,
+        /// The offending import.
+        import: String,
+        /// Why it is refused.
+        why: String,
+    },
+    /// The precompiled-artifact cache could not be used.
+    #[error("component cache {path}: {source}")]
+    Cache {
+        /// The cache directory or artifact.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Instantiating the component failed (missing export, wrong world).
+    #[error("component {name}: cannot instantiate: {message}")]
+    Instantiate {
+        /// Which component.
+        name: String,
+        /// wasmtime's explanation.
+        message: String,
+    },
+    /// The guest was stopped during a call; its Store has been dropped.
+    #[error("component {name} {reason} during {call}: {message}")]
+    Stopped {
+        /// Which component.
+        name: String,
+        /// The function called.
+        call: &'static str,
+        /// Why it was stopped.
+        reason: StopReason,
+        /// Detail from wasmtime.
+        message: String,
+    },
+    /// The guest reported an archive error.
+    #[error("component {name}: {source}")]
+    Archive {
+        /// Which component.
+        name: String,
+        /// The error, as the archive crate reports it.
+        #[source]
+        source: storage_archive::ArchiveError,
+    },
+    /// Opening a directory or stream to lend failed.
+    #[error("component {name}: {context}: {source}")]
+    Io {
+        /// Which component.
+        name: String,
+        /// What the host was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<ComponentError> for DriverError {
+    fn from(e: ComponentError) -> Self {
+        match e {
+            ComponentError::Archive { source, .. } => DriverError::Archive(source),
+            other => {
+                let message = other.to_string();
+                DriverError::io("component", std::io::Error::other(message))
+            }
+        }
+    }
+}

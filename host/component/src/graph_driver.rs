@@ -1,0 +1,635 @@
+//! A [`GraphDriver`] served by a driver component: the store calls it like any native driver,
+//! the component decides where layers are, and the host performs (with its own privilege) the
+//! mounts the component's `get` asks for once [`super::mounts`] has checked them, undoing
+//! them at `put`. Whatever stops the guest (a trap, its memory limit, its deadline) is a
+//! [`DriverError`] of one line, so the store rolls the layer back and the user reads why.
+//!
+//! Precompiled artifacts are cached in `<graphroot>/<driver>-components`: inside the graph
+//! root, which only root writes for a root store (the cache refuses a directory others can
+//! write), created with the store and removed with it, so tests with temporary graph roots
+//! never share or leave behind machine code.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{MountFlags, UnmountFlags};
+
+use super::driver::{DriverComponent, LayerLocation};
+use super::engine::{LoadedComponent, Runtime, RuntimeConfig};
+use super::error::ComponentError;
+use super::host_fs::DriverHomes;
+use super::limits::PluginLimits;
+use super::mounts::CheckedMount;
+use storage_driver::PluginConfig;
+use storage_driver::dedup::{DedupResult, HashMethod};
+use storage_driver::{
+    ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverRegistry, DriverResult,
+    GraphDriver, MountOpts,
+};
+use storage_driver::idmap::IdMappings;
+
+/// Where a driver's component comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComponentSource {
+    /// Embedded in the binary: its name (`builtin:vfs`) and bytes.
+    Builtin {
+        /// The name reported by `storage status`.
+        name: &'static str,
+        /// The component bytes.
+        bytes: &'static [u8],
+    },
+    /// A `.wasm` file named by `[plugins.<name>]` in `storage.toml`.
+    File(PathBuf),
+}
+
+/// A graph driver whose logic runs in a component.
+pub struct ComponentGraphDriver {
+    name: String,
+    component: DriverComponent,
+    /// Kept alive for its deadline timer: without it no call would ever be interrupted.
+    _runtime: Runtime,
+    image_stores: Vec<PathBuf>,
+    mounts_root: PathBuf,
+}
+
+/// Registers a component embedded in the binary as driver `name` (the binary decides the
+/// names; `source` is its `Builtin` bytes and the name `storage status` reports).
+pub fn register_builtin(registry: &mut DriverRegistry, name: &str, source: ComponentSource) {
+    let driver_name = name.to_string();
+    registry.register(name, move |init: &DriverInit| {
+        ComponentGraphDriver::start(&driver_name, &source, PluginLimits::default(), init)
+            .map(|d| Box::new(d) as Box<dyn GraphDriver>)
+    });
+}
+
+/// Registers every `[plugins.<name>]` of the configuration as driver `<name>` (replacing a
+/// built-in of the same name: the configuration is the administrator's word).
+pub fn register_plugins(registry: &mut DriverRegistry, plugins: &BTreeMap<String, PluginConfig>) {
+    for (name, config) in plugins {
+        let driver_name = name.clone();
+        let source = ComponentSource::File(config.component.clone());
+        let limits = PluginLimits::from_config(config);
+        registry.register(name, move |init: &DriverInit| {
+            ComponentGraphDriver::start(&driver_name, &source, limits, init)
+                .map(|d| Box::new(d) as Box<dyn GraphDriver>)
+        });
+    }
+}
+
+/// The cache directory of driver `name`'s precompiled component (module docs).
+pub fn cache_dir(graph_root: &Path, name: &str) -> PathBuf {
+    graph_root.join(format!("{name}-components"))
+}
+
+/// A runtime error as one line: wasmtime's messages carry a wasm backtrace, one frame a line,
+/// which would split `error initializing: ...` and hide the reason at the end.
+pub fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .filter(|line| !is_backtrace_frame(line) && !line.starts_with("note:"))
+        // The headers of what was dropped say nothing on their own.
+        .filter(|line| *line != "error while executing at wasm backtrace:" && *line != "Caused by:")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `0: 0x1f - <unknown>!func` or `at src/lib.rs:3:5`.
+fn is_backtrace_frame(line: &str) -> bool {
+    let numbered = line
+        .split_once(':')
+        .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    numbered || line.starts_with("at ")
+}
+
+fn component_error(e: ComponentError) -> DriverError {
+    match DriverError::from(e) {
+        DriverError::Io { context, source } => DriverError::Io {
+            context,
+            source: std::io::Error::new(source.kind(), one_line(&source.to_string())),
+        },
+        other => other,
+    }
+}
+
+/// Keeps an error of the guest on one line (see [`one_line`]).
+fn tidy(e: DriverError) -> DriverError {
+    match e {
+        DriverError::Io { context, source } => DriverError::Io {
+            context,
+            source: std::io::Error::new(source.kind(), one_line(&source.to_string())),
+        },
+        other => other,
+    }
+}
+
+/// The `imagestore` options of driver `name` (`<name>.imagestore=/a,/b`, `.imagestore=/c`).
+fn image_stores(name: &str, options: &[String]) -> Vec<PathBuf> {
+    let own = format!("{name}.imagestore");
+    options
+        .iter()
+        .filter_map(|o| o.split_once('='))
+        .filter(|(k, _)| {
+            let k = k.trim().to_ascii_lowercase();
+            k == own || k == ".imagestore"
+        })
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The driver's homes in the split image store (created) and in the read-only image stores
+/// (those that exist): `<root>/<driver>`.
+fn other_homes(
+    name: &str,
+    init: &DriverInit,
+    image_stores: &[PathBuf],
+) -> DriverResult<DriverHomes> {
+    let image_home = match &init.image_store {
+        Some(root) => {
+            let home = root.join(name);
+            std::fs::create_dir_all(&home)
+                .map_err(|e| DriverError::io(format!("create {}", home.display()), e))?;
+            Some(home)
+        }
+        None => None,
+    };
+    Ok(DriverHomes {
+        image_home,
+        read_only_homes: image_stores
+            .iter()
+            .map(|root| root.join(name))
+            .filter(|home| home.is_dir())
+            .collect(),
+    })
+}
+
+impl ComponentGraphDriver {
+    /// Loads the component (through the cache), links it to `init.home` and calls its `init`.
+    pub fn start(
+        name: &str,
+        source: &ComponentSource,
+        limits: PluginLimits,
+        init: &DriverInit,
+    ) -> DriverResult<Self> {
+        let runtime = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache_dir(&init.graph_root, name)),
+        })
+        .map_err(component_error)?;
+        let loaded: LoadedComponent = match source {
+            ComponentSource::Builtin { name, bytes } => runtime.load(name, bytes),
+            ComponentSource::File(path) => runtime.load_file(path),
+        }
+        .map_err(|e| DriverError::NotSupported(one_line(&e.to_string())))?;
+        let image_stores = image_stores(name, &init.options);
+        let component = DriverComponent::new(
+            &runtime,
+            loaded,
+            limits,
+            &init.home,
+            init.options.clone(),
+            &init.id_mappings,
+        )
+        .map_err(|e| DriverError::NotSupported(one_line(&e.to_string())))?
+        .with_homes(other_homes(name, init, &image_stores)?);
+        // `init` runs at every call; running it once now reports bad options at start-up,
+        // as upstream's drivers do.
+        component.list_layers().map_err(tidy)?;
+        Ok(ComponentGraphDriver {
+            name: name.to_string(),
+            component,
+            _runtime: runtime,
+            image_stores,
+            mounts_root: init.run_root.join(format!("{name}-mounts")),
+        })
+    }
+
+    /// The component serving this driver.
+    pub fn component(&self) -> &DriverComponent {
+        &self.component
+    }
+
+    /// Where the mounts of layer `id` go: `<runroot>/<driver>-mounts/<id>/<n>`, the last
+    /// (the layer's mount point) `merged`.
+    fn mount_dir(&self, id: &str) -> DriverResult<PathBuf> {
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+            return Err(DriverError::BadOption(format!("invalid layer ID {id:?}")));
+        }
+        Ok(self.mounts_root.join(id))
+    }
+
+    /// Performs checked mounts in order; on a failure undoes what was done.
+    fn perform_mounts(&self, id: &str, mounts: &[CheckedMount]) -> DriverResult<PathBuf> {
+        let dir = self.mount_dir(id)?;
+        let mut done: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for (index, mount) in mounts.iter().enumerate() {
+                let target = if index + 1 == mounts.len() {
+                    dir.join("merged")
+                } else {
+                    dir.join(index.to_string())
+                };
+                std::fs::create_dir_all(&target)
+                    .map_err(|e| DriverError::io(format!("create {}", target.display()), e))?;
+                perform_mount(mount, &target)?;
+                done.push(target);
+            }
+            Ok(dir.join("merged"))
+        })();
+        if result.is_err() {
+            for target in done.iter().rev() {
+                let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    /// Unmounts whatever `perform_mounts` left for `id` (found on disk: `put` may run in
+    /// another process than `get`).
+    fn undo_mounts(&self, id: &str) -> DriverResult<()> {
+        let dir = self.mount_dir(id)?;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let mut numbered: Vec<(usize, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.parse::<usize>().ok().map(|n| (n, e.path()))
+            })
+            .collect();
+        numbered.sort();
+        let mut targets = vec![dir.join("merged")];
+        targets.extend(numbered.into_iter().rev().map(|(_, p)| p));
+        for target in &targets {
+            match rustix::mount::unmount(target, UnmountFlags::empty()) {
+                // Not mounted (EINVAL) or gone (ENOENT): nothing to undo.
+                Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => {
+                    return Err(DriverError::io(
+                        format!("unmount {}", target.display()),
+                        e.into(),
+                    ))
+                }
+            }
+        }
+        std::fs::remove_dir_all(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|e| DriverError::io(format!("remove {}", dir.display()), e))
+    }
+}
+
+/// The kernel flags of a checked mount's flag options, and its other options as data.
+fn mount_flags(options: &[String]) -> (MountFlags, Vec<String>) {
+    let mut flags = MountFlags::empty();
+    let mut data = Vec::new();
+    for option in options {
+        match option.as_str() {
+            "ro" => flags |= MountFlags::RDONLY,
+            "rw" => {}
+            "nodev" => flags |= MountFlags::NODEV,
+            "nosuid" => flags |= MountFlags::NOSUID,
+            "noexec" => flags |= MountFlags::NOEXEC,
+            "noatime" => flags |= MountFlags::NOATIME,
+            "relatime" => flags |= MountFlags::RELATIME,
+            other => data.push(other.to_string()),
+        }
+    }
+    (flags, data)
+}
+
+fn perform_mount(mount: &CheckedMount, target: &Path) -> DriverResult<()> {
+    let (flags, data) = mount_flags(&mount.options);
+    let fail = |e: rustix::io::Errno| {
+        DriverError::io(
+            format!("mount {} on {}", mount.fstype, target.display()),
+            e.into(),
+        )
+    };
+    match mount.fstype.as_str() {
+        "bind" => {
+            let source = mount
+                .sources
+                .first()
+                .ok_or_else(|| DriverError::NotSupported("bind mount without a source".into()))?;
+            rustix::mount::mount_bind(source, target).map_err(fail)?;
+            if !flags.is_empty() {
+                rustix::mount::mount_remount(target, flags | MountFlags::BIND, "").map_err(
+                    |e| {
+                        let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
+                        fail(e)
+                    },
+                )?;
+            }
+            Ok(())
+        }
+        fstype => {
+            let data = std::ffi::CString::new(data.join(","))
+                .map_err(|_| DriverError::BadOption("mount data with a NUL byte".into()))?;
+            rustix::mount::mount(fstype, target, fstype, flags, data.as_c_str()).map_err(fail)
+        }
+    }
+}
+
+impl GraphDriver for ComponentGraphDriver {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn home(&self) -> &Path {
+        self.component.home()
+    }
+
+    fn create(&self, id: &str, parent: Option<&str>, opts: &CreateOpts) -> DriverResult<()> {
+        self.component.create(id, parent, opts).map_err(tidy)
+    }
+
+    fn create_read_write(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        opts: &CreateOpts,
+    ) -> DriverResult<()> {
+        self.component
+            .create_read_write(id, parent, opts)
+            .map_err(tidy)
+    }
+
+    fn remove(&self, id: &str) -> DriverResult<()> {
+        self.undo_mounts(id)?;
+        self.component.remove(id).map_err(tidy)
+    }
+
+    fn get(&self, id: &str, opts: &MountOpts) -> DriverResult<PathBuf> {
+        match self.component.get(id, opts).map_err(tidy)? {
+            LayerLocation::Directory(dir) => Ok(dir),
+            LayerLocation::Mounts(mounts) if mounts.is_empty() => Err(DriverError::NotSupported(
+                format!("{}: get asked for no mount", self.name),
+            )),
+            LayerLocation::Mounts(mounts) => self.perform_mounts(id, &mounts),
+        }
+    }
+
+    fn put(&self, id: &str) -> DriverResult<()> {
+        self.undo_mounts(id)?;
+        self.component.put(id).map_err(tidy)
+    }
+
+    fn exists(&self, id: &str) -> bool {
+        self.component.exists(id)
+    }
+
+    fn list_layers(&self) -> DriverResult<Vec<String>> {
+        self.component.list_layers().map_err(tidy)
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        self.component.status()
+    }
+
+    fn metadata(&self, id: &str) -> DriverResult<BTreeMap<String, String>> {
+        Ok(self
+            .component
+            .metadata(id)
+            .map_err(tidy)?
+            .into_iter()
+            .collect())
+    }
+
+    fn cleanup(&self) -> DriverResult<()> {
+        self.component.cleanup().map_err(tidy)
+    }
+
+    fn apply_diff(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        diff: &mut dyn Read,
+        opts: &ApplyDiffOpts,
+    ) -> DriverResult<u64> {
+        // The guest's stream must own its reader, and `diff` is borrowed: the guest runs on
+        // a scoped thread reading chunks this thread feeds from `diff`, a few at a time.
+        let (sender, reader) = bridge::input();
+        std::thread::scope(|scope| {
+            let guest = scope.spawn(|| {
+                self.component
+                    .apply_diff(id, parent, Box::new(reader), opts)
+            });
+            let fed = bridge::feed(diff, sender);
+            let result = join_guest(guest)?;
+            // A guest that stopped early closed the channel: its error is the one to report.
+            let size = result.map_err(tidy)?;
+            fed.map_err(|e| DriverError::io("read layer", e))?;
+            Ok(size)
+        })
+    }
+
+    fn diff(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        out: &mut dyn Write,
+    ) -> DriverResult<()> {
+        let (writer, receiver) = bridge::output();
+        std::thread::scope(|scope| {
+            let guest = scope.spawn(|| {
+                // Dropping the writer it gives back closes the channel and ends the drain.
+                self.component
+                    .diff(id, id_mappings, parent, Box::new(writer))
+                    .map(drop)
+            });
+            let drained = bridge::drain(receiver, out);
+            join_guest(guest)?.map_err(tidy)?;
+            drained.map_err(|e| DriverError::io("write diff", e))
+        })
+    }
+
+    fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+        self.component.changes(id, parent).map_err(tidy)
+    }
+
+    fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+        self.component.diff_size(id, parent).map_err(tidy)
+    }
+
+    fn additional_image_stores(&self) -> Vec<PathBuf> {
+        self.image_stores.clone()
+    }
+
+    /// Done by the host: a component never gets the ioctl. Layers whose `get` answers with
+    /// a directory inside the home (vfs) are walked through directory handles; a layer
+    /// that needs mounts cannot be deduplicated this way.
+    fn dedup(&self, layers: &[String], method: HashMethod) -> DriverResult<DedupResult> {
+        let opts = MountOpts {
+            options: vec!["ro".to_string()],
+            ..Default::default()
+        };
+        let mut dirs = Vec::new();
+        let mut needs_mounts = false;
+        for id in layers {
+            if !self.component.exists(id) {
+                continue;
+            }
+            match self.component.get(id, &opts) {
+                Ok(LayerLocation::Directory(dir)) => dirs.push(dir),
+                Ok(LayerLocation::Mounts(_)) => needs_mounts = true,
+                // Not in the home (a read-only store's layer): left alone.
+                Err(e) => log::debug!("dedup: skipping layer {id}: {e}"),
+            }
+            self.component.put(id).map_err(tidy)?;
+        }
+        if needs_mounts {
+            return Err(DriverError::Unsupported("dedup of layers that need mounts"));
+        }
+        Ok(storage_driver::dedup::dedup_dirs(&dirs, method))
+    }
+
+    /// The component says where the layer is; the host re-owns it (the component cannot
+    /// chown anything but what an archive names).
+    fn update_layer_id_map(
+        &self,
+        id: &str,
+        to_container: &IdMappings,
+        to_host: &IdMappings,
+        mount_label: &str,
+    ) -> DriverResult<()> {
+        let opts = MountOpts {
+            mount_label: mount_label.to_string(),
+            ..Default::default()
+        };
+        let root = self.get(id, &opts)?;
+        let reowned = storage_driver::reown::reown_tree(&root, to_container, to_host);
+        let put = self.put(id);
+        reowned?;
+        put
+    }
+}
+
+/// The result of the guest's thread.
+fn join_guest<T>(
+    handle: std::thread::ScopedJoinHandle<'_, DriverResult<T>>,
+) -> DriverResult<DriverResult<T>> {
+    handle.join().map_err(|_| {
+        DriverError::io(
+            "component call",
+            std::io::Error::other("the thread running the guest panicked"),
+        )
+    })
+}
+
+/// Streams between a borrowed reader or writer and the owned ones a guest call needs.
+mod bridge {
+    use std::io::{self, Read, Write};
+    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+    /// Chunks in flight: enough to keep both sides busy, little memory.
+    const DEPTH: usize = 4;
+    const CHUNK: usize = 256 * 1024;
+
+    /// An owned reader over chunks sent by [`feed`].
+    pub struct ChannelReader {
+        receiver: Receiver<Vec<u8>>,
+        chunk: Vec<u8>,
+        pos: usize,
+    }
+
+    impl Read for ChannelReader {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            while self.pos >= self.chunk.len() {
+                match self.receiver.recv() {
+                    Ok(chunk) => {
+                        self.chunk = chunk;
+                        self.pos = 0;
+                    }
+                    // The feeder is done: end of input.
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.chunk.len() - self.pos);
+            buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    /// A channel and the owned reader at its end.
+    pub fn input() -> (SyncSender<Vec<u8>>, ChannelReader) {
+        let (sender, receiver) = sync_channel(DEPTH);
+        let reader = ChannelReader {
+            receiver,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        (sender, reader)
+    }
+
+    /// Sends what `from` reads until its end, or until the reader is gone (the guest
+    /// finished or was stopped: what it did not read is not needed).
+    pub fn feed(from: &mut dyn Read, sender: SyncSender<Vec<u8>>) -> io::Result<()> {
+        loop {
+            let mut chunk = vec![0; CHUNK];
+            let n = match from.read(&mut chunk) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                return Ok(());
+            }
+            chunk.truncate(n);
+            if sender.send(chunk).is_err() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// An owned writer sending chunks to [`drain`].
+    pub struct ChannelWriter {
+        sender: SyncSender<Vec<u8>>,
+    }
+
+    impl Write for ChannelWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.sender
+                .send(buf.to_vec())
+                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "diff output closed"))?;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A channel and the owned writer at its start.
+    pub fn output() -> (ChannelWriter, Receiver<Vec<u8>>) {
+        let (sender, receiver) = sync_channel(DEPTH);
+        (ChannelWriter { sender }, receiver)
+    }
+
+    /// Writes every chunk to `out` until the writer is dropped. After a failed write the
+    /// rest is received and dropped so the guest is not blocked; the error is returned.
+    pub fn drain(receiver: Receiver<Vec<u8>>, out: &mut dyn Write) -> io::Result<()> {
+        let mut failed = None;
+        for chunk in receiver {
+            if failed.is_none() {
+                if let Err(e) = out.write_all(&chunk) {
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => out.flush(),
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! The store's error type.
+//!
+//! What can go wrong: an object is not known or its ID/name is already taken, a deletion is
+//! refused because something still uses the object, the graph driver fails, a lock or JSON
+//! file cannot be read or written, an imported archive is malformed. Display strings are
+//! upstream's messages where scripts may compare them (spec §1.3).
+
+use std::path::PathBuf;
+
+use storage_driver::DriverError;
+
+/// Everything the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No layer has that ID, name or ID prefix; also what a lookup of any kind answers for
+    /// an unknown name (names, metadata, `delete`), as upstream's does.
+    #[error("layer not known")]
+    LayerUnknown,
+    /// No image has that ID, name or ID prefix.
+    #[error("image not known")]
+    ImageUnknown,
+    /// No container has that ID, name or ID prefix.
+    #[error("container not known")]
+    ContainerUnknown,
+    /// The name is neither a layer, an image nor a container (`set_metadata`, as upstream).
+    #[error("identifier is not a layer, image, or container")]
+    NotAnId,
+    /// The name is not a container (delete-container).
+    #[error("identifier is not a container")]
+    NotAContainer,
+    /// A new object asked for an ID that is taken.
+    #[error("that ID is already in use")]
+    DuplicateId,
+    /// A new object asked for a name that is taken.
+    #[error("that name is already in use")]
+    DuplicateName,
+    /// The layer is the parent of another layer.
+    #[error("used by layer {child}: layer has children")]
+    LayerHasChildren {
+        /// The child layer.
+        child: String,
+    },
+    /// The layer is the top layer of an image.
+    #[error("used by image {image}: layer is in use by an image")]
+    LayerUsedByImage {
+        /// The image.
+        image: String,
+    },
+    /// The layer is a container's layer.
+    #[error("used by container {container}: layer is in use by a container")]
+    LayerUsedByContainer {
+        /// The container.
+        container: String,
+    },
+    /// The image is used by a container.
+    #[error("image used by {container}: image is in use by a container")]
+    ImageUsedByContainer {
+        /// The container.
+        container: String,
+    },
+    /// layer-parent-owners needs a mounted layer.
+    #[error("LayerParentOwner: layer is not mounted")]
+    LayerNotMounted,
+    /// shutdown without force while layers are mounted.
+    #[error("shutdown: a layer is mounted: layer is in use by a container")]
+    LayerMounted,
+    /// diff asked for a compression that cannot be written.
+    #[error("unsupported compression format")]
+    UnsupportedCompression,
+    /// A big-data key that the object does not have.
+    #[error("can't find item {key:?}: {kind} big data not known")]
+    BigDataUnknown {
+        /// `layer`, `image` or `container`.
+        kind: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A read-only store cannot be changed.
+    #[error("{what} {id} is in a read-only store and cannot be modified")]
+    ReadOnly {
+        /// `layer` or `image`.
+        what: &'static str,
+        /// Its ID.
+        id: String,
+    },
+    /// The configured driver is not registered.
+    #[error("failed to GetDriver graph {name} {root}: driver not supported")]
+    DriverNotSupported {
+        /// The driver name asked for.
+        name: String,
+        /// The graph root.
+        root: PathBuf,
+    },
+    /// The driver refused to start (its message verbatim, as upstream prints it after
+    /// `error initializing: `).
+    #[error("{0}")]
+    DriverInit(#[source] DriverError),
+    /// The driver cannot do what was asked (`storage-layers` on a driver without a list).
+    #[error("driver not supported")]
+    NotSupported,
+    /// A graph driver call failed.
+    #[error("{context}: {source}")]
+    Driver {
+        /// What the store asked the driver to do.
+        context: String,
+        /// The driver's error.
+        #[source]
+        source: DriverError,
+    },
+    /// A file system operation failed.
+    #[error("{context} {path:?}: {source}")]
+    Io {
+        /// What the store was doing.
+        context: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file of the store cannot be parsed.
+    #[error("parsing {path:?}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A digest argument is not `algorithm:hex`.
+    #[error("invalid digest {0:?}")]
+    InvalidDigest(String),
+    /// Reading, decompressing or applying a layer archive failed.
+    #[error("{0}")]
+    Archive(String),
+    /// An ID or digest prefix names several objects of one kind.
+    #[error("{prefix:?} is ambiguous: it is a prefix of {}", candidates.join(", "))]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// The IDs it is a prefix of (of their IDs or digests).
+        candidates: Vec<String>,
+    },
+    /// A record on disk is inconsistent (for example an incomplete layer in a read-only store).
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Wraps an I/O error with what was being done and on which path.
+    pub fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io {
+            context,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Wraps a driver error with what the store asked for.
+    pub fn driver(context: impl Into<String>, source: DriverError) -> Self {
+        StoreError::Driver {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Result type of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;

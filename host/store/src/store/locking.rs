@@ -1,0 +1,379 @@
+//! Running operations under the lock files: shared locks and a reload for reads, every
+//! lock exclusively (plus crash cleanup) for writes, and the saves that bump a lock's
+//! last-write token so other processes reload.
+
+use std::path::Path;
+use std::sync::{MutexGuard, PoisonError};
+
+use super::layers::incomplete;
+use super::{Ctx, State, Store, StoreError};
+use storage_driver::GraphDriver;
+use crate::layers::{load_mount_points, save_mount_points};
+use crate::lock::{LockFile, LockGuard};
+
+fn lock_io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |e| StoreError::io("locking", path, e)
+}
+
+/// How the record locks are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockMode {
+    Shared,
+    Exclusive,
+}
+
+fn take(lock: &LockFile, mode: LockMode) -> Result<LockGuard<'_>, StoreError> {
+    match mode {
+        LockMode::Shared => lock.lock_shared(),
+        LockMode::Exclusive => lock.lock_exclusive(),
+    }
+    .map_err(lock_io(lock.path()))
+}
+
+/// Whether another writer used the lock since our last look (false for a lock we lack).
+fn modified(lock: Option<&LockFile>) -> Result<bool, StoreError> {
+    match lock {
+        Some(l) => l.modified().map_err(lock_io(l.path())),
+        None => Ok(false),
+    }
+}
+
+/// Bumps the lock's last-write token, so other processes reload what we save.
+pub(super) fn record_write(lock: &LockFile) -> Result<(), StoreError> {
+    lock.record_write().map_err(lock_io(lock.path()))
+}
+
+/// The record locks held for one operation; released in the reverse order of taking.
+struct RecordLocks<'a>(Vec<LockGuard<'a>>);
+
+impl Drop for RecordLocks<'_> {
+    fn drop(&mut self) {
+        while self.0.pop().is_some() {}
+    }
+}
+
+impl Store {
+    pub(super) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reloads whatever changed since our last look; call with the locks held.
+    fn reload(&self, st: &mut State) -> Result<(), StoreError> {
+        let layers_modified = modified(Some(&self.layers_lock))?;
+        let mounts_modified = modified(Some(&self.mount_lock))?;
+        let image_store_modified = modified(self.image_store_layers_lock.as_ref())?;
+        if layers_modified || image_store_modified || mounts_modified || st.layers.needs_reload() {
+            st.layers.load()?;
+            // Duplicate names (hand edits, old bugs) go to the newest record; a writer
+            // saves the fix.
+            st.layers.resolve_duplicate_names();
+            let mounts = load_mount_points(&self.mount_points_path)?;
+            for layer in &mut st.layers.records {
+                if let Some(m) = mounts.iter().find(|m| m.id == layer.id) {
+                    layer.mount_point = m.path.clone();
+                    layer.mount_count = m.count;
+                }
+            }
+        }
+        if modified(Some(&self.images_lock))? || st.images.needs_reload() {
+            st.images.load()?;
+            st.images.resolve_duplicate_names();
+            for image in &mut st.images.records {
+                image.recompute_digests();
+            }
+        }
+        if modified(Some(&self.containers_lock))? || st.containers.needs_reload() {
+            st.containers.load()?;
+            st.containers.resolve_duplicate_names();
+        }
+        for (i, ro) in self.read_only_stores.iter().enumerate() {
+            if modified(ro.layers_lock.as_ref())? || st.ro_layers[i].needs_reload() {
+                st.ro_layers[i].load()?;
+                for layer in &mut st.ro_layers[i].records {
+                    layer.read_only = true;
+                }
+                // Nobody may clean up a read-only store: an incomplete layer there is an
+                // error, as upstream reports it.
+                if let Some(l) = st.ro_layers[i].records.iter().find(|l| incomplete(l)) {
+                    let id = l.id.clone();
+                    st.ro_layers[i].invalidate();
+                    return Err(StoreError::Corrupt(format!(
+                        "layer {id} in a read-only store is incomplete"
+                    )));
+                }
+            }
+            if modified(ro.images_lock.as_ref())? || st.ro_images[i].needs_reload() {
+                st.ro_images[i].load()?;
+                for image in &mut st.ro_images[i].records {
+                    image.read_only = true;
+                    image.recompute_digests();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` with every store's records loaded, under shared locks. Incomplete layers
+    /// found on the way are first cleaned up under the write locks (spec §3.3).
+    pub(super) fn read<R>(
+        &self,
+        f: impl FnOnce(&State) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut round = 0;
+        loop {
+            let locks = self.lock_records(LockMode::Shared)?;
+            let mut st = self.state();
+            self.reload(&mut st)?;
+            // The last round serves what is there rather than failing the read.
+            if round < 2 && st.layers.records.iter().any(incomplete) {
+                drop(st);
+                drop(locks);
+                self.write(|_| Ok(()))?;
+                round += 1;
+                continue;
+            }
+            st.take_ambiguity();
+            let result = f(&st);
+            return st.explain_unknown(result);
+        }
+    }
+
+    /// Takes the record locks in upstream's order (layers, image-store layers, mount
+    /// points, images, containers), then the read-only stores' locks, always shared:
+    /// nobody may write those.
+    fn lock_records(&self, mode: LockMode) -> Result<RecordLocks<'_>, StoreError> {
+        let own = [
+            Some(&self.layers_lock),
+            self.image_store_layers_lock.as_ref(),
+            Some(&self.mount_lock),
+            Some(&self.images_lock),
+            Some(&self.containers_lock),
+        ];
+        let mut guards = RecordLocks(Vec::new());
+        for lock in own.into_iter().flatten() {
+            guards.0.push(take(lock, mode)?);
+        }
+        for ro in &self.read_only_stores {
+            for lock in [&ro.layers_lock, &ro.images_lock].into_iter().flatten() {
+                guards.0.push(take(lock, LockMode::Shared)?);
+            }
+        }
+        Ok(guards)
+    }
+
+    /// Runs `f` with the driver lock and every write lock held, records loaded and crash
+    /// leftovers cleaned up.
+    pub(super) fn write<R>(
+        &self,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let _graph = take(&self.graph_lock, LockMode::Exclusive)?;
+        let _records = self.lock_records(LockMode::Exclusive)?;
+        let mut st = self.state();
+        self.reload(&mut st)?;
+        let mut ctx = Ctx {
+            store: self,
+            st: &mut st,
+        };
+        ctx.clean_up_crash_leftovers();
+        ctx.st.take_ambiguity();
+        let result = f(&mut ctx);
+        st.explain_unknown(result)
+    }
+}
+
+impl State {
+    /// The ambiguous prefix a lookup met since the last call, in any record set.
+    fn take_ambiguity(&self) -> Option<crate::records::Ambiguity> {
+        let layers = self.layer_sets().filter_map(|s| s.take_ambiguity());
+        let images = self.image_sets().filter_map(|s| s.take_ambiguity());
+        let containers = self.containers.take_ambiguity();
+        let all: Vec<_> = layers.chain(images).chain(containers).collect();
+        all.into_iter().next()
+    }
+
+    /// Turns an operation's "not known" into "ambiguous" when the name it could not
+    /// resolve was a prefix of several objects.
+    fn explain_unknown<R>(&self, result: Result<R, StoreError>) -> Result<R, StoreError> {
+        let ambiguity = self.take_ambiguity();
+        match (result, ambiguity) {
+            (
+                Err(
+                    StoreError::LayerUnknown
+                    | StoreError::ImageUnknown
+                    | StoreError::ContainerUnknown
+                    | StoreError::NotAnId
+                    | StoreError::NotAContainer,
+                ),
+                Some((prefix, candidates)),
+            ) => Err(StoreError::Ambiguous { prefix, candidates }),
+            (result, _) => result,
+        }
+    }
+}
+
+impl Ctx<'_> {
+    pub(super) fn driver(&self) -> &dyn GraphDriver {
+        self.store.driver.as_ref()
+    }
+
+    pub(super) fn save_layers(&mut self) -> Result<(), StoreError> {
+        record_write(&self.store.layers_lock)?;
+        if let Some(l) = &self.store.image_store_layers_lock {
+            record_write(l)?;
+        }
+        self.st.layers.save()
+    }
+
+    pub(super) fn save_mounts(&mut self) -> Result<(), StoreError> {
+        record_write(&self.store.mount_lock)?;
+        save_mount_points(&self.store.mount_points_path, &self.st.layers.records)
+    }
+
+    pub(super) fn save_images(&mut self) -> Result<(), StoreError> {
+        record_write(&self.store.images_lock)?;
+        self.st.images.save()
+    }
+
+    pub(super) fn save_containers(&mut self) -> Result<(), StoreError> {
+        record_write(&self.store.containers_lock)?;
+        self.st.containers.save()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::StoreOptions;
+    use crate::store::test_support::{named, registry, TestRoot};
+    use crate::store::Store;
+
+    #[test]
+    fn another_store_sees_writes() {
+        let root = TestRoot::new();
+        let a = root.open();
+        let b = root.open();
+        assert!(b.layers().expect("layers").is_empty());
+        let before = std::fs::read(root.graph("testfs-layers/layers.lock")).expect("read");
+        a.create_layer(None, &named(&["x"])).expect("create");
+        let after = std::fs::read(root.graph("testfs-layers/layers.lock")).expect("read");
+        assert_eq!(after.len(), 64);
+        assert_ne!(before, after, "token changes on write");
+        assert_eq!(b.layers().expect("layers").len(), 1);
+        b.set_metadata("x", "meta").expect("set");
+        assert_eq!(a.metadata("x").expect("meta"), "meta");
+    }
+
+    #[test]
+    fn concurrent_creators_lose_nothing() {
+        let root = TestRoot::new();
+        let opts = root.opts.clone();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let opts = opts.clone();
+                std::thread::spawn(move || {
+                    let store = Store::open(&opts, &registry()).expect("open");
+                    for i in 0..5 {
+                        store
+                            .create_layer(None, &named(&[&format!("t{t}-{i}")]))
+                            .expect("create");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("join");
+        }
+        // One store shared by threads works as well.
+        let shared = std::sync::Arc::new(root.open());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let store = std::sync::Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    for i in 0..5 {
+                        store
+                            .create_layer(None, &named(&[&format!("s{t}-{i}")]))
+                            .expect("create");
+                        store.layers().expect("list");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("join");
+        }
+        let store = root.open();
+        assert_eq!(store.layers().expect("layers").len(), 60);
+    }
+
+    #[test]
+    fn hand_edited_json_is_reloaded() {
+        let root = TestRoot::new();
+        let store = root.open();
+        store.create_layer(None, &named(&["x"])).expect("x");
+        assert_eq!(store.layers().expect("layers").len(), 1);
+        // An edit that does not touch the lock file is noticed through the file's mtime.
+        let path = root.graph("testfs-layers/layers.json");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::write(&path, "[]").expect("write");
+        assert!(store.layers().expect("layers").is_empty());
+    }
+
+    const CHILD_ENV: &str = "STORAGE_STORE_TEST_CHILD";
+
+    /// Run as a child process by `concurrent_processes_lose_nothing`: creates five layers in
+    /// the store named by the environment.
+    #[test]
+    fn child_creates_layers() {
+        let Ok(spec) = std::env::var(CHILD_ENV) else {
+            return;
+        };
+        let mut parts = spec.split('|');
+        let (Some(graph), Some(run), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+            panic!("bad child spec {spec:?}");
+        };
+        let opts = StoreOptions {
+            graph_root: graph.into(),
+            run_root: run.into(),
+            driver_name: "testfs".to_string(),
+            ..Default::default()
+        };
+        let store = Store::open(&opts, &registry()).expect("open");
+        for i in 0..5 {
+            store
+                .create_layer(None, &named(&[&format!("{tag}-{i}")]))
+                .expect("create");
+        }
+    }
+
+    #[test]
+    fn concurrent_processes_lose_nothing() {
+        let root = TestRoot::new();
+        let exe = std::env::current_exe().expect("exe");
+        let children: Vec<_> = (0..4)
+            .map(|p| {
+                let spec = format!(
+                    "{}|{}|p{p}",
+                    root.opts.graph_root.display(),
+                    root.opts.run_root.display()
+                );
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "store::locking::tests::child_creates_layers",
+                        "--nocapture",
+                    ])
+                    .env(CHILD_ENV, spec)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().expect("wait").success());
+        }
+        let store = root.open();
+        let layers = store.layers().expect("layers");
+        assert_eq!(layers.len(), 20);
+        assert!(layers.iter().all(|l| l.flags.is_empty()));
+    }
+}

@@ -1,0 +1,181 @@
+//! The store: the public API the CLI calls (see /work/notes/store-api.md).
+//!
+//! A `Store` holds the graph driver, the lock files and the loaded records of the layer,
+//! image and container stores. Every operation takes the locks in upstream's order
+//! (storage.lock, layers.lock, mountpoints.lock, images.lock, containers.lock): reads take
+//! them shared, and anything that changes records or calls the driver takes them all
+//! exclusively. Records are reloaded whenever a lock's last-write token or a JSON file's
+//! mtime says another process (or another `Store`) wrote.
+//!
+//! One job per submodule:
+//! - `open`: directories, lock files, record sets and the driver;
+//! - `locking`: reads under shared locks, writes under every lock, saves that tell other
+//!   processes to reload;
+//! - `layers`, `images`, `containers`: creating, finding and deleting each kind;
+//! - `names`: a name of any kind (kinds, names, metadata, `delete`);
+//! - `big_data`, `mounts`, `diff`: big-data items, mount counts, archives in and out;
+//! - `check`: finding and repairing damage, `gc` (`check_tree`: a mounted layer against its
+//!   archives); `dedup`: which layers `dedup` hands the driver;
+//! - `files`: the small filesystem helpers they share; `options`: what callers pass in.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::config::StoreOptions;
+use crate::containers::ContainerRecord;
+use storage_driver::GraphDriver;
+pub use crate::error::StoreError;
+use crate::images::ImageRecord;
+use crate::layers::LayerRecord;
+use crate::lock::LockFile;
+use crate::records::RecordSet;
+
+mod big_data;
+mod check;
+mod check_tree;
+mod containers;
+mod dedup;
+mod diff;
+mod files;
+mod images;
+mod layers;
+mod locking;
+mod mapped;
+mod mounts;
+mod names;
+mod open;
+mod options;
+
+pub use check::{CheckOptions, CheckReport};
+pub use diff::DiffCompression;
+pub use images::{DeleteImageReport, ImageContent};
+pub use options::{ContainerOptions, ImageOptions, LayerOptions, MountOptions};
+
+/// The kinds of object a store keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A layer.
+    Layer,
+    /// An image.
+    Image,
+    /// A container.
+    Container,
+}
+
+/// The driver state and locks of one read-only (additional) image store.
+struct ReadOnlyStore {
+    root: PathBuf,
+    layers_lock: Option<LockFile>,
+    images_lock: Option<LockFile>,
+}
+
+/// The records of every store, loaded under the locks.
+struct State {
+    layers: RecordSet<LayerRecord>,
+    images: RecordSet<ImageRecord>,
+    containers: RecordSet<ContainerRecord>,
+    ro_layers: Vec<RecordSet<LayerRecord>>,
+    ro_images: Vec<RecordSet<ImageRecord>>,
+}
+
+/// An open store.
+pub struct Store {
+    opts: StoreOptions,
+    driver_name: String,
+    driver: Box<dyn GraphDriver>,
+    graph_lock: LockFile,
+    layers_lock: LockFile,
+    /// `<imagestore>/<drv>-layers/layers.lock` with a split image store.
+    image_store_layers_lock: Option<LockFile>,
+    mount_lock: LockFile,
+    images_lock: LockFile,
+    containers_lock: LockFile,
+    read_only_stores: Vec<ReadOnlyStore>,
+    layers_dir: PathBuf,
+    /// `<imagestore>/<drv>-layers` with a split image store.
+    image_store_layers_dir: Option<PathBuf>,
+    images_dir: PathBuf,
+    containers_dir: PathBuf,
+    mount_points_path: PathBuf,
+    state: Mutex<State>,
+}
+
+/// One write operation: the store and its loaded records, all locks held.
+struct Ctx<'a> {
+    store: &'a Store,
+    st: &'a mut State,
+}
+
+impl State {
+    /// The layer record sets, the writable one first.
+    fn layer_sets(&self) -> impl Iterator<Item = &RecordSet<LayerRecord>> {
+        std::iter::once(&self.layers).chain(&self.ro_layers)
+    }
+
+    /// The image record sets, the writable one first.
+    fn image_sets(&self) -> impl Iterator<Item = &RecordSet<ImageRecord>> {
+        std::iter::once(&self.images).chain(&self.ro_images)
+    }
+}
+
+impl Store {
+    /// The graph root.
+    pub fn graph_root(&self) -> &Path {
+        &self.opts.graph_root
+    }
+    /// The run root.
+    pub fn run_root(&self) -> &Path {
+        &self.opts.run_root
+    }
+    /// The driver's name.
+    pub fn driver_name(&self) -> &str {
+        &self.driver_name
+    }
+    /// The options the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
+    }
+
+    /// Driver status pairs.
+    pub fn status(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(self.driver.status())
+    }
+
+    /// Deletes every container, image and layer.
+    pub fn wipe(&self) -> Result<(), StoreError> {
+        self.write(|ctx| {
+            let containers: Vec<String> = ctx
+                .st
+                .containers
+                .records
+                .iter()
+                .map(|c| c.id.clone())
+                .collect();
+            for id in containers {
+                ctx.remove_container(&id)?;
+            }
+            let images: Vec<String> = ctx.st.images.records.iter().map(|i| i.id.clone()).collect();
+            for id in images {
+                ctx.remove_image(&id)?;
+            }
+            // Children before parents: newest first is always safe.
+            let layers: Vec<String> = ctx
+                .st
+                .layers
+                .records
+                .iter()
+                .rev()
+                .map(|l| l.id.clone())
+                .collect();
+            for id in layers {
+                ctx.remove_layer(&id)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod test_support;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,217 @@
+//! Opening a store: directories, lock files, record sets and the graph driver (spec §1.1).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::files::mkdir_0700;
+use super::{ReadOnlyStore, State, Store, StoreError};
+use crate::config::StoreOptions;
+use storage_driver::{DriverInit, DriverRegistry, GraphDriver};
+use crate::lock::LockFile;
+use crate::records::RecordSet;
+
+impl Store {
+    /// Creates directories, lock files and the driver (spec §1.1: before every command).
+    pub fn open(opts: &StoreOptions, drivers: &DriverRegistry) -> Result<Store, StoreError> {
+        let graph_root = &opts.graph_root;
+        let run_root = &opts.run_root;
+        mkdir_0700(graph_root)?;
+        mkdir_0700(run_root)?;
+        let open_lock = |path: PathBuf| {
+            LockFile::open(&path, false).map_err(|e| StoreError::io("opening lock", path, e))
+        };
+        let graph_lock = open_lock(graph_root.join("storage.lock"))?;
+        // The driver starts under storage.lock, as upstream's `load` does under graphLock:
+        // two first commands on a fresh store would otherwise both bind-mount the driver
+        // home and race on its probes.
+        let driver = {
+            let _guard = graph_lock
+                .lock_exclusive()
+                .map_err(|e| StoreError::io("locking", graph_root.join("storage.lock"), e))?;
+            Self::init_driver(opts, drivers)?
+        };
+        let drv = driver.name().to_string();
+        let layers_dir = graph_root.join(format!("{drv}-layers"));
+        // With a split image store, images and read-only layers live there (spec §2.1).
+        let image_store_layers_dir = opts
+            .image_store
+            .as_ref()
+            .map(|is| is.join(format!("{drv}-layers")));
+        let images_dir = match &opts.image_store {
+            Some(is) => is.join(format!("{drv}-images")),
+            None => graph_root.join(format!("{drv}-images")),
+        };
+        let containers_dir = graph_root.join(format!("{drv}-containers"));
+        let run_layers_dir = run_root.join(format!("{drv}-layers"));
+        let run_containers_dir = run_root.join(format!("{drv}-containers"));
+        for dir in [&layers_dir, &images_dir, &containers_dir, &run_layers_dir] {
+            mkdir_0700(dir)?;
+        }
+        mkdir_0700(&run_root.join(format!("{drv}-locks")))?;
+        let _userns_lock = open_lock(graph_root.join("userns.lock"))?;
+        let layers_lock = open_lock(layers_dir.join("layers.lock"))?;
+        let image_store_layers_lock = match &image_store_layers_dir {
+            Some(dir) => {
+                mkdir_0700(dir)?;
+                Some(open_lock(dir.join("layers.lock"))?)
+            }
+            None => None,
+        };
+        let mount_lock = open_lock(run_layers_dir.join("mountpoints.lock"))?;
+        let images_lock = open_lock(images_dir.join("images.lock"))?;
+        let (containers_lock, containers_json_dir) = if opts.transient_store {
+            mkdir_0700(&run_containers_dir)?;
+            (
+                open_lock(run_containers_dir.join("containers.lock"))?,
+                run_containers_dir.clone(),
+            )
+        } else {
+            (
+                open_lock(containers_dir.join("containers.lock"))?,
+                containers_dir.clone(),
+            )
+        };
+        let volatile_layers_dir = if opts.transient_store {
+            &run_layers_dir
+        } else {
+            &layers_dir
+        };
+        let mut layers = RecordSet::new(
+            layers_dir.join("layers.json"),
+            Some(volatile_layers_dir.join("volatile-layers.json")),
+        );
+        if let Some(dir) = &image_store_layers_dir {
+            layers = layers.with_image_store(dir.join("layers.json"));
+        }
+        let images = RecordSet::new(images_dir.join("images.json"), None);
+        // In transient mode every container is volatile and its file is in the run root;
+        // the stable file stays where upstream keeps it (and stays unused).
+        let containers = RecordSet::new(
+            containers_dir.join("containers.json"),
+            Some(containers_json_dir.join("volatile-containers.json")),
+        );
+        let mut read_only_stores = Vec::new();
+        let mut ro_layers = Vec::new();
+        let mut ro_images = Vec::new();
+        // A read-only store that is our own graph root would share our lock files and
+        // deadlock against our own write locks; it adds nothing anyway.
+        let own_root = std::fs::canonicalize(graph_root).unwrap_or_else(|_| graph_root.clone());
+        for root in driver.additional_image_stores() {
+            if std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone()) == own_root {
+                continue;
+            }
+            let ro_layers_dir = root.join(format!("{drv}-layers"));
+            let ro_images_dir = root.join(format!("{drv}-images"));
+            read_only_stores.push(ReadOnlyStore {
+                root: root.clone(),
+                layers_lock: LockFile::open(&ro_layers_dir.join("layers.lock"), true).ok(),
+                images_lock: LockFile::open(&ro_images_dir.join("images.lock"), true).ok(),
+            });
+            ro_layers.push(RecordSet::new(ro_layers_dir.join("layers.json"), None));
+            ro_images.push(RecordSet::new(ro_images_dir.join("images.json"), None));
+        }
+        Ok(Store {
+            opts: opts.clone(),
+            driver_name: drv,
+            driver,
+            graph_lock,
+            layers_lock,
+            image_store_layers_lock,
+            mount_lock,
+            images_lock,
+            containers_lock,
+            read_only_stores,
+            mount_points_path: run_layers_dir.join("mountpoints.json"),
+            layers_dir,
+            image_store_layers_dir,
+            images_dir,
+            containers_dir,
+            state: Mutex::new(State {
+                layers,
+                images,
+                containers,
+                ro_layers,
+                ro_images,
+            }),
+        })
+    }
+
+    /// Starts the configured driver, or the first of the priority list that starts.
+    fn init_driver(
+        opts: &StoreOptions,
+        drivers: &DriverRegistry,
+    ) -> Result<Box<dyn GraphDriver>, StoreError> {
+        let start = |name: &str| -> Result<Box<dyn GraphDriver>, StoreError> {
+            let factory = drivers
+                .factory(name)
+                .ok_or_else(|| StoreError::DriverNotSupported {
+                    name: name.to_string(),
+                    root: opts.graph_root.clone(),
+                })?;
+            let init = DriverInit {
+                home: opts.graph_root.join(name),
+                graph_root: opts.graph_root.clone(),
+                run_root: opts.run_root.clone(),
+                image_store: opts.image_store.clone(),
+                options: opts.driver_options.clone(),
+                id_mappings: opts.id_mappings.clone(),
+                archive: drivers.archive_provider(),
+            };
+            factory(&init).map_err(StoreError::DriverInit)
+        };
+        if !opts.driver_name.is_empty() {
+            return start(&opts.driver_name);
+        }
+        // Like upstream: a driver whose home already exists wins, then the priority list.
+        let existing: Vec<&str> = drivers
+            .names()
+            .filter(|n| opts.graph_root.join(n).is_dir())
+            .collect();
+        if let [only] = existing.as_slice() {
+            return start(only);
+        }
+        let priority: Vec<String> = if opts.driver_priority.is_empty() {
+            ["overlay", "btrfs", "zfs"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            opts.driver_priority.clone()
+        };
+        let mut last = None;
+        for name in &priority {
+            match start(name) {
+                Ok(d) => return Ok(d),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(StoreError::DriverNotSupported {
+            name: String::new(),
+            root: opts.graph_root.clone(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::test_support::{registry, TestRoot};
+    use crate::store::Store;
+
+    #[test]
+    fn open_creates_layout_and_unknown_driver_fails() {
+        let root = TestRoot::new();
+        let store = root.open();
+        assert_eq!(store.driver_name(), "testfs");
+        for dir in ["testfs-layers", "testfs-images", "testfs-containers"] {
+            assert!(root.graph(dir).is_dir(), "{dir}");
+        }
+        assert!(root.graph("storage.lock").exists());
+        assert!(root.run("testfs-layers/mountpoints.lock").exists());
+        assert!(!root.graph("testfs-layers/layers.json").exists());
+        assert!(store.layers().expect("layers").is_empty());
+        let mut bad = root.opts.clone();
+        bad.driver_name = "bogus".to_string();
+        let err = Store::open(&bad, &registry()).err().expect("must fail");
+        assert!(err.to_string().ends_with("driver not supported"), "{err}");
+    }
+}
