@@ -33,3 +33,4 @@ mod parsing;
 mod podman;
 mod ro_stores;
 mod skopeo;
+mod upstream_compat;

@@ -33,3 +33,4 @@ mod podman;
 mod quota;
 mod ro_stores;
 mod skopeo;
+mod upstream_compat;

@@ -30,4 +30,5 @@ mod parsing;
 mod podman;
 mod ro_stores;
 mod skopeo;
+mod upstream_compat;
 mod vfs;

@@ -97,16 +97,18 @@ remove_run_dir() {
     rm -rf --one-file-system "$dir" 2>/dev/null || rm -rf "$dir" || true
 }
 
-# Sweeps what killed runs left: their lock file is no longer held by anybody.
+# Sweeps what killed runs left: their lock file is no longer held by anybody. A run's
+# folder gets its final name only once its lock is held (see below), so a folder without
+# a lock is debris of a run killed while starting.
 sweep_stale() {
     local dir
-    for dir in "$base/$prefix"*; do
+    for dir in "$base/$prefix"* "$base/.$prefix"*; do
         [ -d "$dir" ] || continue
         if [ -e "$dir/lock" ]; then
             # A live run holds its lock; skip it.
             flock -n "$dir/lock" true 2>/dev/null || continue
         elif [ -z "$(find "$dir" -maxdepth 0 -mmin +1)" ]; then
-            # A run that has just made its folder and not yet its lock.
+            # A run that is making its folder right now.
             continue
         fi
         echo "# sweeping $dir, left by an earlier run" >&2
@@ -116,10 +118,17 @@ sweep_stale() {
 
 mkdir -p "$base"
 sweep_stale
-run_dir=$(mktemp -d "$base/${prefix}XXXXXX")
-# The lock (held by this shell and inherited by everything it starts) says the run is alive.
-exec 9>"$run_dir/lock"
-flock -n 9
+# Made under a hidden name, locked, then renamed: a sweeping run never sees a live run's
+# folder without its lock held. The lock (held by this shell and inherited by everything
+# it starts) says the run is alive.
+new_dir=$(mktemp -d "$base/.${prefix}XXXXXX")
+exec 9>"$new_dir/lock"
+flock -n 9 || {
+    echo "$0: could not lock $new_dir/lock" >&2
+    exit 2
+}
+run_dir=$base/$prefix${new_dir##*.}
+mv -T "$new_dir" "$run_dir"
 
 cleanup() {
     local rc=$?

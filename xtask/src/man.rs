@@ -42,6 +42,8 @@ fn title(roff: &mut Roff, name: &str) {
             "User Commands",
         ],
     );
+    // Ragged right: justified lines stretch the long placeholders' neighbours apart.
+    roff.control("ad", ["l"]);
 }
 
 fn section(roff: &mut Roff, name: &str) {

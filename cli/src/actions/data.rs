@@ -6,12 +6,22 @@ use storage_store::store::{Kind, StoreError};
 use super::{print_json, read_input, CliError, Ctx};
 use crate::outln;
 
-/// Resolves the first argument to the ID of an object of `kind`.
-fn resolve(ctx: &Ctx<'_>, kind: Kind) -> Result<String, StoreError> {
+/// Resolves the first argument to the ID of an object of `kind`. An unknown image is
+/// reported as upstream's `Store.Image` reports it, which these commands print.
+fn resolve(ctx: &Ctx<'_>, kind: Kind) -> Result<String, CliError> {
     let arg = ctx.inv.first_arg();
     Ok(match kind {
         Kind::Layer => ctx.store.layer(arg)?.id,
-        Kind::Image => ctx.store.image(arg)?.id,
+        Kind::Image => match ctx.store.image(arg) {
+            Ok(image) => image.id,
+            Err(StoreError::ImageUnknown) => {
+                return Err(CliError::Message(format!(
+                    "locating image with ID {}: image not known",
+                    crate::gostr::quote(arg)
+                )))
+            }
+            Err(e) => return Err(e.into()),
+        },
         Kind::Container => ctx.store.container(arg)?.id,
     })
 }

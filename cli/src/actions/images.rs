@@ -1,7 +1,7 @@
 //! Image commands: images, images-by-digest, image, create-image.
 
 use storage_store::images::ImageRecord;
-use storage_store::store::{ImageOptions, StoreError};
+use storage_store::store::ImageOptions;
 
 use super::{metadata_param, print_created, print_json, print_json_nil_slice, CliError, Ctx};
 use crate::outln;
@@ -153,21 +153,9 @@ pub fn image(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     Ok(i32::from(matched.len() != ctx.inv.args.len()))
 }
 
-/// The size upstream's `ImageSize` reports: the sizes of the image's layer chain plus its
-/// big data. Computed here from the records, since the store has no size call.
+/// The size upstream's `ImageSize` reports (see [`storage_store::store::Store::image_size`]).
 fn image_size(ctx: &Ctx<'_>, image: &ImageRecord) -> Result<i64, String> {
-    let mut total: i64 = image.big_data_sizes.values().sum();
-    let mut next = image.top_layer.clone();
-    let mut seen = std::collections::BTreeSet::new();
-    while !next.is_empty() && seen.insert(next.clone()) {
-        let layer = ctx
-            .store
-            .layer(&next)
-            .map_err(|e: StoreError| e.to_string())?;
-        total += layer.uncompressed_size.max(0);
-        next = layer.parent;
-    }
-    Ok(total)
+    ctx.store.image_size(&image.id).map_err(|e| e.to_string())
 }
 
 /// `create-image [TOPLAYER]`.
@@ -204,7 +192,7 @@ mod tests {
         assert!(validate_digest(&format!("md5:{}", "a".repeat(32))).is_err());
         assert!(validate_digest(&format!("sha256:{}", "A".repeat(64))).is_err());
         // go-digest's messages, as upstream 1.60 prints them.
-        let message = |d: &str| validate_digest(d).unwrap_err();
+        let message = |d: &str| validate_digest(d).expect_err("an invalid digest");
         assert_eq!(message("foo"), "invalid checksum digest format");
         assert_eq!(message("sha256:abc"), "invalid checksum digest length");
         assert_eq!(message("md5:abc"), "unsupported digest algorithm");

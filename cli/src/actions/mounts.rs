@@ -24,7 +24,8 @@ struct MountError {
 /// `mount [-r] [-l LABEL] [-o OPTS] NAME...`.
 ///
 /// `-o` is accepted and ignored, as upstream does (spec quirk 6). `-r` mounts an image
-/// read-only with `noexec,nosuid`, like upstream's `MountImage` call.
+/// read-only with no other option, as upstream 1.60's `MountImage` call does (1.43 added
+/// `noexec,nosuid`, which vfs and btrfs refuse).
 pub fn mount(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let read_only = ctx.inv.flags.bool("read-only");
     let label = ctx.inv.flags.value_or_empty("label").to_string();
@@ -34,7 +35,7 @@ pub fn mount(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
             let opts = MountOptions {
                 mount_label: label.clone(),
                 read_only: true,
-                options: vec!["noexec".to_string(), "nosuid".to_string()],
+                options: Vec::new(),
             };
             ctx.store.mount_image(arg, &opts)
         } else {
@@ -75,6 +76,8 @@ pub fn unmount(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let force = ctx.inv.flags.bool("force");
     let mut results = Vec::new();
     for arg in &ctx.inv.args {
+        // As upstream: a layer or container first; failing that an image, which says
+        // nothing when unmounted and, when it fails too, the first error.
         let error = match ctx.store.unmount(arg, force) {
             Ok(unmounted) => {
                 if unmounted {
@@ -82,7 +85,10 @@ pub fn unmount(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
                 }
                 String::new()
             }
-            Err(e) => e.to_string(),
+            Err(e) => match ctx.store.unmount_image(arg, force) {
+                Ok(_) => String::new(),
+                Err(_) => e.to_string(),
+            },
         };
         results.push(MountError {
             id: arg.clone(),

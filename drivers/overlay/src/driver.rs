@@ -56,7 +56,7 @@ pub struct OverlayDriver {
 }
 
 /// Creates a directory with `mode` (not subject to the umask), owned by `owner`.
-fn mkdir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> DriverResult<()> {
+pub(crate) fn mkdir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> DriverResult<()> {
     std::fs::DirBuilder::new()
         .mode(mode)
         .create(path)
@@ -312,11 +312,25 @@ impl OverlayDriver {
         self.features.native_diff
     }
 
-    /// Undoes the private bind mount of the home made at init. Not done by `cleanup`,
-    /// because upstream leaves it in place (spec §7.11).
+    /// Undoes the private bind mount of the home made at init, as upstream's `Cleanup`
+    /// does at `shutdown` (spec §3, §7.11). Only a mount of the home's own filesystem
+    /// (the bind mount of itself that init makes) is ours to detach: a filesystem that
+    /// somebody mounted right at the home stays.
     pub fn unmount_home(&self) -> DriverResult<()> {
-        mount::unmount_target(self.layout.home())
-            .map_err(|e| DriverError::io(format!("unmounting {}", self.layout.home().display()), e))
+        let home = self.layout.home();
+        let err = |e| DriverError::io(format!("unmounting {}", home.display()), e);
+        if !mount::is_mount_point(home).map_err(err)? {
+            return Ok(());
+        }
+        let own_dev = std::fs::metadata(home).map_err(err)?.dev();
+        let parent_dev = match home.parent() {
+            Some(parent) => std::fs::metadata(parent).map_err(err)?.dev(),
+            None => return Ok(()),
+        };
+        if own_dev != parent_dev {
+            return Ok(());
+        }
+        mount::unmount_target(home).map_err(err)
     }
 
     /// Creates the directories and links of a new layer.
@@ -427,15 +441,41 @@ impl OverlayDriver {
         if opts.volatile && !read_only && self.features.volatile {
             options.push("volatile".to_string());
         }
-        let mut lowers = self.layout.lower_dirs(dir)?;
-        let mut relative_lowers: Vec<PathBuf> = Layout::read_lower_file(dir)
+        let links = self.layout.lower_dirs(dir)?;
+        let mut relative_links: Vec<PathBuf> = Layout::read_lower_file(dir)
             .map_err(|e| DriverError::io(format!("reading lower of layer {id}"), e))?
             .into_iter()
             .map(PathBuf::from)
             .collect();
         // Links of read-only stores cannot be named relative to our home.
-        if lowers.iter().any(|l| !l.starts_with(self.layout.home())) {
-            relative_lowers = lowers.clone();
+        if links.iter().any(|l| !l.starts_with(self.layout.home())) {
+            relative_links = links.clone();
+        }
+        // Upper directories moved aside by a change of ID mapping (`diff1`, ...) come
+        // right after the diff they were moved from, the layer's own first, as upstream
+        // mounts them; a lower's are reached through its link (`l/ABC/../diff1`).
+        let mut lowers = Vec::new();
+        let mut relative_lowers = Vec::new();
+        for extra in crate::idmap_update::own_extra_diffs(dir) {
+            relative_lowers.push(
+                extra
+                    .strip_prefix(self.layout.home())
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|_| extra.clone()),
+            );
+            lowers.push(extra);
+        }
+        for (link, relative) in links.into_iter().zip(relative_links) {
+            let extras = crate::idmap_update::own_extra_diffs(&link.join(".."));
+            lowers.push(link.clone());
+            relative_lowers.push(relative.clone());
+            for extra in extras {
+                // `own_extra_diffs` named them `<link>/../diffN`; keep that form.
+                if let Some(name) = extra.file_name() {
+                    relative_lowers.push(relative.join("..").join(name));
+                }
+                lowers.push(extra);
+            }
         }
         if lowers.is_empty() {
             let empty = dir.join("empty");
@@ -584,6 +624,16 @@ impl GraphDriver for OverlayDriver {
         if mount::is_mount_point(merged).unwrap_or(false) {
             return Ok(merged.clone());
         }
+        if let Some((_, work)) = &spec.upper {
+            // A volatile mount leaves `work/work/incompat/volatile` behind, and the kernel
+            // refuses to mount that upper again while it exists (upstream removes it too).
+            let marker = work.join("work").join("incompat").join("volatile");
+            match std::fs::remove_dir_all(&marker) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DriverError::io(format!("removing {}", marker.display()), e)),
+            }
+        }
         let result = match &self.options.mount_program {
             Some(program) => mount::mount_with_program(program, &spec),
             None => mount::mount_overlay(&spec),
@@ -597,14 +647,37 @@ impl GraphDriver for OverlayDriver {
         let merged = self.layout.merged_dir(id, &dir);
         mount::unmount_target(&merged)
             .map_err(|e| DriverError::io(format!("unmounting {}", merged.display()), e))?;
-        // Like upstream: an unmounted merged/ is removed so nothing writes under it
-        // unnoticed; get recreates it.
-        let _ = std::fs::remove_dir(&merged);
         if self.layout.is_read_only(&dir) {
             // The mount point of a read-only store's layer was our only file for it.
+            let _ = std::fs::remove_dir(&merged);
             let _ = std::fs::remove_dir(self.layout.own_dir(id));
+            return Ok(());
         }
-        Ok(())
+        // As upstream 1.60: merged/ never goes missing; the unmounted mount point is
+        // swapped (rename(2) onto the empty directory) for a new one with its owner.
+        let owner = std::fs::metadata(&merged)
+            .or_else(|_| std::fs::metadata(&dir))
+            .map(|m| (m.uid(), m.gid()))
+            .map_err(|e| DriverError::io(format!("stat of {}", merged.display()), e))?;
+        let fresh = dir.join("merged.1");
+        match mkdir(&fresh, 0o700, Some(owner)) {
+            Ok(()) => {}
+            Err(_) if fresh.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+        std::fs::rename(&fresh, &merged).or_else(|e| {
+            // rename(2) replaces only an empty directory; a non-empty merged/ (written
+            // to while unmounted) stays, and the spare goes.
+            let _ = std::fs::remove_dir(&fresh);
+            if merged.is_dir() {
+                Ok(())
+            } else {
+                Err(DriverError::io(
+                    format!("replacing mount point {}", merged.display()),
+                    e,
+                ))
+            }
+        })
     }
 
     fn exists(&self, id: &str) -> bool {
@@ -643,7 +716,9 @@ impl GraphDriver for OverlayDriver {
     }
 
     fn cleanup(&self) -> DriverResult<()> {
-        Ok(())
+        // Upstream's Cleanup also prunes leaked staging directories first; this driver
+        // stages nothing beneath its home, so undoing the home's bind mount is all.
+        self.unmount_home()
     }
 
     fn apply_diff(

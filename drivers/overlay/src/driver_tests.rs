@@ -201,9 +201,13 @@ fn mount_parentless_and_chain() {
     assert!(std::os::unix::fs::FileTypeExt::is_char_device(
         &wh.file_type()
     ));
-    assert!(!top.exists(), "merged/ is removed at put");
+    // As upstream 1.60, merged/ stays after put, a new empty directory.
+    assert!(!mount::is_mount_point(&top).expect("mountinfo"));
+    assert_eq!(std::fs::read_dir(&top).expect("merged/ stays").count(), 0);
+    // A removed merged/ comes back at the next get (overlay-recreate in upstream's suite).
+    std::fs::remove_dir(&top).expect("rmdir merged");
 
-    // merged/ comes back at the next get; the deletion shows.
+    // The deletion shows through the new mount.
     let top = d.get(&ids[2], &MountOpts::default()).expect("get again");
     assert!(!top.join("f0").exists());
     assert!(top.join("f1").exists());
@@ -226,6 +230,36 @@ fn read_only_mount() {
     assert!(merged.join("f0").is_file() && merged.join("f1").is_file());
     let err = std::fs::write(merged.join("x"), "x").expect_err("read-only");
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    d.put(&ids[1]).expect("put");
+}
+
+#[test]
+fn volatile_layer_mounts_again() {
+    let f = fixture(&[]);
+    let d = &f.driver;
+    let ids = create_chain(d, 2, "v");
+    let opts = MountOpts {
+        volatile: true,
+        ..Default::default()
+    };
+    let merged = d.get(&ids[1], &opts).expect("volatile mount");
+    std::fs::write(merged.join("new"), "test").expect("write");
+    d.put(&ids[1]).expect("put");
+    // The kernel leaves its volatile marker in the work dir and refuses a second mount
+    // of the same upper while it is there; the driver removes it, as upstream does.
+    if d.features.volatile {
+        assert!(d
+            .layout
+            .dir(&ids[1])
+            .expect("dir")
+            .join("work/work/incompat/volatile")
+            .exists());
+    }
+    let merged = d.get(&ids[1], &opts).expect("volatile mount again");
+    assert_eq!(
+        std::fs::read_to_string(merged.join("new")).expect("read"),
+        "test"
+    );
     d.put(&ids[1]).expect("put");
 }
 
@@ -386,7 +420,37 @@ fn home_becomes_a_private_mount() {
         .filter(|l| l.split(' ').nth(4).map(str::as_bytes) == Some(home.as_slice()))
         .count();
     assert_eq!(count, 1);
-    d.unmount_home().expect("unmount home");
+    // `shutdown` (the driver's cleanup) undoes the bind mount, as upstream's Cleanup,
+    // so that the graph root can be removed afterwards.
+    d.cleanup().expect("cleanup");
+    assert!(!mount::is_mount_point(d.home()).expect("mountinfo"));
+    std::fs::remove_dir_all(root.path().join("graph")).expect("graph root removable");
+}
+
+#[test]
+fn cleanup_leaves_a_filesystem_mounted_at_the_home() {
+    let root = tempfile::tempdir().expect("tempdir");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            unmount_all_under(self.0);
+        }
+    }
+    let _guard = Unmount(root.path());
+    let home = root.path().join("graph").join("overlay");
+    std::fs::create_dir_all(&home).expect("home");
+    rustix::mount::mount(
+        "tmpfs",
+        &home,
+        "tmpfs",
+        rustix::mount::MountFlags::empty(),
+        c"",
+    )
+    .expect("mount tmpfs at the home");
+    let d = init_in(root.path(), &[]).expect("init");
+    d.cleanup().expect("cleanup");
+    // Not a bind mount this driver made: it stays.
+    assert!(mount::is_mount_point(&home).expect("mountinfo"));
 }
 
 #[test]
@@ -479,7 +543,11 @@ fn mount_program_does_the_mounts() {
         "0"
     );
     d.put(&ids[1]).expect("put");
-    assert!(!merged.exists());
+    assert!(!mount::is_mount_point(&merged).expect("mountinfo"));
+    assert_eq!(
+        std::fs::read_dir(&merged).expect("merged/ stays").count(),
+        0
+    );
 }
 
 #[test]
@@ -590,16 +658,20 @@ fn update_layer_id_map_reowns_files_through_the_mount() {
     };
     d.update_layer_id_map(&ids[1], &IdMappings::default(), &to_host, "")
         .expect("update");
-    let meta = std::fs::metadata(upper.join("f1")).expect("own file");
+    // As upstream, the upper dir holding the re-owned files moved aside to `diff1`, and
+    // a new empty `diff` (owned by the new root) takes its place.
+    let moved = d.layout().own_dir(&ids[1]).join("diff1");
+    let meta = std::fs::metadata(moved.join("f1")).expect("own file");
     assert_eq!((meta.uid(), meta.gid()), (100_000, 100_000));
     assert_eq!(meta.mode() & 0o7777, 0o4755, "setuid kept");
     // The lower layer's file was copied up with its new owner; the lower is untouched.
     assert_eq!(
-        std::fs::metadata(upper.join("f0"))
+        std::fs::metadata(moved.join("f0"))
             .expect("copied up")
             .uid(),
         100_000
     );
+    assert_eq!(std::fs::read_dir(&upper).expect("new diff").count(), 0);
     assert_eq!(
         std::fs::metadata(d.diff_dir(&ids[0]).expect("diff").join("f0"))
             .expect("lower")
@@ -608,6 +680,34 @@ fn update_layer_id_map_reowns_files_through_the_mount() {
     );
     assert_eq!(std::fs::metadata(&upper).expect("diff dir").uid(), 100_000);
     assert!(!mount::is_mount_point(&d.layout().own_dir(&ids[1]).join("merged")).unwrap_or(true));
+    // Mounted, the layer shows the re-owned files (`diff1` is a lower right below `diff`);
+    // its native changes see only what is written after the re-owning.
+    let merged = d.get(&ids[1], &MountOpts::default()).expect("mount");
+    let owner = |name: &str| {
+        let m = std::fs::metadata(merged.join(name)).expect("merged file");
+        (m.uid(), m.mode() & 0o7777)
+    };
+    assert_eq!(owner("f0").0, 100_000);
+    assert_eq!(owner("f1"), (100_000, 0o4755));
+    std::fs::write(merged.join("new"), "n").expect("write");
+    d.put(&ids[1]).expect("put");
+    let changes: Vec<String> = d
+        .changes(&ids[1], Some(&ids[0]))
+        .expect("changes")
+        .into_iter()
+        .map(|c| format!("{:?} {}", c.kind, String::from_utf8_lossy(&c.path)))
+        .collect();
+    assert_eq!(changes, vec!["Add /new".to_string()]);
+    // A second re-owning moves `diff1` to `diff2` and `diff` to `diff1`.
+    d.update_layer_id_map(&ids[1], &to_host, &IdMappings::default(), "")
+        .expect("update back");
+    let dir = d.layout().own_dir(&ids[1]);
+    assert!(dir.join("diff2").join("f1").exists());
+    assert!(dir.join("diff1").join("new").exists());
+    let merged = d.get(&ids[1], &MountOpts::default()).expect("mount");
+    assert_eq!(std::fs::metadata(merged.join("f1")).expect("f1").uid(), 0);
+    assert_eq!(std::fs::metadata(merged.join("new")).expect("new").uid(), 0);
+    d.put(&ids[1]).expect("put");
 }
 
 #[test]

@@ -41,14 +41,18 @@ pub enum StoreError {
         child: String,
     },
     /// The layer is the top layer of an image.
-    #[error("used by image {image}: layer is in use by an image")]
+    #[error("layer {layer} used by image {image}: layer is in use by an image")]
     LayerUsedByImage {
+        /// The layer.
+        layer: String,
         /// The image.
         image: String,
     },
     /// The layer is a container's layer.
-    #[error("used by container {container}: layer is in use by a container")]
+    #[error("layer {layer} used by container {container}: layer is in use by a container")]
     LayerUsedByContainer {
+        /// The layer.
+        layer: String,
         /// The container.
         container: String,
     },
@@ -67,14 +71,29 @@ pub enum StoreError {
     /// diff asked for a compression that cannot be written.
     #[error("unsupported compression format")]
     UnsupportedCompression,
-    /// A big-data key that the object does not have.
-    #[error("can't find item {key:?}: {kind} big data not known")]
+    /// A big-data key that the object does not have, in upstream's words: its store's
+    /// `locating item named ...` for layers and images, the failed open for containers.
+    #[error("{}", big_data_unknown(.kind, .key, .id, .path))]
     BigDataUnknown {
         /// `layer`, `image` or `container`.
         kind: &'static str,
         /// The key.
         key: String,
+        /// The object's ID.
+        id: String,
+        /// Where the item would be.
+        path: PathBuf,
     },
+    /// The size of a big-data item that an image or container does not have.
+    #[error("size is not known")]
+    SizeUnknown,
+    /// The digest of a big-data item that an image or container does not have.
+    #[error("could not compute digest of item")]
+    DigestUnknown,
+    /// An image of a read-only store whose top layer has an ID mapping cannot be mounted
+    /// for the host's IDs (no copy can be added to the image).
+    #[error("cannot create an image with canonical UID/GID mappings in a read-only store")]
+    MappedLayerInReadOnlyStore,
     /// A read-only store cannot be changed.
     #[error("{what} {id} is in a read-only store and cannot be modified")]
     ReadOnly {
@@ -162,6 +181,18 @@ impl StoreError {
             context: context.into(),
             source,
         }
+    }
+}
+
+/// Upstream's message for a missing big-data item of a `kind` object.
+fn big_data_unknown(kind: &str, key: &str, id: &str, path: &std::path::Path) -> String {
+    match kind {
+        "container" => format!("open {}: no such file or directory", path.display()),
+        "image" => format!(
+            "locating item named {key:?} for image with ID {id:?} (consider removing the image \
+             to resolve the issue): file does not exist"
+        ),
+        _ => format!("locating item named {key:?} for {kind} with ID {id:?}: file does not exist"),
     }
 }
 

@@ -120,8 +120,8 @@ pub fn ingest_layer(
             (Ok(_), Err(applying)) => return Err(applying),
             (Err((recording, _)), Ok(())) => return Err(recording.into()),
             (Err((recording, at)), Err(applying)) => {
-                let consequence = produced.stopped_early
-                    && matches!(recording, TarSplitError::UnexpectedEof);
+                let consequence =
+                    produced.stopped_early && matches!(recording, TarSplitError::UnexpectedEof);
                 return Err(if consequence || at > applied_up_to {
                     applying
                 } else {
@@ -434,16 +434,12 @@ mod tests {
         let mut blob = compressed(Compression::Gzip, &varied().bytes);
         let middle = blob.len() / 2;
         blob[middle..].iter_mut().for_each(|b| *b ^= 0x5a);
-        let err = ingest_layer(
-            &mut &blob[..],
-            &mut Vec::new(),
-            &mut |r: &mut dyn Read| {
-                let mut sink = Vec::new();
-                r.read_to_end(&mut sink)
-                    .map_err(|e| DriverError::io("apply", e))?;
-                Ok(0)
-            },
-        )
+        let err = ingest_layer(&mut &blob[..], &mut Vec::new(), &mut |r: &mut dyn Read| {
+            let mut sink = Vec::new();
+            r.read_to_end(&mut sink)
+                .map_err(|e| DriverError::io("apply", e))?;
+            Ok(0)
+        })
         .expect_err("corrupt gzip");
         assert!(matches!(err, IngestError::Io { .. }), "{err}");
     }

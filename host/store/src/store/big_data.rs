@@ -30,11 +30,18 @@ impl Store {
             }
             Kind::Image => {
                 let img = find_image(st, id).ok_or(StoreError::ImageUnknown)?;
+                let in_graph_root = st
+                    .graph_images
+                    .as_ref()
+                    .is_some_and(|set| set.has_id(&img.id));
                 let dir = match st.ro_images.iter().position(|s| s.has_id(&img.id)) {
-                    Some(i) if !st.images.has_id(&img.id) => {
-                        self.ro_root(i).join(format!("{}-images", self.driver_name))
-                    }
-                    _ => self.images_dir.clone(),
+                    _ if st.images.has_id(&img.id) => self.images_dir.clone(),
+                    _ if in_graph_root => match &self.graph_images_dir {
+                        Some(dir) => dir.clone(),
+                        None => self.images_dir.clone(),
+                    },
+                    Some(i) => self.ro_root(i).join(format!("{}-images", self.driver_name)),
+                    None => self.images_dir.clone(),
                 };
                 Ok((dir.join(&img.id), img.id))
             }
@@ -73,7 +80,7 @@ impl Store {
     /// One big-data item.
     pub fn big_data(&self, kind: Kind, id: &str, key: &str) -> Result<Vec<u8>, StoreError> {
         self.read(|st| {
-            let (dir, _) = self.big_data_dir(st, kind, id)?;
+            let (dir, id) = self.big_data_dir(st, kind, id)?;
             let path = dir.join(big_data_file_name(key));
             match std::fs::read(&path) {
                 Ok(data) => Ok(data),
@@ -81,6 +88,8 @@ impl Store {
                     Err(StoreError::BigDataUnknown {
                         kind: kind_name(kind),
                         key: key.to_string(),
+                        id,
+                        path,
                     })
                 }
                 Err(e) => Err(StoreError::io("reading", path, e)),
@@ -179,19 +188,29 @@ impl Store {
         })
     }
 
-    /// Size of one big-data item: the recorded one, else the stored item's.
+    /// Size of one big-data item: the recorded one, else the stored item's; an item that
+    /// is neither is [`StoreError::SizeUnknown`], as upstream says.
     pub fn big_data_size(&self, kind: Kind, id: &str, key: &str) -> Result<i64, StoreError> {
         match self.recorded_item(kind, id, key)?.0 {
             Some(size) => Ok(size),
-            None => Ok(self.big_data(kind, id, key)?.len() as i64),
+            None => match self.big_data(kind, id, key) {
+                Ok(data) => Ok(data.len() as i64),
+                Err(StoreError::BigDataUnknown { .. }) => Err(StoreError::SizeUnknown),
+                Err(e) => Err(e),
+            },
         }
     }
 
-    /// Digest of one big-data item: the recorded one, else the stored item's.
+    /// Digest of one big-data item: the recorded one, else the stored item's; an item that
+    /// is neither is [`StoreError::DigestUnknown`], as upstream says.
     pub fn big_data_digest(&self, kind: Kind, id: &str, key: &str) -> Result<String, StoreError> {
         match self.recorded_item(kind, id, key)?.1 {
             Some(d) => Ok(d),
-            None => Ok(sha256_digest(&self.big_data(kind, id, key)?)),
+            None => match self.big_data(kind, id, key) {
+                Ok(data) => Ok(sha256_digest(&data)),
+                Err(StoreError::BigDataUnknown { .. }) => Err(StoreError::DigestUnknown),
+                Err(e) => Err(e),
+            },
         }
     }
 }

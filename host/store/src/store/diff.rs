@@ -5,11 +5,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::files::sync_filesystem;
+use super::images::find_image;
 use super::layers::{find_layer, layer_mappings, optional_layer_id};
-use super::{Ctx, State, Store, StoreError};
+use super::{Ctx, Kind, State, Store, StoreError};
 use crate::compress::Compression;
 use storage_driver::{ApplyDiffOpts, Change, DriverError, MountOpts};
 use crate::layers::LayerRecord;
+use crate::records::big_data_file_name;
 
 /// The compression `diff` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +104,59 @@ impl Store {
             ctx.driver()
                 .diff_size(&l.id, from.as_deref())
                 .map_err(|e| StoreError::driver(format!("measuring the diff of {}", l.id), e))
+        })
+    }
+
+    /// The size of an image, as upstream's `ImageSize`: each layer reachable from its top
+    /// layer and mapped top layers counted once (the recorded uncompressed size when the
+    /// record has a digest for it, else the driver's diff size against the parent), plus
+    /// its big data items.
+    pub fn image_size(&self, name: &str) -> Result<i64, StoreError> {
+        self.write(|ctx| {
+            let image = find_image(ctx.st, name).ok_or(StoreError::ImageUnknown)?;
+            let mut queue: Vec<String> = std::iter::once(&image.top_layer)
+                .chain(&image.mapped_top_layers)
+                .filter(|id| !id.is_empty())
+                .cloned()
+                .collect();
+            let mut visited = std::collections::BTreeSet::new();
+            let mut size: i64 = 0;
+            while let Some(id) = queue.pop() {
+                if !visited.insert(id.clone()) {
+                    continue;
+                }
+                let layer = find_layer(ctx.st, &id).ok_or(StoreError::LayerUnknown)?;
+                let n = if layer.uncompressed_digest.is_empty() || layer.uncompressed_size == -1 {
+                    let parent = (!layer.parent.is_empty()).then_some(layer.parent.as_str());
+                    let n = ctx.driver().diff_size(&layer.id, parent).map_err(|e| {
+                        StoreError::driver(
+                            format!("size/digest of layer with ID {id:?} could not be calculated"),
+                            e,
+                        )
+                    })?;
+                    i64::try_from(n).unwrap_or(i64::MAX)
+                } else {
+                    layer.uncompressed_size
+                };
+                size = size.saturating_add(n);
+                if !layer.parent.is_empty() {
+                    queue.push(layer.parent.clone());
+                }
+            }
+            let (dir, _) = self.big_data_dir(ctx.st, Kind::Image, &image.id)?;
+            for key in &image.big_data_names {
+                let n = match image.big_data_sizes.get(key) {
+                    Some(n) => *n,
+                    None => {
+                        let path = dir.join(big_data_file_name(key));
+                        let meta = std::fs::metadata(&path)
+                            .map_err(|e| StoreError::io("reading the size of", path, e))?;
+                        i64::try_from(meta.len()).unwrap_or(i64::MAX)
+                    }
+                };
+                size = size.saturating_add(n);
+            }
+            Ok(size)
         })
     }
 

@@ -7,7 +7,7 @@ use super::layers::optional_layer_id;
 use super::{Ctx, ImageOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
 use crate::images::ImageRecord;
-use crate::records::{all_in_sets, big_data_file_name, find_in_sets, new_identity, sha256_digest};
+use crate::records::{all_in_sets, big_data_file_name, new_identity, sha256_digest};
 
 /// What an image is created with besides its record's options: big-data items (stored in
 /// this order) and the creation time to record (RFC 3339; now when `None`).
@@ -28,18 +28,42 @@ pub struct DeleteImageReport {
 
 impl Ctx<'_> {
     pub(super) fn remove_image(&mut self, id: &str) -> Result<(), StoreError> {
-        let Some(image) = self.st.images.get(id).cloned() else {
+        if let Some(image) = self.st.images.get(id).cloned() {
+            self.st.images.remove_id(&image.id);
+            self.save_images()?;
+            return remove_path(&self.store.images_dir.join(&image.id));
+        }
+        // The graph root's image of a split store.
+        let (Some(set), Some(dir)) = (&mut self.st.graph_images, &self.store.graph_images_dir)
+        else {
             return Err(StoreError::ImageUnknown);
         };
-        self.st.images.remove_id(&image.id);
-        self.save_images()?;
-        remove_path(&self.store.images_dir.join(&image.id))
+        let Some(image) = set.get(id).cloned() else {
+            return Err(StoreError::ImageUnknown);
+        };
+        let dir = dir.join(&image.id);
+        set.remove_id(&image.id);
+        self.save_graph_images()?;
+        remove_path(&dir)
     }
 }
 
 /// An image by ID, name or ID prefix in the writable store, then the read-only ones.
 pub(super) fn find_image(st: &State, name: &str) -> Option<ImageRecord> {
-    find_in_sets(st.image_sets(), name).cloned()
+    if let Some(image) = st.images.get(name) {
+        return Some(image.clone());
+    }
+    if let Some(image) = st.graph_images.as_ref().and_then(|set| set.get(name)) {
+        return Some(image.clone());
+    }
+    // An image of a read-only store that the writable store has a copy of (made when its
+    // names were changed) is that copy: a name the copy no longer has does not find it
+    // through the read-only store (upstream's `Store.Image`).
+    st.ro_images
+        .iter()
+        .filter_map(|set| set.get(name))
+        .find(|image| !st.images.has_id(&image.id))
+        .cloned()
 }
 
 impl Store {
@@ -133,7 +157,12 @@ impl Store {
     /// `commit` is false).
     pub fn delete_image(&self, name: &str, commit: bool) -> Result<DeleteImageReport, StoreError> {
         self.write(|ctx| {
-            let Some(image) = ctx.st.images.get(name).cloned() else {
+            let writable = ctx.st.images.get(name).or_else(|| {
+                // The graph root's images of a split store can be deleted too (upstream
+                // deletes from every writable image store).
+                ctx.st.graph_images.as_ref().and_then(|set| set.get(name))
+            });
+            let Some(image) = writable.cloned() else {
                 return Err(match find_image(ctx.st, name) {
                     Some(ro) => StoreError::ReadOnly {
                         what: "image",
@@ -189,7 +218,8 @@ impl Store {
 /// or a read-only layer.
 pub(super) fn layers_freed_by_image(st: &State, image: &ImageRecord) -> Vec<String> {
     let used_by_other_image = |id: &str| {
-        st.images.records.iter().any(|i| {
+        let writable = std::iter::once(&st.images).chain(&st.graph_images);
+        writable.flat_map(|set| &set.records).any(|i| {
             i.id != image.id && (i.top_layer == id || i.mapped_top_layers.iter().any(|m| m == id))
         })
     };

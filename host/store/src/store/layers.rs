@@ -294,11 +294,13 @@ impl Ctx<'_> {
             .find(|i| i.top_layer == id || i.mapped_top_layers.iter().any(|m| m == id))
         {
             return Some(StoreError::LayerUsedByImage {
+                layer: id.to_string(),
                 image: image.id.clone(),
             });
         }
         if let Some(c) = self.st.containers.records.iter().find(|c| c.layer == id) {
             return Some(StoreError::LayerUsedByContainer {
+                layer: id.to_string(),
                 container: c.id.clone(),
             });
         }
@@ -364,14 +366,15 @@ impl Store {
     }
 
     /// Creates a layer in the driver only, with no record (`create-storage-layer`); returns
-    /// its ID.
+    /// its ID. The parent is handed to the driver as given, as upstream does: it may be a
+    /// layer the driver has and no record knows (another `create-storage-layer`'s).
     pub fn create_storage_layer(
         &self,
         parent: Option<&str>,
         opts: &LayerOptions,
     ) -> Result<String, StoreError> {
         self.write(|ctx| {
-            let parent = optional_layer_id(ctx.st, parent)?;
+            let parent = parent.filter(|p| !p.is_empty()).map(str::to_string);
             let id = id_or_random(opts.id.as_deref());
             if find_layer(ctx.st, &id).is_some() || ctx.driver().exists(&id) {
                 return Err(StoreError::DuplicateId);

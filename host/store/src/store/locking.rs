@@ -82,6 +82,15 @@ impl Store {
                 image.recompute_digests();
             }
         }
+        if let Some(set) = &mut st.graph_images {
+            if modified(self.graph_images_lock.as_ref())? || set.needs_reload() {
+                set.load()?;
+                set.resolve_duplicate_names();
+                for image in &mut set.records {
+                    image.recompute_digests();
+                }
+            }
+        }
         if modified(Some(&self.containers_lock))? || st.containers.needs_reload() {
             st.containers.load()?;
             st.containers.resolve_duplicate_names();
@@ -147,6 +156,7 @@ impl Store {
             self.image_store_layers_lock.as_ref(),
             Some(&self.mount_lock),
             Some(&self.images_lock),
+            self.graph_images_lock.as_ref(),
             Some(&self.containers_lock),
         ];
         let mut guards = RecordLocks(Vec::new());
@@ -233,6 +243,17 @@ impl Ctx<'_> {
     pub(super) fn save_images(&mut self) -> Result<(), StoreError> {
         record_write(&self.store.images_lock)?;
         self.st.images.save()
+    }
+
+    /// Saves the graph root's images of a split store.
+    pub(super) fn save_graph_images(&mut self) -> Result<(), StoreError> {
+        if let Some(lock) = &self.store.graph_images_lock {
+            record_write(lock)?;
+        }
+        match &mut self.st.graph_images {
+            Some(set) => set.save(),
+            None => Ok(()),
+        }
     }
 
     pub(super) fn save_containers(&mut self) -> Result<(), StoreError> {

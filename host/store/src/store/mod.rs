@@ -76,6 +76,9 @@ struct State {
     containers: RecordSet<ContainerRecord>,
     ro_layers: Vec<RecordSet<LayerRecord>>,
     ro_images: Vec<RecordSet<ImageRecord>>,
+    /// With a split image store, the graph root's own images: an additional image store
+    /// that stays writable (upstream adds the graph root to the image stores).
+    graph_images: Option<RecordSet<ImageRecord>>,
 }
 
 /// An open store.
@@ -89,12 +92,16 @@ pub struct Store {
     image_store_layers_lock: Option<LockFile>,
     mount_lock: LockFile,
     images_lock: LockFile,
+    /// `<graphroot>/<drv>-images/images.lock` with a split image store.
+    graph_images_lock: Option<LockFile>,
     containers_lock: LockFile,
     read_only_stores: Vec<ReadOnlyStore>,
     layers_dir: PathBuf,
     /// `<imagestore>/<drv>-layers` with a split image store.
     image_store_layers_dir: Option<PathBuf>,
     images_dir: PathBuf,
+    /// `<graphroot>/<drv>-images` with a split image store.
+    graph_images_dir: Option<PathBuf>,
     containers_dir: PathBuf,
     mount_points_path: PathBuf,
     state: Mutex<State>,
@@ -112,9 +119,12 @@ impl State {
         std::iter::once(&self.layers).chain(&self.ro_layers)
     }
 
-    /// The image record sets, the writable one first.
+    /// The image record sets, the writable one first, then the graph root's of a split
+    /// store, then the read-only ones.
     fn image_sets(&self) -> impl Iterator<Item = &RecordSet<ImageRecord>> {
-        std::iter::once(&self.images).chain(&self.ro_images)
+        std::iter::once(&self.images)
+            .chain(&self.graph_images)
+            .chain(&self.ro_images)
     }
 }
 

@@ -133,27 +133,45 @@ impl Store {
         })
     }
 
-    /// Mounts an image's top layer read-only.
+    /// Mounts an image read-only, as upstream's `MountImage`: the image's content owned for
+    /// the host's IDs, that is the top layer or a copy of it with no ID mapping (made and
+    /// recorded in the image's mapped top layers when the top layer has a mapping).
     pub fn mount_image(&self, name: &str, opts: &MountOptions) -> Result<PathBuf, StoreError> {
         self.write(|ctx| {
             let image = find_image(ctx.st, name).ok_or(StoreError::ImageUnknown)?;
             if image.top_layer.is_empty() {
                 return Err(StoreError::LayerUnknown);
             }
-            ctx.mount_layer(&image.top_layer, &driver_mount_opts(opts, true, false))
+            let top = ctx.top_layer_for_mapping(&image, &IdMappings::default())?;
+            let layer = find_layer(ctx.st, &top).ok_or(StoreError::LayerUnknown)?;
+            if !layer_mappings(&layer).is_identity() {
+                return Err(StoreError::MappedLayerInReadOnlyStore);
+            }
+            ctx.mount_layer(&top, &driver_mount_opts(opts, true, false))
         })
     }
 
-    /// Unmounts; true when the mount count reached zero. Falls back to an image's top layer.
+    /// Unmounts a layer or a container's layer; true when the mount count reached zero.
     pub fn unmount(&self, name: &str, force: bool) -> Result<bool, StoreError> {
         self.write(|ctx| {
-            let id = match ctx.layer_or_container_layer(name) {
-                Ok(id) => id,
-                Err(e) => match find_image(ctx.st, name) {
-                    Some(image) if !image.top_layer.is_empty() => image.top_layer,
-                    _ => return Err(e),
-                },
-            };
+            let id = ctx.layer_or_container_layer(name)?;
+            ctx.unmount_layer(&id, force)
+        })
+    }
+
+    /// Unmounts what [`Store::mount_image`] mounted (upstream's `UnmountImage`): the image's
+    /// mapped top layer with no ID mapping if it has one, else its top layer; true when the
+    /// mount count reached zero.
+    pub fn unmount_image(&self, name: &str, force: bool) -> Result<bool, StoreError> {
+        self.write(|ctx| {
+            let image = find_image(ctx.st, name).ok_or(StoreError::ImageUnknown)?;
+            let canonical = image.mapped_top_layers.iter().find(|id| {
+                ctx.st
+                    .layers
+                    .get(id)
+                    .is_some_and(|l| layer_mappings(l).is_identity())
+            });
+            let id = canonical.unwrap_or(&image.top_layer).clone();
             ctx.unmount_layer(&id, force)
         })
     }
@@ -262,6 +280,56 @@ mod tests {
             std::fs::read_to_string(root.run("testfs-layers/mountpoints.json")).expect("read"),
             "[]"
         );
+    }
+
+    #[test]
+    fn image_mounts_use_a_copy_owned_for_the_host() {
+        let root = TestRoot::new();
+        let store = root.open();
+        let map = vec![storage_driver::idmap::IdMap {
+            container_id: 0,
+            host_id: 100_000,
+            size: 65_536,
+        }];
+        let opts = LayerOptions {
+            id_mappings: IdMappings {
+                uids: map.clone(),
+                gids: map,
+            },
+            ..named(&["mappedtop"])
+        };
+        let top = store.create_layer(None, &opts).expect("layer");
+        let img = store
+            .create_image(Some("mappedtop"), &crate::store::ImageOptions::default())
+            .expect("image");
+        // As upstream's MountImage: a mapped top layer is not mounted itself, a copy
+        // without a mapping is made (once) and mounted.
+        store
+            .mount_image(&img.id, &MountOptions::default())
+            .expect("mount image");
+        let mapped = store.image(&img.id).expect("image").mapped_top_layers;
+        assert_eq!(mapped.len(), 1);
+        let copy = store.layer(&mapped[0]).expect("copy");
+        assert!(copy.uid_map.is_empty() && copy.gid_map.is_empty());
+        assert_eq!(store.mount_count(&copy.id).expect("count"), 1);
+        assert_eq!(store.mount_count(&top.id).expect("count"), 0);
+        store
+            .mount_image(&img.id, &MountOptions::default())
+            .expect("mount image again");
+        assert_eq!(
+            store.image(&img.id).expect("image").mapped_top_layers.len(),
+            1
+        );
+        assert_eq!(store.mount_count(&copy.id).expect("count"), 2);
+        // An image is not a layer or a container for `unmount`; `unmount_image` finds
+        // the copy.
+        assert!(matches!(
+            store.unmount(&img.id, false),
+            Err(crate::store::StoreError::LayerUnknown)
+        ));
+        assert!(!store.unmount_image(&img.id, false).expect("unmount"));
+        assert!(store.unmount_image(&img.id, false).expect("unmount"));
+        assert_eq!(store.mount_count(&copy.id).expect("count"), 0);
     }
 
     #[test]

@@ -287,7 +287,11 @@ mod tests {
         let err = store.create_layer(None, &opts).expect_err("dup id");
         assert_eq!(err.to_string(), "that ID is already in use");
         let names = store.add_names(&b.id, &["a".to_string()]).expect("add");
-        assert_eq!(names, vec!["a".to_string(), "b".to_string()], "added first, as 1.60");
+        assert_eq!(
+            names,
+            vec!["a".to_string(), "b".to_string()],
+            "added first, as 1.60"
+        );
         assert!(
             store.layer(&a.id).expect("a").names.is_empty(),
             "name moved"

@@ -59,6 +59,20 @@ impl Store {
         };
         let mount_lock = open_lock(run_layers_dir.join("mountpoints.lock"))?;
         let images_lock = open_lock(images_dir.join("images.lock"))?;
+        // With a split image store, the graph root's images stay visible and deletable
+        // (upstream's `load` adds the graph root to the image stores, read-write).
+        let graph_images_dir = match &opts.image_store {
+            Some(is) if !same_dir(is, graph_root) => {
+                let dir = graph_root.join(format!("{drv}-images"));
+                mkdir_0700(&dir)?;
+                Some(dir)
+            }
+            _ => None,
+        };
+        let graph_images_lock = match &graph_images_dir {
+            Some(dir) => Some(open_lock(dir.join("images.lock"))?),
+            None => None,
+        };
         let (containers_lock, containers_json_dir) = if opts.transient_store {
             mkdir_0700(&run_containers_dir)?;
             (
@@ -119,11 +133,13 @@ impl Store {
             image_store_layers_lock,
             mount_lock,
             images_lock,
+            graph_images_lock,
             containers_lock,
             read_only_stores,
             mount_points_path: run_layers_dir.join("mountpoints.json"),
             layers_dir,
             image_store_layers_dir,
+            graph_images_dir: graph_images_dir.clone(),
             images_dir,
             containers_dir,
             state: Mutex::new(State {
@@ -132,6 +148,8 @@ impl Store {
                 containers,
                 ro_layers,
                 ro_images,
+                graph_images: graph_images_dir
+                    .map(|dir| RecordSet::new(dir.join("images.json"), None)),
             }),
         })
     }
@@ -190,6 +208,13 @@ impl Store {
             root: opts.graph_root.clone(),
         }))
     }
+}
+
+/// Whether two paths name one directory (either may not exist yet).
+fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let canonical =
+        |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    canonical(a) == canonical(b)
 }
 
 #[cfg(test)]
