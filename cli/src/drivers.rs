@@ -3,12 +3,12 @@
 //! configuration names in `[plugins.<name>]`.
 
 use std::collections::BTreeMap;
-use storage_component_host::graph_driver::{register_builtin, register_plugins};
 use storage_component_host::archive_provider::ComponentArchiveProvider;
+use storage_component_host::graph_driver::{register_builtin, register_plugins};
 use storage_component_host::ComponentSource;
 
-use storage_store::config::{self, PluginConfig, StoreOptions};
 use storage_driver::DriverRegistry;
+use storage_store::config::{self, PluginConfig, StoreOptions};
 
 /// A registry with every built-in driver and the configured plugins.
 pub fn registry(opts: &StoreOptions) -> DriverRegistry {
@@ -35,7 +35,8 @@ fn configured_plugins(opts: &StoreOptions) -> BTreeMap<String, PluginConfig> {
 
 /// The vfs driver as a component (world `driver-plugin`), built by this crate's build
 /// script.
-const VFS_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/storage_vfs_component.wasm"));
+const VFS_COMPONENT: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/storage_vfs_component.wasm"));
 
 /// Registers the drivers linked into the binary: this is the one place that names them.
 fn register_linked(registry: &mut DriverRegistry) {

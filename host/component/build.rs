@@ -5,7 +5,8 @@
 use storage_wasm_build::ComponentCrate;
 
 fn main() {
-    let manifest_dir = std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let manifest_dir =
+        std::path::PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let root = manifest_dir.join("../..");
     storage_wasm_build::embed(
         &root,

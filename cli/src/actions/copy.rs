@@ -13,8 +13,8 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use storage_driver::confined;
-use storage_driver::ApplyDiffOpts;
 use storage_driver::idmap::IdMappings;
+use storage_driver::ApplyDiffOpts;
 use storage_store::store::MountOptions;
 
 use super::{CliError, Ctx};

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use storage_store::config;
 use storage_driver::dedup::{DedupResult, HashMethod};
+use storage_store::config;
 use storage_store::store::{CheckOptions, CheckReport};
 
 use super::{print_json, CliError, Ctx};

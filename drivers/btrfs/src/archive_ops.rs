@@ -10,13 +10,13 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use storage_archive::WhiteoutFormat;
 use std::sync::Arc;
+use storage_archive::WhiteoutFormat;
 
 use storage_driver::archive_runtime::ArchiveOps;
 use storage_driver::confined;
-use storage_driver::{ApplyDiffOpts, Change, DriverError, DriverResult};
 use storage_driver::idmap::IdMappings;
+use storage_driver::{ApplyDiffOpts, Change, DriverError, DriverResult};
 
 use crate::driver::BtrfsDriver;
 

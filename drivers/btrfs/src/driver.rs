@@ -22,11 +22,11 @@ use std::sync::{Arc, Mutex};
 
 use storage_driver::archive_runtime::ArchiveProvider;
 use storage_driver::dedup::{DedupResult, HashMethod};
+use storage_driver::idmap::IdMappings;
 use storage_driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
     GraphDriver, MountOpts,
 };
-use storage_driver::idmap::IdMappings;
 
 use crate::getter::SubvolumeGetter;
 use crate::layout::{is_plain_name, Layout, SUBVOLUMES_DIR};

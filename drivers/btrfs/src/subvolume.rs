@@ -69,16 +69,10 @@ pub fn delete(dir: &Path, name: &OsStr, quota: bool) -> io::Result<()> {
         match id_of(&path).and_then(|id| Ok((id, open_dir(dir)?))) {
             Ok((id, parent)) => {
                 if let Err(e) = ioctl::qgroup_destroy(&parent, id) {
-                    log::debug!(
-                        "btrfs: destroying qgroup 0/{id} of {}: {e}",
-                        path.display()
-                    );
+                    log::debug!("btrfs: destroying qgroup 0/{id} of {}: {e}", path.display());
                 }
             }
-            Err(e) => log::debug!(
-                "btrfs: looking up the qgroup of {}: {e}",
-                path.display()
-            ),
+            Err(e) => log::debug!("btrfs: looking up the qgroup of {}: {e}", path.display()),
         }
     }
     let parent = open_dir(dir)?;

@@ -13,10 +13,8 @@ use std::path::{Path, PathBuf};
 
 use storage_archive::{ApplyOptions, WhiteoutFormat};
 use storage_driver::confined;
-use storage_driver::{
-    ApplyDiffOpts, Change, DriverError, DriverResult, GraphDriver, MountOpts,
-};
 use storage_driver::idmap::IdMappings;
+use storage_driver::{ApplyDiffOpts, Change, DriverError, DriverResult, GraphDriver, MountOpts};
 
 use crate::archive_runtime;
 use crate::driver::OverlayDriver;

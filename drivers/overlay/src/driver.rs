@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use storage_driver::archive_runtime::ArchiveProvider;
 use storage_driver::dedup::{DedupResult, HashMethod};
+use storage_driver::idmap::IdMappings;
 use storage_driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
     GraphDriver, MountOpts,
 };
-use storage_driver::idmap::IdMappings;
 
 use crate::features;
 use crate::getter::DiffDirGetter;

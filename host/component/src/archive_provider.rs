@@ -44,7 +44,9 @@ impl ArchiveProvider for ComponentArchiveProvider {
                 .map(Duration::from_millis)
                 .unwrap_or(default.deadline),
         };
-        Ok(Arc::new(InComponent(Cow::Owned(builtin.with_limits(limits)))))
+        Ok(Arc::new(InComponent(Cow::Owned(
+            builtin.with_limits(limits),
+        ))))
     }
 }
 

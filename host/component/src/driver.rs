@@ -15,8 +15,8 @@ use super::error::ComponentError;
 use super::host_fs::{DriverHomes, HostState, LentDir, LentInput, LentOutput};
 use super::limits::PluginLimits;
 use super::mounts::{check_mount_requests, CheckedMount};
-use storage_driver::{Change, ChangeKind, CreateOpts, DriverError, DriverResult, MountOpts};
 use storage_driver::idmap::IdMappings;
+use storage_driver::{Change, ChangeKind, CreateOpts, DriverError, DriverResult, MountOpts};
 
 /// Where a layer is, as the host can use it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,13 +21,13 @@ use super::error::ComponentError;
 use super::host_fs::DriverHomes;
 use super::limits::PluginLimits;
 use super::mounts::CheckedMount;
-use storage_driver::PluginConfig;
 use storage_driver::dedup::{DedupResult, HashMethod};
+use storage_driver::idmap::IdMappings;
+use storage_driver::PluginConfig;
 use storage_driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverRegistry, DriverResult,
     GraphDriver, MountOpts,
 };
-use storage_driver::idmap::IdMappings;
 
 /// Where a driver's component comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

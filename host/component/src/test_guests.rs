@@ -36,8 +36,9 @@ pub fn wasm(package: &str) -> &'static [u8] {
     static BUILT: OnceLock<Vec<(&'static str, Vec<u8>)>> = OnceLock::new();
     let built = BUILT.get_or_init(|| {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let paths = storage_wasm_build::build(&root, CRATES, &storage_wasm_build::target_dir_for_tests())
-            .unwrap_or_else(|e| panic!("{e}"));
+        let paths =
+            storage_wasm_build::build(&root, CRATES, &storage_wasm_build::target_dir_for_tests())
+                .unwrap_or_else(|e| panic!("{e}"));
         CRATES
             .iter()
             .zip(paths)

@@ -31,7 +31,9 @@ fn archive_component() -> &'static ArchiveComponent {
 }
 
 fn hostile(limits: PluginLimits) -> ArchiveComponent {
-    let loaded = runtime().load("hostile", wasm("storage-test-guest-hostile")).unwrap();
+    let loaded = runtime()
+        .load("hostile", wasm("storage-test-guest-hostile"))
+        .unwrap();
     ArchiveComponent::new(runtime(), loaded, limits).unwrap()
 }
 
@@ -90,7 +92,10 @@ fn second_load_comes_from_the_cache() {
 
 #[test]
 fn a_component_importing_wasi_filesystem_is_refused() {
-    let err = runtime().load("fs-importer", wasm("storage-test-guest-fs-importer")).err().unwrap();
+    let err = runtime()
+        .load("fs-importer", wasm("storage-test-guest-fs-importer"))
+        .err()
+        .unwrap();
     let message = err.to_string();
     assert!(matches!(err, ComponentError::Refused { .. }), "{message}");
     assert!(message.contains("wasi:filesystem"), "{message}");
@@ -433,7 +438,8 @@ fn applying_through_the_component_gives_the_native_tree() {
         .changes(&wasm, Some(&parent), &mapping)
         .unwrap();
     let native_changes =
-        storage_driver::confined::changes_naive(&native, Some(&parent), &Default::default()).unwrap();
+        storage_driver::confined::changes_naive(&native, Some(&parent), &Default::default())
+            .unwrap();
     let paths = |c: &[storage_archive::Change]| -> Vec<String> {
         c.iter()
             .map(|c| format!("/{} {:?}", String::from_utf8_lossy(&c.path), c.kind))
@@ -449,7 +455,8 @@ fn applying_through_the_component_gives_the_native_tree() {
         archive_component()
             .diff_size(&wasm, Some(&parent), &mapping)
             .unwrap(),
-        storage_driver::confined::diff_size_naive(&native, Some(&parent), &Default::default()).unwrap()
+        storage_driver::confined::diff_size_naive(&native, Some(&parent), &Default::default())
+            .unwrap()
     );
 }
 
@@ -496,7 +503,8 @@ fn a_real_tar_of_etc_applies_the_same_both_ways() {
     std::fs::create_dir(&native).unwrap();
     std::fs::create_dir(&wasm).unwrap();
     let opts = storage_archive::ApplyOptions::default();
-    let n = storage_driver::confined::apply_tar(&native, &mut tar.stdout.as_slice(), &opts).unwrap();
+    let n =
+        storage_driver::confined::apply_tar(&native, &mut tar.stdout.as_slice(), &opts).unwrap();
     let c = archive_component()
         .apply_diff(&wasm, Box::new(std::io::Cursor::new(tar.stdout)), &opts)
         .unwrap();
@@ -590,7 +598,9 @@ fn copy_tree_copies_everything_and_stays_inside() {
 fn a_third_party_driver_component_serves_layers_in_its_home() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("example");
-    let loaded = runtime().load("example.wasm", wasm("storage-test-guest-example-driver")).unwrap();
+    let loaded = runtime()
+        .load("example.wasm", wasm("storage-test-guest-example-driver"))
+        .unwrap();
     let driver = DriverComponent::new(
         runtime(),
         loaded,

@@ -14,7 +14,6 @@ use storage_driver::{
     ChangeKind, CreateOpts, DriverError, DriverInit, DriverRegistry, GraphDriver, MountOpts,
 };
 
-
 /// A temporary graph root and run root.
 struct Roots {
     tmp: tempfile::TempDir,

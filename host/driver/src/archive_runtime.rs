@@ -100,8 +100,12 @@ pub fn parse_size(driver: &str, value: &str) -> DriverResult<u64> {
 /// The archive logic over directories, wherever it runs.
 pub trait ArchiveOps: Send + Sync {
     /// Applies an uncompressed layer tar to `dir`; returns the applied size.
-    fn apply_tar(&self, dir: &Path, input: &mut dyn Read, options: &ApplyOptions)
-        -> DriverResult<u64>;
+    fn apply_tar(
+        &self,
+        dir: &Path,
+        input: &mut dyn Read,
+        options: &ApplyOptions,
+    ) -> DriverResult<u64>;
 
     /// Size of the tree at `dir`.
     fn tree_size(&self, dir: &Path) -> DriverResult<u64>;

@@ -27,8 +27,8 @@ use storage_archive::{
     ApplyOptions, ArchiveError, DiffOptions, IdMapping, IdRange, OverlayOptions,
 };
 
-use crate::{Change, ChangeKind};
 use crate::idmap::IdMappings;
+use crate::{Change, ChangeKind};
 
 /// A directory lent to the archive logic; `I` and `O` are the stream types it copies file
 /// contents from and to.

@@ -349,4 +349,3 @@ pub struct PluginConfig {
     /// Deadline of one call, in milliseconds.
     pub deadline_ms: Option<u64>,
 }
-

@@ -19,8 +19,8 @@ use std::sync::mpsc;
 
 use crate::compress::{self, CompressError, Compression};
 use crate::digest::{Digester, DigestingReader};
-use storage_driver::DriverError;
 use crate::tarsplit::{Disassembler, IdSets, TarSplitError};
+use storage_driver::DriverError;
 
 /// What the import of one layer blob measured.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -124,8 +124,7 @@ pub fn embed(root: &Path, crates: &[ComponentCrate], watched: &[&str]) {
     let built = build(root, crates, &target_dir).unwrap_or_else(|e| panic!("{e}"));
     for (c, path) in crates.iter().zip(built) {
         let to = out_dir.join(c.file);
-        std::fs::copy(&path, &to).unwrap_or_else(|e| {
-            panic!("copy {} to {}: {e}", path.display(), to.display())
-        });
+        std::fs::copy(&path, &to)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", path.display(), to.display()));
     }
 }

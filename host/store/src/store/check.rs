@@ -22,9 +22,9 @@ use super::files::remove_path;
 use super::images::layers_freed_by_image;
 use super::layers::{find_layer, layer_mappings};
 use super::{Ctx, Kind, Store, StoreError};
-use storage_driver::MountOpts;
 use crate::layers::LayerRecord;
 use crate::records::big_data_file_name;
+use storage_driver::MountOpts;
 
 /// Upstream's `ErrLayerMissing`.
 pub const LAYER_MISSING: &str = "layer is missing";

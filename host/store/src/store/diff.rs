@@ -9,9 +9,9 @@ use super::images::find_image;
 use super::layers::{find_layer, layer_mappings, optional_layer_id};
 use super::{Ctx, Kind, State, Store, StoreError};
 use crate::compress::Compression;
-use storage_driver::{ApplyDiffOpts, Change, DriverError, MountOpts};
 use crate::layers::LayerRecord;
 use crate::records::big_data_file_name;
+use storage_driver::{ApplyDiffOpts, Change, DriverError, MountOpts};
 
 /// The compression `diff` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

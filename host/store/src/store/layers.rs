@@ -6,11 +6,11 @@ use std::path::PathBuf;
 
 use super::files::remove_path;
 use super::{Ctx, LayerOptions, State, Store, StoreError};
-use storage_driver::{CreateOpts, DriverError};
 use crate::gojson::now_rfc3339_nano;
-use storage_driver::idmap::IdMappings;
 use crate::layers::LayerRecord;
 use crate::records::{all_in_sets, find_in_sets, id_or_random, new_identity};
+use storage_driver::idmap::IdMappings;
+use storage_driver::{CreateOpts, DriverError};
 
 pub(super) fn incomplete(layer: &LayerRecord) -> bool {
     layer
@@ -235,10 +235,9 @@ impl Ctx<'_> {
                 &record.mount_label,
             ) {
                 Ok(()) => {}
-                Err(DriverError::Unsupported(what)) => log::debug!(
-                    "layer {}: driver does not support {what}",
-                    record.id
-                ),
+                Err(DriverError::Unsupported(what)) => {
+                    log::debug!("layer {}: driver does not support {what}", record.id)
+                }
                 Err(e) => {
                     return Err(StoreError::driver(
                         format!("changing the ID mapping of layer {}", record.id),

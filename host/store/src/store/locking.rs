@@ -7,9 +7,9 @@ use std::sync::{MutexGuard, PoisonError};
 
 use super::layers::incomplete;
 use super::{Ctx, State, Store, StoreError};
-use storage_driver::GraphDriver;
 use crate::layers::{load_mount_points, save_mount_points};
 use crate::lock::{LockFile, LockGuard};
+use storage_driver::GraphDriver;
 
 fn lock_io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::io("locking", path, e)

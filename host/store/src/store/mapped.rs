@@ -6,9 +6,9 @@
 
 use super::layers::{find_layer, layer_mappings};
 use super::{Ctx, LayerOptions, StoreError};
-use storage_driver::idmap::IdMappings;
 use crate::images::ImageRecord;
 use crate::layers::LayerRecord;
+use storage_driver::idmap::IdMappings;
 
 impl Ctx<'_> {
     /// The layer a container with `wanted` mappings should start from: the image's top
@@ -71,9 +71,9 @@ impl Ctx<'_> {
 
 #[cfg(test)]
 mod tests {
-    use storage_driver::idmap::{IdMap, IdMappings};
     use crate::store::test_support::{named, TestRoot};
     use crate::store::{ContainerOptions, ImageOptions};
+    use storage_driver::idmap::{IdMap, IdMappings};
 
     fn shifted(host: u32) -> ContainerOptions {
         let r = vec![IdMap {

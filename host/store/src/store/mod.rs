@@ -23,12 +23,12 @@ use std::sync::Mutex;
 
 use crate::config::StoreOptions;
 use crate::containers::ContainerRecord;
-use storage_driver::GraphDriver;
 pub use crate::error::StoreError;
 use crate::images::ImageRecord;
 use crate::layers::LayerRecord;
 use crate::lock::LockFile;
 use crate::records::RecordSet;
+use storage_driver::GraphDriver;
 
 mod big_data;
 mod check;

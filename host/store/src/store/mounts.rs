@@ -6,9 +6,9 @@ use super::images::find_image;
 use super::layers::{find_layer, layer_mappings};
 use super::locking::record_write;
 use super::{Ctx, MountOptions, Store, StoreError};
-use storage_driver::MountOpts;
-use storage_driver::idmap::IdMappings;
 use crate::layers::LayerRecord;
+use storage_driver::idmap::IdMappings;
+use storage_driver::MountOpts;
 
 impl Ctx<'_> {
     /// Mounts a layer (driver `get` only on the first mount).
@@ -245,9 +245,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use storage_driver::idmap::IdMappings;
     use crate::store::test_support::{named, TestRoot};
     use crate::store::{LayerOptions, MountOptions};
+    use storage_driver::idmap::IdMappings;
 
     #[test]
     fn mount_counting_and_shutdown() {

@@ -6,9 +6,9 @@ use std::sync::Mutex;
 use super::files::mkdir_0700;
 use super::{ReadOnlyStore, State, Store, StoreError};
 use crate::config::StoreOptions;
-use storage_driver::{DriverInit, DriverRegistry, GraphDriver};
 use crate::lock::LockFile;
 use crate::records::RecordSet;
+use storage_driver::{DriverInit, DriverRegistry, GraphDriver};
 
 impl Store {
     /// Creates directories, lock files and the driver (spec §1.1: before every command).

@@ -6,12 +6,12 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::StoreOptions;
+use crate::store::{LayerOptions, Store};
+use storage_driver::idmap::IdMappings;
 use storage_driver::{
     ApplyDiffOpts, Change, ChangeKind, CreateOpts, DriverError, DriverInit, DriverRegistry,
     DriverResult, FileGetter, GraphDriver, MountOpts,
 };
-use storage_driver::idmap::IdMappings;
-use crate::store::{LayerOptions, Store};
 
 /// IDs with this prefix fail to be created, after leaving some data behind (rollback tests).
 const DOOMED: &str = "doomed";

@@ -2,7 +2,6 @@
 //! read-only image stores.
 
 use crate::containers::ContainerRecord;
-use storage_driver::DriverRegistry;
 use crate::images::ImageRecord;
 use crate::layers::LayerRecord;
 use crate::lock::LockFile;
@@ -11,6 +10,7 @@ use crate::store::test_support::{named, registry, tar_with, test_driver, TestRoo
 use crate::store::{
     ContainerOptions, DiffCompression, ImageOptions, Kind, LayerOptions, Store, StoreError,
 };
+use storage_driver::DriverRegistry;
 
 #[test]
 fn wipe_removes_everything() {
