@@ -404,8 +404,8 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         if let Err(e) = rustix::fs::chownat(
             &dir,
             os(name),
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            owner_uid(meta.uid),
+            owner_gid(meta.gid),
             AtFlags::SYMLINK_NOFOLLOW,
         ) {
             if !meta.ignore_chown_errors {
@@ -542,8 +542,8 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         rustix::fs::chownat(
             &dir,
             os(name),
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
+            owner_uid(uid),
+            owner_gid(gid),
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| fs_error(e, "lchown"))
@@ -640,13 +640,22 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
     }
 }
 
+/// An owner ID as chown takes it. `u32::MAX` is `(uid_t)-1`, which the kernel reads as "leave
+/// it as it is": what Go's `os.Lchown` passes for an archive's owner 4294967295, and what this
+/// does too (rustix refuses to wrap -1, with a debug assertion that a guest or an archive
+/// could otherwise trip).
+fn owner_uid(uid: u32) -> Option<rustix::fs::Uid> {
+    (uid != u32::MAX).then(|| rustix::fs::Uid::from_raw(uid))
+}
+
+/// [`owner_uid`] for groups.
+fn owner_gid(gid: u32) -> Option<rustix::fs::Gid> {
+    (gid != u32::MAX).then(|| rustix::fs::Gid::from_raw(gid))
+}
+
 /// Owner, xattrs, mode and times of a file just created, set on its descriptor.
 fn file_metadata(file: &File, meta: &EntryMetadata) -> FsResult<()> {
-    if let Err(e) = rustix::fs::fchown(
-        file,
-        Some(rustix::fs::Uid::from_raw(meta.uid)),
-        Some(rustix::fs::Gid::from_raw(meta.gid)),
-    ) {
+    if let Err(e) = rustix::fs::fchown(file, owner_uid(meta.uid), owner_gid(meta.gid)) {
         if !meta.ignore_chown_errors {
             return Err(fs_error(e, "lchown"));
         }
@@ -939,6 +948,39 @@ mod tests {
     fn assert_one_line(err: &ArchiveError) {
         let msg = err.to_string();
         assert!(!msg.is_empty() && !msg.contains('\n'), "{msg:?}");
+    }
+
+    /// Found by fuzz/host_calls: owner 4294967295 (-1) from an archive or a guest tripped
+    /// rustix's debug assertion. It means "unchanged", as for Go's `os.Lchown`.
+    #[test]
+    fn owner_4294967295_leaves_the_owner_unchanged() {
+        let s = sandbox();
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind) in [
+            ("d", tar::EntryType::Directory),
+            ("f", tar::EntryType::Regular),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            h.set_mode(0o755);
+            h.set_uid(u64::from(u32::MAX));
+            h.set_gid(u64::from(u32::MAX));
+            b.append_data(&mut h, name, io::empty()).unwrap();
+        }
+        apply(&s.layer, &b.into_inner().unwrap(), WhiteoutFormat::Aufs).unwrap();
+        let me = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        for name in ["d", "f"] {
+            let meta = std::fs::symlink_metadata(s.layer.join(name)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), me, "{name}");
+        }
+        let mut dir: ConfinedDir<dyn Read, dyn Write> = ConfinedDir::open(&s.layer).unwrap();
+        dir.lchown(b"f", u32::MAX, u32::MAX).unwrap();
+        let meta = std::fs::symlink_metadata(s.layer.join("f")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), me);
     }
 
     #[test]
