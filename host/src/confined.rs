@@ -243,18 +243,47 @@ impl<I: ?Sized, O: ?Sized> ConfinedDir<I, O> {
         Ok(file)
     }
 
-    /// Opens an existing file beneath the root for reading, never following a final symlink.
+    /// Opens an existing regular file beneath the root for reading, never following a final
+    /// symlink (see [`open_regular_for_reading`]).
     fn open_file(&mut self, path: &[u8]) -> FsResult<File> {
         let (dir, name) = self.parent(path)?;
         let fd = rustix::fs::openat(
             &dir,
             os(name),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| fs_error(e, "open"))?;
-        Ok(File::from(fd))
+        open_regular_for_reading(&fd)
     }
+}
+
+/// Opens for reading the file an `O_PATH` descriptor names, if it is a regular file; anything
+/// else is refused before it is opened. Opening is not harmless for what a tree may hold
+/// (a component can make device nodes and fifos): opening a device calls its driver (a disk
+/// is then read raw, a watchdog starts counting), and opening a fifo waits for a writer, which
+/// would hold a component's host call past its deadline. The file is reopened through
+/// `/proc/self/fd`, so what was checked is what is opened.
+pub fn open_regular_for_reading(fd: &OwnedFd) -> FsResult<File> {
+    use std::os::fd::AsRawFd;
+    let st = rustix::fs::fstat(fd).map_err(|e| fs_error(e, "fstat"))?;
+    let file_type = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    if file_type != rustix::fs::FileType::RegularFile {
+        return Err(FsError::new(
+            FsErrorKind::Other,
+            format!(
+                "not a regular file ({:?}): not opened for reading",
+                kind_of(file_type)
+            ),
+        ));
+    }
+    let reopened = rustix::fs::open(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fs_error(e, "open"))?;
+    Ok(File::from(reopened))
 }
 
 impl<I: ?Sized, O: Write + ?Sized> FsRead for ConfinedDir<I, O> {
@@ -981,6 +1010,40 @@ mod tests {
         dir.lchown(b"f", u32::MAX, u32::MAX).unwrap();
         let meta = std::fs::symlink_metadata(s.layer.join("f")).unwrap();
         assert_eq!((meta.uid(), meta.gid()), me);
+    }
+
+    /// Found by fuzz/host_calls: a component made a fifo and read it, and the host call
+    /// blocked in open(2) for good (past the component's deadline); a device node would have
+    /// been opened and read raw. Reads take regular files only.
+    #[test]
+    fn reads_refuse_fifos_and_devices() {
+        let s = sandbox();
+        let mut dir: ConfinedDir<dyn Read, dyn Write> = ConfinedDir::open(&s.layer).unwrap();
+        dir.mkfifo(b"fifo", 0o644).unwrap();
+        dir.mknod(b"null", FileKind::CharDevice, 0o644, 1, 3)
+            .unwrap();
+        std::fs::write(s.layer.join("file"), b"content").unwrap();
+        // A writer with data waiting: were the fifo opened, the read would return it rather
+        // than block, and the test would fail instead of hanging.
+        let mut writer = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(s.layer.join("fifo"))
+            .unwrap();
+        writer.write_all(b"fifo data").unwrap();
+        let mut buf = [0u8; 64];
+        for name in [&b"fifo"[..], b"null"] {
+            let err = dir.read_file(name, 0, &mut buf).unwrap_err();
+            assert!(err.message.contains("not a regular file"), "{err}");
+            let mut out: Vec<u8> = Vec::new();
+            let err = dir.copy_file_to_output(name, 1, &mut out).unwrap_err();
+            assert!(err.message.contains("not a regular file"), "{err}");
+        }
+        assert_eq!(dir.read_file(b"file", 0, &mut buf).unwrap(), 7);
+        assert_eq!(&buf[..7], b"content");
+        let mut out: Vec<u8> = Vec::new();
+        dir.copy_file_to_output(b"file", 7, &mut out).unwrap();
+        assert_eq!(out, b"content");
     }
 
     #[test]
