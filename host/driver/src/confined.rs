@@ -270,18 +270,47 @@ impl<I: ?Sized, O: ?Sized> ConfinedDir<I, O> {
         open_beneath(&self.root, path, flags, mode)
     }
 
-    /// Opens an existing file beneath the root for reading, never following a final symlink.
+    /// Opens an existing regular file beneath the root for reading, never following a final
+    /// symlink (see [`open_regular_for_reading`]).
     fn open_file(&mut self, path: &[u8]) -> FsResult<File> {
         let (dir, name) = self.parent(path)?;
         let fd = rustix::fs::openat(
             &dir,
             os(name),
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         )
         .map_err(|e| fs_error(e, "open"))?;
-        Ok(File::from(fd))
+        open_regular_for_reading(&fd)
     }
+}
+
+/// Opens for reading the file an `O_PATH` descriptor names, if it is a regular file; anything
+/// else is refused before it is opened. Opening is not harmless for what a tree may hold
+/// (a component can make device nodes and fifos): opening a device calls its driver (a disk
+/// is then read raw, a watchdog starts counting), and opening a fifo waits for a writer, which
+/// would hold a component's host call past its deadline. The file is reopened through
+/// `/proc/self/fd`, so what was checked is what is opened.
+pub fn open_regular_for_reading(fd: &OwnedFd) -> FsResult<File> {
+    use std::os::fd::AsRawFd;
+    let st = rustix::fs::fstat(fd).map_err(|e| fs_error(e, "fstat"))?;
+    let file_type = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    if file_type != rustix::fs::FileType::RegularFile {
+        return Err(FsError::new(
+            FsErrorKind::Other,
+            format!(
+                "not a regular file ({:?}): not opened for reading",
+                kind_of(file_type)
+            ),
+        ));
+    }
+    let reopened = rustix::fs::open(
+        format!("/proc/self/fd/{}", fd.as_raw_fd()).as_str(),
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fs_error(e, "open"))?;
+    Ok(File::from(reopened))
 }
 
 impl<I: ?Sized, O: Write + ?Sized> FsRead for ConfinedDir<I, O> {
@@ -431,8 +460,8 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         if let Err(e) = rustix::fs::chownat(
             &dir,
             os(name),
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            owner_uid(meta.uid),
+            owner_gid(meta.gid),
             AtFlags::SYMLINK_NOFOLLOW,
         ) {
             if !meta.ignore_chown_errors {
@@ -569,8 +598,8 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         rustix::fs::chownat(
             &dir,
             os(name),
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
+            owner_uid(uid),
+            owner_gid(gid),
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(|e| fs_error(e, "lchown"))
@@ -667,13 +696,22 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
     }
 }
 
+/// An owner ID as chown takes it. `u32::MAX` is `(uid_t)-1`, which the kernel reads as "leave
+/// it as it is": what Go's `os.Lchown` passes for an archive's owner 4294967295, and what this
+/// does too (rustix refuses to wrap -1, with a debug assertion that a guest or an archive
+/// could otherwise trip).
+fn owner_uid(uid: u32) -> Option<rustix::fs::Uid> {
+    (uid != u32::MAX).then(|| rustix::fs::Uid::from_raw(uid))
+}
+
+/// [`owner_uid`] for groups.
+fn owner_gid(gid: u32) -> Option<rustix::fs::Gid> {
+    (gid != u32::MAX).then(|| rustix::fs::Gid::from_raw(gid))
+}
+
 /// Owner, xattrs, mode and times of a file just created, set on its descriptor.
 fn file_metadata(file: &File, meta: &EntryMetadata) -> FsResult<()> {
-    if let Err(e) = rustix::fs::fchown(
-        file,
-        Some(rustix::fs::Uid::from_raw(meta.uid)),
-        Some(rustix::fs::Gid::from_raw(meta.gid)),
-    ) {
+    if let Err(e) = rustix::fs::fchown(file, owner_uid(meta.uid), owner_gid(meta.gid)) {
         if !meta.ignore_chown_errors {
             return Err(fs_error(e, "lchown"));
         }
@@ -966,6 +1004,73 @@ mod tests {
     fn assert_one_line(err: &ArchiveError) {
         let msg = err.to_string();
         assert!(!msg.is_empty() && !msg.contains('\n'), "{msg:?}");
+    }
+
+    /// Found by fuzz/host_calls: owner 4294967295 (-1) from an archive or a guest tripped
+    /// rustix's debug assertion. It means "unchanged", as for Go's `os.Lchown`.
+    #[test]
+    fn owner_4294967295_leaves_the_owner_unchanged() {
+        let s = sandbox();
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind) in [
+            ("d", tar::EntryType::Directory),
+            ("f", tar::EntryType::Regular),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            h.set_mode(0o755);
+            h.set_uid(u64::from(u32::MAX));
+            h.set_gid(u64::from(u32::MAX));
+            b.append_data(&mut h, name, io::empty()).unwrap();
+        }
+        apply(&s.layer, &b.into_inner().unwrap(), WhiteoutFormat::Aufs).unwrap();
+        let me = (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        );
+        for name in ["d", "f"] {
+            let meta = std::fs::symlink_metadata(s.layer.join(name)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), me, "{name}");
+        }
+        let mut dir: ConfinedDir<dyn Read, dyn Write> = ConfinedDir::open(&s.layer).unwrap();
+        dir.lchown(b"f", u32::MAX, u32::MAX).unwrap();
+        let meta = std::fs::symlink_metadata(s.layer.join("f")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), me);
+    }
+
+    /// Found by fuzz/host_calls: a component made a fifo and read it, and the host call
+    /// blocked in open(2) for good (past the component's deadline); a device node would have
+    /// been opened and read raw. Reads take regular files only.
+    #[test]
+    fn reads_refuse_fifos_and_devices() {
+        let s = sandbox();
+        let mut dir: ConfinedDir<dyn Read, dyn Write> = ConfinedDir::open(&s.layer).unwrap();
+        dir.mkfifo(b"fifo", 0o644).unwrap();
+        dir.mknod(b"null", FileKind::CharDevice, 0o644, 1, 3)
+            .unwrap();
+        std::fs::write(s.layer.join("file"), b"content").unwrap();
+        // A writer with data waiting: were the fifo opened, the read would return it rather
+        // than block, and the test would fail instead of hanging.
+        let mut writer = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(s.layer.join("fifo"))
+            .unwrap();
+        writer.write_all(b"fifo data").unwrap();
+        let mut buf = [0u8; 64];
+        for name in [&b"fifo"[..], b"null"] {
+            let err = dir.read_file(name, 0, &mut buf).unwrap_err();
+            assert!(err.message.contains("not a regular file"), "{err}");
+            let mut out: Vec<u8> = Vec::new();
+            let err = dir.copy_file_to_output(name, 1, &mut out).unwrap_err();
+            assert!(err.message.contains("not a regular file"), "{err}");
+        }
+        assert_eq!(dir.read_file(b"file", 0, &mut buf).unwrap(), 7);
+        assert_eq!(&buf[..7], b"content");
+        let mut out: Vec<u8> = Vec::new();
+        dir.copy_file_to_output(b"file", 7, &mut out).unwrap();
+        assert_eq!(out, b"content");
     }
 
     #[test]

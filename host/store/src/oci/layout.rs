@@ -367,6 +367,16 @@ pub fn parse_manifest(what: &str, bytes: &[u8]) -> Result<Manifest> {
 
 /// Parses an image config.
 pub fn parse_config(what: &str, bytes: &[u8]) -> Result<ImageConfig> {
+    // Go's encoding/json fills a struct from a JSON object only; serde's derive also takes an
+    // array of the fields in order. The config and its `rootfs` must be objects, as for Go
+    // (skopeo, podman) and for export-oci, which edits them as objects.
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(rename = "rootfs")]
+        _rootfs: BTreeMap<String, serde::de::IgnoredAny>,
+    }
+    let _: BTreeMap<String, serde::de::IgnoredAny> = parse_json(what, bytes)?;
+    let _: Shape = parse_json(what, bytes)?;
     let config: ImageConfig = parse_json(what, bytes)?;
     for d in &config.rootfs.diff_ids {
         check_digest(d)?;
@@ -521,6 +531,31 @@ mod tests {
             schema_version: 2,
             manifests: entries,
             ..Default::default()
+        }
+    }
+
+    /// Found by fuzz/oci_json: an array with the config's fields in order parsed as a
+    /// config, was imported, and export-oci panicked editing it as an object.
+    #[test]
+    fn a_config_is_an_object() {
+        let good = format!(
+            r#"{{"architecture":"amd64","rootfs":{{"type":"layers","diff_ids":["{D1}"]}}}}"#
+        );
+        assert_eq!(
+            parse_config("config", good.as_bytes())
+                .expect("config")
+                .rootfs
+                .diff_ids,
+            [D1]
+        );
+        for bad in [
+            format!(r#"["amd64","linux","",null,{{"type":"layers","diff_ids":["{D1}"]}}]"#),
+            format!(r#"{{"rootfs":["layers",["{D1}"]]}}"#),
+            r#"{"rootfs":null}"#.to_string(),
+            "[]".to_string(),
+        ] {
+            let err = parse_config("config", bad.as_bytes()).expect_err(&bad);
+            assert!(matches!(err, OciError::Json { .. }), "{bad}: {err}");
         }
     }
 
