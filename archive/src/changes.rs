@@ -48,13 +48,21 @@ struct Node {
 }
 
 /// Changes of `layer` relative to `parent` (`None` = an empty parent), in tree-walk order
-/// (sort with [`sort_changes`] before exporting). Owners are compared after mapping both sides
-/// host→container with `mapping`.
+/// (sort with [`sort_changes`] before exporting). Owners are compared as container IDs, each
+/// side mapped host→container with the mapping its layer is stored with (`mapping` for
+/// `layer`, `parent_mapping` for the parent), as Go's `statDifferent`: a layer re-owned for
+/// another mapping has not changed its files.
 pub fn changes_naive<L: FsRead, P: FsRead>(
     layer: &mut L,
     parent_fs: Option<&mut P>,
     mapping: &IdMapping,
+    parent_mapping: &IdMapping,
 ) -> Result<Vec<Change>, ArchiveError> {
+    let mappings = Mappings {
+        new: mapping,
+        old: parent_mapping,
+    };
+    let mapping = &mappings;
     let mut new_root = load_node(layer, b"")?.ok_or_else(missing_root)?;
     let mut changes = Vec::new();
     match parent_fs {
@@ -230,11 +238,32 @@ pub fn same_fs_time(a: Timestamp, b: Timestamp) -> bool {
     a == b || (a.secs == b.secs && (a.nanos == 0 || b.nanos == 0))
 }
 
-fn stat_different(old: &FileStat, new: &FileStat, mapping: &IdMapping) -> bool {
-    let ids = |st: &FileStat| mapping.to_container(st.uid, st.gid);
+/// The mappings of the two sides of a naive comparison.
+struct Mappings<'a> {
+    new: &'a IdMapping,
+    old: &'a IdMapping,
+}
+
+impl Mappings<'_> {
+    /// The owners compared, as Go's `statDifferent`: the new side in container IDs when its
+    /// mapping knows it, and then the old side too when its mapping does; host IDs else.
+    fn owners(&self, old: &FileStat, new: &FileStat) -> ((u32, u32), (u32, u32)) {
+        let (mut old_ids, mut new_ids) = ((old.uid, old.gid), (new.uid, new.gid));
+        if let Some(mapped) = self.new.to_container(new.uid, new.gid) {
+            new_ids = mapped;
+            if let Some(mapped) = self.old.to_container(old.uid, old.gid) {
+                old_ids = mapped;
+            }
+        }
+        (old_ids, new_ids)
+    }
+}
+
+fn stat_different(old: &FileStat, new: &FileStat, mappings: &Mappings<'_>) -> bool {
+    let (old_ids, new_ids) = mappings.owners(old, new);
     old.kind != new.kind
         || old.mode != new.mode
-        || ids(old) != ids(new)
+        || old_ids != new_ids
         || (old.rdev_major, old.rdev_minor) != (new.rdev_major, new.rdev_minor)
         || !same_fs_time(old.mtime, new.mtime)
         || (old.kind != FileKind::Directory && old.size != new.size)
@@ -245,7 +274,7 @@ fn add_changes(
     info: &mut Node,
     old: Option<&Node>,
     path: &[u8],
-    mapping: &IdMapping,
+    mapping: &Mappings<'_>,
     changes: &mut Vec<Change>,
 ) {
     let size_at_entry = changes.len();
@@ -516,7 +545,13 @@ mod tests {
         new.put_file(b"top", b"t", 5);
         new.set_xattr(b"top", "user.k", b"v").unwrap();
 
-        let changes = changes_naive(&mut new, Some(&mut old), &IdMapping::default()).unwrap();
+        let changes = changes_naive(
+            &mut new,
+            Some(&mut old),
+            &IdMapping::default(),
+            &IdMapping::default(),
+        )
+        .unwrap();
         assert_eq!(
             listed(&changes),
             vec![
@@ -536,11 +571,23 @@ mod tests {
         old.put_file(b"shared", b"a", 5);
         let mut new = MemFs::new(7, 100);
         new.put_file(b"shared", b"ab", 9); // same inode number: a snapshot shares it
-        let changes = changes_naive(&mut new, Some(&mut old), &IdMapping::default()).unwrap();
+        let changes = changes_naive(
+            &mut new,
+            Some(&mut old),
+            &IdMapping::default(),
+            &IdMapping::default(),
+        )
+        .unwrap();
         assert!(changes.is_empty(), "{changes:?}");
         let mut other_dev = MemFs::new(8, 100);
         other_dev.put_file(b"shared", b"ab", 9);
-        let changes = changes_naive(&mut other_dev, Some(&mut old), &IdMapping::default()).unwrap();
+        let changes = changes_naive(
+            &mut other_dev,
+            Some(&mut old),
+            &IdMapping::default(),
+            &IdMapping::default(),
+        )
+        .unwrap();
         assert_eq!(
             listed(&changes),
             vec![("shared".into(), ChangeKind::Modify)]
@@ -552,7 +599,9 @@ mod tests {
         let mut new = MemFs::new(8, 500);
         new.put_dir(b"a", 1);
         new.put_file(b"a/b", b"x", 1);
-        let changes = changes_naive::<_, MemFs>(&mut new, None, &IdMapping::default()).unwrap();
+        let changes =
+            changes_naive::<_, MemFs>(&mut new, None, &IdMapping::default(), &IdMapping::default())
+                .unwrap();
         assert_eq!(
             listed(&changes),
             vec![
@@ -659,5 +708,46 @@ mod tests {
                 ("x/y/z".into(), ChangeKind::Add),
             ]
         );
+    }
+
+    /// Upstream's `statDifferent`: each side's owners in container IDs through its own
+    /// mapping, so a layer re-owned for another mapping than its parent's changed nothing.
+    #[test]
+    fn naive_owners_compare_through_each_sides_mapping() {
+        let mapping = |host: u32| IdMapping {
+            uids: vec![crate::idmap::IdRange {
+                container_id: 0,
+                host_id: host,
+                size: 10,
+            }],
+            gids: vec![crate::idmap::IdRange {
+                container_id: 0,
+                host_id: host,
+                size: 10,
+            }],
+        };
+        let mut old = MemFs::new(7, 100);
+        old.put_file(b"f", b"x", 5);
+        old.lchown(b"f", 300_001, 300_001).unwrap();
+        let mut new = MemFs::new(8, 500);
+        new.put_file(b"f", b"x", 5);
+        new.lchown(b"f", 400_001, 400_001).unwrap();
+        let same = changes_naive(
+            &mut new,
+            Some(&mut old),
+            &mapping(400_000),
+            &mapping(300_000),
+        )
+        .unwrap();
+        assert!(same.is_empty(), "{same:?}");
+        // With one mapping for both, the owner looks changed.
+        let one = changes_naive(
+            &mut new,
+            Some(&mut old),
+            &mapping(400_000),
+            &mapping(400_000),
+        )
+        .unwrap();
+        assert_eq!(listed(&one), vec![("f".into(), ChangeKind::Modify)]);
     }
 }

@@ -88,17 +88,20 @@ pub fn write_changes_tar<F: FsRead>(
     write_trailer(out)
 }
 
-/// Naive diff: a tar of the whole layer when there is no parent, else of its changes.
+/// Naive diff: a tar of the whole layer when there is no parent, else of its changes (the
+/// parent's owners read with `parent_mapping`, the layer's and the tar's with
+/// `opts.id_mapping`).
 pub fn write_diff_naive<L: FsRead, P: FsRead>(
     layer: &mut L,
     parent_fs: Option<&mut P>,
+    parent_mapping: &IdMapping,
     out: &mut L::Output,
     opts: &DiffOptions,
 ) -> Result<(), ArchiveError> {
     match parent_fs {
         None => write_tree_tar(layer, out, opts),
         Some(parent_fs) => {
-            let changes = changes_naive(layer, Some(parent_fs), &opts.id_mapping)?;
+            let changes = changes_naive(layer, Some(parent_fs), &opts.id_mapping, parent_mapping)?;
             write_changes_tar(layer, &changes, out, opts)
         }
     }
@@ -131,8 +134,9 @@ pub fn diff_size_naive<L: FsRead, P: FsRead>(
     layer: &mut L,
     parent_fs: Option<&mut P>,
     mapping: &IdMapping,
+    parent_mapping: &IdMapping,
 ) -> Result<u64, ArchiveError> {
-    let changes = changes_naive(layer, parent_fs, mapping)?;
+    let changes = changes_naive(layer, parent_fs, mapping, parent_mapping)?;
     let mut seen = BTreeSet::new();
     let mut size = 0u64;
     for change in changes {
@@ -369,7 +373,14 @@ mod tests {
             ..Default::default()
         };
         let mut out: Vec<u8> = Vec::new();
-        write_diff_naive(&mut new, Some(&mut old), &mut out, &opts).unwrap();
+        write_diff_naive(
+            &mut new,
+            Some(&mut old),
+            &IdMapping::default(),
+            &mut out,
+            &opts,
+        )
+        .unwrap();
         let got = read_back(&out);
         assert_eq!(got.len(), 3);
         assert_eq!(
@@ -384,7 +395,13 @@ mod tests {
             "whiteout: mode 0, mtime now rounded"
         );
         assert_eq!(
-            diff_size_naive(&mut new, Some(&mut old), &IdMapping::default()).unwrap(),
+            diff_size_naive(
+                &mut new,
+                Some(&mut old),
+                &IdMapping::default(),
+                &IdMapping::default()
+            )
+            .unwrap(),
             4
         );
     }

@@ -68,14 +68,22 @@ impl Guest for ArchiveComponent {
     fn diff(
         layer: &Directory,
         parent: Option<&Directory>,
+        parent_mapping: IdMapping,
         out: &OutputStream,
         options: DiffOptions,
     ) -> Result<(), ArchiveError> {
         let mut layer = GuestDir::new(layer);
         let mut parent = parent.map(GuestDir::new);
+        let parent_mapping = convert::id_mapping(parent_mapping);
         let opts = convert::diff_options(options);
         write_with(out, |o| {
-            storage_archive::write_diff_naive(&mut layer, parent.as_mut(), o, &opts)
+            storage_archive::write_diff_naive(
+                &mut layer,
+                parent.as_mut(),
+                &parent_mapping,
+                o,
+                &opts,
+            )
         })
     }
 
@@ -99,12 +107,18 @@ impl Guest for ArchiveComponent {
         layer: &Directory,
         parent: Option<&Directory>,
         mapping: IdMapping,
+        parent_mapping: IdMapping,
     ) -> Result<Vec<Change>, ArchiveError> {
         let mut layer = GuestDir::new(layer);
         let mut parent = parent.map(GuestDir::new);
-        storage_archive::changes_naive(&mut layer, parent.as_mut(), &convert::id_mapping(mapping))
-            .map(convert::changes)
-            .map_err(convert::archive_error)
+        storage_archive::changes_naive(
+            &mut layer,
+            parent.as_mut(),
+            &convert::id_mapping(mapping),
+            &convert::id_mapping(parent_mapping),
+        )
+        .map(convert::changes)
+        .map_err(convert::archive_error)
     }
 
     fn overlay_changes(
@@ -127,11 +141,17 @@ impl Guest for ArchiveComponent {
         layer: &Directory,
         parent: Option<&Directory>,
         mapping: IdMapping,
+        parent_mapping: IdMapping,
     ) -> Result<u64, ArchiveError> {
         let mut layer = GuestDir::new(layer);
         let mut parent = parent.map(GuestDir::new);
-        storage_archive::diff_size_naive(&mut layer, parent.as_mut(), &convert::id_mapping(mapping))
-            .map_err(convert::archive_error)
+        storage_archive::diff_size_naive(
+            &mut layer,
+            parent.as_mut(),
+            &convert::id_mapping(mapping),
+            &convert::id_mapping(parent_mapping),
+        )
+        .map_err(convert::archive_error)
     }
 
     fn tree_size(dir: &Directory) -> Result<u64, ArchiveError> {

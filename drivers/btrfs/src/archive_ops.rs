@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use storage_archive::WhiteoutFormat;
 
-use storage_driver::archive_runtime::ArchiveOps;
+use storage_driver::archive_runtime::{ArchiveOps, ParentTree};
 use storage_driver::confined;
 use storage_driver::idmap::IdMappings;
 use storage_driver::{ApplyDiffOpts, Change, DriverError, DriverResult};
@@ -62,25 +62,50 @@ pub fn diff(
     id: &str,
     id_mappings: &IdMappings,
     parent: Option<&str>,
+    parent_mappings: &IdMappings,
     out: &mut dyn Write,
 ) -> DriverResult<()> {
     let (layer, parent) = dirs(driver, id, parent)?;
     // Owner names and the whiteout time stamp as Go writes them.
     let options = confined::diff_options(id_mappings);
-    archive(driver)?.write_naive_diff(&layer, parent.as_deref(), out, &options)
+    let parent = parent.as_deref().map(|path| ParentTree {
+        path,
+        mappings: parent_mappings,
+    });
+    archive(driver)?.write_naive_diff(&layer, parent, out, &options)
 }
 
-/// Lists the layer's changes against `parent`, sorted by path.
-pub fn changes(driver: &BtrfsDriver, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+/// Lists the layer's changes against `parent`, sorted by path; each side's owners are read
+/// with its own mappings.
+pub fn changes(
+    driver: &BtrfsDriver,
+    id: &str,
+    id_mappings: &IdMappings,
+    parent: Option<&str>,
+    parent_mappings: &IdMappings,
+) -> DriverResult<Vec<Change>> {
     let (layer, parent) = dirs(driver, id, parent)?;
-    let mut changes =
-        archive(driver)?.changes_naive(&layer, parent.as_deref(), driver.id_mappings())?;
+    let parent = parent.as_deref().map(|path| ParentTree {
+        path,
+        mappings: parent_mappings,
+    });
+    let mut changes = archive(driver)?.changes_naive(&layer, id_mappings, parent)?;
     changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(changes)
 }
 
 /// The size of the layer's changed content against `parent`.
-pub fn diff_size(driver: &BtrfsDriver, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+pub fn diff_size(
+    driver: &BtrfsDriver,
+    id: &str,
+    id_mappings: &IdMappings,
+    parent: Option<&str>,
+    parent_mappings: &IdMappings,
+) -> DriverResult<u64> {
     let (layer, parent) = dirs(driver, id, parent)?;
-    archive(driver)?.diff_size_naive(&layer, parent.as_deref(), driver.id_mappings())
+    let parent = parent.as_deref().map(|path| ParentTree {
+        path,
+        mappings: parent_mappings,
+    });
+    archive(driver)?.diff_size_naive(&layer, id_mappings, parent)
 }

@@ -473,17 +473,30 @@ impl GraphDriver for BtrfsDriver {
         id: &str,
         id_mappings: &IdMappings,
         parent: Option<&str>,
+        parent_mappings: &IdMappings,
         out: &mut dyn Write,
     ) -> DriverResult<()> {
-        crate::archive_ops::diff(self, id, id_mappings, parent, out)
+        crate::archive_ops::diff(self, id, id_mappings, parent, parent_mappings, out)
     }
 
-    fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
-        crate::archive_ops::changes(self, id, parent)
+    fn changes(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+    ) -> DriverResult<Vec<Change>> {
+        crate::archive_ops::changes(self, id, id_mappings, parent, parent_mappings)
     }
 
-    fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
-        crate::archive_ops::diff_size(self, id, parent)
+    fn diff_size(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+    ) -> DriverResult<u64> {
+        crate::archive_ops::diff_size(self, id, id_mappings, parent, parent_mappings)
     }
 
     fn diff_getter(&self, id: &str) -> DriverResult<Box<dyn FileGetter + '_>> {

@@ -157,7 +157,14 @@ fn layers_are_subvolumes_and_children_snapshots() {
     std::fs::remove_file(child.join("b")).unwrap();
     assert!(base.join("b").exists(), "the parent is untouched");
 
-    let changes = d.changes("child", Some("base")).unwrap();
+    let changes = d
+        .changes(
+            "child",
+            &IdMappings::default(),
+            Some("base"),
+            &IdMappings::default(),
+        )
+        .unwrap();
     let shown: Vec<(&str, ChangeKind)> = changes
         .iter()
         .map(|c| (std::str::from_utf8(&c.path).unwrap(), c.kind))
@@ -166,10 +173,25 @@ fn layers_are_subvolumes_and_children_snapshots() {
         shown,
         vec![("/b", ChangeKind::Delete), ("/c", ChangeKind::Add)]
     );
-    assert_eq!(d.diff_size("child", Some("base")).unwrap(), 5);
+    assert_eq!(
+        d.diff_size(
+            "child",
+            &IdMappings::default(),
+            Some("base"),
+            &IdMappings::default()
+        )
+        .unwrap(),
+        5
+    );
     let mut out = Vec::new();
-    d.diff("child", &IdMappings::default(), Some("base"), &mut out)
-        .unwrap();
+    d.diff(
+        "child",
+        &IdMappings::default(),
+        Some("base"),
+        &IdMappings::default(),
+        &mut out,
+    )
+    .unwrap();
     let names: Vec<String> = tar::Archive::new(&out[..])
         .entries()
         .unwrap()
@@ -380,7 +402,16 @@ fn read_only_stores_are_used_and_never_written_even_on_another_filesystem() {
         0o751,
         "the root keeps the parent's permissions"
     );
-    assert_eq!(d.changes("child", Some("rolayer")).unwrap(), vec![]);
+    assert_eq!(
+        d.changes(
+            "child",
+            &IdMappings::default(),
+            Some("rolayer"),
+            &IdMappings::default()
+        )
+        .unwrap(),
+        vec![]
+    );
     // The read-only layer is neither written nor removed.
     let err = d
         .apply_diff(

@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use storage_archive::{ApplyOptions, WhiteoutFormat};
+use storage_driver::archive_runtime::ParentTree;
 use storage_driver::confined;
 use storage_driver::idmap::IdMappings;
 use storage_driver::{ApplyDiffOpts, Change, DriverError, DriverResult, GraphDriver, MountOpts};
@@ -149,6 +150,7 @@ pub fn diff(
     id: &str,
     id_mappings: &IdMappings,
     parent: Option<&str>,
+    parent_mappings: &IdMappings,
     out: &mut dyn Write,
 ) -> DriverResult<()> {
     let dir = driver.layout().dir(id)?;
@@ -168,7 +170,10 @@ pub fn diff(
     let (layer, parent_view) = views(driver, id, parent)?;
     archive.write_naive_diff(
         &layer.path,
-        parent_view.as_ref().map(|v| v.path.as_path()),
+        parent_view.as_ref().map(|v| ParentTree {
+            path: &v.path,
+            mappings: parent_mappings,
+        }),
         out,
         &opts,
     )
@@ -178,7 +183,9 @@ pub fn diff(
 pub fn changes(
     driver: &OverlayDriver,
     id: &str,
+    id_mappings: &IdMappings,
     parent: Option<&str>,
+    parent_mappings: &IdMappings,
 ) -> DriverResult<Vec<Change>> {
     let dir = driver.layout().dir(id)?;
     let archive = archive_runtime::for_driver(driver)?;
@@ -189,8 +196,11 @@ pub fn changes(
         let (layer, parent_view) = views(driver, id, parent)?;
         archive.changes_naive(
             &layer.path,
-            parent_view.as_ref().map(|v| v.path.as_path()),
-            driver.id_mappings(),
+            id_mappings,
+            parent_view.as_ref().map(|v| ParentTree {
+                path: &v.path,
+                mappings: parent_mappings,
+            }),
         )?
     };
     changes.sort_by(|a, b| a.path.cmp(&b.path));
@@ -199,7 +209,13 @@ pub fn changes(
 
 /// The size of the layer's changes against `parent`: the disk usage of `<id>/diff` on
 /// the native path.
-pub fn diff_size(driver: &OverlayDriver, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+pub fn diff_size(
+    driver: &OverlayDriver,
+    id: &str,
+    id_mappings: &IdMappings,
+    parent: Option<&str>,
+    parent_mappings: &IdMappings,
+) -> DriverResult<u64> {
     let dir = driver.layout().dir(id)?;
     let archive = archive_runtime::for_driver(driver)?;
     if native(driver, &dir, parent)? {
@@ -208,8 +224,11 @@ pub fn diff_size(driver: &OverlayDriver, id: &str, parent: Option<&str>) -> Driv
     let (layer, parent_view) = views(driver, id, parent)?;
     archive.diff_size_naive(
         &layer.path,
-        parent_view.as_ref().map(|v| v.path.as_path()),
-        driver.id_mappings(),
+        id_mappings,
+        parent_view.as_ref().map(|v| ParentTree {
+            path: &v.path,
+            mappings: parent_mappings,
+        }),
     )
 }
 

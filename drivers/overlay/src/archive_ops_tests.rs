@@ -157,8 +157,14 @@ fn native_diff_gives_back_whiteout_entries() {
     let d = &f.driver;
     two_layers(d);
     let mut out = Vec::new();
-    d.diff("b", &IdMappings::default(), Some("a"), &mut out)
-        .expect("diff");
+    d.diff(
+        "b",
+        &IdMappings::default(),
+        Some("a"),
+        &IdMappings::default(),
+        &mut out,
+    )
+    .expect("diff");
     let names = entry_names(&out);
     for wanted in [".wh.gone", "odir/", "odir/.wh..wh..opq", "odir/n", "new"] {
         assert!(names.iter().any(|n| n == wanted), "{wanted} in {names:?}");
@@ -168,7 +174,14 @@ fn native_diff_gives_back_whiteout_entries() {
         "{names:?}"
     );
 
-    let changes = d.changes("b", Some("a")).expect("changes");
+    let changes = d
+        .changes(
+            "b",
+            &IdMappings::default(),
+            Some("a"),
+            &IdMappings::default(),
+        )
+        .expect("changes");
     let has = |path: &str, kind| {
         changes
             .iter()
@@ -184,14 +197,36 @@ fn native_diff_gives_back_whiteout_entries() {
         .expect("create b2");
     d.apply_diff("b2", Some("a"), &mut out.as_slice(), &Default::default())
         .expect("re-apply");
-    assert_eq!(d.changes("b2", Some("a")).expect("changes of b2"), changes);
+    assert_eq!(
+        d.changes(
+            "b2",
+            &IdMappings::default(),
+            Some("a"),
+            &IdMappings::default()
+        )
+        .expect("changes of b2"),
+        changes
+    );
 
-    let size = d.diff_size("b", Some("a")).expect("size");
+    let size = d
+        .diff_size(
+            "b",
+            &IdMappings::default(),
+            Some("a"),
+            &IdMappings::default(),
+        )
+        .expect("size");
     assert_eq!(size, ("new in odir".len() + "new".len()) as u64);
     // Whole-layer tar of the parentless base.
     let mut base = Vec::new();
-    d.diff("a", &IdMappings::default(), None, &mut base)
-        .expect("base diff");
+    d.diff(
+        "a",
+        &IdMappings::default(),
+        None,
+        &IdMappings::default(),
+        &mut base,
+    )
+    .expect("base diff");
     let names = entry_names(&base);
     assert!(names.iter().any(|n| n == "gone") && names.iter().any(|n| n == "odir/old"));
 }
@@ -202,7 +237,9 @@ fn naive_paths_when_parent_is_not_the_real_parent() {
     let d = &f.driver;
     two_layers(d);
     // Against no parent, `b` is its whole merged tree: lower files appear as additions.
-    let changes = d.changes("b", None).expect("naive changes");
+    let changes = d
+        .changes("b", &IdMappings::default(), None, &IdMappings::default())
+        .expect("naive changes");
     let paths: Vec<&str> = changes
         .iter()
         .map(|c| std::str::from_utf8(&c.path).expect("UTF-8"))
@@ -216,11 +253,21 @@ fn naive_paths_when_parent_is_not_the_real_parent() {
         "{paths:?}"
     );
     let mut out = Vec::new();
-    d.diff("b", &IdMappings::default(), None, &mut out)
-        .expect("naive diff");
+    d.diff(
+        "b",
+        &IdMappings::default(),
+        None,
+        &IdMappings::default(),
+        &mut out,
+    )
+    .expect("naive diff");
     let names = entry_names(&out);
     assert!(names.iter().any(|n| n == "keep"), "{names:?}");
-    assert!(d.diff_size("b", None).expect("size") >= "kept".len() as u64);
+    assert!(
+        d.diff_size("b", &IdMappings::default(), None, &IdMappings::default())
+            .expect("size")
+            >= "kept".len() as u64
+    );
     // Nothing stays mounted after the naive paths.
     let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
     assert!(!info.contains(f.root.path().to_str().expect("utf-8")));

@@ -692,7 +692,12 @@ fn update_layer_id_map_reowns_files_through_the_mount() {
     std::fs::write(merged.join("new"), "n").expect("write");
     d.put(&ids[1]).expect("put");
     let changes: Vec<String> = d
-        .changes(&ids[1], Some(&ids[0]))
+        .changes(
+            &ids[1],
+            &IdMappings::default(),
+            Some(&ids[0]),
+            &IdMappings::default(),
+        )
         .expect("changes")
         .into_iter()
         .map(|c| format!("{:?} {}", c.kind, String::from_utf8_lossy(&c.path)))

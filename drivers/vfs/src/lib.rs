@@ -52,7 +52,6 @@ struct State {
     /// Homes of additional read-only image stores, searched last.
     read_only_homes: Vec<Directory>,
     options: options::VfsOptions,
-    id_mapping: IdMapping,
 }
 
 /// Which home a layer is in.
@@ -133,6 +132,14 @@ fn layer_path(id: &str) -> Result<Vec<u8>, DriverError> {
 fn exists_in(home: &Directory, id: &str) -> Result<bool, DriverError> {
     let path = layer_path(id)?;
     Ok(home.lstat(&path).map_err(|e| fs("lstat", e))?.is_some())
+}
+
+/// Opens the parent a diff is taken against, if there is one.
+fn open_parent(state: &State, parent: Option<String>) -> Result<Option<Directory>, DriverError> {
+    parent
+        .filter(|p| !p.is_empty())
+        .map(|p| state.open_layer(&p))
+        .transpose()
 }
 
 /// Opens layer `id`'s tree, which must exist.
@@ -226,7 +233,6 @@ impl Guest for VfsDriver {
                 image_home,
                 read_only_homes,
                 options,
-                id_mapping: init.id_mapping,
             })
         });
         Ok(())
@@ -345,57 +351,75 @@ impl Guest for VfsDriver {
 
     fn diff(
         id: String,
-        parent: Option<String>,
         mapping: IdMapping,
+        parent: Option<String>,
+        parent_mapping: IdMapping,
         out: &OutputStream,
     ) -> Result<(), DriverError> {
         with_state(|state| {
             let layer = state.open_layer(&id)?;
-            let parent = parent
-                .filter(|p| !p.is_empty())
-                .map(|p| state.open_layer(&p))
-                .transpose()?;
+            let parent = open_parent(state, parent)?;
             let opts = storage_archive::DiffOptions {
                 id_mapping: convert::id_mapping(mapping),
                 ..Default::default()
             };
+            let parent_mapping = convert::id_mapping(parent_mapping);
             let mut layer = GuestDir::new(&layer);
             let mut parent = parent.as_ref().map(GuestDir::new);
             let mut output = GuestOutput::new(out);
-            storage_archive::write_diff_naive(&mut layer, parent.as_mut(), &mut output, &opts)
-                .map_err(archive)?;
+            storage_archive::write_diff_naive(
+                &mut layer,
+                parent.as_mut(),
+                &parent_mapping,
+                &mut output,
+                &opts,
+            )
+            .map_err(archive)?;
             std::io::Write::flush(&mut output)
                 .map_err(|e| archive(storage_archive::ArchiveError::Stream(e)))
         })
     }
 
-    fn changes(id: String, parent: Option<String>) -> Result<Vec<Change>, DriverError> {
+    fn changes(
+        id: String,
+        mapping: IdMapping,
+        parent: Option<String>,
+        parent_mapping: IdMapping,
+    ) -> Result<Vec<Change>, DriverError> {
         with_state(|state| {
             let layer = state.open_layer(&id)?;
-            let parent = parent
-                .filter(|p| !p.is_empty())
-                .map(|p| state.open_layer(&p))
-                .transpose()?;
+            let parent = open_parent(state, parent)?;
             let mut layer = GuestDir::new(&layer);
             let mut parent = parent.as_ref().map(GuestDir::new);
-            let mapping = convert::id_mapping(state.id_mapping.clone());
-            storage_archive::changes_naive(&mut layer, parent.as_mut(), &mapping)
-                .map(convert::changes)
-                .map_err(archive)
+            storage_archive::changes_naive(
+                &mut layer,
+                parent.as_mut(),
+                &convert::id_mapping(mapping),
+                &convert::id_mapping(parent_mapping),
+            )
+            .map(convert::changes)
+            .map_err(archive)
         })
     }
 
-    fn diff_size(id: String, parent: Option<String>) -> Result<u64, DriverError> {
+    fn diff_size(
+        id: String,
+        mapping: IdMapping,
+        parent: Option<String>,
+        parent_mapping: IdMapping,
+    ) -> Result<u64, DriverError> {
         with_state(|state| {
             let layer = state.open_layer(&id)?;
-            let parent = parent
-                .filter(|p| !p.is_empty())
-                .map(|p| state.open_layer(&p))
-                .transpose()?;
+            let parent = open_parent(state, parent)?;
             let mut layer = GuestDir::new(&layer);
             let mut parent = parent.as_ref().map(GuestDir::new);
-            let mapping = convert::id_mapping(state.id_mapping.clone());
-            storage_archive::diff_size_naive(&mut layer, parent.as_mut(), &mapping).map_err(archive)
+            storage_archive::diff_size_naive(
+                &mut layer,
+                parent.as_mut(),
+                &convert::id_mapping(mapping),
+                &convert::id_mapping(parent_mapping),
+            )
+            .map_err(archive)
         })
     }
 }

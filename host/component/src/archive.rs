@@ -192,11 +192,14 @@ impl ArchiveComponent {
         &self,
         layer: &Path,
         parent: Option<&Path>,
+        parent_mapping: &storage_archive::IdMapping,
         out: &mut dyn Write,
         options: &storage_archive::DiffOptions,
     ) -> Result<(), ComponentError> {
-        let written =
-            stream_pump::with_output(out, |out| self.diff(layer, parent, out, options).map(drop));
+        let written = stream_pump::with_output(out, |out| {
+            self.diff(layer, parent, parent_mapping, out, options)
+                .map(drop)
+        });
         self.pumped(written)
     }
 
@@ -292,11 +295,13 @@ impl ArchiveComponent {
         call.take_output(out_rep)
     }
 
-    /// Writes the naive diff of `layer` against `parent` to `out`; gives `out` back.
+    /// Writes the naive diff of `layer` against `parent` (whose owners are read with
+    /// `parent_mapping`) to `out`; gives `out` back.
     pub fn diff(
         &self,
         layer: &Path,
         parent: Option<&Path>,
+        parent_mapping: &storage_archive::IdMapping,
         out: Box<dyn Write + Send>,
         options: &storage_archive::DiffOptions,
     ) -> Result<Box<dyn Write + Send>, ComponentError> {
@@ -305,10 +310,12 @@ impl ArchiveComponent {
         let parent = parent.map(|p| call.lend_dir(p)).transpose()?;
         let (out, out_rep) = call.lend_output(out)?;
         let options = diff_options_to_wit(options);
+        let parent_mapping = id_mapping_to_wit(parent_mapping);
         let result = call.plugin.storage_plugin_archive().call_diff(
             &mut call.store,
             layer,
             parent,
+            &parent_mapping,
             out,
             &options,
         );
@@ -316,42 +323,49 @@ impl ArchiveComponent {
         call.take_output(out_rep)
     }
 
-    /// Naive changes of `layer` against `parent`.
+    /// Naive changes of `layer` against `parent`, each side's owners read with its mapping.
     pub fn changes(
         &self,
         layer: &Path,
         parent: Option<&Path>,
         mapping: &storage_archive::IdMapping,
+        parent_mapping: &storage_archive::IdMapping,
     ) -> Result<Vec<storage_archive::Change>, ComponentError> {
         let mut call = self.start()?;
         let layer = call.lend_dir(layer)?;
         let parent = parent.map(|p| call.lend_dir(p)).transpose()?;
         let mapping = id_mapping_to_wit(mapping);
+        let parent_mapping = id_mapping_to_wit(parent_mapping);
         let result = call.plugin.storage_plugin_archive().call_changes(
             &mut call.store,
             layer,
             parent,
             &mapping,
+            &parent_mapping,
         );
         call.finish("changes", result).map(changes_from_wit)
     }
 
-    /// Size of the changed content of `layer` against `parent`.
+    /// Size of the changed content of `layer` against `parent` (mappings as for
+    /// [`ArchiveComponent::changes`]).
     pub fn diff_size(
         &self,
         layer: &Path,
         parent: Option<&Path>,
         mapping: &storage_archive::IdMapping,
+        parent_mapping: &storage_archive::IdMapping,
     ) -> Result<u64, ComponentError> {
         let mut call = self.start()?;
         let layer = call.lend_dir(layer)?;
         let parent = parent.map(|p| call.lend_dir(p)).transpose()?;
         let mapping = id_mapping_to_wit(mapping);
+        let parent_mapping = id_mapping_to_wit(parent_mapping);
         let result = call.plugin.storage_plugin_archive().call_diff_size(
             &mut call.store,
             layer,
             parent,
             &mapping,
+            &parent_mapping,
         );
         call.finish("diff-size", result)
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use storage_archive::{ApplyOptions, DiffOptions, OverlayOptions};
 use storage_driver::archive_runtime::{
-    ArchiveOps, ArchiveProvider, ArchiveRuntime, ArchiveSettings, NativeArchive,
+    ArchiveOps, ArchiveProvider, ArchiveRuntime, ArchiveSettings, NativeArchive, ParentTree,
 };
 use storage_driver::confined;
 use storage_driver::idmap::IdMappings;
@@ -85,12 +85,13 @@ impl ArchiveOps for InComponent {
     fn write_naive_diff(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
+        parent: Option<ParentTree<'_>>,
         out: &mut dyn Write,
         options: &DiffOptions,
     ) -> DriverResult<()> {
+        let (path, parent_mapping) = split_parent(parent);
         self.0
-            .diff_to(layer, parent, out, options)
+            .diff_to(layer, path, &parent_mapping, out, options)
             .map_err(driver_error)
     }
 
@@ -109,11 +110,17 @@ impl ArchiveOps for InComponent {
     fn changes_naive(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
         mappings: &IdMappings,
+        parent: Option<ParentTree<'_>>,
     ) -> DriverResult<Vec<Change>> {
+        let (path, parent_mapping) = split_parent(parent);
         self.0
-            .changes(layer, parent, &confined::id_mapping(mappings))
+            .changes(
+                layer,
+                path,
+                &confined::id_mapping(mappings),
+                &parent_mapping,
+            )
             .map(confined::to_host_changes)
             .map_err(driver_error)
     }
@@ -121,12 +128,26 @@ impl ArchiveOps for InComponent {
     fn diff_size_naive(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
         mappings: &IdMappings,
+        parent: Option<ParentTree<'_>>,
     ) -> DriverResult<u64> {
+        let (path, parent_mapping) = split_parent(parent);
         self.0
-            .diff_size(layer, parent, &confined::id_mapping(mappings))
+            .diff_size(
+                layer,
+                path,
+                &confined::id_mapping(mappings),
+                &parent_mapping,
+            )
             .map_err(driver_error)
+    }
+}
+
+/// A parent tree as the component's functions take it: its path, and its mapping.
+fn split_parent(parent: Option<ParentTree<'_>>) -> (Option<&Path>, storage_archive::IdMapping) {
+    match parent {
+        Some(p) => (Some(p.path), confined::id_mapping(p.mappings)),
+        None => (None, storage_archive::IdMapping::default()),
     }
 }
 

@@ -347,6 +347,7 @@ impl DriverComponent {
         id: &str,
         id_mappings: &IdMappings,
         parent: Option<&str>,
+        parent_mappings: &IdMappings,
         out: Box<dyn std::io::Write + Send>,
     ) -> DriverResult<Box<dyn std::io::Write + Send>> {
         let mut call = self.start()?;
@@ -355,8 +356,9 @@ impl DriverComponent {
         let r = call.plugin.storage_plugin_driver().call_diff(
             &mut call.store,
             id,
-            parent,
             &id_mapping_to_wit(id_mappings),
+            parent,
+            &id_mapping_to_wit(parent_mappings),
             out,
         );
         call.finish("diff", r)?;
@@ -369,13 +371,22 @@ impl DriverComponent {
             .ok_or_else(|| DriverError::io("diff", std::io::Error::other("output lost")))
     }
 
-    /// Changes of `id` against `parent`.
-    pub fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+    /// Changes of `id` against `parent`, each side's owners read with its mappings.
+    pub fn changes(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+    ) -> DriverResult<Vec<Change>> {
         let mut call = self.start()?;
-        let r = call
-            .plugin
-            .storage_plugin_driver()
-            .call_changes(&mut call.store, id, parent);
+        let r = call.plugin.storage_plugin_driver().call_changes(
+            &mut call.store,
+            id,
+            &id_mapping_to_wit(id_mappings),
+            parent,
+            &id_mapping_to_wit(parent_mappings),
+        );
         let changes = call.finish("changes", r)?;
         Ok(changes
             .into_iter()
@@ -390,13 +401,22 @@ impl DriverComponent {
             .collect())
     }
 
-    /// Size of the changed content of `id` against `parent`.
-    pub fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+    /// Size of the changed content of `id` against `parent` (mappings as for `changes`).
+    pub fn diff_size(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+    ) -> DriverResult<u64> {
         let mut call = self.start()?;
-        let r = call
-            .plugin
-            .storage_plugin_driver()
-            .call_diff_size(&mut call.store, id, parent);
+        let r = call.plugin.storage_plugin_driver().call_diff_size(
+            &mut call.store,
+            id,
+            &id_mapping_to_wit(id_mappings),
+            parent,
+            &id_mapping_to_wit(parent_mappings),
+        );
         call.finish("diff-size", r)
     }
 }

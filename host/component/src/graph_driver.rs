@@ -437,6 +437,7 @@ impl GraphDriver for ComponentGraphDriver {
         id: &str,
         id_mappings: &IdMappings,
         parent: Option<&str>,
+        parent_mappings: &IdMappings,
         out: &mut dyn Write,
     ) -> DriverResult<()> {
         let (writer, receiver) = bridge::output();
@@ -444,7 +445,7 @@ impl GraphDriver for ComponentGraphDriver {
             let guest = scope.spawn(|| {
                 // Dropping the writer it gives back closes the channel and ends the drain.
                 self.component
-                    .diff(id, id_mappings, parent, Box::new(writer))
+                    .diff(id, id_mappings, parent, parent_mappings, Box::new(writer))
                     .map(drop)
             });
             let drained = bridge::drain(receiver, out);
@@ -453,12 +454,28 @@ impl GraphDriver for ComponentGraphDriver {
         })
     }
 
-    fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
-        self.component.changes(id, parent).map_err(tidy)
+    fn changes(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+    ) -> DriverResult<Vec<Change>> {
+        self.component
+            .changes(id, id_mappings, parent, parent_mappings)
+            .map_err(tidy)
     }
 
-    fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
-        self.component.diff_size(id, parent).map_err(tidy)
+    fn diff_size(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+    ) -> DriverResult<u64> {
+        self.component
+            .diff_size(id, id_mappings, parent, parent_mappings)
+            .map_err(tidy)
     }
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {

@@ -435,11 +435,15 @@ fn applying_through_the_component_gives_the_native_tree() {
     storage_driver::confined::apply_tar(&parent, &mut base_layer().as_slice(), &opts).unwrap();
     let mapping = storage_archive::IdMapping::default();
     let component_changes = archive_component()
-        .changes(&wasm, Some(&parent), &mapping)
+        .changes(&wasm, Some(&parent), &mapping, &mapping)
         .unwrap();
+    let no_mappings = storage_driver::idmap::IdMappings::default();
+    let parent_tree = storage_driver::confined::ParentTree {
+        path: &parent,
+        mappings: &no_mappings,
+    };
     let native_changes =
-        storage_driver::confined::changes_naive(&native, Some(&parent), &Default::default())
-            .unwrap();
+        storage_driver::confined::changes_naive(&native, &no_mappings, Some(parent_tree)).unwrap();
     let paths = |c: &[storage_archive::Change]| -> Vec<String> {
         c.iter()
             .map(|c| format!("/{} {:?}", String::from_utf8_lossy(&c.path), c.kind))
@@ -453,9 +457,9 @@ fn applying_through_the_component_gives_the_native_tree() {
     assert_eq!(paths(&component_changes), native_paths);
     assert_eq!(
         archive_component()
-            .diff_size(&wasm, Some(&parent), &mapping)
+            .diff_size(&wasm, Some(&parent), &mapping, &mapping)
             .unwrap(),
-        storage_driver::confined::diff_size_naive(&native, Some(&parent), &Default::default())
+        storage_driver::confined::diff_size_naive(&native, &no_mappings, Some(parent_tree))
             .unwrap()
     );
 }
@@ -657,7 +661,8 @@ fn a_third_party_driver_component_serves_layers_in_its_home() {
     );
 
     // What the example leaves to the host is reported as unsupported, by name.
-    let err = driver.diff_size("child", None).unwrap_err();
+    let none = storage_driver::idmap::IdMappings::default();
+    let err = driver.diff_size("child", &none, None, &none).unwrap_err();
     assert!(
         matches!(err, storage_driver::DriverError::Unsupported("diff-size")),
         "{err}"

@@ -139,7 +139,14 @@ fn vfs_layers_are_full_copies_and_diff_against_the_parent() {
         "the parent is untouched"
     );
 
-    let changes = driver.changes("child", Some("base")).unwrap();
+    let changes = driver
+        .changes(
+            "child",
+            &storage_driver::idmap::IdMappings::default(),
+            Some("base"),
+            &storage_driver::idmap::IdMappings::default(),
+        )
+        .unwrap();
     let by_path: BTreeMap<&str, ChangeKind> = changes
         .iter()
         .map(|c| (std::str::from_utf8(&c.path).unwrap(), c.kind))
@@ -151,11 +158,27 @@ fn vfs_layers_are_full_copies_and_diff_against_the_parent() {
         "{changes:?}"
     );
     assert!(!by_path.contains_key("/etc/hostname"), "{changes:?}");
-    assert_eq!(driver.diff_size("child", Some("base")).unwrap(), 5);
+    assert_eq!(
+        driver
+            .diff_size(
+                "child",
+                &storage_driver::idmap::IdMappings::default(),
+                Some("base"),
+                &storage_driver::idmap::IdMappings::default()
+            )
+            .unwrap(),
+        5
+    );
 
     let mut diff = Vec::new();
     driver
-        .diff("child", &Default::default(), Some("base"), &mut diff)
+        .diff(
+            "child",
+            &Default::default(),
+            Some("base"),
+            &Default::default(),
+            &mut diff,
+        )
         .unwrap();
     let names = tar_names(&diff);
     assert!(names.contains(&"new".to_string()), "{names:?}");
@@ -165,7 +188,13 @@ fn vfs_layers_are_full_copies_and_diff_against_the_parent() {
     // The whole layer without a parent.
     let mut full = Vec::new();
     driver
-        .diff("base", &Default::default(), None, &mut full)
+        .diff(
+            "base",
+            &Default::default(),
+            None,
+            &Default::default(),
+            &mut full,
+        )
         .unwrap();
     let names = tar_names(&full);
     assert!(names.contains(&"etc/hostname".to_string()), "{names:?}");

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use storage_archive::{ApplyOptions, DiffOptions, OverlayOptions};
 
 use crate::confined;
+pub use crate::confined::ParentTree;
 use crate::idmap::IdMappings;
 use crate::{Change, DriverError, DriverResult};
 
@@ -124,7 +125,7 @@ pub trait ArchiveOps: Send + Sync {
     fn write_naive_diff(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
+        parent: Option<ParentTree<'_>>,
         out: &mut dyn Write,
         options: &DiffOptions,
     ) -> DriverResult<()>;
@@ -141,16 +142,16 @@ pub trait ArchiveOps: Send + Sync {
     fn changes_naive(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
         mappings: &IdMappings,
+        parent: Option<ParentTree<'_>>,
     ) -> DriverResult<Vec<Change>>;
 
     /// Naive diff size of `layer` against `parent`.
     fn diff_size_naive(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
         mappings: &IdMappings,
+        parent: Option<ParentTree<'_>>,
     ) -> DriverResult<u64>;
 }
 
@@ -195,7 +196,7 @@ impl ArchiveOps for NativeArchive {
     fn write_naive_diff(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
+        parent: Option<ParentTree<'_>>,
         out: &mut dyn Write,
         options: &DiffOptions,
     ) -> DriverResult<()> {
@@ -214,19 +215,19 @@ impl ArchiveOps for NativeArchive {
     fn changes_naive(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
         mappings: &IdMappings,
+        parent: Option<ParentTree<'_>>,
     ) -> DriverResult<Vec<Change>> {
-        Ok(confined::changes_naive(layer, parent, mappings)?)
+        Ok(confined::changes_naive(layer, mappings, parent)?)
     }
 
     fn diff_size_naive(
         &self,
         layer: &Path,
-        parent: Option<&Path>,
         mappings: &IdMappings,
+        parent: Option<ParentTree<'_>>,
     ) -> DriverResult<u64> {
-        Ok(confined::diff_size_naive(layer, parent, mappings)?)
+        Ok(confined::diff_size_naive(layer, mappings, parent)?)
     }
 }
 

@@ -847,13 +847,30 @@ pub fn write_tar(dir: &Path, out: &mut dyn Write, opts: &DiffOptions) -> Result<
 /// Writes the naive diff of `layer` against `parent` (whole tree when `None`).
 pub fn write_naive_diff(
     layer: &Path,
-    parent: Option<&Path>,
+    parent: Option<ParentTree<'_>>,
     out: &mut dyn Write,
     opts: &DiffOptions,
 ) -> Result<(), ArchiveError> {
     let mut layer_fs = open_dir(layer)?;
-    let mut parent_fs = parent.map(open_dir).transpose()?;
-    storage_archive::write_diff_naive(&mut layer_fs, parent_fs.as_mut(), out, opts)
+    let mut parent_fs = parent.map(|p| open_dir(p.path)).transpose()?;
+    let parent_mapping = id_mapping(parent.map_or(&IdMappings::default(), |p| p.mappings));
+    storage_archive::write_diff_naive(
+        &mut layer_fs,
+        parent_fs.as_mut(),
+        &parent_mapping,
+        out,
+        opts,
+    )
+}
+
+/// The tree a naive comparison is taken against, and the ID mappings its layer is stored
+/// with (each side's owners are read with its own).
+#[derive(Debug, Clone, Copy)]
+pub struct ParentTree<'a> {
+    /// Where the parent's tree is.
+    pub path: &'a Path,
+    /// The parent layer's ID mappings.
+    pub mappings: &'a IdMappings,
 }
 
 /// Writes the overlay-native diff of the upper dir `upper`; `lowers` topmost first.
@@ -875,13 +892,18 @@ pub fn write_overlay_diff(
 /// Naive changes of `layer` against `parent` (every path is an Add when `None`), in walk order.
 pub fn changes_naive(
     layer: &Path,
-    parent: Option<&Path>,
     mapping: &IdMappings,
+    parent: Option<ParentTree<'_>>,
 ) -> Result<Vec<Change>, ArchiveError> {
     let mut layer_fs = open_dir(layer)?;
-    let mut parent_fs = parent.map(open_dir).transpose()?;
-    let changes =
-        storage_archive::changes_naive(&mut layer_fs, parent_fs.as_mut(), &id_mapping(mapping))?;
+    let mut parent_fs = parent.map(|p| open_dir(p.path)).transpose()?;
+    let parent_mapping = id_mapping(parent.map_or(&IdMappings::default(), |p| p.mappings));
+    let changes = storage_archive::changes_naive(
+        &mut layer_fs,
+        parent_fs.as_mut(),
+        &id_mapping(mapping),
+        &parent_mapping,
+    )?;
     Ok(to_host_changes(changes))
 }
 
@@ -903,12 +925,18 @@ pub fn changes_overlay(
 /// Naive diff size of `layer` against `parent`.
 pub fn diff_size_naive(
     layer: &Path,
-    parent: Option<&Path>,
     mapping: &IdMappings,
+    parent: Option<ParentTree<'_>>,
 ) -> Result<u64, ArchiveError> {
     let mut layer_fs = open_dir(layer)?;
-    let mut parent_fs = parent.map(open_dir).transpose()?;
-    storage_archive::diff_size_naive(&mut layer_fs, parent_fs.as_mut(), &id_mapping(mapping))
+    let mut parent_fs = parent.map(|p| open_dir(p.path)).transpose()?;
+    let parent_mapping = id_mapping(parent.map_or(&IdMappings::default(), |p| p.mappings));
+    storage_archive::diff_size_naive(
+        &mut layer_fs,
+        parent_fs.as_mut(),
+        &id_mapping(mapping),
+        &parent_mapping,
+    )
 }
 
 /// Size of the tree at `dir` (overlay diff size: st_size of non-dirs, each inode once).
@@ -1342,8 +1370,12 @@ mod tests {
         assert!(upper.layer.join("keep").exists());
         assert!(!upper.layer.join(".wh..wh.plnk").exists());
 
-        let changes =
-            changes_naive(&upper.layer, Some(&lower.layer), &IdMappings::default()).unwrap();
+        let none = IdMappings::default();
+        let lower_tree = ParentTree {
+            path: &lower.layer,
+            mappings: &none,
+        };
+        let changes = changes_naive(&upper.layer, &none, Some(lower_tree)).unwrap();
         let mut listed: Vec<(String, ChangeKind)> = changes
             .into_iter()
             .map(|c| (String::from_utf8(c.path).unwrap(), c.kind))
@@ -1358,14 +1390,13 @@ mod tests {
                 ("/odir/old".to_string(), ChangeKind::Delete),
             ]
         );
-        let size =
-            diff_size_naive(&upper.layer, Some(&lower.layer), &IdMappings::default()).unwrap();
+        let size = diff_size_naive(&upper.layer, &none, Some(lower_tree)).unwrap();
         assert_eq!(size, 1);
 
         let mut out = Vec::new();
         write_naive_diff(
             &upper.layer,
-            Some(&lower.layer),
+            Some(lower_tree),
             &mut out,
             &DiffOptions::default(),
         )
@@ -1378,8 +1409,11 @@ mod tests {
         let replay = sandbox();
         apply(&replay.layer, &copy, WhiteoutFormat::Aufs).unwrap();
         apply(&replay.layer, &out, WhiteoutFormat::Aufs).unwrap();
-        let replayed =
-            changes_naive(&replay.layer, Some(&upper.layer), &IdMappings::default()).unwrap();
+        let upper_tree = ParentTree {
+            path: &upper.layer,
+            mappings: &none,
+        };
+        let replayed = changes_naive(&replay.layer, &none, Some(upper_tree)).unwrap();
         assert_eq!(replayed, vec![]);
     }
 

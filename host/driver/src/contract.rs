@@ -222,20 +222,38 @@ pub trait GraphDriver: Send + Sync {
     ) -> DriverResult<u64>;
 
     /// Writes an uncompressed tar of the changes of `id` against `parent` (the whole layer
-    /// when `parent` is `None`), with whiteouts in `.wh.` form.
+    /// when `parent` is `None`), with whiteouts in `.wh.` form. `id_mappings` are the ones
+    /// `id` is stored with (the tar's owners are container IDs through them),
+    /// `parent_mappings` the parent's: a layer re-owned for other mappings than its
+    /// parent's has not changed its files (upstream's `Diff(id, idMappings, parent,
+    /// parentMappings)`).
     fn diff(
         &self,
         id: &str,
         id_mappings: &IdMappings,
         parent: Option<&str>,
+        parent_mappings: &IdMappings,
         out: &mut dyn Write,
     ) -> DriverResult<()>;
 
-    /// Lists the changes of `id` against `parent`.
-    fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>>;
+    /// Lists the changes of `id` against `parent` (mappings as for [`GraphDriver::diff`]).
+    fn changes(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+    ) -> DriverResult<Vec<Change>>;
 
-    /// The size of the changed content of `id` against `parent`.
-    fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64>;
+    /// The size of the changed content of `id` against `parent` (mappings as for
+    /// [`GraphDriver::diff`]).
+    fn diff_size(
+        &self,
+        id: &str,
+        id_mappings: &IdMappings,
+        parent: Option<&str>,
+        parent_mappings: &IdMappings,
+    ) -> DriverResult<u64>;
 
     /// Opens files of a layer by path without mounting it, for tar-split reassembly.
     /// Drivers that cannot return `Unsupported`, and the store mounts the layer instead.

@@ -177,6 +177,7 @@ impl Guest for ExampleDriver {
 
     fn diff(
         _: String,
+        _: IdMapping,
         _: Option<String>,
         _: IdMapping,
         _: &OutputStream,
@@ -184,11 +185,21 @@ impl Guest for ExampleDriver {
         Err(unsupported("diff"))
     }
 
-    fn changes(_: String, _: Option<String>) -> Result<Vec<Change>, DriverError> {
+    fn changes(
+        _: String,
+        _: IdMapping,
+        _: Option<String>,
+        _: IdMapping,
+    ) -> Result<Vec<Change>, DriverError> {
         Err(unsupported("changes"))
     }
 
-    fn diff_size(_: String, _: Option<String>) -> Result<u64, DriverError> {
+    fn diff_size(
+        _: String,
+        _: IdMapping,
+        _: Option<String>,
+        _: IdMapping,
+    ) -> Result<u64, DriverError> {
         Err(unsupported("diff-size"))
     }
 }

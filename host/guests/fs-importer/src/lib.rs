@@ -48,6 +48,7 @@ impl Guest for FsImporter {
     fn diff(
         _: &Directory,
         _: Option<&Directory>,
+        _: IdMapping,
         _: &OutputStream,
         _: DiffOptions,
     ) -> Result<(), ArchiveError> {
@@ -68,6 +69,7 @@ impl Guest for FsImporter {
         _: &Directory,
         _: Option<&Directory>,
         _: IdMapping,
+        _: IdMapping,
     ) -> Result<Vec<Change>, ArchiveError> {
         Err(unsupported())
     }
@@ -80,7 +82,12 @@ impl Guest for FsImporter {
         Err(unsupported())
     }
 
-    fn diff_size(_: &Directory, _: Option<&Directory>, _: IdMapping) -> Result<u64, ArchiveError> {
+    fn diff_size(
+        _: &Directory,
+        _: Option<&Directory>,
+        _: IdMapping,
+        _: IdMapping,
+    ) -> Result<u64, ArchiveError> {
         Err(unsupported())
     }
 

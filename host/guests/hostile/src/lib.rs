@@ -222,6 +222,7 @@ impl Guest for Hostile {
     fn diff(
         _: &Directory,
         _: Option<&Directory>,
+        _: IdMapping,
         _: &OutputStream,
         _: DiffOptions,
     ) -> Result<(), ArchiveError> {
@@ -242,6 +243,7 @@ impl Guest for Hostile {
         _: &Directory,
         _: Option<&Directory>,
         _: IdMapping,
+        _: IdMapping,
     ) -> Result<Vec<Change>, ArchiveError> {
         Err(unsupported())
     }
@@ -254,7 +256,12 @@ impl Guest for Hostile {
         Err(unsupported())
     }
 
-    fn diff_size(_: &Directory, _: Option<&Directory>, _: IdMapping) -> Result<u64, ArchiveError> {
+    fn diff_size(
+        _: &Directory,
+        _: Option<&Directory>,
+        _: IdMapping,
+        _: IdMapping,
+    ) -> Result<u64, ArchiveError> {
         Err(unsupported())
     }
 

@@ -233,8 +233,18 @@ impl Ctx<'_> {
                 reassemble_layer(self, layer, &tar_split, &mut tee).map_err(|e| e.to_string())
             } else {
                 let parent = (!layer.parent.is_empty()).then_some(layer.parent.as_str());
+                let parent_mappings = parent
+                    .and_then(|p| super::layers::find_layer(self.st, p))
+                    .map(|p| layer_mappings(&p))
+                    .unwrap_or_default();
                 self.driver()
-                    .diff(&layer.id, &layer_mappings(layer), parent, &mut tee)
+                    .diff(
+                        &layer.id,
+                        &layer_mappings(layer),
+                        parent,
+                        &parent_mappings,
+                        &mut tee,
+                    )
                     .map_err(|e| e.to_string())
             };
             let DigestTee { digest, out } = tee;

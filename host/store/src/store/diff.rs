@@ -11,6 +11,7 @@ use super::{Ctx, Kind, State, Store, StoreError};
 use crate::compress::Compression;
 use crate::layers::LayerRecord;
 use crate::records::big_data_file_name;
+use storage_driver::idmap::IdMappings;
 use storage_driver::{ApplyDiffOpts, Change, DriverError, MountOpts};
 
 /// The compression `diff` writes.
@@ -72,26 +73,40 @@ impl Ctx<'_> {
 }
 
 impl Store {
-    /// The layer and the layer to compare with (`from`, default: its parent).
-    fn diff_pair(
-        st: &State,
-        layer: &str,
-        from: Option<&str>,
-    ) -> Result<(LayerRecord, Option<String>), StoreError> {
+    /// The layer and the layer to compare with (`from`, default: its parent), with the
+    /// mappings each is stored with (upstream's `layerMappings` of both).
+    fn diff_pair(st: &State, layer: &str, from: Option<&str>) -> Result<DiffPair, StoreError> {
         let l = find_layer(st, layer).ok_or(StoreError::LayerUnknown)?;
         let from = optional_layer_id(st, from)?
             .or_else(|| (!l.parent.is_empty()).then(|| l.parent.clone()));
-        Ok((l, from))
+        let from_mappings = from
+            .as_deref()
+            .and_then(|id| find_layer(st, id))
+            .map(|f| layer_mappings(&f))
+            .unwrap_or_default();
+        Ok(DiffPair {
+            mappings: layer_mappings(&l),
+            layer: l,
+            from,
+            from_mappings,
+        })
     }
 
     /// Changes of a layer against `from` (default: its parent).
     pub fn changes(&self, layer: &str, from: Option<&str>) -> Result<Vec<Change>, StoreError> {
         self.write(|ctx| {
-            let (l, from) = Self::diff_pair(ctx.st, layer, from)?;
+            let pair = Self::diff_pair(ctx.st, layer, from)?;
             let mut changes = ctx
                 .driver()
-                .changes(&l.id, from.as_deref())
-                .map_err(|e| StoreError::driver(format!("listing changes of {}", l.id), e))?;
+                .changes(
+                    &pair.layer.id,
+                    &pair.mappings,
+                    pair.from.as_deref(),
+                    &pair.from_mappings,
+                )
+                .map_err(|e| {
+                    StoreError::driver(format!("listing changes of {}", pair.layer.id), e)
+                })?;
             changes.sort();
             Ok(changes)
         })
@@ -100,10 +115,17 @@ impl Store {
     /// Size of the changes of a layer against `from`.
     pub fn diff_size(&self, layer: &str, from: Option<&str>) -> Result<u64, StoreError> {
         self.write(|ctx| {
-            let (l, from) = Self::diff_pair(ctx.st, layer, from)?;
+            let pair = Self::diff_pair(ctx.st, layer, from)?;
             ctx.driver()
-                .diff_size(&l.id, from.as_deref())
-                .map_err(|e| StoreError::driver(format!("measuring the diff of {}", l.id), e))
+                .diff_size(
+                    &pair.layer.id,
+                    &pair.mappings,
+                    pair.from.as_deref(),
+                    &pair.from_mappings,
+                )
+                .map_err(|e| {
+                    StoreError::driver(format!("measuring the diff of {}", pair.layer.id), e)
+                })
         })
     }
 
@@ -128,7 +150,15 @@ impl Store {
                 let layer = find_layer(ctx.st, &id).ok_or(StoreError::LayerUnknown)?;
                 let n = if layer.uncompressed_digest.is_empty() || layer.uncompressed_size == -1 {
                     let parent = (!layer.parent.is_empty()).then_some(layer.parent.as_str());
-                    let n = ctx.driver().diff_size(&layer.id, parent).map_err(|e| {
+                    let parent_mappings = parent
+                        .and_then(|p| find_layer(ctx.st, p))
+                        .map(|p| layer_mappings(&p))
+                        .unwrap_or_default();
+                    let mappings = layer_mappings(&layer);
+                    let measured =
+                        ctx.driver()
+                            .diff_size(&layer.id, &mappings, parent, &parent_mappings);
+                    let n = measured.map_err(|e| {
                         StoreError::driver(
                             format!("size/digest of layer with ID {id:?} could not be calculated"),
                             e,
@@ -169,7 +199,12 @@ impl Store {
         out: &mut dyn Write,
     ) -> Result<(), StoreError> {
         self.write(|ctx| {
-            let (l, from) = Self::diff_pair(ctx.st, layer, from)?;
+            let DiffPair {
+                layer: l,
+                mappings,
+                from,
+                from_mappings,
+            } = Self::diff_pair(ctx.st, layer, from)?;
             let kind = match compression {
                 DiffCompression::AsRecorded => {
                     Compression::from_number(u64::from(l.compression)).unwrap_or_default()
@@ -193,7 +228,13 @@ impl Store {
                 reassemble_layer(ctx, &l, &tar_split, &mut writer)?;
             } else {
                 ctx.driver()
-                    .diff(&l.id, &layer_mappings(&l), from.as_deref(), &mut writer)
+                    .diff(
+                        &l.id,
+                        &mappings,
+                        from.as_deref(),
+                        &from_mappings,
+                        &mut writer,
+                    )
                     .map_err(|e| {
                         StoreError::driver(format!("producing the diff of {}", l.id), e)
                     })?;
@@ -218,6 +259,14 @@ impl Store {
             Ok(applied)
         })
     }
+}
+
+/// A layer, the layer it is compared with, and the ID mappings each is stored with.
+struct DiffPair {
+    layer: LayerRecord,
+    mappings: IdMappings,
+    from: Option<String>,
+    from_mappings: IdMappings,
 }
 
 /// Re-creates the imported archive of `layer` from its tar-split and the layer's files.

@@ -158,6 +158,7 @@ impl GraphDriver for DirDriver {
         id: &str,
         _maps: &IdMappings,
         _parent: Option<&str>,
+        _parent_maps: &IdMappings,
         out: &mut dyn Write,
     ) -> DriverResult<()> {
         let mut builder = tar::Builder::new(out);
@@ -166,7 +167,13 @@ impl GraphDriver for DirDriver {
             .map_err(io_err("tar"))?;
         builder.finish().map_err(io_err("tar"))
     }
-    fn changes(&self, id: &str, parent: Option<&str>) -> DriverResult<Vec<Change>> {
+    fn changes(
+        &self,
+        id: &str,
+        _maps: &IdMappings,
+        parent: Option<&str>,
+        _parent_maps: &IdMappings,
+    ) -> DriverResult<Vec<Change>> {
         let mut new = BTreeMap::new();
         files_of(&self.dir(id), "", &mut new);
         let mut old = BTreeMap::new();
@@ -195,10 +202,16 @@ impl GraphDriver for DirDriver {
         }
         Ok(changes)
     }
-    fn diff_size(&self, id: &str, parent: Option<&str>) -> DriverResult<u64> {
+    fn diff_size(
+        &self,
+        id: &str,
+        maps: &IdMappings,
+        parent: Option<&str>,
+        parent_maps: &IdMappings,
+    ) -> DriverResult<u64> {
         let mut new = BTreeMap::new();
         files_of(&self.dir(id), "", &mut new);
-        let changes = self.changes(id, parent)?;
+        let changes = self.changes(id, maps, parent, parent_maps)?;
         Ok(changes
             .iter()
             .filter_map(|c| new.get(String::from_utf8_lossy(&c.path).as_ref()))
