@@ -150,6 +150,8 @@ fn storage_layers_lists_driver_layers() {
     let l = s.create_layer(&["--id", &id("rec")]);
     let d = id("driveronly");
     assert_eq!(s.ok(&["create-storage-layer", "-i", &d]), format!("{d}\n"));
+    // A layer that has its storage already keeps it, as upstream's driver create does.
+    assert_eq!(s.ok(&["create-storage-layer", "-i", &l]), format!("{l}\n"));
     let mut listed: Vec<String> = s
         .ok(&["storage-layers"])
         .lines()

@@ -142,7 +142,7 @@ fn delete_image_json() {
     assert_eq!(v[&img], serde_json::json!({}));
     assert_eq!(
         v["missing"],
-        serde_json::json!({"error": "image not known"})
+        serde_json::json!({"error": "identifier is not an image"})
     );
 }
 

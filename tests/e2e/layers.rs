@@ -160,7 +160,7 @@ fn delete_layer_json_reports_each_argument() {
     assert_eq!(o.code, 1);
     assert_eq!(
         o.json(),
-        serde_json::json!({ l.clone(): "", "nope": "layer not known" })
+        serde_json::json!({ l.clone(): "", "nope": "identifier is not a layer" })
     );
 }
 

@@ -50,7 +50,12 @@ pub fn delete(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 /// The name is resolved to the layer's ID first, so the checks always apply.
 pub fn delete_layer(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     delete_each(ctx, |ctx, arg| {
-        let id = ctx.store.layer(arg)?.id;
+        let id = match ctx.store.layer(arg) {
+            Ok(layer) => layer.id,
+            // As upstream's `DeleteLayer` says it.
+            Err(StoreError::LayerUnknown) => return Err(StoreError::NotALayer),
+            Err(e) => return Err(e),
+        };
         ctx.store.delete_layer(&id)
     })
 }

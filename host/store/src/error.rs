@@ -28,6 +28,12 @@ pub enum StoreError {
     /// The name is not a container (delete-container).
     #[error("identifier is not a container")]
     NotAContainer,
+    /// The name is not a layer (delete-layer, as upstream's `ErrNotALayer`).
+    #[error("identifier is not a layer")]
+    NotALayer,
+    /// The name is not an image (delete-image, as upstream's `ErrNotAnImage`).
+    #[error("identifier is not an image")]
+    NotAnImage,
     /// A new object asked for an ID that is taken.
     #[error("that ID is already in use")]
     DuplicateId,

@@ -168,7 +168,8 @@ impl Store {
                         what: "image",
                         id: ro.id,
                     },
-                    None => StoreError::ImageUnknown,
+                    // Upstream's `DeleteImage` answers `ErrNotAnImage`.
+                    None => StoreError::NotAnImage,
                 });
             };
             if let Some(c) = ctx

@@ -375,8 +375,10 @@ impl Store {
         self.write(|ctx| {
             let parent = parent.filter(|p| !p.is_empty()).map(str::to_string);
             let id = id_or_random(opts.id.as_deref());
-            if find_layer(ctx.st, &id).is_some() || ctx.driver().exists(&id) {
-                return Err(StoreError::DuplicateId);
+            // Upstream only asks the driver, whose create leaves an existing layer as it
+            // is: creating the storage of a layer that has it already succeeds.
+            if ctx.driver().exists(&id) {
+                return Ok(id);
             }
             let create = CreateOpts {
                 mount_label: opts.mount_label.clone(),
@@ -392,7 +394,11 @@ impl Store {
     /// when the layer is given by name.
     pub fn delete_layer(&self, name: &str) -> Result<(), StoreError> {
         self.write(|ctx| {
-            let i = ctx.rw_layer_index(name)?;
+            // Upstream's `DeleteLayer` answers `ErrNotALayer` for what it cannot find.
+            let i = ctx.rw_layer_index(name).map_err(|e| match e {
+                StoreError::LayerUnknown => StoreError::NotALayer,
+                other => other,
+            })?;
             let id = ctx.st.layers.records[i].id.clone();
             if let Some(e) = ctx.layer_in_use(&id) {
                 return Err(e);
