@@ -73,7 +73,7 @@ pub fn prune(store: &Store, opts: &PruneOptions) -> Result<PruneReport> {
     for layer in &report.layers {
         match store.delete_layer(layer) {
             // Deleting an image removed the layers only it used.
-            Ok(()) | Err(StoreError::LayerUnknown) => {}
+            Ok(()) | Err(StoreError::LayerUnknown | StoreError::NotALayer) => {}
             Err(e) => return Err(e.into()),
         }
     }

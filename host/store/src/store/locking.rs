@@ -213,7 +213,9 @@ impl State {
                     | StoreError::ImageUnknown
                     | StoreError::ContainerUnknown
                     | StoreError::NotAnId
-                    | StoreError::NotAContainer,
+                    | StoreError::NotAContainer
+                    | StoreError::NotALayer
+                    | StoreError::NotAnImage,
                 ),
                 Some((prefix, candidates)),
             ) => Err(StoreError::Ambiguous { prefix, candidates }),
