@@ -1,0 +1,67 @@
+//! The `entries` interface: an entry created or finished with all its metadata in one call.
+
+use storage_archive::fs::{self as afs, FsWrite};
+use wasmtime::component::Resource;
+
+use super::convert::{error_to_wit, metadata_from_wit};
+use super::{FsResult, HostState, LentDir, LentInput};
+use crate::bindings::storage::plugin::{entries, types};
+
+impl entries::Host for HostState {
+    fn set_metadata(
+        &mut self,
+        h: Resource<LentDir>,
+        path: Vec<u8>,
+        meta: entries::EntryMetadata,
+    ) -> FsResult<()> {
+        self.writable_dir(&h, &path)?
+            .confined
+            .set_metadata(&path, &metadata_from_wit(meta))
+            .map_err(error_to_wit)
+    }
+
+    fn create_file_with_metadata(
+        &mut self,
+        h: Resource<LentDir>,
+        path: Vec<u8>,
+        create_mode: u32,
+        len: u64,
+        input: Resource<LentInput>,
+        meta: entries::EntryMetadata,
+    ) -> FsResult<()> {
+        let meta = metadata_from_wit(meta);
+        self.with_input(&h, &path, &input, |dir, reader| {
+            dir.confined
+                .create_file_with_metadata(&path, create_mode, len, reader, &meta)
+                .map_err(error_to_wit)
+        })
+    }
+
+    fn create_sparse_file_with_metadata(
+        &mut self,
+        h: Resource<LentDir>,
+        path: Vec<u8>,
+        create_mode: u32,
+        layout: types::SparseMap,
+        input: Resource<LentInput>,
+        meta: entries::EntryMetadata,
+    ) -> FsResult<()> {
+        let meta = metadata_from_wit(meta);
+        let map = afs::SparseMap {
+            real_size: layout.real_size,
+            regions: layout
+                .regions
+                .into_iter()
+                .map(|r| afs::SparseRegion {
+                    offset: r.offset,
+                    length: r.length,
+                })
+                .collect(),
+        };
+        self.with_input(&h, &path, &input, |dir, reader| {
+            dir.confined
+                .create_sparse_file_with_metadata(&path, create_mode, &map, reader, &meta)
+                .map_err(error_to_wit)
+        })
+    }
+}
