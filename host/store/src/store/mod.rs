@@ -14,8 +14,9 @@
 //! - `layers`, `images`, `containers`: creating, finding and deleting each kind;
 //! - `names`: a name of any kind (kinds, names, metadata, `delete`);
 //! - `big_data`, `mounts`, `diff`: big-data items, mount counts, archives in and out;
-//! - `check`: finding and repairing damage, `gc` (`check_tree`: a mounted layer against its
-//!   archives); `dedup`: which layers `dedup` hands the driver;
+//! - `check`: finding and repairing damage, `gc` (one submodule per kind of check, and
+//!   `check::tree`: a mounted layer against its archives); `dedup`: which layers `dedup`
+//!   hands the driver;
 //! - `files`: the small filesystem helpers they share; `options`: what callers pass in.
 
 use std::path::{Path, PathBuf};
@@ -32,7 +33,6 @@ use storage_driver::GraphDriver;
 
 mod big_data;
 mod check;
-mod check_tree;
 mod containers;
 mod dedup;
 mod diff;

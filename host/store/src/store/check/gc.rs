@@ -1,0 +1,74 @@
+//! Garbage collection (upstream's `GarbageCollect`): what no record accounts for, removed.
+
+use std::collections::BTreeSet;
+
+use crate::store::files::remove_path;
+use crate::store::layers::find_layer;
+use crate::store::{Ctx, StoreError};
+
+impl Ctx<'_> {
+    /// Removes driver layers, tar-split files and big-data directories that no record
+    /// accounts for (upstream's `GarbageCollect`).
+    pub(super) fn garbage_collect(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut removed = Vec::new();
+        if let Ok(on_disk) = self.driver().list_layers() {
+            for id in on_disk {
+                if find_layer(self.st, &id).is_none() {
+                    self.driver()
+                        .remove(&id)
+                        .map_err(|e| StoreError::driver(format!("removing layer {id}"), e))?;
+                    removed.push(id);
+                }
+            }
+        }
+        let mut layer_dirs = vec![self.store.layers_dir.clone()];
+        layer_dirs.extend(self.store.image_store_layers_dir.clone());
+        for dir in layer_dirs {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(".tar-split.gz").unwrap_or(&name);
+                let is_layer_file = name.ends_with(".tar-split.gz") || entry.path().is_dir();
+                if !is_layer_file || name.starts_with('.') || name == "tmp" {
+                    continue;
+                }
+                if !self.st.layers.has_id(id) {
+                    remove_path(&entry.path())?;
+                }
+            }
+        }
+        for (dir, known) in [
+            (
+                self.store.images_dir.clone(),
+                self.st
+                    .images
+                    .records
+                    .iter()
+                    .map(|i| i.id.clone())
+                    .collect::<BTreeSet<_>>(),
+            ),
+            (
+                self.store.containers_dir.clone(),
+                self.st
+                    .containers
+                    .records
+                    .iter()
+                    .map(|c| c.id.clone())
+                    .collect(),
+            ),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.path().is_dir() && !name.starts_with('.') && !known.contains(&name) {
+                    remove_path(&entry.path())?;
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
