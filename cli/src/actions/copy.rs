@@ -11,7 +11,7 @@ use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use storage_driver::confined;
 use storage_driver::idmap::IdMappings;
 use storage_driver::ApplyDiffOpts;
@@ -180,13 +180,15 @@ fn open_dir(side: &Side, parts: &[String], create: bool) -> std::io::Result<Owne
         return rustix::fs::open(&path, flags, Mode::empty()).map_err(io_err);
     }
     let mut dir = rustix::fs::open(&side.root, flags, Mode::empty()).map_err(io_err)?;
-    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let open = |dir: &OwnedFd, part: &str| {
+        confined::openat_beneath(dir, part.as_bytes(), flags, 0, confined::Symlinks::Refused)
+    };
     for part in parts {
-        let next = match rustix::fs::openat2(&dir, part.as_str(), flags, Mode::empty(), resolve) {
+        let next = match open(&dir, part) {
             Err(rustix::io::Errno::NOENT) if create => {
                 rustix::fs::mkdirat(&dir, part.as_str(), Mode::from_raw_mode(0o755))
                     .map_err(io_err)?;
-                rustix::fs::openat2(&dir, part.as_str(), flags, Mode::empty(), resolve)
+                open(&dir, part)
             }
             other => other,
         };

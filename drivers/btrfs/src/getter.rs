@@ -1,16 +1,16 @@
 //! [`SubvolumeGetter`]: reads a layer's files by path without `get`, for re-creating an
 //! imported archive from tar-split. A subvolume holds the layer's whole tree, so a path is
-//! looked up in it alone. Every open is confined to the subvolume (openat2 with
-//! `RESOLVE_IN_ROOT`), so a path from a tar-split file cannot leave the layer.
+//! looked up in it alone. Every open is confined to the subvolume (the toolkit's
+//! [`openat_beneath`], `RESOLVE_IN_ROOT`), so a path from a tar-split file cannot leave the
+//! layer.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rustix::fd::OwnedFd;
-use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, OFlags};
+use storage_driver::confined::{openat_beneath, Symlinks};
 use storage_driver::{DriverError, DriverResult, FileGetter};
 
 /// Opens regular files of one subvolume by path.
@@ -39,12 +39,12 @@ impl SubvolumeGetter {
             return Err(not_found(&shown));
         }
         // Non-blocking, so a fifo cannot hang the reader; no final symlink followed.
-        let fd = openat2(
+        let fd = openat_beneath(
             &self.root,
-            OsStr::from_bytes(&relative),
-            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            &relative,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOFOLLOW,
+            0,
+            Symlinks::InRoot,
         )
         .map_err(|e| match e {
             rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR => not_found(&shown),
@@ -76,6 +76,8 @@ impl FileGetter for SubvolumeGetter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
 
     fn read(getter: &mut SubvolumeGetter, path: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();

@@ -3,17 +3,17 @@
 //! would. A whiteout hides the path (and everything under a whited-out directory); an
 //! opaque directory hides what lower layers have under it.
 //!
-//! Every open is confined to the diff directory it looks in (openat2 with
-//! `RESOLVE_IN_ROOT`), so a path from a tar-split file cannot leave the layer.
+//! Every open is confined to the diff directory it looks in (the toolkit's
+//! [`openat_beneath`], `RESOLVE_IN_ROOT`), so a path from a tar-split file cannot leave the
+//! layer.
 
-use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{openat2, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fd::OwnedFd;
+use rustix::fs::{FileType, OFlags};
+use storage_driver::confined::{openat_beneath, Symlinks};
 use storage_driver::{DriverError, DriverResult, FileGetter};
 
 /// What one diff directory says about a path.
@@ -49,14 +49,8 @@ impl DiffDirGetter {
 }
 
 fn open_in(root: &OwnedFd, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
-    openat2(
-        root.as_fd(),
-        OsStr::from_bytes(path),
-        flags | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(io::Error::from)
+    openat_beneath(root, path, flags | OFlags::NOFOLLOW, 0, Symlinks::InRoot)
+        .map_err(io::Error::from)
 }
 
 fn is_whiteout_device(fd: &OwnedFd) -> io::Result<bool> {
@@ -208,7 +202,7 @@ mod tests {
             rustix::fs::CWD,
             top.join("b").as_path(),
             FileType::CharacterDevice,
-            Mode::from_raw_mode(0o600),
+            rustix::fs::Mode::from_raw_mode(0o600),
             0,
         )
         .expect("whiteout (needs root)");

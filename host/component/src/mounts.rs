@@ -6,7 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
+use storage_driver::confined::{openat_beneath, Symlinks};
 
 use super::bindings::driver::exports::storage::plugin::driver::MountRequest;
 use super::host_fs::check_path;
@@ -139,12 +140,12 @@ fn check_source(home: &Path, source: &[u8]) -> Result<PathBuf, String> {
         Mode::empty(),
     )
     .map_err(|e| format!("open home {}: {e}", home.display()))?;
-    rustix::fs::openat2(
+    openat_beneath(
         &home_fd,
-        name,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        source,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+        0,
+        Symlinks::Refused,
     )
     .map_err(|e| format!("source {shown:?} is not a directory inside the home: {e}"))?;
     Ok(home.join(name))

@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::Digest;
 
@@ -215,12 +215,12 @@ fn open_beneath(root: &Path, rel: &Path, flags: OFlags) -> Result<File, Errno> {
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    let fd = rustix::fs::openat2(
+    let fd = crate::confined::openat_beneath(
         &root_fd,
-        rel,
-        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        rel.as_os_str().as_bytes(),
+        flags | OFlags::NOFOLLOW,
+        0,
+        crate::confined::Symlinks::Refused,
     )?;
     Ok(File::from(fd))
 }
