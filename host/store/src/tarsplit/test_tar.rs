@@ -40,11 +40,16 @@ pub(crate) fn header(
     }
     b[265..269].copy_from_slice(b"root");
     b[297..301].copy_from_slice(b"root");
+    checksum(&mut b);
+    b
+}
+
+/// Sets a header block's checksum (six octal digits, NUL, space, as Go and GNU tar write).
+pub(crate) fn checksum(b: &mut [u8; 512]) {
     b[148..156].copy_from_slice(b"        ");
     let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
     let digits = format!("{sum:06o}\0 ");
     b[148..156].copy_from_slice(digits.as_bytes());
-    b
 }
 
 impl TestTar {
@@ -120,6 +125,81 @@ impl TestTar {
         data.push(0);
         let h = header(b"././@LongLink", b'L', data.len() as u64, (0, 0), b"", true);
         self.bytes.extend_from_slice(&h);
+        self.content(&data);
+        self
+    }
+
+    /// A sparse file in PAX 1.0 form (GNU tar's `--sparse-version=1.0`): the real name and
+    /// size in PAX records, the map as text blocks at the start of the data, then the data of
+    /// each region (`regions` are offset and data, in order, within `real_size`).
+    pub(crate) fn sparse_pax1(
+        &mut self,
+        name: &[u8],
+        real_size: u64,
+        regions: &[(u64, &[u8])],
+    ) -> &mut Self {
+        let size = real_size.to_string();
+        self.pax(&[
+            ("GNU.sparse.major", b"1"),
+            ("GNU.sparse.minor", b"0"),
+            ("GNU.sparse.name", name),
+            ("GNU.sparse.realsize", size.as_bytes()),
+        ]);
+        let mut map = format!("{}\n", regions.len());
+        for (offset, data) in regions {
+            map.push_str(&format!("{offset}\n{}\n", data.len()));
+        }
+        let mut payload = map.into_bytes();
+        payload.resize(payload.len().div_ceil(512) * 512, 0);
+        for (_, data) in regions {
+            payload.extend_from_slice(data);
+        }
+        let h = header(
+            b"GNUSparseFile.0/sparse",
+            b'0',
+            payload.len() as u64,
+            (0, 0),
+            b"",
+            false,
+        );
+        self.bytes.extend_from_slice(&h);
+        self.content(&payload);
+        self
+    }
+
+    /// A sparse file in old-GNU form (type `S`, `tar --sparse --format=gnu`): four regions in
+    /// the header, the others in extension blocks of 21, then the data of each region.
+    pub(crate) fn sparse_old_gnu(
+        &mut self,
+        name: &[u8],
+        real_size: u64,
+        regions: &[(u64, &[u8])],
+    ) -> &mut Self {
+        let stored: usize = regions.iter().map(|(_, d)| d.len()).sum();
+        let mut h = header(name, b'S', stored as u64, (0, 0), b"", true);
+        let (first, rest) = regions.split_at(regions.len().min(4));
+        for (i, (offset, data)) in first.iter().enumerate() {
+            octal(&mut h[386 + i * 24..398 + i * 24], *offset);
+            octal(&mut h[398 + i * 24..410 + i * 24], data.len() as u64);
+        }
+        h[482] = u8::from(!rest.is_empty());
+        octal(&mut h[483..495], real_size);
+        checksum(&mut h);
+        self.bytes.extend_from_slice(&h);
+        let chunks: Vec<_> = rest.chunks(21).collect();
+        for (n, chunk) in chunks.iter().enumerate() {
+            let mut b = [0u8; 512];
+            for (i, (offset, data)) in chunk.iter().enumerate() {
+                octal(&mut b[i * 24..12 + i * 24], *offset);
+                octal(&mut b[12 + i * 24..24 + i * 24], data.len() as u64);
+            }
+            b[504] = u8::from(n + 1 < chunks.len());
+            self.bytes.extend_from_slice(&b);
+        }
+        let data: Vec<u8> = regions
+            .iter()
+            .flat_map(|(_, d)| d.iter().copied())
+            .collect();
         self.content(&data);
         self
     }

@@ -4,6 +4,8 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+use storage_archive::TarStreamReader;
+
 use super::tree::Header;
 use crate::layers::LayerRecord;
 use crate::store::diff::reassemble_layer;
@@ -28,26 +30,18 @@ impl<W: Write> Write for DigestTee<W> {
     }
 }
 
-/// Reads every header of an archive, then whatever follows its end; an error is the
-/// archive's (upstream reads the diff with Go's tar reader in the same way).
+/// Reads every header of an archive with the one tar parser, then whatever follows its end;
+/// an error is the archive's (upstream reads the diff with Go's tar reader in the same way).
 fn read_headers(reader: impl Read) -> Result<Vec<Header>, String> {
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = TarStreamReader::new(reader);
     let mut headers = Vec::new();
-    let mut failure = None;
-    match archive.entries() {
-        Ok(entries) => {
-            for entry in entries {
-                match entry {
-                    Ok(e) => headers.push(Header::from_entry(&e)),
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
+    let failure = loop {
+        match archive.next_entry() {
+            Ok(Some(entry)) => headers.push(Header::from_entry(&entry)),
+            Ok(None) => break None,
+            Err(e) => break Some(e.to_string()),
         }
-        Err(e) => failure = Some(e.to_string()),
-    }
+    };
     // The writer must never block on a full pipe: drain to the end.
     let _ = std::io::copy(&mut archive.into_inner(), &mut std::io::sink());
     match failure {
@@ -111,5 +105,64 @@ impl Ctx<'_> {
             let headers = headers?;
             Ok((headers, digest.digest(), digest.count()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tarsplit::test_tar::{varied, TestTar};
+
+    /// Headers as Go's reader gives them: PAX and GNU long names, PAX owners applied; what
+    /// follows the end is read (the writer of the pipe never blocks) and is not an entry.
+    #[test]
+    fn headers_are_read_as_go_reads_them() {
+        let mut t = varied();
+        t.raw(&[0xAB; 3000]);
+        let headers = read_headers(&t.bytes[..]).expect("headers");
+        let long = format!("d/{}", "n".repeat(150));
+        let gnu_long = format!("d/{}", "g".repeat(120));
+        let named = |name: &str| {
+            headers
+                .iter()
+                .find(|h| h.name == name)
+                .unwrap_or_else(|| panic!("{name} in {headers:?}"))
+        };
+        assert_eq!(headers.len(), 12);
+        assert_eq!((named(&long).size, named(&long).uid), (700, 5));
+        assert_eq!(named(&gnu_long).size, 3);
+        assert_eq!((named("d/bigid").uid, named("d/bigid").gid), (70000, 70001));
+        assert_eq!(named("d/hard").typeflag, b'1');
+        assert_eq!(named("d/hard").linkname, "d/a");
+        assert_eq!(named("d/").typeflag, b'5');
+        assert!(headers.iter().any(|h| h.name == "d/caf\u{fffd}"));
+    }
+
+    /// Sparse files have their real names, sizes and a regular file's type in both forms
+    /// (the `tar` crate this replaced saw PAX 1.0 entries under their `GNUSparseFile.0/`
+    /// names with the map's bytes in their sizes).
+    #[test]
+    fn sparse_files_are_regular_files_of_their_real_size() {
+        let regions: Vec<(u64, &[u8])> = (0..30).map(|i| (i * 1000, &b"data"[..])).collect();
+        let mut t = TestTar::default();
+        t.sparse_pax1(b"d/pax1", 40_000, &regions)
+            .sparse_old_gnu(b"d/oldgnu", 40_000, &regions)
+            .end();
+        let headers = read_headers(&t.bytes[..]).expect("headers");
+        let seen: Vec<_> = headers
+            .iter()
+            .map(|h| (h.name.as_str(), h.typeflag, h.size))
+            .collect();
+        assert_eq!(seen, [("d/pax1", b'0', 40_000), ("d/oldgnu", b'0', 40_000)]);
+    }
+
+    #[test]
+    fn a_damaged_archive_is_an_error() {
+        let mut t = TestTar::default();
+        t.file(b"f", &[1u8; 1000], (0, 0)).end();
+        assert!(read_headers(&t.bytes[..700]).is_err());
+        let mut bad = t.bytes.clone();
+        bad[148] ^= 1;
+        assert!(read_headers(&bad[..]).is_err());
     }
 }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use storage_archive::{EntryKind, TarEntryHeader};
 use storage_driver::idmap::IdMappings;
 
 const TYPE_REG: u8 = b'0';
@@ -46,30 +47,25 @@ pub(super) struct Header {
 }
 
 impl Header {
-    /// The header of a tar entry, as Go's reader presents it (old-style regular files
-    /// normalised).
-    pub fn from_entry<R: std::io::Read>(entry: &tar::Entry<'_, R>) -> Header {
-        let h = entry.header();
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let mut typeflag = h.entry_type().as_byte();
-        if typeflag == 0 || typeflag == b'7' {
-            typeflag = if name.ends_with('/') {
-                TYPE_DIR
-            } else {
-                TYPE_REG
-            };
-        }
+    /// The header of a tar entry as Go's reader presents it (PAX records, long names and
+    /// sparse maps applied by the one parser). Every flag of a regular file (old-style NUL,
+    /// contiguous `7`, old-GNU sparse `S`) is a regular file, as apply writes it.
+    pub fn from_entry(entry: &TarEntryHeader) -> Header {
+        let name = String::from_utf8_lossy(&entry.path).into_owned();
+        let typeflag = match entry.kind {
+            EntryKind::Regular => TYPE_REG,
+            EntryKind::Directory => TYPE_DIR,
+            _ => entry.typeflag,
+        };
+        // Go's `int`: IDs and sizes are signed there, and the parser keeps their bits.
         Header {
             typeflag,
-            uid: h.uid().map_or(0, |v| v as i64),
-            gid: h.gid().map_or(0, |v| v as i64),
-            size: entry.size() as i64,
-            mode: h.mode().unwrap_or(0),
-            mtime: h.mtime().map_or(0, |v| v as i64),
-            linkname: entry
-                .link_name_bytes()
-                .map(|l| String::from_utf8_lossy(&l).into_owned())
-                .unwrap_or_default(),
+            uid: entry.uid as i64,
+            gid: entry.gid as i64,
+            size: entry.size as i64,
+            mode: entry.mode,
+            mtime: entry.mtime.0,
+            linkname: String::from_utf8_lossy(&entry.link_name).into_owned(),
             name,
         }
     }
