@@ -242,6 +242,15 @@ impl TarParser {
         }
     }
 
+    /// Whether the bytes [`Need::Raw`] asks for end with a block where a header goes (the
+    /// last 512 of them, after the previous payload's padding), rather than metadata records
+    /// or sparse extension and map blocks. An entry's own header is the last such block
+    /// before [`TarParser::push_raw`] returns the entry: what a filter rewriting header
+    /// fields must change, and nothing else.
+    pub fn header_next(&self) -> bool {
+        matches!(self.state, State::Header { .. } | State::SecondZero)
+    }
+
     /// Whether the archive ended.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
