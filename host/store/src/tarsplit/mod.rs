@@ -116,6 +116,8 @@ impl From<ArchiveError> for TarSplitError {
     }
 }
 
+#[cfg(test)]
+mod proptests;
 /// Builds tars block by block for tests, so every byte (PAX and GNU headers, padding,
 /// names that are not UTF-8, junk after the end) is under the test's control.
 #[cfg(test)]

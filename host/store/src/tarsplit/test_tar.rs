@@ -129,6 +129,22 @@ impl TestTar {
         self
     }
 
+    /// A character (`typeflag` b'3') or block (b'4') device.
+    pub(crate) fn device(
+        &mut self,
+        name: &[u8],
+        typeflag: u8,
+        major: u64,
+        minor: u64,
+    ) -> &mut Self {
+        let mut h = header(name, typeflag, 0, (0, 0), b"", false);
+        octal(&mut h[329..337], major);
+        octal(&mut h[337..345], minor);
+        checksum(&mut h);
+        self.bytes.extend_from_slice(&h);
+        self
+    }
+
     /// A sparse file in PAX 1.0 form (GNU tar's `--sparse-version=1.0`): the real name and
     /// size in PAX records, the map as text blocks at the start of the data, then the data of
     /// each region (`regions` are offset and data, in order, within `real_size`).

@@ -11,7 +11,7 @@ use super::*;
 
 /// Files of a layer held in memory, served by raw name.
 #[derive(Default)]
-struct MemFiles(HashMap<Vec<u8>, Vec<u8>>);
+pub(super) struct MemFiles(pub(super) HashMap<Vec<u8>, Vec<u8>>);
 
 impl FileGetter for MemFiles {
     fn get(&mut self, path: &[u8]) -> storage_driver::DriverResult<Box<dyn Read + '_>> {
