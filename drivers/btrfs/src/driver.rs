@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use storage_driver::archive_runtime::ArchiveProvider;
 use storage_driver::dedup::{DedupResult, HashMethod};
 use storage_driver::idmap::IdMappings;
+use storage_driver::syscalls::Syscalls;
 use storage_driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
     GraphDriver, MountOpts,
@@ -31,7 +33,7 @@ use storage_driver::{
 use crate::getter::SubvolumeGetter;
 use crate::layout::{is_plain_name, Layout, SUBVOLUMES_DIR};
 use crate::options::{check_layer_size, parse_layer_options, parse_options, BtrfsOptions};
-use crate::{home, ioctl, subvolume};
+use crate::{home, subvolume};
 
 /// Where per-layer quota sizes are remembered.
 pub const QUOTAS_DIR: &str = "quotas";
@@ -50,6 +52,8 @@ pub struct BtrfsDriver {
     quota_enabled: Mutex<Option<bool>>,
     /// Where the archive work runs.
     archive: Arc<dyn ArchiveProvider>,
+    /// The privileged system calls (ioctls, mounts, owners).
+    sys: Arc<dyn Syscalls>,
 }
 
 /// Creates a directory (and its parents) unless it exists.
@@ -125,7 +129,7 @@ impl BtrfsDriver {
         // Mount points appear resolved in mountinfo: work with the resolved home.
         let home = std::fs::canonicalize(&init.home)
             .map_err(|e| DriverError::io(format!("resolving {}", init.home.display()), e))?;
-        home::make_private(&home).map_err(|e| {
+        home::make_private(init.syscalls.as_ref(), &home).map_err(|e| {
             DriverError::io(format!("making {} a private mount", home.display()), e)
         })?;
         let image_home = image_home.as_deref().map(resolved_dir).transpose()?;
@@ -141,6 +145,7 @@ impl BtrfsDriver {
             id_mappings: init.id_mappings.clone(),
             quota_enabled: Mutex::new(None),
             archive: std::sync::Arc::clone(&init.archive),
+            sys: Arc::clone(&init.syscalls),
         };
         if driver.options.enable_quota {
             driver.enable_quota()?;
@@ -168,6 +173,17 @@ impl BtrfsDriver {
         &self.layout
     }
 
+    /// The system calls the driver makes.
+    pub fn syscalls(&self) -> &dyn Syscalls {
+        self.sys.as_ref()
+    }
+
+    /// Opens a directory for an ioctl.
+    fn open(path: &Path) -> DriverResult<std::fs::File> {
+        std::fs::File::open(path)
+            .map_err(|e| DriverError::io(format!("opening {}", path.display()), e))
+    }
+
     /// `<home>/quotas/<id>`.
     fn quota_file(&self, id: &str) -> PathBuf {
         self.home.join(QUOTAS_DIR).join(id)
@@ -188,7 +204,7 @@ impl BtrfsDriver {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         *known.get_or_insert_with(|| {
             std::fs::File::open(&self.home)
-                .and_then(|home| ioctl::quota_enabled(&home))
+                .and_then(|home| self.sys.btrfs_quota_enabled(home.as_fd()))
                 .unwrap_or(false)
         })
     }
@@ -198,9 +214,8 @@ impl BtrfsDriver {
         if self.quota_enabled() {
             return Ok(());
         }
-        let home = std::fs::File::open(&self.home)
-            .map_err(|e| DriverError::io(format!("opening {}", self.home.display()), e))?;
-        ioctl::quota_enable(&home).map_err(|e| {
+        let home = Self::open(&self.home)?;
+        self.sys.btrfs_quota_enable(home.as_fd()).map_err(|e| {
             DriverError::io(
                 format!("failed to enable btrfs quota for {}", self.home.display()),
                 e,
@@ -216,9 +231,8 @@ impl BtrfsDriver {
     /// Limits the referenced bytes of the subvolume at `dir`.
     fn limit(&self, dir: &Path, size: u64) -> DriverResult<()> {
         self.enable_quota()?;
-        let fd = std::fs::File::open(dir)
-            .map_err(|e| DriverError::io(format!("opening {}", dir.display()), e))?;
-        ioctl::qgroup_limit(&fd, size).map_err(|e| {
+        let fd = Self::open(dir)?;
+        self.sys.btrfs_qgroup_limit(fd.as_fd(), size).map_err(|e| {
             DriverError::io(format!("failed to limit qgroup for {}", dir.display()), e)
         })
     }
@@ -248,18 +262,20 @@ impl BtrfsDriver {
         let dir = subvolumes.join(id);
         match parent {
             None => {
-                subvolume::create(&subvolumes, OsStr::new(id))
+                subvolume::create(self.syscalls(), &subvolumes, OsStr::new(id))
                     .map_err(|e| DriverError::io("btrfs", e))?;
             }
             Some(parent) => {
                 let parent_dir = self.layer_dir(parent)?;
-                match subvolume::snapshot(&parent_dir, &subvolumes, OsStr::new(id)) {
+                match subvolume::snapshot(self.syscalls(), &parent_dir, &subvolumes, OsStr::new(id))
+                {
                     Ok(()) => {}
                     // A read-only store on another filesystem: no snapshot can reach it.
                     Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
-                        subvolume::create(&subvolumes, OsStr::new(id))
+                        subvolume::create(self.syscalls(), &subvolumes, OsStr::new(id))
                             .map_err(|e| DriverError::io("btrfs", e))?;
-                        if let Err(e) = subvolume::copy_contents(&parent_dir, &dir) {
+                        if let Err(e) = subvolume::copy_contents(self.syscalls(), &parent_dir, &dir)
+                        {
                             let _ = self.remove(id);
                             return Err(DriverError::io(
                                 format!("copying layer {parent} into layer {id}"),
@@ -299,7 +315,8 @@ impl BtrfsDriver {
                 DriverError::BadOption("container root is not mapped to the host".to_string())
             })?;
             if (uid, gid) != (0, 0) {
-                std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+                self.sys
+                    .chown(dir, uid, gid)
                     .map_err(|e| DriverError::io(format!("chown {}", dir.display()), e))?;
             }
         }
@@ -360,7 +377,7 @@ impl GraphDriver for BtrfsDriver {
         let is_subvolume = subvolume::is_subvolume(&dir)
             .map_err(|e| DriverError::io(format!("stat of {}", dir.display()), e))?;
         if is_subvolume {
-            if let Err(e) = subvolume::delete(&subvolumes, OsStr::new(id), quota) {
+            if let Err(e) = subvolume::delete(self.syscalls(), &subvolumes, OsStr::new(id), quota) {
                 if quota {
                     return Err(DriverError::io(format!("removing layer {id}"), e));
                 }
@@ -376,14 +393,15 @@ impl GraphDriver for BtrfsDriver {
             Err(e) => return Err(DriverError::io(format!("removing {}", dir.display()), e)),
         }
         if quota {
-            let home = std::fs::File::open(&self.home)
-                .map_err(|e| DriverError::io(format!("opening {}", self.home.display()), e))?;
-            ioctl::quota_rescan_wait(&home).map_err(|e| {
-                DriverError::io(
-                    format!("failed to rescan btrfs quota for {}", self.home.display()),
-                    e,
-                )
-            })?;
+            let home = Self::open(&self.home)?;
+            self.sys
+                .btrfs_quota_rescan_wait(home.as_fd())
+                .map_err(|e| {
+                    DriverError::io(
+                        format!("failed to rescan btrfs quota for {}", self.home.display()),
+                        e,
+                    )
+                })?;
         }
         Ok(())
     }
@@ -451,8 +469,8 @@ impl GraphDriver for BtrfsDriver {
             .and_then(|p| std::fs::metadata(p).ok())
             .map(|m| m.dev());
         let own_dev = std::fs::metadata(&self.home).ok().map(|m| m.dev());
-        if home::is_mount_root(&self.home).unwrap_or(false) && parent_dev == own_dev {
-            home::unmount_dir(&self.home)
+        if self.sys.is_mount_point(&self.home).unwrap_or(false) && parent_dev == own_dev {
+            home::unmount_dir(self.syscalls(), &self.home)
                 .map_err(|e| DriverError::io(format!("unmounting {}", self.home.display()), e))?;
         }
         Ok(())
@@ -522,7 +540,7 @@ impl GraphDriver for BtrfsDriver {
                 "changing the ID mapping of a layer of a read-only image store",
             ));
         }
-        storage_driver::reown::reown_tree(&dir, to_container, to_host)
+        storage_driver::reown::reown_tree(self.syscalls(), &dir, to_container, to_host)
     }
 
     /// Shares the extents of identical files among the listed layers' subvolumes

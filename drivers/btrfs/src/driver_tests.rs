@@ -6,6 +6,7 @@ use super::*;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
+use storage_driver::syscalls::{LinuxSyscalls, Syscalls};
 use storage_driver::ChangeKind;
 
 /// Prefix of the fixture directories in the temporary directory: `<prefix><pid>-<n>`.
@@ -140,7 +141,11 @@ fn layers_are_subvolumes_and_children_snapshots() {
     let base = d.get("base", &MountOpts::default()).unwrap();
     assert_eq!(base, d.home().join("subvolumes/base"));
     let meta = std::fs::metadata(&base).unwrap();
-    assert_eq!(meta.ino(), ioctl::FIRST_FREE_OBJECTID, "a subvolume root");
+    assert_eq!(
+        meta.ino(),
+        storage_driver::syscalls::btrfs::FIRST_FREE_OBJECTID,
+        "a subvolume root"
+    );
     assert_eq!(meta.mode() & 0o7777, 0o555);
     apply(&d, "base", None, &tar_of(&[("a", b"one"), ("b", b"two")]));
 
@@ -149,8 +154,8 @@ fn layers_are_subvolumes_and_children_snapshots() {
     let child = d.get("child", &MountOpts::default()).unwrap();
     assert!(subvolume::is_subvolume(&child).unwrap());
     assert_ne!(
-        subvolume::id_of(&child).unwrap(),
-        subvolume::id_of(&base).unwrap()
+        subvolume::id_of(&LinuxSyscalls, &child).unwrap(),
+        subvolume::id_of(&LinuxSyscalls, &base).unwrap()
     );
     assert_eq!(std::fs::read(child.join("a")).unwrap(), b"one");
     std::fs::write(child.join("c"), "three").unwrap();
@@ -223,8 +228,13 @@ fn remove_deletes_nested_subvolumes() {
     let dir = d.get("l", &MountOpts::default()).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::create_dir(dir.join("deep")).unwrap();
-    subvolume::create(&dir.join("deep"), OsStr::new("inner")).unwrap();
-    subvolume::create(&dir.join("deep/inner"), OsStr::new("innermost")).unwrap();
+    subvolume::create(&LinuxSyscalls, &dir.join("deep"), OsStr::new("inner")).unwrap();
+    subvolume::create(
+        &LinuxSyscalls,
+        &dir.join("deep/inner"),
+        OsStr::new("innermost"),
+    )
+    .unwrap();
     std::fs::write(dir.join("deep/inner/innermost/f"), "x").unwrap();
     d.remove("l").unwrap();
     assert!(!dir.exists());
@@ -239,7 +249,7 @@ fn size_is_a_qgroup_limit_enforced_by_the_kernel() {
     let d = fs.driver(&["btrfs.min_space=1M"]).unwrap();
     assert!(d.quota_enabled(), "min_space enables quotas");
     let home = std::fs::File::open(d.home()).unwrap();
-    assert!(ioctl::quota_enabled(&home).unwrap());
+    assert!(LinuxSyscalls.btrfs_quota_enabled(home.as_fd()).unwrap());
 
     let small = CreateOpts {
         storage_opt: [("size".to_string(), "512k".to_string())].into(),
@@ -315,7 +325,7 @@ fn get_refuses_mount_options_but_ro() {
 fn home_is_a_private_mount_until_cleanup() {
     let fs = LoopBtrfs::new();
     let d = fs.driver(&[]).unwrap();
-    assert!(home::is_mount_root(d.home()).unwrap());
+    assert!(LinuxSyscalls.is_mount_point(d.home()).unwrap());
     // A second start does not stack another bind mount.
     let again = fs.driver(&[]).unwrap();
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -325,9 +335,9 @@ fn home_is_a_private_mount_until_cleanup() {
         .count();
     assert_eq!(mounts, 1);
     again.cleanup().unwrap();
-    assert!(!home::is_mount_root(d.home()).unwrap());
+    assert!(!LinuxSyscalls.is_mount_point(d.home()).unwrap());
     // The filesystem itself stays mounted.
-    assert!(home::is_mount_root(&fs.mnt()).unwrap());
+    assert!(LinuxSyscalls.is_mount_point(&fs.mnt()).unwrap());
     d.cleanup().unwrap();
 }
 

@@ -1,12 +1,12 @@
 //! The driver home as a mount: the check that it is on btrfs, the private bind mount of
 //! itself that init makes (upstream's `mount.MakePrivate`, so layer mounts made beneath it
-//! by a container engine do not propagate), and undoing it at `shutdown`.
+//! by a container engine do not propagate), and undoing it at `shutdown`, through the
+//! driver's [`Syscalls`].
 
 use std::io;
 use std::path::Path;
 
-use rustix::fs::{statx, AtFlags, StatxAttributes, StatxFlags, CWD};
-use rustix::mount::{mount_bind, mount_change, unmount, MountPropagationFlags, UnmountFlags};
+use storage_driver::syscalls::{MountPropagationFlags, Syscalls, UnmountFlags};
 
 /// `BTRFS_SUPER_MAGIC`, the `f_type` statfs reports for btrfs.
 pub const BTRFS_SUPER_MAGIC: u32 = 0x9123_683E;
@@ -18,38 +18,20 @@ pub fn fs_magic(path: &Path) -> io::Result<u32> {
     Ok(st.f_type as u32)
 }
 
-/// Whether `path` is the root of a mount (statx's `STATX_ATTR_MOUNT_ROOT`, Linux ≥ 5.8).
-pub fn is_mount_root(path: &Path) -> io::Result<bool> {
-    let st = statx(
-        CWD,
-        path,
-        AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
-        StatxFlags::empty(),
-    )?;
-    if !st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel does not report mount roots",
-        ));
-    }
-    Ok(st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT))
-}
-
 /// Makes `dir` a private mount: bind-mounts it on itself first if it is not a mount root.
-pub fn make_private(dir: &Path) -> io::Result<()> {
-    if !is_mount_root(dir)? {
-        mount_bind(dir, dir)?;
+pub fn make_private(sys: &dyn Syscalls, dir: &Path) -> io::Result<()> {
+    if !sys.is_mount_point(dir)? {
+        sys.bind_mount(dir, dir)?;
     }
-    mount_change(dir, MountPropagationFlags::PRIVATE)?;
-    Ok(())
+    sys.set_propagation(dir, MountPropagationFlags::PRIVATE)
 }
 
 /// Detaches the mount at `dir` (lazily, as upstream's `mount.Unmount`); a `dir` that is not
 /// a mount point is not an error.
-pub fn unmount_dir(dir: &Path) -> io::Result<()> {
-    match unmount(dir, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
+pub fn unmount_dir(sys: &dyn Syscalls, dir: &Path) -> io::Result<()> {
+    match sys.unmount(dir, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW) {
         Ok(()) => Ok(()),
-        Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOENT => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => Ok(()),
+        Err(e) => Err(e),
     }
 }

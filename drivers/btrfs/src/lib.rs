@@ -2,20 +2,23 @@
 //!
 //! Layers are subvolumes under `<graphroot>/btrfs/subvolumes` and children are snapshots of
 //! their parents (spec §2.2); [`layout`] finds them in the driver's home, the split image
-//! store and read-only image stores. [`ioctl`] holds the kernel's argument structures and calls,
-//! [`subvolume`] creates, snapshots and deletes subvolumes by path, [`home`] checks the
+//! store and read-only image stores. [`subvolume`] creates, snapshots and deletes subvolumes
+//! by path through the btrfs ioctls of the toolkit's [`storage_driver::syscalls::Syscalls`]
+//! (which the driver gets from its `DriverInit`, so tests can hand it the recording double),
+//! [`home`] checks the
 //! filesystem and makes the home a private mount, [`options`] parses `btrfs.*` and per-layer
 //! options, [`archive_ops`] applies and produces layer archives through the host's archive
 //! runtime, [`getter`] reads files for tar-split reassembly, and [`driver`] ties them into a
 //! [`storage_driver::GraphDriver`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
+// Every system call that needs `unsafe` is made by the toolkit's `syscalls`.
+#![deny(unsafe_code)]
 
 pub mod archive_ops;
 pub mod driver;
 pub mod getter;
 pub mod home;
-pub mod ioctl;
 pub mod layout;
 pub mod options;
 pub mod subvolume;

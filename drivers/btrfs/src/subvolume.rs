@@ -1,13 +1,15 @@
 //! Subvolumes by path: create, snapshot, and delete with every subvolume nested inside
-//! (upstream's `subvolDelete` walk), through the ioctls of [`crate::ioctl`].
+//! (upstream's `subvolDelete` walk), through the btrfs ioctls of the driver's [`Syscalls`].
 
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::ioctl;
+use storage_driver::syscalls::btrfs::FIRST_FREE_OBJECTID;
+use storage_driver::syscalls::Syscalls;
 
 /// Opens a directory for an ioctl (read-only, not following a final symlink).
 fn open_dir(path: &Path) -> io::Result<File> {
@@ -28,47 +30,49 @@ fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
 /// a missing path is not one.
 pub fn is_subvolume(path: &Path) -> io::Result<bool> {
     match std::fs::symlink_metadata(path) {
-        Ok(meta) => Ok(meta.is_dir() && meta.ino() == ioctl::FIRST_FREE_OBJECTID),
+        Ok(meta) => Ok(meta.is_dir() && meta.ino() == FIRST_FREE_OBJECTID),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
 }
 
 /// Creates the empty subvolume `dir/name`.
-pub fn create(dir: &Path, name: &OsStr) -> io::Result<()> {
+pub fn create(sys: &dyn Syscalls, dir: &Path, name: &OsStr) -> io::Result<()> {
     let parent = open_dir(dir)?;
-    ioctl::subvol_create(&parent, name)
+    sys.btrfs_subvol_create(parent.as_fd(), name)
         .map_err(|e| annotate(e, "creating btrfs subvolume", &dir.join(name)))
 }
 
 /// Creates `dir/name` as a writable snapshot of the subvolume `source`.
-pub fn snapshot(source: &Path, dir: &Path, name: &OsStr) -> io::Result<()> {
+pub fn snapshot(sys: &dyn Syscalls, source: &Path, dir: &Path, name: &OsStr) -> io::Result<()> {
     let src = open_dir(source)?;
     let dest = open_dir(dir)?;
-    ioctl::snapshot(&src, &dest, name).map_err(|e| {
-        annotate(
-            e,
-            &format!("snapshotting {} as", source.display()),
-            &dir.join(name),
-        )
-    })
+    sys.btrfs_snapshot(src.as_fd(), dest.as_fd(), name)
+        .map_err(|e| {
+            annotate(
+                e,
+                &format!("snapshotting {} as", source.display()),
+                &dir.join(name),
+            )
+        })
 }
 
 /// The subvolume (and level-0 qgroup) ID of the subvolume at `path`.
-pub fn id_of(path: &Path) -> io::Result<u64> {
-    ioctl::subvolume_id(&open_dir(path)?).map_err(|e| annotate(e, "looking up subvolume", path))
+pub fn id_of(sys: &dyn Syscalls, path: &Path) -> io::Result<u64> {
+    sys.btrfs_subvolume_id(open_dir(path)?.as_fd())
+        .map_err(|e| annotate(e, "looking up subvolume", path))
 }
 
 /// Deletes the subvolume `dir/name` and every subvolume nested in it, deepest first.
 /// With `quota`, the qgroup of each deleted subvolume is destroyed too (a failure there
 /// is only reported: the subvolume is gone either way).
-pub fn delete(dir: &Path, name: &OsStr, quota: bool) -> io::Result<()> {
+pub fn delete(sys: &dyn Syscalls, dir: &Path, name: &OsStr, quota: bool) -> io::Result<()> {
     let path = dir.join(name);
-    delete_nested(&path, quota)?;
+    delete_nested(sys, &path, quota)?;
     if quota {
-        match id_of(&path).and_then(|id| Ok((id, open_dir(dir)?))) {
+        match id_of(sys, &path).and_then(|id| Ok((id, open_dir(dir)?))) {
             Ok((id, parent)) => {
-                if let Err(e) = ioctl::qgroup_destroy(&parent, id) {
+                if let Err(e) = sys.btrfs_qgroup_destroy(parent.as_fd(), id) {
                     log::debug!("btrfs: destroying qgroup 0/{id} of {}: {e}", path.display());
                 }
             }
@@ -76,12 +80,12 @@ pub fn delete(dir: &Path, name: &OsStr, quota: bool) -> io::Result<()> {
         }
     }
     let parent = open_dir(dir)?;
-    ioctl::subvol_destroy(&parent, name)
+    sys.btrfs_subvol_destroy(parent.as_fd(), name)
         .map_err(|e| annotate(e, "destroying btrfs subvolume", &path))
 }
 
 /// Deletes the subvolumes found anywhere beneath `path` (not `path` itself).
-fn delete_nested(path: &Path, quota: bool) -> io::Result<()> {
+fn delete_nested(sys: &dyn Syscalls, path: &Path, quota: bool) -> io::Result<()> {
     let entries = match std::fs::read_dir(path) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -97,9 +101,9 @@ fn delete_nested(path: &Path, quota: bool) -> io::Result<()> {
         }
         let child = entry.path();
         if is_subvolume(&child)? {
-            delete(path, &entry.file_name(), quota)?;
+            delete(sys, path, &entry.file_name(), quota)?;
         } else {
-            delete_nested(&child, quota)?;
+            delete_nested(sys, &child, quota)?;
         }
     }
     Ok(())
@@ -109,7 +113,7 @@ fn delete_nested(path: &Path, quota: bool) -> io::Result<()> {
 /// modes, times, xattrs; regular files reflinked where the filesystem can), then gives
 /// `dst` the owner and permissions of `src`. For a parent no snapshot can reach (a
 /// read-only store on another filesystem).
-pub fn copy_contents(src: &Path, dst: &Path) -> io::Result<()> {
+pub fn copy_contents(sys: &dyn Syscalls, src: &Path, dst: &Path) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::PermissionsExt;
     use storage_driver::confined::ConfinedDir;
@@ -128,7 +132,7 @@ pub fn copy_contents(src: &Path, dst: &Path) -> io::Result<()> {
         })?;
     }
     let meta = std::fs::symlink_metadata(src).map_err(|e| annotate(e, "stat of", src))?;
-    std::os::unix::fs::chown(dst, Some(meta.uid()), Some(meta.gid()))
+    sys.chown(dst, meta.uid(), meta.gid())
         .map_err(|e| annotate(e, "chown", dst))?;
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(|e| annotate(e, "chmod", dst))

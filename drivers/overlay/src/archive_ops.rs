@@ -20,7 +20,6 @@ use storage_driver::{ApplyDiffOpts, Change, DriverError, DriverResult, GraphDriv
 use crate::archive_runtime;
 use crate::driver::OverlayDriver;
 use crate::layout::Layout;
-use crate::mount;
 
 /// Overlay options of the archive crate: privileged mounts use `trusted.overlay.*`,
 /// rootless (`userxattr`) ones `user.overlay.*`.
@@ -63,7 +62,7 @@ impl<'a> LayerView<'a> {
     fn open(driver: &'a OverlayDriver, id: &str, read_only: bool) -> DriverResult<Self> {
         let dir = driver.layout().dir(id)?;
         let merged = driver.layout().merged_dir(id, &dir);
-        if mount::is_mount_point(&merged).unwrap_or(false) {
+        if driver.syscalls().is_mount_point(&merged).unwrap_or(false) {
             return Ok(LayerView {
                 driver,
                 id: id.to_string(),

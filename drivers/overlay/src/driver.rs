@@ -15,6 +15,7 @@ use std::sync::Arc;
 use storage_driver::archive_runtime::ArchiveProvider;
 use storage_driver::dedup::{DedupResult, HashMethod};
 use storage_driver::idmap::IdMappings;
+use storage_driver::syscalls::Syscalls;
 use storage_driver::{
     ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
     GraphDriver, MountOpts,
@@ -53,10 +54,19 @@ pub struct OverlayDriver {
     quota: Option<QuotaControl>,
     /// Where the archive work runs.
     archive: Arc<dyn ArchiveProvider>,
+    /// The privileged system calls (mounts, owners, quotas).
+    sys: Arc<dyn Syscalls>,
+    /// Whether the kernel has the new mount API with `lowerdir+` (asked at init).
+    new_mount_api: bool,
 }
 
 /// Creates a directory with `mode` (not subject to the umask), owned by `owner`.
-pub(crate) fn mkdir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> DriverResult<()> {
+pub(crate) fn mkdir(
+    sys: &dyn Syscalls,
+    path: &Path,
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> DriverResult<()> {
     std::fs::DirBuilder::new()
         .mode(mode)
         .create(path)
@@ -64,7 +74,7 @@ pub(crate) fn mkdir(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Driver
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| DriverError::io(format!("chmod {}", path.display()), e))?;
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        sys.chown(path, uid, gid)
             .map_err(|e| DriverError::io(format!("chown {}", path.display()), e))?;
     }
     Ok(())
@@ -98,8 +108,10 @@ fn ensure_dir(path: &Path, mode: u32) -> DriverResult<()> {
 
 impl OverlayDriver {
     /// Starts the driver: parses options, prepares the home and run home, probes the
-    /// kernel (answers cached in the run root) and makes the home a private mount.
+    /// kernel (answers cached in the run root) and makes the home a private mount. The
+    /// system calls are `init.syscalls`.
     pub fn new(init: &DriverInit) -> DriverResult<Self> {
+        let sys = Arc::clone(&init.syscalls);
         let mut options = parse_options(&init.options)?;
         if init.home.as_os_str().is_empty() || init.run_root.as_os_str().is_empty() {
             // Relative to whatever the working directory is would scatter state.
@@ -130,7 +142,7 @@ impl OverlayDriver {
         // Like upstream, project quotas are tried on every xfs home; they are an error
         // only when `size` or `inodes` asked for them.
         let quota = if backing_fs == "xfs" {
-            match QuotaControl::new(&home) {
+            match QuotaControl::new(Arc::clone(&sys), &home) {
                 Ok(control) => Some(control),
                 Err(e) if wants_quota => {
                     return Err(DriverError::BadOption(format!(
@@ -162,6 +174,7 @@ impl OverlayDriver {
         }
         let uses_program = options.mount_program.is_some();
         write_private(&flag_file, if uses_program { "true" } else { "false" })?;
+        let new_mount_api = !uses_program && mount::new_api_available(sys.as_ref());
 
         let features = if uses_program {
             Features {
@@ -172,11 +185,18 @@ impl OverlayDriver {
                 volatile: true,
             }
         } else {
-            Self::probe_kernel(&home, &run_home, &options, backing_fs)?
+            Self::probe_kernel(
+                sys.as_ref(),
+                new_mount_api,
+                &home,
+                &run_home,
+                &options,
+                backing_fs,
+            )?
         };
 
         if !options.skip_mount_home {
-            mount::make_private(&home).map_err(|e| {
+            mount::make_private(sys.as_ref(), &home).map_err(|e| {
                 DriverError::io(format!("making {} a private mount", home.display()), e)
             })?;
         }
@@ -205,11 +225,15 @@ impl OverlayDriver {
             id_mappings: init.id_mappings.clone(),
             quota,
             archive: Arc::clone(&init.archive),
+            sys,
+            new_mount_api,
         })
     }
 
     /// Probes overlay support, metacopy, native diff and volatile, through the cache.
     fn probe_kernel(
+        sys: &dyn Syscalls,
+        new_api: bool,
         home: &Path,
         run_home: &Path,
         options: &OverlayOptions,
@@ -227,7 +251,9 @@ impl OverlayDriver {
                 "'overlay' is not supported over {backing_fs} without d_type"
             )));
         }
-        if !features::check(run_home, "overlay", || features::probe_mount(home, &[])) {
+        if !features::check(run_home, "overlay", || {
+            features::probe_mount(sys, home, &[], new_api)
+        }) {
             let reason = features::cached(run_home, "overlay")
                 .map(|(_, text)| text)
                 .unwrap_or_default();
@@ -239,7 +265,7 @@ impl OverlayDriver {
         let metacopy_wanted = options.mount_options.iter().any(|o| o == "metacopy=on");
         let metacopy = features::check(run_home, &format!("metacopy({mountopt})"), || {
             if metacopy_wanted {
-                features::probe_mount(home, &options.mount_options)
+                features::probe_mount(sys, home, &options.mount_options, new_api)
             } else {
                 Err("metacopy not requested".to_string())
             }
@@ -260,7 +286,7 @@ impl OverlayDriver {
             }
         });
         let volatile = features::check(run_home, "volatile", || {
-            features::probe_mount(home, &["volatile".to_string()])
+            features::probe_mount(sys, home, &["volatile".to_string()], new_api)
         });
         Ok(Features {
             backing_fs,
@@ -289,7 +315,12 @@ impl OverlayDriver {
     /// Whether the driver runs without root, so overlay keeps its metadata in
     /// `user.overlay.*` xattrs (`userxattr`).
     pub fn rootless(&self) -> bool {
-        !rustix::process::geteuid().is_root()
+        self.sys.euid() != 0
+    }
+
+    /// The system calls the driver makes.
+    pub fn syscalls(&self) -> &dyn Syscalls {
+        self.sys.as_ref()
     }
 
     /// The store's ID mappings, given at init.
@@ -319,7 +350,7 @@ impl OverlayDriver {
     pub fn unmount_home(&self) -> DriverResult<()> {
         let home = self.layout.home();
         let err = |e| DriverError::io(format!("unmounting {}", home.display()), e);
-        if !mount::is_mount_point(home).map_err(err)? {
+        if !self.sys.is_mount_point(home).map_err(err)? {
             return Ok(());
         }
         let own_dev = std::fs::metadata(home).map_err(err)?.dev();
@@ -330,7 +361,7 @@ impl OverlayDriver {
         if own_dev != parent_dev {
             return Ok(());
         }
-        mount::unmount_target(home).map_err(err)
+        mount::unmount_target(self.sys.as_ref(), home).map_err(err)
     }
 
     /// Creates the directories and links of a new layer.
@@ -382,15 +413,15 @@ impl OverlayDriver {
             diff_mode = mask;
         }
         ensure_dir(&base.join(LINK_DIR), 0o755)?;
-        mkdir(&dir, 0o700, Some(owner))?;
+        mkdir(self.syscalls(), &dir, 0o700, Some(owner))?;
         let result = (|| {
             if let (Some(control), Some(quota)) = (&self.quota, quota) {
                 control.set_quota(&dir, quota)?;
             }
-            mkdir(&dir.join("diff"), diff_mode, Some(owner))?;
+            mkdir(self.syscalls(), &dir.join("diff"), diff_mode, Some(owner))?;
             self.layout.create_link(&base, id)?;
-            mkdir(&dir.join("work"), 0o700, Some(owner))?;
-            mkdir(&dir.join("merged"), 0o700, Some(owner))?;
+            mkdir(self.syscalls(), &dir.join("work"), 0o700, Some(owner))?;
+            mkdir(self.syscalls(), &dir.join("merged"), 0o700, Some(owner))?;
             match (parent, parent_dir) {
                 (Some(p), Some(_)) => {
                     let lowers = self.layout.lowers_for_child(p)?;
@@ -405,7 +436,7 @@ impl OverlayDriver {
                         DriverError::io(format!("writing {}", lower_file.display()), e)
                     })?;
                 }
-                _ => mkdir(&dir.join("empty"), 0o700, Some(owner))?,
+                _ => mkdir(self.syscalls(), &dir.join("empty"), 0o700, Some(owner))?,
             }
             Ok(())
         })();
@@ -602,7 +633,7 @@ impl GraphDriver for OverlayDriver {
             let _ = std::fs::remove_file(Layout::link_dir_of(&dir).join(short));
         }
         let merged = dir.join("merged");
-        let _ = mount::unmount_target(&merged);
+        let _ = mount::unmount_target(self.syscalls(), &merged);
         std::fs::remove_dir_all(&dir)
             .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))?;
         if let Some(control) = &self.quota {
@@ -621,7 +652,7 @@ impl GraphDriver for OverlayDriver {
             // read-only store, the directory in our home that holds it).
             ensure_dir(merged, 0o700)?;
         }
-        if mount::is_mount_point(merged).unwrap_or(false) {
+        if self.sys.is_mount_point(merged).unwrap_or(false) {
             return Ok(merged.clone());
         }
         if let Some((_, work)) = &spec.upper {
@@ -636,7 +667,7 @@ impl GraphDriver for OverlayDriver {
         }
         let result = match &self.options.mount_program {
             Some(program) => mount::mount_with_program(program, &spec),
-            None => mount::mount_overlay(&spec),
+            None => mount::mount_overlay(self.syscalls(), &spec, self.new_mount_api),
         };
         result.map_err(|e| DriverError::io(format!("mounting overlay for layer {id}"), e))?;
         Ok(spec.target)
@@ -645,7 +676,7 @@ impl GraphDriver for OverlayDriver {
     fn put(&self, id: &str) -> DriverResult<()> {
         let dir = self.layout.dir(id)?;
         let merged = self.layout.merged_dir(id, &dir);
-        mount::unmount_target(&merged)
+        mount::unmount_target(self.syscalls(), &merged)
             .map_err(|e| DriverError::io(format!("unmounting {}", merged.display()), e))?;
         if self.layout.is_read_only(&dir) {
             // The mount point of a read-only store's layer was our only file for it.
@@ -660,7 +691,7 @@ impl GraphDriver for OverlayDriver {
             .map(|m| (m.uid(), m.gid()))
             .map_err(|e| DriverError::io(format!("stat of {}", merged.display()), e))?;
         let fresh = dir.join("merged.1");
-        match mkdir(&fresh, 0o700, Some(owner)) {
+        match mkdir(self.syscalls(), &fresh, 0o700, Some(owner)) {
             Ok(()) => {}
             Err(_) if fresh.is_dir() => {}
             Err(e) => return Err(e),
@@ -802,3 +833,7 @@ impl GraphDriver for OverlayDriver {
 #[cfg(test)]
 #[path = "driver_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "driver_double_tests.rs"]
+mod without_root;

@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::*;
+use storage_driver::syscalls::LinuxSyscalls;
 
 /// A driver in a temp dir; dropping it unmounts everything under the temp dir.
 struct Fixture {
@@ -177,10 +178,10 @@ fn mount_parentless_and_chain() {
     let base = d
         .get(&ids[0], &MountOpts::default())
         .expect("get parentless");
-    assert!(mount::is_mount_point(&base).expect("mountinfo"));
+    assert!(LinuxSyscalls.is_mount_point(&base).expect("mountinfo"));
     assert_eq!(std::fs::read_to_string(base.join("f0")).expect("f0"), "0");
     d.put(&ids[0]).expect("put");
-    assert!(!mount::is_mount_point(&base).expect("mountinfo"));
+    assert!(!LinuxSyscalls.is_mount_point(&base).expect("mountinfo"));
 
     let top = d.get(&ids[2], &MountOpts::default()).expect("get chain");
     for i in 0..3 {
@@ -202,7 +203,7 @@ fn mount_parentless_and_chain() {
         &wh.file_type()
     ));
     // As upstream 1.60, merged/ stays after put, a new empty directory.
-    assert!(!mount::is_mount_point(&top).expect("mountinfo"));
+    assert!(!LinuxSyscalls.is_mount_point(&top).expect("mountinfo"));
     assert_eq!(std::fs::read_dir(&top).expect("merged/ stays").count(), 0);
     // A removed merged/ comes back at the next get (overlay-recreate in upstream's suite).
     std::fs::remove_dir(&top).expect("rmdir merged");
@@ -297,7 +298,7 @@ fn classic_mount_uses_short_relative_links_for_long_chains() {
         "absolute form too long"
     );
     assert!(spec.option_string(true).len() < page, "relative form fits");
-    mount::mount_classic(&spec).expect("classic mount from the home");
+    mount::mount_classic(&LinuxSyscalls, &spec).expect("classic mount from the home");
     assert_eq!(
         std::fs::read_to_string(spec.target.join("f0")).expect("bottom"),
         "0"
@@ -313,7 +314,7 @@ fn classic_mount_uses_short_relative_links_for_long_chains() {
     let spec = d.mount_spec(&ids[2], &dir, &ro).expect("spec");
     assert!(spec.upper.is_none());
     std::fs::create_dir_all(&spec.target).expect("merged");
-    mount::mount_classic(&spec).expect("classic read-only mount");
+    mount::mount_classic(&LinuxSyscalls, &spec).expect("classic read-only mount");
     assert_eq!(
         std::fs::read_to_string(spec.target.join("f2")).expect("own file"),
         "2"
@@ -423,7 +424,7 @@ fn home_becomes_a_private_mount() {
     // `shutdown` (the driver's cleanup) undoes the bind mount, as upstream's Cleanup,
     // so that the graph root can be removed afterwards.
     d.cleanup().expect("cleanup");
-    assert!(!mount::is_mount_point(d.home()).expect("mountinfo"));
+    assert!(!LinuxSyscalls.is_mount_point(d.home()).expect("mountinfo"));
     std::fs::remove_dir_all(root.path().join("graph")).expect("graph root removable");
 }
 
@@ -450,7 +451,7 @@ fn cleanup_leaves_a_filesystem_mounted_at_the_home() {
     let d = init_in(root.path(), &[]).expect("init");
     d.cleanup().expect("cleanup");
     // Not a bind mount this driver made: it stays.
-    assert!(mount::is_mount_point(&home).expect("mountinfo"));
+    assert!(LinuxSyscalls.is_mount_point(&home).expect("mountinfo"));
 }
 
 #[test]
@@ -537,13 +538,13 @@ fn mount_program_does_the_mounts() {
     let merged = d
         .get(&ids[1], &MountOpts::default())
         .expect("mounted by the program");
-    assert!(mount::is_mount_point(&merged).expect("mountinfo"));
+    assert!(LinuxSyscalls.is_mount_point(&merged).expect("mountinfo"));
     assert_eq!(
         std::fs::read_to_string(merged.join("f0")).expect("lower"),
         "0"
     );
     d.put(&ids[1]).expect("put");
-    assert!(!mount::is_mount_point(&merged).expect("mountinfo"));
+    assert!(!LinuxSyscalls.is_mount_point(&merged).expect("mountinfo"));
     assert_eq!(
         std::fs::read_dir(&merged).expect("merged/ stays").count(),
         0
@@ -679,7 +680,9 @@ fn update_layer_id_map_reowns_files_through_the_mount() {
         0
     );
     assert_eq!(std::fs::metadata(&upper).expect("diff dir").uid(), 100_000);
-    assert!(!mount::is_mount_point(&d.layout().own_dir(&ids[1]).join("merged")).unwrap_or(true));
+    assert!(!LinuxSyscalls
+        .is_mount_point(&d.layout().own_dir(&ids[1]).join("merged"))
+        .unwrap_or(true));
     // Mounted, the layer shows the re-owned files (`diff1` is a lower right below `diff`);
     // its native changes see only what is written after the re-owning.
     let merged = d.get(&ids[1], &MountOpts::default()).expect("mount");

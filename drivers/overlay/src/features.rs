@@ -7,6 +7,8 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
+use storage_driver::syscalls::{FileType, Syscalls};
+
 use crate::mount::{mount_overlay, unmount_target, OverlaySpec};
 
 /// The name upstream gives the filesystem at `path` (`extfs`, `xfs`, `tmpfs`, ...), or
@@ -83,8 +85,14 @@ pub fn supports_d_type(dir: &Path) -> io::Result<bool> {
 }
 
 /// Test-mounts an overlay with two lowers, an upper with a kernel whiteout, and the
-/// extra `options`, in a scratch directory under `home`.
-pub fn probe_mount(home: &Path, options: &[String]) -> Result<(), String> {
+/// extra `options`, in a scratch directory under `home` (through the new mount API when
+/// `new_api`).
+pub fn probe_mount(
+    sys: &dyn Syscalls,
+    home: &Path,
+    options: &[String],
+    new_api: bool,
+) -> Result<(), String> {
     let scratch = tempfile::Builder::new()
         .prefix("compat")
         .tempdir_in(home)
@@ -96,11 +104,11 @@ pub fn probe_mount(home: &Path, options: &[String]) -> Result<(), String> {
             .create(base.join(sub))
             .map_err(|e| format!("creating {sub}: {e}"))?;
     }
-    rustix::fs::mknodat(
+    sys.mknod_at(
         rustix::fs::CWD,
-        base.join("upper/whiteout").as_path(),
-        rustix::fs::FileType::CharacterDevice,
-        rustix::fs::Mode::from_raw_mode(0o600),
+        &base.join("upper/whiteout"),
+        FileType::CharacterDevice,
+        0o600,
         rustix::fs::makedev(0, 0),
     )
     .map_err(|e| format!("unable to create kernel-style whiteout: {e}"))?;
@@ -112,7 +120,7 @@ pub fn probe_mount(home: &Path, options: &[String]) -> Result<(), String> {
         options: options.to_vec(),
         target: base.join("merged"),
     };
-    let result = mount_overlay(&spec).map_err(|e| {
+    let result = mount_overlay(sys, &spec, new_api).map_err(|e| {
         format!(
             "'overlay' is not supported over {} at {:?}: {e}",
             backing_fs_name(home),
@@ -120,7 +128,7 @@ pub fn probe_mount(home: &Path, options: &[String]) -> Result<(), String> {
         )
     });
     if result.is_ok() {
-        let _ = unmount_target(&spec.target);
+        let _ = unmount_target(sys, &spec.target);
     }
     result
 }

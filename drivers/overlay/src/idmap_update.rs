@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use storage_driver::idmap::IdMappings;
 use storage_driver::reown::reown_tree;
+use storage_driver::syscalls::Syscalls;
 use storage_driver::{DriverError, DriverResult, GraphDriver, MountOpts};
 
 use crate::driver::{mkdir, OverlayDriver};
@@ -61,17 +62,27 @@ pub fn update_layer_id_map(
         ..Default::default()
     };
     let merged = driver.get(id, &opts)?;
-    let walked = reown_tree(&merged, to_container, to_host);
+    let walked = reown_tree(driver.syscalls(), &merged, to_container, to_host);
     let put = driver.put(id);
     walked?;
     put?;
-    rotate_diff_dirs(&dir, (uid, gid), driver.options().force_mask)
+    rotate_diff_dirs(
+        driver.syscalls(),
+        &dir,
+        (uid, gid),
+        driver.options().force_mask,
+    )
 }
 
 /// Moves `diff` (and earlier moved-aside directories) one number up and makes a new empty
 /// `diff` with the old one's permissions and a new `work`, both owned by `root` (upstream
 /// re-creates `work` because the kernel's index in it may point at the old upper).
-fn rotate_diff_dirs(dir: &Path, root: (u32, u32), force_mask: Option<u32>) -> DriverResult<()> {
+fn rotate_diff_dirs(
+    sys: &dyn Syscalls,
+    dir: &Path,
+    root: (u32, u32),
+    force_mask: Option<u32>,
+) -> DriverResult<()> {
     let diff = dir.join("diff");
     let perms = match force_mask {
         Some(mask) => mask,
@@ -99,6 +110,6 @@ fn rotate_diff_dirs(dir: &Path, root: (u32, u32), force_mask: Option<u32>) -> Dr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(DriverError::io(format!("removing {}", work.display()), e)),
     }
-    mkdir(&work, WORK_DIR_MODE, Some(root))?;
-    mkdir(&diff, perms, Some(root))
+    mkdir(sys, &work, WORK_DIR_MODE, Some(root))?;
+    mkdir(sys, &diff, perms, Some(root))
 }

@@ -14,19 +14,24 @@
 //! filesystem, so a node `backingFsBlockDev` with the home's device number is made in the
 //! home. Whether quotas work is found out by setting an empty limit on the first ID (and,
 //! since xfs accepts that when only user or group quotas are on, by the mount's options).
+//! The ioctls, `quotactl` and `mknod` go through the driver's [`Syscalls`].
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use rustix::ioctl::{ioctl, opcode, Getter, Opcode, Setter};
+use storage_driver::syscalls::unescape_mountinfo;
+pub use storage_driver::syscalls::xfs::{FsDiskQuota, FsXattr, FS_XFLAG_PROJINHERIT};
+use storage_driver::syscalls::xfs::{
+    FS_DQUOT_VERSION, FS_DQ_BHARD, FS_DQ_BSOFT, FS_DQ_IHARD, FS_DQ_ISOFT, FS_PROJ_QUOTA,
+};
+use storage_driver::syscalls::{FileType, ProjectQuotaCmd, Syscalls};
 use storage_driver::{DriverError, DriverResult};
 
-use crate::mount::unescape_mountinfo;
 use crate::options::parse_size;
 
 /// Name of the block device node made in the home for `quotactl` (upstream's
@@ -35,113 +40,6 @@ pub const BACKING_FS_BLOCK_DEV: &str = "backingFsBlockDev";
 
 /// How many project IDs upstream sets apart for a home without a project ID of its own.
 const PROJECT_IDS_PER_HOME: u64 = 10_000;
-
-/// `FS_XFLAG_PROJINHERIT`: new files and directories inherit the directory's project ID.
-pub const FS_XFLAG_PROJINHERIT: u32 = 0x0000_0200;
-
-/// `struct fsxattr` of `<linux/fs.h>`, the argument of `FS_IOC_FS{GET,SET}XATTR`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FsXattr {
-    /// `FS_XFLAG_*` flags.
-    pub xflags: u32,
-    /// Extent size hint.
-    pub extsize: u32,
-    /// Number of extents (read only).
-    pub nextents: u32,
-    /// Project ID.
-    pub projid: u32,
-    /// Copy-on-write extent size hint.
-    pub cowextsize: u32,
-    /// Reserved.
-    pub pad: [u8; 8],
-}
-
-/// `FS_IOC_FSGETXATTR`: `_IOR('X', 31, struct fsxattr)`.
-const FS_IOC_FSGETXATTR: Opcode = opcode::read::<FsXattr>(b'X', 31);
-/// `FS_IOC_FSSETXATTR`: `_IOW('X', 32, struct fsxattr)`.
-const FS_IOC_FSSETXATTR: Opcode = opcode::write::<FsXattr>(b'X', 32);
-
-/// `struct fs_disk_quota` of `<linux/dqblk_xfs.h>`, the argument of the `Q_X*` quotactl
-/// commands. Block counts are in 512-byte basic blocks.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct FsDiskQuota {
-    /// Structure version (`FS_DQUOT_VERSION`).
-    pub version: i8,
-    /// `FS_{USER,PROJ,GROUP}_QUOTA`.
-    pub flags: i8,
-    /// Which limits to set (`FS_DQ_*`).
-    pub fieldmask: u16,
-    /// User, group or project ID.
-    pub id: u32,
-    /// Absolute limit on disk blocks.
-    pub blk_hardlimit: u64,
-    /// Preferred limit on disk blocks.
-    pub blk_softlimit: u64,
-    /// Maximum number of allocated inodes.
-    pub ino_hardlimit: u64,
-    /// Preferred inode limit.
-    pub ino_softlimit: u64,
-    /// Disk blocks owned.
-    pub bcount: u64,
-    /// Inodes owned.
-    pub icount: u64,
-    /// Inode grace timer.
-    pub itimer: i32,
-    /// Block grace timer.
-    pub btimer: i32,
-    /// Inode warnings issued.
-    pub iwarns: u16,
-    /// Block warnings issued.
-    pub bwarns: u16,
-    /// Upper bits of the inode timer.
-    pub itimer_hi: i8,
-    /// Upper bits of the block timer.
-    pub btimer_hi: i8,
-    /// Upper bits of the realtime block timer.
-    pub rtbtimer_hi: i8,
-    /// Reserved.
-    pub padding2: i8,
-    /// Absolute limit on realtime blocks.
-    pub rtb_hardlimit: u64,
-    /// Preferred limit on realtime blocks.
-    pub rtb_softlimit: u64,
-    /// Realtime blocks owned.
-    pub rtbcount: u64,
-    /// Realtime block grace timer.
-    pub rtbtimer: i32,
-    /// Realtime block warnings issued.
-    pub rtbwarns: u16,
-    /// Reserved.
-    pub padding3: i16,
-    /// Reserved.
-    pub padding4: [u8; 8],
-}
-
-/// `FS_DQUOT_VERSION`.
-const FS_DQUOT_VERSION: i8 = 1;
-/// `FS_PROJ_QUOTA` (`d_flags`).
-const FS_PROJ_QUOTA: i8 = 2;
-/// `FS_DQ_ISOFT`.
-const FS_DQ_ISOFT: u16 = 1 << 0;
-/// `FS_DQ_IHARD`.
-const FS_DQ_IHARD: u16 = 1 << 1;
-/// `FS_DQ_BSOFT`.
-const FS_DQ_BSOFT: u16 = 1 << 2;
-/// `FS_DQ_BHARD`.
-const FS_DQ_BHARD: u16 = 1 << 3;
-/// `PRJQUOTA`, the quota type of projects.
-const PRJQUOTA: i32 = 2;
-/// `Q_XSETQLIM`: `XQM_CMD(4)`.
-const Q_XSETQLIM: i32 = (b'X' as i32) << 8 | 4;
-/// `Q_XGETQUOTA`: `XQM_CMD(3)`.
-const Q_XGETQUOTA: i32 = (b'X' as i32) << 8 | 3;
-
-/// `QCMD(cmd, type)` of `<linux/quota.h>`.
-const fn qcmd(cmd: i32, kind: i32) -> i32 {
-    (cmd << 8) | (kind & 0xff)
-}
 
 /// The limits of one layer; 0 is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -261,6 +159,7 @@ impl ProjectIds {
 /// Project quota control of one driver home (upstream's `quota.Control`).
 #[derive(Debug)]
 pub struct QuotaControl {
+    sys: Arc<dyn Syscalls>,
     home: PathBuf,
     backing_dev: PathBuf,
     ids: Mutex<ProjectIds>,
@@ -269,15 +168,16 @@ pub struct QuotaControl {
 impl QuotaControl {
     /// Sets up project quotas for `home`, or says why they cannot work there (not xfs,
     /// no project quota accounting or enforcement, not root).
-    pub fn new(home: &Path) -> DriverResult<Self> {
-        let mut min = project_id(home)?;
+    pub fn new(sys: Arc<dyn Syscalls>, home: &Path) -> DriverResult<Self> {
+        let mut min = project_id(sys.as_ref(), home)?;
         if min == 0 {
             let meta = std::fs::metadata(home)
                 .map_err(|e| DriverError::io(format!("stat of {}", home.display()), e))?;
             min = unique_project_id(meta.ino());
         }
-        let backing_dev = make_backing_dev(home)?;
+        let backing_dev = make_backing_dev(sys.as_ref(), home)?;
         let control = QuotaControl {
+            sys,
             home: home.to_path_buf(),
             backing_dev,
             ids: Mutex::new(ProjectIds::starting_after(min)),
@@ -285,14 +185,14 @@ impl QuotaControl {
         control.set_limits(min, Quota::default())?;
         // An empty limit is also accepted when only user or group quotas are on: make
         // sure projects are accounted, or every sized layer would fail later.
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let info = control.sys.mountinfo().unwrap_or_default();
         if project_quota_mounted(&info, home) == Some(false) {
             return Err(DriverError::BadOption(format!(
                 "project quota is not enabled on the filesystem of {} (mount option prjquota)",
                 home.display()
             )));
         }
-        strip_project_inherit(home)?;
+        strip_project_inherit(control.sys.as_ref(), home)?;
         control.scan()?;
         Ok(control)
     }
@@ -314,7 +214,7 @@ impl QuotaControl {
                 continue;
             }
             let dir = entry.path();
-            ids.record(dir.clone(), project_id(&dir)?);
+            ids.record(dir.clone(), project_id(self.sys.as_ref(), &dir)?);
         }
         Ok(())
     }
@@ -332,9 +232,9 @@ impl QuotaControl {
             let mut ids = self.lock();
             // An ID recorded for a directory that was since removed and made again (by
             // another process) is not on the new directory: give it a new one.
-            let recorded = ids
-                .of(dir)
-                .filter(|id| project_id(dir).is_ok_and(|on_disk| on_disk == *id));
+            let recorded = ids.of(dir).filter(|id| {
+                project_id(self.sys.as_ref(), dir).is_ok_and(|on_disk| on_disk == *id)
+            });
             match recorded {
                 Some(id) => id,
                 None => {
@@ -347,7 +247,7 @@ impl QuotaControl {
                             dir.display()
                         )));
                     }
-                    set_project_id(dir, ids.next())?;
+                    set_project_id(self.sys.as_ref(), dir, ids.next())?;
                     ids.commit(dir.to_path_buf())
                 }
             }
@@ -367,26 +267,33 @@ impl QuotaControl {
             DriverError::BadOption(format!("quota not found for path : {}", dir.display()))
         })?;
         let mut d = FsDiskQuota::default();
-        quotactl(qcmd(Q_XGETQUOTA, PRJQUOTA), &self.backing_dev, id, &mut d).map_err(|e| {
-            DriverError::io(
-                format!(
-                    "failed to get quota limit for projid {id} on {}",
-                    self.backing_dev.display()
-                ),
-                e,
-            )
-        })?;
+        let cmd = ProjectQuotaCmd::GetQuota;
+        self.sys
+            .project_quotactl(cmd, &self.backing_dev, id, &mut d)
+            .map_err(|e| {
+                DriverError::io(
+                    format!(
+                        "failed to get quota limit for projid {id} on {}",
+                        self.backing_dev.display()
+                    ),
+                    e,
+                )
+            })?;
         Ok(d)
     }
 
     /// Sets the limits of project `id`, remaking the device node if it went missing.
     fn set_limits(&self, id: u32, quota: Quota) -> DriverResult<()> {
         let mut d = quota.disk_quota(id);
-        let cmd = qcmd(Q_XSETQLIM, PRJQUOTA);
-        let mut result = quotactl(cmd, &self.backing_dev, id, &mut d);
+        let cmd = ProjectQuotaCmd::SetLimits;
+        let mut result = self
+            .sys
+            .project_quotactl(cmd, &self.backing_dev, id, &mut d);
         if matches!(&result, Err(e) if e.kind() == io::ErrorKind::NotFound) {
-            make_backing_dev(&self.home)?;
-            result = quotactl(cmd, &self.backing_dev, id, &mut d);
+            make_backing_dev(self.sys.as_ref(), &self.home)?;
+            result = self
+                .sys
+                .project_quotactl(cmd, &self.backing_dev, id, &mut d);
         }
         result.map_err(|e| {
             DriverError::io(
@@ -429,112 +336,83 @@ pub fn project_quota_mounted(mountinfo: &str, path: &Path) -> Option<bool> {
     best.map(|(_, project)| project)
 }
 
-/// Calls `quotactl(2)` with an `fs_disk_quota` argument.
-fn quotactl(cmd: i32, special: &Path, id: u32, d: &mut FsDiskQuota) -> io::Result<()> {
-    let special = CString::new(special.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // Project IDs are unsigned; the syscall takes the same bits as an int (upstream passes
-    // them through unchanged too).
-    let id = id as i32;
-    // SAFETY: `special` is a NUL-terminated path that outlives the call, and `d` is a live,
-    // writable `struct fs_disk_quota`, the argument of the Q_X* commands used here.
-    let rc = unsafe {
-        libc::quotactl(
-            cmd,
-            special.as_ptr(),
-            id,
-            (d as *mut FsDiskQuota).cast::<libc::c_char>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// Opens a directory for the `FS_IOC_FS*XATTR` ioctls.
 fn open_dir(dir: &Path) -> DriverResult<std::fs::File> {
     std::fs::File::open(dir).map_err(|e| DriverError::io(format!("opening {}", dir.display()), e))
 }
 
-/// Reads the extended attributes of `file` (`FS_IOC_FSGETXATTR`).
-fn get_xattr(file: &std::fs::File, dir: &Path) -> DriverResult<FsXattr> {
-    // SAFETY: FS_IOC_FSGETXATTR writes a `struct fsxattr`.
-    unsafe { ioctl(file, Getter::<FS_IOC_FSGETXATTR, FsXattr>::new()) }.map_err(|e| {
-        DriverError::io(
-            format!("failed to get projid for {}", dir.display()),
-            e.into(),
-        )
-    })
+/// Reads the extended attributes of the open directory `file` (`FS_IOC_FSGETXATTR`).
+fn get_xattr(sys: &dyn Syscalls, file: &std::fs::File, dir: &Path) -> DriverResult<FsXattr> {
+    sys.fs_get_xattr(file.as_fd())
+        .map_err(|e| DriverError::io(format!("failed to get projid for {}", dir.display()), e))
 }
 
-/// Writes the extended attributes of `file` (`FS_IOC_FSSETXATTR`).
-fn set_xattr(file: &std::fs::File, dir: &Path, attr: FsXattr) -> DriverResult<()> {
-    // SAFETY: FS_IOC_FSSETXATTR reads a `struct fsxattr`.
-    unsafe { ioctl(file, Setter::<FS_IOC_FSSETXATTR, FsXattr>::new(attr)) }.map_err(|e| {
-        DriverError::io(
-            format!("failed to set projid for {}", dir.display()),
-            e.into(),
-        )
-    })
+/// Writes the extended attributes of the open directory `file` (`FS_IOC_FSSETXATTR`).
+fn set_xattr(
+    sys: &dyn Syscalls,
+    file: &std::fs::File,
+    dir: &Path,
+    attr: FsXattr,
+) -> DriverResult<()> {
+    sys.fs_set_xattr(file.as_fd(), &attr)
+        .map_err(|e| DriverError::io(format!("failed to set projid for {}", dir.display()), e))
 }
 
 /// The project ID of `dir`.
-pub fn project_id(dir: &Path) -> DriverResult<u32> {
-    Ok(get_xattr(&open_dir(dir)?, dir)?.projid)
+pub fn project_id(sys: &dyn Syscalls, dir: &Path) -> DriverResult<u32> {
+    Ok(get_xattr(sys, &open_dir(dir)?, dir)?.projid)
 }
 
 /// Whether `dir` passes its project ID on to what is created in it.
-pub fn inherits_project(dir: &Path) -> DriverResult<bool> {
-    Ok(get_xattr(&open_dir(dir)?, dir)?.xflags & FS_XFLAG_PROJINHERIT != 0)
+pub fn inherits_project(sys: &dyn Syscalls, dir: &Path) -> DriverResult<bool> {
+    Ok(get_xattr(sys, &open_dir(dir)?, dir)?.xflags & FS_XFLAG_PROJINHERIT != 0)
 }
 
 /// Gives `dir` project `id`, inherited by what is created in it.
-pub fn set_project_id(dir: &Path, id: u32) -> DriverResult<()> {
+pub fn set_project_id(sys: &dyn Syscalls, dir: &Path, id: u32) -> DriverResult<()> {
     let file = open_dir(dir)?;
-    let mut attr = get_xattr(&file, dir)?;
+    let mut attr = get_xattr(sys, &file, dir)?;
     attr.projid = id;
     attr.xflags |= FS_XFLAG_PROJINHERIT;
-    set_xattr(&file, dir, attr)
+    set_xattr(sys, &file, dir, attr)
 }
 
 /// Clears `FS_XFLAG_PROJINHERIT` on the home, so that layer directories do not all get the
 /// home's ID.
-fn strip_project_inherit(dir: &Path) -> DriverResult<()> {
+fn strip_project_inherit(sys: &dyn Syscalls, dir: &Path) -> DriverResult<()> {
     let file = open_dir(dir)?;
-    let mut attr = get_xattr(&file, dir)?;
+    let mut attr = get_xattr(sys, &file, dir)?;
     if attr.xflags & FS_XFLAG_PROJINHERIT != 0 {
         attr.xflags &= !FS_XFLAG_PROJINHERIT;
-        set_xattr(&file, dir, attr)?;
+        set_xattr(sys, &file, dir, attr)?;
     }
     Ok(())
 }
 
 /// Makes `<home>/backingFsBlockDev`, a block device node with the device number of the
 /// home's filesystem (through a temporary name, so a concurrent init never sees none).
-fn make_backing_dev(home: &Path) -> DriverResult<PathBuf> {
+fn make_backing_dev(sys: &dyn Syscalls, home: &Path) -> DriverResult<PathBuf> {
     let meta = std::fs::metadata(home)
         .map_err(|e| DriverError::io(format!("stat of {}", home.display()), e))?;
     let node = home.join(BACKING_FS_BLOCK_DEV);
     let tmp = home.join(format!("{BACKING_FS_BLOCK_DEV}.tmp"));
     let mknod = || {
-        rustix::fs::mknodat(
+        sys.mknod_at(
             rustix::fs::CWD,
             &tmp,
-            rustix::fs::FileType::BlockDevice,
-            rustix::fs::Mode::from_raw_mode(0o600),
+            FileType::BlockDevice,
+            0o600,
             meta.dev(),
         )
     };
     let made = match mknod() {
-        Err(rustix::io::Errno::EXIST) => {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
             let _ = std::fs::remove_file(&tmp);
             mknod()
         }
         other => other,
     };
-    made.map_err(|e| DriverError::io(format!("failed to mknod {}", tmp.display()), e.into()))?;
+    made.map_err(|e| DriverError::io(format!("failed to mknod {}", tmp.display()), e))?;
     std::fs::rename(&tmp, &node).map_err(|e| {
         DriverError::io(
             format!("failed to rename {} to {}", tmp.display(), node.display()),
@@ -547,30 +425,6 @@ fn make_backing_dev(home: &Path) -> DriverResult<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::mem::{offset_of, size_of};
-
-    #[test]
-    fn structs_match_the_kernel_layout() {
-        assert_eq!(size_of::<FsXattr>(), 28);
-        assert_eq!(offset_of!(FsXattr, projid), 12);
-        assert_eq!(size_of::<FsDiskQuota>(), 112);
-        assert_eq!(offset_of!(FsDiskQuota, id), 4);
-        assert_eq!(offset_of!(FsDiskQuota, blk_hardlimit), 8);
-        assert_eq!(offset_of!(FsDiskQuota, ino_hardlimit), 24);
-        assert_eq!(offset_of!(FsDiskQuota, bcount), 40);
-        assert_eq!(offset_of!(FsDiskQuota, itimer), 56);
-        assert_eq!(offset_of!(FsDiskQuota, rtb_hardlimit), 72);
-        assert_eq!(offset_of!(FsDiskQuota, rtbtimer), 96);
-        assert_eq!(offset_of!(FsDiskQuota, padding4), 104);
-    }
-
-    #[test]
-    fn request_numbers_match_the_headers() {
-        assert_eq!(FS_IOC_FSGETXATTR as u64, 0x801c_581f);
-        assert_eq!(FS_IOC_FSSETXATTR as u64, 0x401c_5820);
-        assert_eq!(qcmd(Q_XSETQLIM, PRJQUOTA), 0x0058_0402);
-        assert_eq!(qcmd(Q_XGETQUOTA, PRJQUOTA), 0x0058_0302);
-    }
 
     #[test]
     fn limits_are_filled_like_upstream() {
@@ -680,3 +534,7 @@ mod tests {
 #[cfg(test)]
 #[path = "quota_tests.rs"]
 mod xfs_tests;
+
+#[cfg(test)]
+#[path = "quota_double_tests.rs"]
+mod without_root;

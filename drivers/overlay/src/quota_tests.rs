@@ -19,6 +19,7 @@ use storage_driver::{CreateOpts, DriverError, DriverInit, GraphDriver, MountOpts
 
 use super::*;
 use crate::OverlayDriver;
+use storage_driver::syscalls::LinuxSyscalls;
 
 /// Prefix of the mount points and images in the temporary directory.
 const PREFIX: &str = "storage-xfsq-";
@@ -174,14 +175,23 @@ fn xfs_project_quota_limits_layers() {
     d.create("image", None, &CreateOpts::default())
         .expect("image layer");
     let limited = home.join("limited");
-    let id = project_id(&limited).expect("projid");
-    let free_id = project_id(&home.join("free")).expect("projid");
-    assert!(id > project_id(&home).expect("home projid"));
+    let id = project_id(&LinuxSyscalls, &limited).expect("projid");
+    let free_id = project_id(&LinuxSyscalls, &home.join("free")).expect("projid");
+    assert!(id > project_id(&LinuxSyscalls, &home).expect("home projid"));
     assert!(free_id > id, "IDs are handed out upward");
-    assert!(inherits_project(&limited).expect("flags"));
-    assert_eq!(project_id(&limited.join("diff")).expect("diff"), id);
-    assert_eq!(project_id(&limited.join("work")).expect("work"), id);
-    assert_eq!(project_id(&home.join("image")).expect("image"), 0);
+    assert!(inherits_project(&LinuxSyscalls, &limited).expect("flags"));
+    assert_eq!(
+        project_id(&LinuxSyscalls, &limited.join("diff")).expect("diff"),
+        id
+    );
+    assert_eq!(
+        project_id(&LinuxSyscalls, &limited.join("work")).expect("work"),
+        id
+    );
+    assert_eq!(
+        project_id(&LinuxSyscalls, &home.join("image")).expect("image"),
+        0
+    );
     let q = control.get_quota(&limited).expect("quota");
     assert_eq!(q.blk_hardlimit, 2048, "1 MiB in 512-byte blocks");
     assert_eq!(
@@ -211,7 +221,7 @@ fn xfs_project_quota_limits_layers() {
     d.create_read_write("next", None, &CreateOpts::default())
         .expect("default inodes");
     let next = home.join("next");
-    assert!(project_id(&next).expect("projid") > free_id);
+    assert!(project_id(&LinuxSyscalls, &next).expect("projid") > free_id);
     let q = d
         .project_quota()
         .expect("quota")
@@ -243,7 +253,7 @@ fn no_quota_behaviour(fs: &LoopXfs, home: &Path) {
     let node = std::fs::metadata(home.join(BACKING_FS_BLOCK_DEV)).expect("node");
     assert!(node.file_type().is_block_device());
     assert_eq!(node.rdev(), std::fs::metadata(home).expect("home").dev());
-    match QuotaControl::new(home) {
+    match QuotaControl::new(storage_driver::syscalls::real(), home) {
         Err(DriverError::Io { source, .. }) => {
             // The device was found and named an xfs whose quota operations are missing.
             assert_eq!(source.raw_os_error(), Some(libc::ENOSYS), "{source}");
@@ -263,11 +273,14 @@ fn no_quota_behaviour(fs: &LoopXfs, home: &Path) {
         .expect("create");
     let dir = home.join("scratch-projid");
     std::fs::create_dir(&dir).expect("mkdir");
-    set_project_id(&dir, 4242).expect("set projid");
-    assert_eq!(project_id(&dir).expect("projid"), 4242);
-    assert!(inherits_project(&dir).expect("flags"));
+    set_project_id(&LinuxSyscalls, &dir, 4242).expect("set projid");
+    assert_eq!(project_id(&LinuxSyscalls, &dir).expect("projid"), 4242);
+    assert!(inherits_project(&LinuxSyscalls, &dir).expect("flags"));
     std::fs::create_dir(dir.join("sub")).expect("mkdir sub");
-    assert_eq!(project_id(&dir.join("sub")).expect("inherited"), 4242);
+    assert_eq!(
+        project_id(&LinuxSyscalls, &dir.join("sub")).expect("inherited"),
+        4242
+    );
     let merged = d.get("b", &MountOpts::default()).expect("overlay over xfs");
     write_bytes(&merged.join("big"), 2 << 20).expect("no limit");
     d.put("b").expect("unmount");
@@ -286,7 +299,7 @@ fn copy_up_needs_one_project_for_diff_and_work(d: &OverlayDriver, home: &Path) {
         d.create_read_write(id, Some("base"), &CreateOpts::default())
             .expect("child");
         for sub in dirs {
-            set_project_id(&home.join(id).join(sub), 777).expect("projid");
+            set_project_id(&LinuxSyscalls, &home.join(id).join(sub), 777).expect("projid");
         }
         let merged = d.get(id, &MountOpts::default()).expect("mount");
         let copy_up = std::fs::OpenOptions::new()
@@ -298,7 +311,7 @@ fn copy_up_needs_one_project_for_diff_and_work(d: &OverlayDriver, home: &Path) {
             "both" => {
                 copy_up.expect("copy-up within one project");
                 assert_eq!(
-                    project_id(&home.join("both/diff/file")).expect("projid"),
+                    project_id(&LinuxSyscalls, &home.join("both/diff/file")).expect("projid"),
                     777
                 );
             }

@@ -13,14 +13,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use rustix::mount::{MountFlags, UnmountFlags};
-
 use super::driver::{DriverComponent, LayerLocation};
 use super::engine::{LoadedComponent, Runtime, RuntimeConfig};
 use super::error::ComponentError;
 use super::host_fs::DriverHomes;
 use super::limits::PluginLimits;
-use super::mounts::CheckedMount;
+use super::mounts::LayerMounts;
 use storage_driver::dedup::{DedupResult, HashMethod};
 use storage_driver::idmap::IdMappings;
 use storage_driver::PluginConfig;
@@ -50,7 +48,8 @@ pub struct ComponentGraphDriver {
     /// Kept alive for its deadline timer: without it no call would ever be interrupted.
     _runtime: Runtime,
     image_stores: Vec<PathBuf>,
-    mounts_root: PathBuf,
+    /// The mounts the host performs for the component's layers.
+    mounts: LayerMounts,
 }
 
 /// Registers a component embedded in the binary as driver `name` (the binary decides the
@@ -204,138 +203,16 @@ impl ComponentGraphDriver {
             component,
             _runtime: runtime,
             image_stores,
-            mounts_root: init.run_root.join(format!("{name}-mounts")),
+            mounts: LayerMounts::new(
+                init.run_root.join(format!("{name}-mounts")),
+                std::sync::Arc::clone(&init.syscalls),
+            ),
         })
     }
 
     /// The component serving this driver.
     pub fn component(&self) -> &DriverComponent {
         &self.component
-    }
-
-    /// Where the mounts of layer `id` go: `<runroot>/<driver>-mounts/<id>/<n>`, the last
-    /// (the layer's mount point) `merged`.
-    fn mount_dir(&self, id: &str) -> DriverResult<PathBuf> {
-        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-            return Err(DriverError::BadOption(format!("invalid layer ID {id:?}")));
-        }
-        Ok(self.mounts_root.join(id))
-    }
-
-    /// Performs checked mounts in order; on a failure undoes what was done.
-    fn perform_mounts(&self, id: &str, mounts: &[CheckedMount]) -> DriverResult<PathBuf> {
-        let dir = self.mount_dir(id)?;
-        let mut done: Vec<PathBuf> = Vec::new();
-        let result = (|| {
-            for (index, mount) in mounts.iter().enumerate() {
-                let target = if index + 1 == mounts.len() {
-                    dir.join("merged")
-                } else {
-                    dir.join(index.to_string())
-                };
-                std::fs::create_dir_all(&target)
-                    .map_err(|e| DriverError::io(format!("create {}", target.display()), e))?;
-                perform_mount(mount, &target)?;
-                done.push(target);
-            }
-            Ok(dir.join("merged"))
-        })();
-        if result.is_err() {
-            for target in done.iter().rev() {
-                let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
-            }
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        result
-    }
-
-    /// Unmounts whatever `perform_mounts` left for `id` (found on disk: `put` may run in
-    /// another process than `get`).
-    fn undo_mounts(&self, id: &str) -> DriverResult<()> {
-        let dir = self.mount_dir(id)?;
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            return Ok(());
-        };
-        let mut numbered: Vec<(usize, PathBuf)> = entries
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                name.parse::<usize>().ok().map(|n| (n, e.path()))
-            })
-            .collect();
-        numbered.sort();
-        let mut targets = vec![dir.join("merged")];
-        targets.extend(numbered.into_iter().rev().map(|(_, p)| p));
-        for target in &targets {
-            match rustix::mount::unmount(target, UnmountFlags::empty()) {
-                // Not mounted (EINVAL) or gone (ENOENT): nothing to undo.
-                Ok(()) | Err(rustix::io::Errno::INVAL) | Err(rustix::io::Errno::NOENT) => {}
-                Err(e) => {
-                    return Err(DriverError::io(
-                        format!("unmount {}", target.display()),
-                        e.into(),
-                    ))
-                }
-            }
-        }
-        std::fs::remove_dir_all(&dir)
-            .or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })
-            .map_err(|e| DriverError::io(format!("remove {}", dir.display()), e))
-    }
-}
-
-/// The kernel flags of a checked mount's flag options, and its other options as data.
-fn mount_flags(options: &[String]) -> (MountFlags, Vec<String>) {
-    let mut flags = MountFlags::empty();
-    let mut data = Vec::new();
-    for option in options {
-        match option.as_str() {
-            "ro" => flags |= MountFlags::RDONLY,
-            "rw" => {}
-            "nodev" => flags |= MountFlags::NODEV,
-            "nosuid" => flags |= MountFlags::NOSUID,
-            "noexec" => flags |= MountFlags::NOEXEC,
-            "noatime" => flags |= MountFlags::NOATIME,
-            "relatime" => flags |= MountFlags::RELATIME,
-            other => data.push(other.to_string()),
-        }
-    }
-    (flags, data)
-}
-
-fn perform_mount(mount: &CheckedMount, target: &Path) -> DriverResult<()> {
-    let (flags, data) = mount_flags(&mount.options);
-    let fail = |e: rustix::io::Errno| {
-        DriverError::io(
-            format!("mount {} on {}", mount.fstype, target.display()),
-            e.into(),
-        )
-    };
-    match mount.fstype.as_str() {
-        "bind" => {
-            let source = mount
-                .sources
-                .first()
-                .ok_or_else(|| DriverError::NotSupported("bind mount without a source".into()))?;
-            rustix::mount::mount_bind(source, target).map_err(fail)?;
-            if !flags.is_empty() {
-                rustix::mount::mount_remount(target, flags | MountFlags::BIND, "").map_err(
-                    |e| {
-                        let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
-                        fail(e)
-                    },
-                )?;
-            }
-            Ok(())
-        }
-        fstype => {
-            let data = std::ffi::CString::new(data.join(","))
-                .map_err(|_| DriverError::BadOption("mount data with a NUL byte".into()))?;
-            rustix::mount::mount(fstype, target, fstype, flags, data.as_c_str()).map_err(fail)
-        }
     }
 }
 
@@ -364,7 +241,7 @@ impl GraphDriver for ComponentGraphDriver {
     }
 
     fn remove(&self, id: &str) -> DriverResult<()> {
-        self.undo_mounts(id)?;
+        self.mounts.undo(id)?;
         self.component.remove(id).map_err(tidy)
     }
 
@@ -374,12 +251,12 @@ impl GraphDriver for ComponentGraphDriver {
             LayerLocation::Mounts(mounts) if mounts.is_empty() => Err(DriverError::NotSupported(
                 format!("{}: get asked for no mount", self.name),
             )),
-            LayerLocation::Mounts(mounts) => self.perform_mounts(id, &mounts),
+            LayerLocation::Mounts(mounts) => self.mounts.perform(id, &mounts),
         }
     }
 
     fn put(&self, id: &str) -> DriverResult<()> {
-        self.undo_mounts(id)?;
+        self.mounts.undo(id)?;
         self.component.put(id).map_err(tidy)
     }
 
@@ -524,7 +401,8 @@ impl GraphDriver for ComponentGraphDriver {
             ..Default::default()
         };
         let root = self.get(id, &opts)?;
-        let reowned = storage_driver::reown::reown_tree(&root, to_container, to_host);
+        let reowned =
+            storage_driver::reown::reown_tree(self.mounts.syscalls(), &root, to_container, to_host);
         let put = self.put(id);
         reowned?;
         put

@@ -1,13 +1,17 @@
-//! Checking the mounts a driver component asks for. A component never mounts: its `get`
-//! answers with mount requests, and the host performs only what passes here — a known
-//! filesystem type, sources that are real directories inside the driver's home (no symlink
-//! anywhere on the way), and options from a fixed list, with every path option rewritten by
-//! the host from the checked sources.
+//! Checking and performing the mounts a driver component asks for. A component never
+//! mounts: its `get` answers with mount requests, and the host performs only what passes
+//! here — a known filesystem type, sources that are real directories inside the driver's
+//! home (no symlink anywhere on the way), and options from a fixed list, with every path
+//! option rewritten by the host from the checked sources. [`LayerMounts`] performs them
+//! (through the driver's [`Syscalls`]) and undoes them.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags};
 use storage_driver::confined::{openat_beneath, Symlinks};
+use storage_driver::syscalls::{MountFlags, Syscalls, UnmountFlags};
+use storage_driver::{DriverError, DriverResult};
 
 use super::bindings::driver::exports::storage::plugin::driver::MountRequest;
 use super::host_fs::check_path;
@@ -149,6 +153,155 @@ fn check_source(home: &Path, source: &[u8]) -> Result<PathBuf, String> {
     )
     .map_err(|e| format!("source {shown:?} is not a directory inside the home: {e}"))?;
     Ok(home.join(name))
+}
+
+/// The mounts the host performs for a component driver's layers: those of layer `id` go to
+/// `<root>/<id>/<n>`, the last (the layer's mount point) to `<root>/<id>/merged`.
+#[derive(Debug)]
+pub struct LayerMounts {
+    root: PathBuf,
+    sys: Arc<dyn Syscalls>,
+}
+
+impl LayerMounts {
+    /// Mounts under `root`, made with `sys`.
+    pub fn new(root: PathBuf, sys: Arc<dyn Syscalls>) -> Self {
+        LayerMounts { root, sys }
+    }
+
+    /// The system calls the mounts are made with.
+    pub fn syscalls(&self) -> &dyn Syscalls {
+        self.sys.as_ref()
+    }
+
+    /// Where the mounts of layer `id` go.
+    fn dir(&self, id: &str) -> DriverResult<PathBuf> {
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+            return Err(DriverError::BadOption(format!("invalid layer ID {id:?}")));
+        }
+        Ok(self.root.join(id))
+    }
+
+    /// Performs checked mounts in order; on a failure undoes what was done. Returns the
+    /// layer's mount point (where the last one went).
+    pub fn perform(&self, id: &str, mounts: &[CheckedMount]) -> DriverResult<PathBuf> {
+        let dir = self.dir(id)?;
+        let mut done: Vec<PathBuf> = Vec::new();
+        let result = (|| {
+            for (index, mount) in mounts.iter().enumerate() {
+                let target = if index + 1 == mounts.len() {
+                    dir.join("merged")
+                } else {
+                    dir.join(index.to_string())
+                };
+                std::fs::create_dir_all(&target)
+                    .map_err(|e| DriverError::io(format!("create {}", target.display()), e))?;
+                perform_mount(self.syscalls(), mount, &target)?;
+                done.push(target);
+            }
+            Ok(dir.join("merged"))
+        })();
+        if result.is_err() {
+            for target in done.iter().rev() {
+                let _ = self.sys.unmount(target, UnmountFlags::DETACH);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        result
+    }
+
+    /// Unmounts whatever [`LayerMounts::perform`] left for `id`, the mount point first, then
+    /// the numbered mounts from the last (found on disk: `put` may run in another process
+    /// than `get`).
+    pub fn undo(&self, id: &str) -> DriverResult<()> {
+        let dir = self.dir(id)?;
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let mut numbered: Vec<(usize, PathBuf)> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.parse::<usize>().ok().map(|n| (n, e.path()))
+            })
+            .collect();
+        numbered.sort();
+        let mut targets = vec![dir.join("merged")];
+        targets.extend(numbered.into_iter().rev().map(|(_, p)| p));
+        for target in &targets {
+            match self.sys.unmount(target, UnmountFlags::empty()) {
+                Ok(()) => {}
+                // Not mounted (EINVAL) or gone (ENOENT): nothing to undo.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => {}
+                Err(e) => return Err(DriverError::io(format!("unmount {}", target.display()), e)),
+            }
+        }
+        std::fs::remove_dir_all(&dir)
+            .or_else(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+            .map_err(|e| DriverError::io(format!("remove {}", dir.display()), e))
+    }
+}
+
+/// The kernel flags of a checked mount's flag options, and its other options as data.
+fn mount_flags(options: &[String]) -> (MountFlags, Vec<String>) {
+    let mut flags = MountFlags::empty();
+    let mut data = Vec::new();
+    for option in options {
+        match option.as_str() {
+            "ro" => flags |= MountFlags::RDONLY,
+            "rw" => {}
+            "nodev" => flags |= MountFlags::NODEV,
+            "nosuid" => flags |= MountFlags::NOSUID,
+            "noexec" => flags |= MountFlags::NOEXEC,
+            "noatime" => flags |= MountFlags::NOATIME,
+            "relatime" => flags |= MountFlags::RELATIME,
+            other => data.push(other.to_string()),
+        }
+    }
+    (flags, data)
+}
+
+/// Performs one checked mount at `target`: a bind mount (then a remount for its flags, as
+/// the kernel ignores them on the bind itself), or a filesystem with its option string.
+fn perform_mount(sys: &dyn Syscalls, mount: &CheckedMount, target: &Path) -> DriverResult<()> {
+    let (flags, data) = mount_flags(&mount.options);
+    let fail = |e: std::io::Error| {
+        DriverError::io(format!("mount {} on {}", mount.fstype, target.display()), e)
+    };
+    match mount.fstype.as_str() {
+        "bind" => {
+            let source = mount
+                .sources
+                .first()
+                .ok_or_else(|| DriverError::NotSupported("bind mount without a source".into()))?;
+            sys.bind_mount(source, target).map_err(fail)?;
+            if !flags.is_empty() {
+                sys.remount(target, flags | MountFlags::BIND, "")
+                    .map_err(|e| {
+                        let _ = sys.unmount(target, UnmountFlags::DETACH);
+                        fail(e)
+                    })?;
+            }
+            Ok(())
+        }
+        fstype => {
+            let data = data.join(",");
+            if data.contains('\0') {
+                return Err(DriverError::BadOption("mount data with a NUL byte".into()));
+            }
+            sys.mount(
+                fstype,
+                target,
+                fstype,
+                flags,
+                Some(std::ffi::OsStr::new(&data)),
+            )
+            .map_err(fail)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ impl Roots {
             options: options.iter().map(|s| s.to_string()).collect(),
             id_mappings: Default::default(),
             archive: std::sync::Arc::new(crate::archive_provider::ComponentArchiveProvider),
+            syscalls: storage_driver::syscalls::real(),
         }
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::archive_runtime::{ArchiveProvider, NativeOnly};
 use crate::idmap::IdMappings;
+use crate::syscalls::Syscalls;
 
 /// Errors a graph driver reports.
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +83,9 @@ pub struct DriverInit {
     pub id_mappings: IdMappings,
     /// Where the driver's archive work runs (see [`crate::archive_runtime`]).
     pub archive: Arc<dyn ArchiveProvider>,
+    /// The privileged system calls the driver makes (see [`crate::syscalls`]): the real
+    /// ones, or a test double.
+    pub syscalls: Arc<dyn Syscalls>,
 }
 
 impl Default for DriverInit {
@@ -94,6 +98,7 @@ impl Default for DriverInit {
             options: Vec::new(),
             id_mappings: IdMappings::default(),
             archive: Arc::new(NativeOnly),
+            syscalls: crate::syscalls::real(),
         }
     }
 }
@@ -310,6 +315,7 @@ pub type DriverFactory =
 pub struct DriverRegistry {
     factories: BTreeMap<String, DriverFactory>,
     archive: Arc<dyn ArchiveProvider>,
+    syscalls: Arc<dyn Syscalls>,
 }
 
 impl Default for DriverRegistry {
@@ -317,6 +323,7 @@ impl Default for DriverRegistry {
         DriverRegistry {
             factories: BTreeMap::new(),
             archive: Arc::new(NativeOnly),
+            syscalls: crate::syscalls::real(),
         }
     }
 }
@@ -335,6 +342,17 @@ impl DriverRegistry {
     /// Where the drivers started from this registry run their archive work.
     pub fn archive_provider(&self) -> Arc<dyn ArchiveProvider> {
         Arc::clone(&self.archive)
+    }
+
+    /// Sets the system calls the drivers started from this registry (and the store that
+    /// starts them) make: a test puts a double here.
+    pub fn set_syscalls(&mut self, syscalls: Arc<dyn Syscalls>) {
+        self.syscalls = syscalls;
+    }
+
+    /// The system calls the drivers started from this registry make.
+    pub fn syscalls(&self) -> Arc<dyn Syscalls> {
+        Arc::clone(&self.syscalls)
     }
 
     /// Registers a driver under `name`, replacing any earlier one of that name.

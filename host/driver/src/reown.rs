@@ -3,13 +3,16 @@
 //! mount. The walk never follows a symbolic link; each inode is re-owned once, and a path
 //! that is another link to an inode already re-owned is linked to the first path again (on
 //! overlay, re-owning copies a lower file up, which splits its hard links). A chown that
-//! clears set-user/group-ID bits or a file capability is followed by restoring them.
+//! clears set-user/group-ID bits or a file capability is followed by restoring them. The
+//! chowns, the capability's read and write and the chmods go through the caller's
+//! [`Syscalls`], so which calls a walk makes is unit-tested without root (`without_root`).
 
 use std::collections::HashMap;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::idmap::{IdMap, IdMappings};
+use crate::syscalls::Syscalls;
 use crate::{DriverError, DriverResult};
 
 /// The xattr holding a file capability, which the kernel drops on chown.
@@ -86,6 +89,7 @@ fn overflow_id(which: &str) -> u32 {
 
 /// Re-owns `root` and everything beneath it, as upstream's `ChownPathByMaps`.
 pub fn reown_tree(
+    sys: &dyn Syscalls,
     root: &Path,
     to_container: &IdMappings,
     to_host: &IdMappings,
@@ -106,7 +110,7 @@ pub fn reown_tree(
             continue;
         }
         seen.insert(inode, path.clone());
-        reown_one(&path, &meta, to_container, to_host)?;
+        reown_one(sys, &path, &meta, to_container, to_host)?;
         if meta.is_dir() {
             let entries = std::fs::read_dir(&path)
                 .map_err(|e| DriverError::io(format!("reading {}", path.display()), e))?;
@@ -139,6 +143,7 @@ fn relink(first: &Path, path: &Path) -> DriverResult<()> {
 
 /// Re-owns one path (not following it), keeping its set-ID bits and capability.
 fn reown_one(
+    sys: &dyn Syscalls,
     path: &Path,
     meta: &std::fs::Metadata,
     to_container: &IdMappings,
@@ -160,36 +165,23 @@ fn reown_one(
     let capability = if is_link {
         None
     } else {
-        // A capability is at most 24 bytes (VFS_CAP_REVISION_3).
-        let mut value = vec![0u8; 64];
-        rustix::fs::lgetxattr(path, CAPABILITY_XATTR, &mut value[..])
+        sys.lget_xattr(path, CAPABILITY_XATTR)
             .ok()
-            .filter(|len| *len > 0)
-            .map(|len| {
-                value.truncate(len);
-                value
-            })
+            .flatten()
+            .filter(|value| !value.is_empty())
     };
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+    sys.lchown(path, uid, gid)
         .map_err(|e| DriverError::io(format!("chown of {}", path.display()), e))?;
     let mode = meta.mode() & 0o7777;
     if !is_link && mode & 0o6000 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        sys.chmod(path, mode)
             .map_err(|e| DriverError::io(format!("chmod of {}", path.display()), e))?;
     }
     if let Some(value) = capability {
-        rustix::fs::lsetxattr(
-            path,
-            CAPABILITY_XATTR,
-            &value,
-            rustix::fs::XattrFlags::empty(),
-        )
-        .map_err(|e| {
-            DriverError::io(
-                format!("restoring the capability of {}", path.display()),
-                e.into(),
-            )
-        })?;
+        sys.lset_xattr(path, CAPABILITY_XATTR, &value)
+            .map_err(|e| {
+                DriverError::io(format!("restoring the capability of {}", path.display()), e)
+            })?;
     }
     Ok(())
 }
@@ -198,6 +190,8 @@ fn reown_one(
 mod tests {
     use super::*;
     use crate::idmap::IdMap;
+    use crate::syscalls::LinuxSyscalls;
+    use std::os::unix::fs::PermissionsExt;
 
     fn shifted(host: u32) -> IdMappings {
         let r = vec![IdMap {
@@ -279,7 +273,13 @@ mod tests {
             rustix::fs::XattrFlags::empty(),
         )
         .expect("setcap");
-        reown_tree(&root, &IdMappings::default(), &shifted(100_000)).expect("reown");
+        reown_tree(
+            &LinuxSyscalls,
+            &root,
+            &IdMappings::default(),
+            &shifted(100_000),
+        )
+        .expect("reown");
         let meta = |p: &str| std::fs::symlink_metadata(root.join(p)).expect("lstat");
         assert_eq!(meta("origin").ino(), meta("link").ino());
         assert_eq!(meta("origin").nlink(), 2);
@@ -316,7 +316,13 @@ mod tests {
         let outside = dir.path().join("outside");
         std::fs::write(&outside, b"o").expect("write");
         std::os::unix::fs::symlink(&outside, root.join("link")).expect("symlink");
-        reown_tree(&root, &IdMappings::default(), &shifted(100_000)).expect("reown");
+        reown_tree(
+            &LinuxSyscalls,
+            &root,
+            &IdMappings::default(),
+            &shifted(100_000),
+        )
+        .expect("reown");
         let meta = |p: &Path| std::fs::symlink_metadata(p).expect("lstat");
         let suid = meta(&root.join("sub/suid"));
         assert_eq!((suid.uid(), suid.gid()), (100_005, 100_007));
@@ -325,8 +331,172 @@ mod tests {
         assert_eq!(meta(&root.join("link")).uid(), 100_000);
         assert_eq!(meta(&outside).uid(), 0);
         // Back again; an owner the source mapping lacks is an error.
-        reown_tree(&root, &shifted(100_000), &IdMappings::default()).expect("back");
+        reown_tree(
+            &LinuxSyscalls,
+            &root,
+            &shifted(100_000),
+            &IdMappings::default(),
+        )
+        .expect("back");
         assert_eq!(meta(&root.join("sub/suid")).uid(), 5);
-        assert!(reown_tree(&root, &shifted(100_000), &IdMappings::default()).is_err());
+        assert!(reown_tree(
+            &LinuxSyscalls,
+            &root,
+            &shifted(100_000),
+            &IdMappings::default()
+        )
+        .is_err());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod without_root {
+    use super::*;
+    use crate::syscalls::{Call, RecordingSyscalls};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn shifted(host: u32) -> IdMappings {
+        let r = vec![IdMap {
+            container_id: 0,
+            host_id: host,
+            size: 65536,
+        }];
+        IdMappings {
+            uids: r.clone(),
+            gids: r,
+        }
+    }
+
+    /// security.capability v2: effective, CAP_NET_RAW permitted.
+    const CAP: [u8; 20] = [0, 0, 0, 2, 0, 32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+    /// A walk makes one lchown per inode with the mapped IDs (never following a link), reads
+    /// a file's capability before its chown and writes it back after, puts back set-ID bits
+    /// with a chmod, and links a second name of an inode to the first again instead of
+    /// chowning it twice. The files are the test user's: the IDs expected follow from it.
+    #[test]
+    fn one_lchown_per_inode_then_capability_and_set_id_bits_restored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("layer");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/suid"), b"x").unwrap();
+        std::fs::set_permissions(
+            root.join("sub/suid"),
+            std::fs::Permissions::from_mode(0o4755),
+        )
+        .unwrap();
+        std::fs::write(root.join("hard1"), b"h").unwrap();
+        std::fs::hard_link(root.join("hard1"), root.join("hard2")).unwrap();
+        std::fs::write(root.join("cap"), b"c").unwrap();
+        std::os::unix::fs::symlink("/outside", root.join("symlink")).unwrap();
+        let me = std::fs::metadata(&root).unwrap();
+        let (uid, gid) = (100_000 + me.uid(), 100_000 + me.gid());
+        let sys = RecordingSyscalls::new();
+        sys.put_xattr(&root.join("cap"), CAPABILITY_XATTR, &CAP);
+
+        reown_tree(&sys, &root, &IdMappings::default(), &shifted(100_000)).unwrap();
+
+        let calls = sys.calls();
+        let chowns: Vec<(PathBuf, Option<u32>, Option<u32>, bool)> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Chown {
+                    path,
+                    uid,
+                    gid,
+                    follow,
+                } => Some((
+                    path.strip_prefix(&root).unwrap().into(),
+                    *uid,
+                    *gid,
+                    *follow,
+                )),
+                _ => None,
+            })
+            .collect();
+        let expected: Vec<(PathBuf, Option<u32>, Option<u32>, bool)> =
+            ["", "cap", "hard1", "sub", "sub/suid", "symlink"]
+                .iter()
+                .map(|p| (PathBuf::from(p), Some(uid), Some(gid), false))
+                .collect();
+        assert_eq!(
+            chowns, expected,
+            "each inode once, in name order, links not followed"
+        );
+
+        let around = |name: &str| {
+            let path = root.join(name);
+            let at = calls
+                .iter()
+                .position(|c| matches!(c, Call::Chown { path: p, .. } if *p == path))
+                .unwrap();
+            calls[at - 1..=at + 1].to_vec()
+        };
+        let cap = root.join("cap");
+        assert_eq!(
+            around("cap"),
+            vec![
+                Call::GetXattr {
+                    path: cap.clone(),
+                    name: CAPABILITY_XATTR.into()
+                },
+                Call::Chown {
+                    path: cap.clone(),
+                    uid: Some(uid),
+                    gid: Some(gid),
+                    follow: false
+                },
+                Call::SetXattr {
+                    path: cap,
+                    name: CAPABILITY_XATTR.into(),
+                    value: CAP.to_vec()
+                },
+            ],
+            "the capability the chown clears is written back"
+        );
+        let suid = root.join("sub/suid");
+        assert_eq!(
+            around("sub/suid")[2],
+            Call::Chmod {
+                path: suid,
+                mode: 0o4755
+            },
+            "the set-user-ID bit the chown clears is put back"
+        );
+        assert!(
+            !calls.iter().any(|c| matches!(c,
+                Call::GetXattr { path, .. } | Call::Chmod { path, .. } | Call::SetXattr { path, .. }
+                    if path.ends_with("symlink"))),
+            "a symlink has no capability or mode to keep"
+        );
+        let ino = |p: &str| std::fs::symlink_metadata(root.join(p)).unwrap().ino();
+        assert_eq!(ino("hard1"), ino("hard2"), "still one inode");
+    }
+
+    #[test]
+    fn equal_mappings_make_no_call() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), b"f").unwrap();
+        let sys = RecordingSyscalls::new();
+        let m = shifted(100_000);
+        reown_tree(&sys, tmp.path(), &m, &m).unwrap();
+        assert!(sys.calls().is_empty());
+    }
+
+    #[test]
+    fn a_failed_chown_stops_the_walk_with_the_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("f"), b"f").unwrap();
+        let sys = RecordingSyscalls::new();
+        sys.fail_when(|c| matches!(c, Call::Chown { .. }), libc::EPERM);
+        let err =
+            reown_tree(&sys, tmp.path(), &IdMappings::default(), &shifted(100_000)).unwrap_err();
+        assert!(err.to_string().starts_with("chown of "), "{err}");
+        assert_eq!(
+            sys.calls().len(),
+            2,
+            "the root's capability read and chown, no more"
+        );
     }
 }

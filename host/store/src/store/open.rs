@@ -174,6 +174,7 @@ impl Store {
                 options: opts.driver_options.clone(),
                 id_mappings: opts.id_mappings.clone(),
                 archive: drivers.archive_provider(),
+                syscalls: drivers.syscalls(),
             };
             factory(&init).map_err(StoreError::DriverInit)
         };

@@ -1,17 +1,12 @@
-//! The btrfs ioctls the driver uses, with their argument structures as `linux/btrfs.h`
-//! lays them out, called through rustix's typed `ioctl` (no `btrfs` program, no libbtrfs).
-//!
-//! Every call takes an open directory: the subvolume operations name the new or doomed
-//! subvolume relative to the directory that holds it, the quota operations work on any
-//! directory of the filesystem, and the qgroup limit applies to the subvolume the
-//! descriptor is in. Errors are the kernel's `errno`.
+//! The btrfs ioctls' argument structures as `linux/btrfs.h` lays them out, and their
+//! request numbers; [`super::LinuxSyscalls`] makes the calls (no `btrfs` program, no
+//! libbtrfs).
 
 use std::ffi::{CStr, OsStr};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 
-use rustix::ioctl::{ioctl, opcode, Opcode, Updater};
+use rustix::ioctl::{opcode, Opcode};
 
 /// `BTRFS_IOCTL_MAGIC`.
 const MAGIC: u8 = 0x94;
@@ -288,118 +283,6 @@ impl SearchArgs {
             len: half(28),
         })
     }
-}
-
-/// Runs one ioctl whose argument the kernel reads and may write.
-///
-/// # Safety
-/// `OPCODE` must be the request whose argument type is `T`.
-unsafe fn call<const OPCODE: Opcode, T>(fd: impl AsFd, arg: &mut T) -> io::Result<()> {
-    // SAFETY: the caller pairs the opcode with its argument type; `arg` is a live, writable
-    // value of that type for the duration of the call.
-    unsafe { ioctl(fd, Updater::<OPCODE, T>::new(arg)) }.map_err(io::Error::from)
-}
-
-/// Creates the empty subvolume `name` in the directory `dir`.
-pub fn subvol_create(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
-    let mut args = VolArgs::named(name)?;
-    // SAFETY: BTRFS_IOC_SUBVOL_CREATE takes a `struct btrfs_ioctl_vol_args`.
-    unsafe { call::<IOC_SUBVOL_CREATE, VolArgs>(dir, &mut args) }
-}
-
-/// Creates `name` in the directory `dest` as a writable snapshot of the subvolume `source`.
-pub fn snapshot(source: impl AsFd, dest: impl AsFd, name: &OsStr) -> io::Result<()> {
-    let mut args = VolArgsV2::named(i64::from(source.as_fd().as_raw_fd()), name)?;
-    // SAFETY: BTRFS_IOC_SNAP_CREATE_V2 takes a `struct btrfs_ioctl_vol_args_v2`.
-    unsafe { call::<IOC_SNAP_CREATE_V2, VolArgsV2>(dest, &mut args) }
-}
-
-/// Deletes the subvolume `name` of the directory `dir` (which must hold no other
-/// subvolume). Uses `SNAP_DESTROY_V2` and falls back to the first version on kernels
-/// without it.
-pub fn subvol_destroy(dir: impl AsFd, name: &OsStr) -> io::Result<()> {
-    let mut v2 = VolArgsV2::named(0, name)?;
-    // SAFETY: BTRFS_IOC_SNAP_DESTROY_V2 takes a `struct btrfs_ioctl_vol_args_v2`.
-    match unsafe { call::<IOC_SNAP_DESTROY_V2, VolArgsV2>(dir.as_fd(), &mut v2) } {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
-            let mut v1 = VolArgs::named(name)?;
-            // SAFETY: BTRFS_IOC_SNAP_DESTROY takes a `struct btrfs_ioctl_vol_args`.
-            unsafe { call::<IOC_SNAP_DESTROY, VolArgs>(dir.as_fd(), &mut v1) }
-        }
-        other => other,
-    }
-}
-
-/// The ID of the subvolume (tree) that `fd` is in: also its level-0 qgroup ID.
-pub fn subvolume_id(fd: impl AsFd) -> io::Result<u64> {
-    let mut args = Box::new(InoLookupArgs {
-        treeid: 0,
-        objectid: FIRST_FREE_OBJECTID,
-        name: [0; INO_LOOKUP_PATH_MAX],
-    });
-    // SAFETY: BTRFS_IOC_INO_LOOKUP takes a `struct btrfs_ioctl_ino_lookup_args`.
-    unsafe { call::<IOC_INO_LOOKUP, InoLookupArgs>(fd, &mut args) }?;
-    if args.treeid == 0 {
-        return Err(io::Error::other("btrfs returned subvolume ID 0"));
-    }
-    Ok(args.treeid)
-}
-
-/// Enables quotas on the filesystem `fd` is on.
-pub fn quota_enable(fd: impl AsFd) -> io::Result<()> {
-    let mut args = QuotaCtlArgs {
-        cmd: QUOTA_CTL_ENABLE,
-        status: 0,
-    };
-    // SAFETY: BTRFS_IOC_QUOTA_CTL takes a `struct btrfs_ioctl_quota_ctl_args`.
-    unsafe { call::<IOC_QUOTA_CTL, QuotaCtlArgs>(fd, &mut args) }
-}
-
-/// Whether quotas are enabled on the filesystem `fd` is on: the quota tree then holds a
-/// status item (what `btrfs qgroup show` looks for).
-pub fn quota_enabled(fd: impl AsFd) -> io::Result<bool> {
-    let mut args = SearchArgs::for_items(QUOTA_TREE_OBJECTID, QGROUP_STATUS_KEY);
-    // SAFETY: BTRFS_IOC_TREE_SEARCH takes a `struct btrfs_ioctl_search_args`.
-    match unsafe { call::<IOC_TREE_SEARCH, SearchArgs>(fd, &mut args) } {
-        Ok(()) => Ok(args
-            .first_header()
-            .is_some_and(|h| h.item_type == QGROUP_STATUS_KEY)),
-        // No quota tree at all.
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-/// Limits the referenced bytes of the subvolume `fd` is in to `bytes`.
-pub fn qgroup_limit(fd: impl AsFd, bytes: u64) -> io::Result<()> {
-    let mut args = QgroupLimitArgs {
-        qgroupid: 0,
-        lim: QgroupLimit {
-            flags: QGROUP_LIMIT_MAX_RFER,
-            max_rfer: bytes,
-            ..Default::default()
-        },
-    };
-    // SAFETY: BTRFS_IOC_QGROUP_LIMIT takes a `struct btrfs_ioctl_qgroup_limit_args`.
-    unsafe { call::<IOC_QGROUP_LIMIT, QgroupLimitArgs>(fd, &mut args) }
-}
-
-/// Destroys the qgroup `qgroupid` of the filesystem `fd` is on.
-pub fn qgroup_destroy(fd: impl AsFd, qgroupid: u64) -> io::Result<()> {
-    let mut args = QgroupCreateArgs {
-        create: 0,
-        qgroupid,
-    };
-    // SAFETY: BTRFS_IOC_QGROUP_CREATE takes a `struct btrfs_ioctl_qgroup_create_args`.
-    unsafe { call::<IOC_QGROUP_CREATE, QgroupCreateArgs>(fd, &mut args) }
-}
-
-/// Waits for a quota rescan of the filesystem `fd` is on, if one is running.
-pub fn quota_rescan_wait(fd: impl AsFd) -> io::Result<()> {
-    let mut unused = 0u64;
-    // SAFETY: BTRFS_IOC_QUOTA_RESCAN_WAIT takes no argument; the kernel ignores the
-    // pointer, which points at a harmless zero.
-    unsafe { call::<IOC_QUOTA_RESCAN_WAIT, u64>(fd, &mut unused) }
 }
 
 /// The name in a filled NUL-terminated buffer (for tests and messages).
