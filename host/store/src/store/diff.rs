@@ -60,7 +60,7 @@ impl Ctx<'_> {
         let path = self.tar_split_path(&record.id);
         crate::atomic::write_file(&path, &tarsplit, true)
             .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
-        sync_filesystem(self.driver().home());
+        sync_filesystem(self.store.syscalls.as_ref(), self.driver().home())?;
         record.compressed_digest = summary.compressed_digest;
         record.compressed_size = summary.compressed_size as i64;
         record.uncompressed_digest = summary.uncompressed_digest;

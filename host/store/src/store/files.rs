@@ -1,7 +1,10 @@
 //! Small filesystem helpers the store modules share.
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
+
+use storage_driver::syscalls::Syscalls;
 
 use super::StoreError;
 
@@ -31,9 +34,15 @@ pub(super) fn remove_path(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Flushes the filesystem holding `path`, so layer data is on disk before the record that
-/// calls the layer complete. Best effort: a failure to sync is not a failure to import.
-pub(super) fn sync_filesystem(path: &Path) {
-    if let Ok(dir) = std::fs::File::open(path) {
-        let _ = rustix::fs::syncfs(&dir);
-    }
+/// calls the layer complete. A failure is an error: after a failed flush the data may not be
+/// on disk (a write-back error of the filesystem shows here), so the layer must not be
+/// recorded complete; the caller's rollback removes it instead.
+pub(super) fn sync_filesystem(sys: &dyn Syscalls, path: &Path) -> Result<(), StoreError> {
+    let dir = std::fs::File::open(path).map_err(|e| StoreError::io("opening to flush", path, e))?;
+    sys.syncfs(dir.as_fd())
+        .map_err(|e| StoreError::io("flushing the filesystem of", path, e))
 }
+
+#[cfg(test)]
+#[path = "files_tests.rs"]
+mod without_root;

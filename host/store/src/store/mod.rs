@@ -29,6 +29,7 @@ use crate::images::ImageRecord;
 use crate::layers::LayerRecord;
 use crate::lock::LockFile;
 use crate::records::RecordSet;
+use storage_driver::syscalls::Syscalls;
 use storage_driver::GraphDriver;
 
 mod big_data;
@@ -105,6 +106,8 @@ pub struct Store {
     containers_dir: PathBuf,
     mount_points_path: PathBuf,
     state: Mutex<State>,
+    /// The system calls that decide durability (`syncfs` before a layer is complete).
+    syscalls: std::sync::Arc<dyn Syscalls>,
 }
 
 /// One write operation: the store and its loaded records, all locks held.

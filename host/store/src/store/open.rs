@@ -137,6 +137,7 @@ impl Store {
             containers_lock,
             read_only_stores,
             mount_points_path: run_layers_dir.join("mountpoints.json"),
+            syscalls: drivers.syscalls(),
             layers_dir,
             image_store_layers_dir,
             graph_images_dir: graph_images_dir.clone(),

@@ -1,0 +1,111 @@
+//! The flush before a layer is complete, against the recording double: the store's test
+//! driver keeps layers as plain directories, so no root is needed (CI runs these as an
+//! unprivileged user).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use storage_driver::syscalls::{Call, RecordingSyscalls};
+
+use super::super::test_support::{named, registry, tar_with, TestRoot};
+use super::super::Store;
+
+/// A store in `root` whose system calls are made on `sys`.
+fn open_with(root: &TestRoot, sys: &Arc<RecordingSyscalls>) -> Store {
+    let mut drivers = registry();
+    drivers.set_syscalls(sys.clone());
+    Store::open(&root.opts, &drivers).unwrap()
+}
+
+/// Whether the `layers.json` of the store at `graph` says the layer named `name` is
+/// incomplete (`None`: not there).
+fn recorded_incomplete(graph: &Path, name: &str) -> Option<bool> {
+    let text = std::fs::read_to_string(graph.join("testfs-layers/layers.json")).ok()?;
+    let records: serde_json::Value = serde_json::from_str(&text).ok()?;
+    records.as_array()?.iter().find_map(|r| {
+        let names = r["names"].as_array()?;
+        names
+            .iter()
+            .any(|n| n == name)
+            .then(|| r["flags"]["incomplete"] == serde_json::Value::Bool(true))
+    })
+}
+
+#[test]
+fn the_driver_home_is_flushed_while_the_layer_is_still_recorded_incomplete() {
+    let root = TestRoot::new();
+    let sys = Arc::new(RecordingSyscalls::new());
+    let store = open_with(&root, &sys);
+    // Look at the record on disk at the moment of the flush (the matcher sees every call;
+    // it fails none).
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let seen = Arc::clone(&seen);
+        let graph = root.opts.graph_root.clone();
+        sys.fail_when(
+            move |c| {
+                if matches!(c, Call::Syncfs { .. }) {
+                    seen.lock().unwrap().push(recorded_incomplete(&graph, "l1"));
+                }
+                false
+            },
+            0,
+        );
+    }
+    let tar = tar_with(&[("etc/hostname", b"box\n")]);
+    store
+        .import_layer(None, &named(&["l1"]), &mut &tar[..])
+        .unwrap();
+    let home = std::fs::canonicalize(root.graph("testfs")).unwrap();
+    let flushes: Vec<Call> = sys
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Syncfs { .. }))
+        .collect();
+    assert_eq!(flushes, vec![Call::Syncfs { path: home }]);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![Some(true)],
+        "flushed before complete"
+    );
+    assert_eq!(
+        recorded_incomplete(&root.opts.graph_root, "l1"),
+        Some(false)
+    );
+}
+
+#[test]
+fn a_failed_flush_fails_the_import_and_the_layer_is_never_complete() {
+    let root = TestRoot::new();
+    let sys = Arc::new(RecordingSyscalls::new());
+    sys.fail_when(|c| matches!(c, Call::Syncfs { .. }), libc::EIO);
+    let store = open_with(&root, &sys);
+    let tar = tar_with(&[("etc/hostname", b"box\n")]);
+    let err = store
+        .import_layer(None, &named(&["l1"]), &mut &tar[..])
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("flushing the filesystem of"),
+        "{err}"
+    );
+    assert!(store.layer("l1").is_err(), "rolled back");
+    assert_eq!(recorded_incomplete(&root.opts.graph_root, "l1"), None);
+    assert_eq!(
+        std::fs::read_dir(root.graph("testfs/dir")).unwrap().count(),
+        0,
+        "the driver's data is gone too"
+    );
+
+    // Applying to an existing layer: the error, and the record keeps what it had.
+    let sys_ok = Arc::new(RecordingSyscalls::new());
+    let layer = open_with(&root, &sys_ok)
+        .create_layer(None, &named(&["l2"]))
+        .unwrap();
+    let err = store.apply_diff(&layer.id, &mut &tar[..]).unwrap_err();
+    assert!(err.to_string().contains("Input/output error"), "{err}");
+    let after = store.layer("l2").unwrap();
+    assert_eq!(after.uncompressed_digest, layer.uncompressed_digest);
+    assert_eq!(after.uncompressed_size, layer.uncompressed_size);
+}
