@@ -137,3 +137,105 @@ pub fn copy_contents(sys: &dyn Syscalls, src: &Path, dst: &Path) -> io::Result<(
     std::fs::set_permissions(dst, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
         .map_err(|e| annotate(e, "chmod", dst))
 }
+
+#[cfg(test)]
+mod without_root {
+    use super::*;
+    use std::path::PathBuf;
+    use storage_driver::syscalls::{Call, RecordingSyscalls};
+
+    fn setup() -> (tempfile::TempDir, PathBuf, RecordingSyscalls) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = std::fs::canonicalize(tmp.path())
+            .expect("resolve")
+            .join("subvolumes");
+        std::fs::create_dir(&dir).expect("mkdir");
+        (tmp, dir, RecordingSyscalls::new())
+    }
+
+    #[test]
+    fn layers_are_made_and_snapshotted_by_name_in_their_directory() {
+        let (_tmp, dir, sys) = setup();
+        create(&sys, &dir, OsStr::new("base")).expect("create");
+        snapshot(&sys, &dir.join("base"), &dir, OsStr::new("child")).expect("snapshot");
+        assert_eq!(
+            sys.calls(),
+            vec![
+                Call::BtrfsSubvolCreate {
+                    dir: dir.clone(),
+                    name: "base".into()
+                },
+                Call::BtrfsSnapshot {
+                    source: dir.join("base"),
+                    dir: dir.clone(),
+                    name: "child".into()
+                },
+            ]
+        );
+        assert_eq!(id_of(&sys, &dir.join("child")).expect("id"), 257);
+    }
+
+    /// With quotas, the subvolume's qgroup (its own ID) goes before the subvolume; a qgroup
+    /// that cannot be destroyed does not keep the subvolume.
+    #[test]
+    fn deleting_with_quotas_destroys_the_qgroup_then_the_subvolume() {
+        let (_tmp, dir, sys) = setup();
+        create(&sys, &dir, OsStr::new("layer")).expect("create");
+        sys.fail_when(
+            |c| matches!(c, Call::BtrfsQgroupDestroy { .. }),
+            libc::ENOENT,
+        );
+        sys.take_calls();
+        delete(&sys, &dir, OsStr::new("layer"), true).expect("delete");
+        assert_eq!(
+            sys.calls(),
+            vec![
+                Call::BtrfsSubvolumeId {
+                    path: dir.join("layer")
+                },
+                Call::BtrfsQgroupDestroy {
+                    path: dir.clone(),
+                    qgroupid: 256
+                },
+                Call::BtrfsSubvolDestroy {
+                    dir: dir.clone(),
+                    name: "layer".into()
+                },
+            ]
+        );
+        assert!(!dir.join("layer").exists());
+    }
+
+    #[test]
+    fn deleting_without_quotas_asks_for_no_qgroup() {
+        let (_tmp, dir, sys) = setup();
+        create(&sys, &dir, OsStr::new("layer")).expect("create");
+        sys.take_calls();
+        delete(&sys, &dir, OsStr::new("layer"), false).expect("delete");
+        assert_eq!(
+            sys.calls(),
+            vec![Call::BtrfsSubvolDestroy {
+                dir,
+                name: "layer".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_failed_destroy_is_the_error_with_the_path() {
+        let (_tmp, dir, sys) = setup();
+        create(&sys, &dir, OsStr::new("layer")).expect("create");
+        sys.fail_when(
+            |c| matches!(c, Call::BtrfsSubvolDestroy { .. }),
+            libc::EPERM,
+        );
+        let err = delete(&sys, &dir, OsStr::new("layer"), false).expect_err("refused");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "destroying btrfs subvolume {}",
+                dir.join("layer").display()
+            )),
+            "{err}"
+        );
+    }
+}

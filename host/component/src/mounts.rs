@@ -394,3 +394,125 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod without_root {
+    use super::*;
+    use storage_driver::syscalls::{Call, RecordingSyscalls};
+
+    fn checked(fstype: &str, sources: &[&str], options: &[&str]) -> CheckedMount {
+        CheckedMount {
+            fstype: fstype.into(),
+            sources: sources.iter().map(PathBuf::from).collect(),
+            options: options.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// A read-only bind mount, then the layer's overlay: the bind's flags by a remount (the
+    /// kernel ignores them on the bind itself), the overlay's as its option string; `put`
+    /// unmounts the mount point first, then the numbered mounts.
+    #[test]
+    fn mounts_are_performed_in_order_and_undone_in_reverse() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = Arc::new(RecordingSyscalls::new());
+        let mounts = LayerMounts::new(tmp.path().join("vfs-mounts"), sys.clone());
+        let dir = tmp.path().join("vfs-mounts/L1");
+        let lowerdir = "lowerdir=/h/l/a:/h/l/b";
+        let merged = mounts
+            .perform(
+                "L1",
+                &[
+                    checked("bind", &["/h/l/a"], &["ro", "nodev"]),
+                    checked(
+                        "overlay",
+                        &["/h/l/a", "/h/l/b"],
+                        &[lowerdir, "userxattr", "nosuid"],
+                    ),
+                ],
+            )
+            .unwrap();
+        assert_eq!(merged, dir.join("merged"));
+        assert_eq!(
+            sys.take_calls(),
+            vec![
+                Call::BindMount {
+                    source: "/h/l/a".into(),
+                    target: dir.join("0")
+                },
+                Call::Remount {
+                    target: dir.join("0"),
+                    flags: MountFlags::RDONLY | MountFlags::NODEV | MountFlags::BIND,
+                    data: String::new()
+                },
+                Call::Mount {
+                    source: "overlay".into(),
+                    target: dir.join("merged"),
+                    fstype: "overlay".into(),
+                    flags: MountFlags::NOSUID,
+                    data: Some(format!("{lowerdir},userxattr").into())
+                },
+            ]
+        );
+        mounts.undo("L1").unwrap();
+        assert_eq!(
+            sys.take_calls(),
+            vec![
+                Call::Unmount {
+                    target: dir.join("merged"),
+                    flags: UnmountFlags::empty()
+                },
+                Call::Unmount {
+                    target: dir.join("0"),
+                    flags: UnmountFlags::empty()
+                },
+            ]
+        );
+        assert!(sys.mounted().is_empty());
+        assert!(!dir.exists());
+        // Nothing left: undoing again is no error.
+        mounts.undo("L1").unwrap();
+    }
+
+    #[test]
+    fn a_failed_mount_undoes_the_ones_before_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = Arc::new(RecordingSyscalls::new());
+        sys.fail_when(|c| matches!(c, Call::Mount { .. }), libc::EINVAL);
+        let mounts = LayerMounts::new(tmp.path().join("m"), sys.clone());
+        let err = mounts
+            .perform(
+                "L1",
+                &[
+                    checked("bind", &["/h/l/a"], &[]),
+                    checked("overlay", &["/h/l/a"], &["lowerdir=/h/l/a"]),
+                ],
+            )
+            .unwrap_err();
+        assert!(err.to_string().starts_with("mount overlay on "), "{err}");
+        let calls = sys.calls();
+        assert_eq!(
+            calls.last(),
+            Some(&Call::Unmount {
+                target: tmp.path().join("m/L1/0"),
+                flags: UnmountFlags::DETACH
+            })
+        );
+        assert!(sys.mounted().is_empty());
+        assert!(!tmp.path().join("m/L1").exists());
+    }
+
+    #[test]
+    fn a_layer_id_that_is_not_one_name_is_refused_before_any_call() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = Arc::new(RecordingSyscalls::new());
+        let mounts = LayerMounts::new(tmp.path().join("m"), sys.clone());
+        for id in ["", "..", "a/b"] {
+            assert!(mounts
+                .perform(id, &[checked("bind", &["/x"], &[])])
+                .is_err());
+            assert!(mounts.undo(id).is_err());
+        }
+        assert!(sys.calls().is_empty());
+    }
+}
