@@ -30,6 +30,7 @@ mod read;
 mod trees;
 mod write;
 
+use crate::syscalls::Syscalls;
 use errors::fs_error;
 pub use trees::{
     apply_options, apply_tar, changes_naive, changes_overlay, diff_options, diff_size_naive,
@@ -49,6 +50,8 @@ pub struct ConfinedDir<I: ?Sized, O: ?Sized> {
     /// The buffer file contents are copied through, made once (zeroing a new one for every
     /// file of a layer costs as much as a copy).
     copy_buf: Vec<u8>,
+    /// The privileged calls (owners, device nodes, xattrs) are made through this.
+    sys: Arc<dyn Syscalls>,
     _streams: PhantomData<fn(&mut I, &mut O)>,
 }
 
@@ -139,8 +142,16 @@ impl<I: ?Sized, O: ?Sized> ConfinedDir<I, O> {
             display: path.to_path_buf(),
             last_parent: None,
             copy_buf: Vec::new(),
+            sys: crate::syscalls::real(),
             _streams: PhantomData,
         })
+    }
+
+    /// The same handle making its privileged calls (owners, device nodes, xattrs) through
+    /// `sys` instead of the real ones: how a test applies a layer without root.
+    pub fn with_syscalls(mut self, sys: Arc<dyn Syscalls>) -> Self {
+        self.sys = sys;
+        self
     }
 
     /// The directory this handle was opened on (for messages).
@@ -251,3 +262,6 @@ pub fn open_regular_for_reading(fd: &OwnedFd) -> FsResult<File> {
 mod go_compat_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+#[path = "double_tests.rs"]
+mod without_root;

@@ -3,6 +3,8 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -12,6 +14,7 @@ use storage_archive::fs::{
 
 use super::errors::{fs_error, io_error};
 use super::{os, ConfinedDir};
+use crate::syscalls::Syscalls;
 
 /// Copies the next `len` bytes of `input` into the new `file` through `buf`; returns how many
 /// there were.
@@ -107,23 +110,25 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
     /// entry is not a symlink (`fchmodat` would follow it).
     fn set_metadata(&mut self, path: &[u8], meta: &EntryMetadata) -> FsResult<()> {
         let (dir, name) = self.parent(path)?;
-        if let Err(e) = rustix::fs::chownat(
-            &dir,
-            os(name),
-            owner_uid(meta.uid),
-            owner_gid(meta.gid),
+        if let Err(e) = self.sys.chown_at(
+            dir.as_fd(),
+            Path::new(os(name)),
+            owner(meta.uid),
+            owner(meta.gid),
             AtFlags::SYMLINK_NOFOLLOW,
         ) {
             if !meta.ignore_chown_errors {
-                return Err(fs_error(e, "lchown"));
+                return Err(io_error(e, "lchown"));
             }
         }
         if !meta.xattrs.is_empty() {
             let proc = Self::proc_path(&dir, name);
             for (key, value) in &meta.xattrs {
-                match rustix::fs::lsetxattr(&proc, key, value, rustix::fs::XattrFlags::empty()) {
-                    Ok(()) | Err(Errno::OPNOTSUPP) => {}
-                    Err(e) => return Err(fs_error(e, "setxattr")),
+                match self.sys.lset_xattr(&proc, key, value) {
+                    Err(e) if e.raw_os_error() != Some(libc::EOPNOTSUPP) => {
+                        return Err(io_error(e, "setxattr"))
+                    }
+                    _ => {}
                 }
             }
         }
@@ -161,7 +166,7 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         meta: &EntryMetadata,
     ) -> FsResult<()> {
         let file = self.create_filled(path, create_mode, len, input)?;
-        file_metadata(&file, meta)
+        file_metadata(self.sys.as_ref(), &file, meta)
     }
 
     /// As `create_file_with_metadata`, the regions written at their offsets and the file's
@@ -188,7 +193,7 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
         }
         file.set_len(map.real_size)
             .map_err(|e| io_error(e, "truncate"))?;
-        file_metadata(&file, meta)
+        file_metadata(self.sys.as_ref(), &file, meta)
     }
 
     fn symlink(&mut self, target: &[u8], path: &[u8]) -> FsResult<()> {
@@ -229,14 +234,15 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
             }
         };
         let (dir, name) = self.parent(path)?;
-        rustix::fs::mknodat(
-            &dir,
-            os(name),
-            file_type,
-            Mode::from_bits_truncate(mode),
-            rustix::fs::makedev(major, minor),
-        )
-        .map_err(|e| fs_error(e, "mknod"))
+        self.sys
+            .mknod_at(
+                dir.as_fd(),
+                Path::new(os(name)),
+                file_type,
+                mode & 0o7777,
+                rustix::fs::makedev(major, minor),
+            )
+            .map_err(|e| io_error(e, "mknod"))
     }
 
     fn mkfifo(&mut self, path: &[u8], mode: u32) -> FsResult<()> {
@@ -245,14 +251,15 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
 
     fn lchown(&mut self, path: &[u8], uid: u32, gid: u32) -> FsResult<()> {
         let (dir, name) = self.parent(path)?;
-        rustix::fs::chownat(
-            &dir,
-            os(name),
-            owner_uid(uid),
-            owner_gid(gid),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| fs_error(e, "lchown"))
+        self.sys
+            .chown_at(
+                dir.as_fd(),
+                Path::new(os(name)),
+                owner(uid),
+                owner(gid),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
+            .map_err(|e| io_error(e, "lchown"))
     }
 
     fn chmod(&mut self, path: &[u8], mode: u32) -> FsResult<()> {
@@ -275,16 +282,17 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
     fn set_xattr(&mut self, path: &[u8], name: &str, value: &[u8]) -> FsResult<()> {
         let (dir, last) = self.parent(path)?;
         let proc = Self::proc_path(&dir, last);
-        rustix::fs::lsetxattr(&proc, name, value, rustix::fs::XattrFlags::empty())
-            .map_err(|e| fs_error(e, "setxattr"))
+        self.sys
+            .lset_xattr(&proc, name, value)
+            .map_err(|e| io_error(e, "setxattr"))
     }
 
     fn remove_xattr(&mut self, path: &[u8], name: &str) -> FsResult<()> {
         let (dir, last) = self.parent(path)?;
         let proc = Self::proc_path(&dir, last);
-        match rustix::fs::lremovexattr(&proc, name) {
-            Ok(()) | Err(Errno::NODATA) => Ok(()),
-            Err(e) => Err(fs_error(e, "removexattr")),
+        match self.sys.lremove_xattr(&proc, name) {
+            Err(e) if e.raw_os_error() != Some(libc::ENODATA) => Err(io_error(e, "removexattr")),
+            _ => Ok(()),
         }
     }
 
@@ -350,26 +358,23 @@ impl<I: Read + ?Sized, O: Write + ?Sized> FsWrite for ConfinedDir<I, O> {
 /// it as it is": what Go's `os.Lchown` passes for an archive's owner 4294967295, and what this
 /// does too (rustix refuses to wrap -1, with a debug assertion that a guest or an archive
 /// could otherwise trip).
-fn owner_uid(uid: u32) -> Option<rustix::fs::Uid> {
-    (uid != u32::MAX).then(|| rustix::fs::Uid::from_raw(uid))
-}
-
-/// [`owner_uid`] for groups.
-fn owner_gid(gid: u32) -> Option<rustix::fs::Gid> {
-    (gid != u32::MAX).then(|| rustix::fs::Gid::from_raw(gid))
+fn owner(id: u32) -> Option<u32> {
+    (id != u32::MAX).then_some(id)
 }
 
 /// Owner, xattrs, mode and times of a file just created, set on its descriptor.
-fn file_metadata(file: &File, meta: &EntryMetadata) -> FsResult<()> {
-    if let Err(e) = rustix::fs::fchown(file, owner_uid(meta.uid), owner_gid(meta.gid)) {
+fn file_metadata(sys: &dyn Syscalls, file: &File, meta: &EntryMetadata) -> FsResult<()> {
+    if let Err(e) = sys.fchown(file.as_fd(), owner(meta.uid), owner(meta.gid)) {
         if !meta.ignore_chown_errors {
-            return Err(fs_error(e, "lchown"));
+            return Err(io_error(e, "lchown"));
         }
     }
     for (key, value) in &meta.xattrs {
-        match rustix::fs::fsetxattr(file, key, value, rustix::fs::XattrFlags::empty()) {
-            Ok(()) | Err(Errno::OPNOTSUPP) => {}
-            Err(e) => return Err(fs_error(e, "setxattr")),
+        match sys.fset_xattr(file.as_fd(), key, value) {
+            Err(e) if e.raw_os_error() != Some(libc::EOPNOTSUPP) => {
+                return Err(io_error(e, "setxattr"))
+            }
+            _ => {}
         }
     }
     if let Some(mode) = meta.mode {

@@ -110,6 +110,15 @@ pub enum Call {
         /// Whether a symlink would be followed.
         follow: bool,
     },
+    /// [`super::Syscalls::fchown`].
+    Fchown {
+        /// The path the descriptor has.
+        path: PathBuf,
+        /// The new owner, if it changes.
+        uid: Option<u32>,
+        /// The new group, if it changes.
+        gid: Option<u32>,
+    },
     /// [`super::Syscalls::chmod`].
     Chmod {
         /// The path.
@@ -135,7 +144,8 @@ pub enum Call {
         /// The attribute.
         name: String,
     },
-    /// [`super::Syscalls::lset_xattr`].
+    /// [`super::Syscalls::lset_xattr`] and [`super::Syscalls::fset_xattr`] (the path the
+    /// descriptor has).
     SetXattr {
         /// The path.
         path: PathBuf,
@@ -143,6 +153,13 @@ pub enum Call {
         name: String,
         /// Its value.
         value: Vec<u8>,
+    },
+    /// [`super::Syscalls::lremove_xattr`].
+    RemoveXattr {
+        /// The path.
+        path: PathBuf,
+        /// The attribute.
+        name: String,
     },
     /// [`super::Syscalls::fs_get_xattr`].
     FsGetXattr {

@@ -198,6 +198,10 @@ impl Syscalls for LinuxSyscalls {
         rustix::fs::chownat(dir, path, uid(owner), gid(group), flags).map_err(io::Error::from)
     }
 
+    fn fchown(&self, fd: BorrowedFd<'_>, owner: Option<u32>, group: Option<u32>) -> io::Result<()> {
+        rustix::fs::fchown(fd, uid(owner), gid(group)).map_err(io::Error::from)
+    }
+
     fn chmod(&self, path: &Path, mode: u32) -> io::Result<()> {
         rustix::fs::chmod(path, Mode::from_raw_mode(mode)).map_err(io::Error::from)
     }
@@ -230,6 +234,15 @@ impl Syscalls for LinuxSyscalls {
     fn lset_xattr(&self, path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
         rustix::fs::lsetxattr(path, name, value, rustix::fs::XattrFlags::empty())
             .map_err(io::Error::from)
+    }
+
+    fn fset_xattr(&self, fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()> {
+        rustix::fs::fsetxattr(fd, name, value, rustix::fs::XattrFlags::empty())
+            .map_err(io::Error::from)
+    }
+
+    fn lremove_xattr(&self, path: &Path, name: &str) -> io::Result<()> {
+        rustix::fs::lremovexattr(path, name).map_err(io::Error::from)
     }
 
     fn fs_get_xattr(&self, dir: BorrowedFd<'_>) -> io::Result<FsXattr> {

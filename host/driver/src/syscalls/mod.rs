@@ -117,6 +117,10 @@ pub trait Syscalls: Send + Sync + fmt::Debug {
         flags: AtFlags,
     ) -> io::Result<()>;
 
+    /// `fchown(2)`: gives the open file `fd` the owner `uid` and group `gid` (`None` leaves
+    /// one as it is).
+    fn fchown(&self, fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()>;
+
     /// `chmod(2)`: sets the permission bits of `path` (following a symlink): how re-owning
     /// puts back the set-user/group-ID bits a chown cleared.
     fn chmod(&self, path: &Path, mode: u32) -> io::Result<()>;
@@ -139,6 +143,12 @@ pub trait Syscalls: Send + Sync + fmt::Debug {
     /// `lsetxattr(2)`: sets the xattr `name` of `path` (not following a symlink); `trusted.*`
     /// and `security.*` names need privilege.
     fn lset_xattr(&self, path: &Path, name: &str, value: &[u8]) -> io::Result<()>;
+
+    /// `fsetxattr(2)`: sets the xattr `name` of the open file `fd`.
+    fn fset_xattr(&self, fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()>;
+
+    /// `lremovexattr(2)`: removes the xattr `name` of `path` (not following a symlink).
+    fn lremove_xattr(&self, path: &Path, name: &str) -> io::Result<()>;
 
     /// `ioctl(FS_IOC_FSGETXATTR)`: the extended attributes (project ID, flags) of the
     /// directory `dir`.

@@ -9,8 +9,8 @@
 //!   kernel), `set_propagation` of a path that is not a mount point is `EINVAL`;
 //!   [`Syscalls::is_mount_point`] and [`Syscalls::mountinfo`] answer from it (after the lines
 //!   given with [`RecordingSyscalls::add_mountinfo`]);
-//! - xattrs set with `lset_xattr` or [`RecordingSyscalls::put_xattr`] are what `lget_xattr`
-//!   reads; project IDs and flags set with `fs_set_xattr` or
+//! - xattrs set with `lset_xattr`, `fset_xattr` or [`RecordingSyscalls::put_xattr`] are what
+//!   `lget_xattr` reads and `lremove_xattr` removes (`ENODATA` when there is none); project IDs and flags set with `fs_set_xattr` or
 //!   [`RecordingSyscalls::put_fs_xattr`] are what `fs_get_xattr` reads; project limits set
 //!   with `Q_XSETQLIM` are what `Q_XGETQUOTA` reads;
 //! - `mknod_at` leaves an empty regular file where the node would be, and btrfs subvolume
@@ -24,7 +24,8 @@
 //! a call fails with an errno (it is recorded all the same: it was made).
 //!
 //! Paths named through a descriptor are recorded as the path the descriptor has
-//! (`/proc/self/fd/N`), joined with the name given.
+//! (`/proc/self/fd/N`), joined with the name given; so are paths that start with
+//! `/proc/self/fd/N/` (how a confined tree names an entry for the `l*xattr` calls).
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -103,7 +104,27 @@ fn fd_path(fd: BorrowedFd<'_>) -> Option<PathBuf> {
 fn at_path(dir: BorrowedFd<'_>, path: &Path) -> PathBuf {
     match fd_path(dir) {
         Some(base) if !path.is_absolute() => base.join(path),
-        _ => path.to_path_buf(),
+        _ => shown(path),
+    }
+}
+
+/// `path` with a leading `/proc/self/fd/N` (how a confined tree names an entry for the
+/// `l*xattr` calls) replaced by the path descriptor N has.
+fn shown(path: &Path) -> PathBuf {
+    let mut parts = path.components();
+    let prefix: Vec<_> = parts.by_ref().take(4).collect();
+    let fd = match prefix.as_slice() {
+        [std::path::Component::RootDir, p, s, f]
+            if p.as_os_str() == "proc" && s.as_os_str() == "self" && f.as_os_str() == "fd" =>
+        {
+            parts.next()
+        }
+        _ => None,
+    };
+    let target = fd.and_then(|n| std::fs::read_link(Path::new("/proc/self/fd").join(n)).ok());
+    match target {
+        Some(target) => target.join(parts.as_path()),
+        None => path.to_path_buf(),
     }
 }
 
@@ -196,6 +217,19 @@ impl RecordingSyscalls {
             Some(errno) => Err(io::Error::from_raw_os_error(errno)),
             None => Ok(state),
         }
+    }
+
+    /// Records and models a set xattr.
+    fn set_xattr(&self, path: PathBuf, name: &str, value: &[u8]) -> io::Result<()> {
+        let mut state = self.record(Call::SetXattr {
+            path: path.clone(),
+            name: name.to_string(),
+            value: value.to_vec(),
+        })?;
+        state
+            .xattrs
+            .insert((path, name.to_string()), value.to_vec());
+        Ok(())
     }
 
     /// Records `call`, which changes nothing in the model.
@@ -411,9 +445,17 @@ impl Syscalls for RecordingSyscalls {
         })
     }
 
+    fn fchown(&self, fd: BorrowedFd<'_>, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+        self.plain(Call::Fchown {
+            path: path_of(fd),
+            uid,
+            gid,
+        })
+    }
+
     fn chmod(&self, path: &Path, mode: u32) -> io::Result<()> {
         self.plain(Call::Chmod {
-            path: path.to_path_buf(),
+            path: shown(path),
             mode,
         })
     }
@@ -444,26 +486,32 @@ impl Syscalls for RecordingSyscalls {
     }
 
     fn lget_xattr(&self, path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let path = shown(path);
         let state = self.record(Call::GetXattr {
-            path: path.to_path_buf(),
+            path: path.clone(),
             name: name.to_string(),
         })?;
-        Ok(state
-            .xattrs
-            .get(&(path.to_path_buf(), name.to_string()))
-            .cloned())
+        Ok(state.xattrs.get(&(path, name.to_string())).cloned())
     }
 
     fn lset_xattr(&self, path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-        let mut state = self.record(Call::SetXattr {
-            path: path.to_path_buf(),
+        self.set_xattr(shown(path), name, value)
+    }
+
+    fn fset_xattr(&self, fd: BorrowedFd<'_>, name: &str, value: &[u8]) -> io::Result<()> {
+        self.set_xattr(path_of(fd), name, value)
+    }
+
+    fn lremove_xattr(&self, path: &Path, name: &str) -> io::Result<()> {
+        let path = shown(path);
+        let mut state = self.record(Call::RemoveXattr {
+            path: path.clone(),
             name: name.to_string(),
-            value: value.to_vec(),
         })?;
-        state
-            .xattrs
-            .insert((path.to_path_buf(), name.to_string()), value.to_vec());
-        Ok(())
+        match state.xattrs.remove(&(path, name.to_string())) {
+            Some(_) => Ok(()),
+            None => Err(io::Error::from_raw_os_error(libc::ENODATA)),
+        }
     }
 
     fn fs_get_xattr(&self, dir: BorrowedFd<'_>) -> io::Result<FsXattr> {
