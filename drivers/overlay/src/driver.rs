@@ -21,26 +21,16 @@ use storage_driver::{
     GraphDriver, MountOpts,
 };
 
-use crate::features;
+use crate::features::{self, Features};
 use crate::getter::DiffDirGetter;
 use crate::layout::{is_plain_name, Layout, LINK_DIR};
-use crate::mount::{self, OverlaySpec};
+use crate::mount;
 use crate::options::{parse_options, OverlayOptions};
 use crate::quota::{Quota, QuotaControl};
 
 /// The most lower layers a layer may have: the kernel's overlay stack limit
 /// (`OVL_MAX_STACK`), which upstream's `maxDepth` also is.
 pub const MAX_DEPTH: usize = 500;
-
-/// What was found out about the kernel and filesystem at init.
-#[derive(Debug, Clone)]
-struct Features {
-    backing_fs: String,
-    supports_d_type: bool,
-    native_diff: bool,
-    metacopy: bool,
-    volatile: bool,
-}
 
 /// The overlay graph driver.
 #[derive(Debug)]
@@ -95,7 +85,7 @@ fn write_private(path: &Path, content: &str) -> DriverResult<()> {
 }
 
 /// Creates a directory unless it exists.
-fn ensure_dir(path: &Path, mode: u32) -> DriverResult<()> {
+pub(crate) fn ensure_dir(path: &Path, mode: u32) -> DriverResult<()> {
     match std::fs::DirBuilder::new()
         .recursive(true)
         .mode(mode)
@@ -185,7 +175,7 @@ impl OverlayDriver {
                 volatile: true,
             }
         } else {
-            Self::probe_kernel(
+            features::probe_kernel(
                 sys.as_ref(),
                 new_mount_api,
                 &home,
@@ -227,73 +217,6 @@ impl OverlayDriver {
             archive: Arc::clone(&init.archive),
             sys,
             new_mount_api,
-        })
-    }
-
-    /// Probes overlay support, metacopy, native diff and volatile, through the cache.
-    fn probe_kernel(
-        sys: &dyn Syscalls,
-        new_api: bool,
-        home: &Path,
-        run_home: &Path,
-        options: &OverlayOptions,
-        backing_fs: String,
-    ) -> DriverResult<Features> {
-        if matches!(backing_fs.as_str(), "aufs" | "overlayfs" | "ecryptfs") {
-            return Err(DriverError::NotSupported(format!(
-                "'overlay' is not supported over {backing_fs}, a mount_program is required"
-            )));
-        }
-        let supports_d_type = features::supports_d_type(home)
-            .map_err(|e| DriverError::io(format!("checking d_type in {}", home.display()), e))?;
-        if !supports_d_type {
-            return Err(DriverError::NotSupported(format!(
-                "'overlay' is not supported over {backing_fs} without d_type"
-            )));
-        }
-        if !features::check(run_home, "overlay", || {
-            features::probe_mount(sys, home, &[], new_api)
-        }) {
-            let reason = features::cached(run_home, "overlay")
-                .map(|(_, text)| text)
-                .unwrap_or_default();
-            return Err(DriverError::NotSupported(format!(
-                "kernel does not support overlay fs: {reason}"
-            )));
-        }
-        let mountopt = options.mount_options.join(",");
-        let metacopy_wanted = options.mount_options.iter().any(|o| o == "metacopy=on");
-        let metacopy = features::check(run_home, &format!("metacopy({mountopt})"), || {
-            if metacopy_wanted {
-                features::probe_mount(sys, home, &options.mount_options, new_api)
-            } else {
-                Err("metacopy not requested".to_string())
-            }
-        });
-        // Walking the upper dir gives a correct diff only when the kernel records every
-        // change there: metacopy and redirect_dir store renames and metadata-only
-        // copies in xattrs that a diff walk would miss.
-        let native_diff = features::check(run_home, &format!("native-diff({mountopt})"), || {
-            if metacopy_wanted
-                || options
-                    .mount_options
-                    .iter()
-                    .any(|o| o.starts_with("redirect_dir=") && o != "redirect_dir=off")
-            {
-                Err("Not using native diff for overlay, this may cause degraded performance for building images: metacopy or redirect_dir enabled".to_string())
-            } else {
-                Ok(())
-            }
-        });
-        let volatile = features::check(run_home, "volatile", || {
-            features::probe_mount(sys, home, &["volatile".to_string()], new_api)
-        });
-        Ok(Features {
-            backing_fs,
-            supports_d_type,
-            native_diff,
-            metacopy,
-            volatile,
         })
     }
 
@@ -341,6 +264,11 @@ impl OverlayDriver {
     /// Whether diffs are computed by walking the upper directory (spec §4.6).
     pub fn uses_native_diff(&self) -> bool {
         self.features.native_diff
+    }
+
+    /// Whether the kernel mounts `volatile` overlays here.
+    pub fn supports_volatile(&self) -> bool {
+        self.features.volatile
     }
 
     /// Undoes the private bind mount of the home made at init, as upstream's `Cleanup`
@@ -451,96 +379,6 @@ impl OverlayDriver {
         Ok(self.layout.dir(id)?.join("diff"))
     }
 
-    /// Describes the overlay mount of layer `id`.
-    fn mount_spec(&self, id: &str, dir: &Path, opts: &MountOpts) -> DriverResult<OverlaySpec> {
-        let read_only = opts.options.iter().any(|o| o == "ro") || self.layout.is_read_only(dir);
-        let mut options: Vec<String> = if opts.options.is_empty() {
-            self.options.mount_options.clone()
-        } else {
-            opts.options
-                .iter()
-                .filter(|o| *o != "ro")
-                .cloned()
-                .collect()
-        };
-        if !opts.mount_label.is_empty() && selinux_enabled() {
-            options.push(format!("context=\"{}\"", opts.mount_label));
-        }
-        if self.rootless() {
-            options.push("userxattr".to_string());
-        }
-        if opts.volatile && !read_only && self.features.volatile {
-            options.push("volatile".to_string());
-        }
-        let links = self.layout.lower_dirs(dir)?;
-        let mut relative_links: Vec<PathBuf> = Layout::read_lower_file(dir)
-            .map_err(|e| DriverError::io(format!("reading lower of layer {id}"), e))?
-            .into_iter()
-            .map(PathBuf::from)
-            .collect();
-        // Links of read-only stores cannot be named relative to our home.
-        if links.iter().any(|l| !l.starts_with(self.layout.home())) {
-            relative_links = links.clone();
-        }
-        // Upper directories moved aside by a change of ID mapping (`diff1`, ...) come
-        // right after the diff they were moved from, the layer's own first, as upstream
-        // mounts them; a lower's are reached through its link (`l/ABC/../diff1`).
-        let mut lowers = Vec::new();
-        let mut relative_lowers = Vec::new();
-        for extra in crate::idmap_update::own_extra_diffs(dir) {
-            relative_lowers.push(
-                extra
-                    .strip_prefix(self.layout.home())
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|_| extra.clone()),
-            );
-            lowers.push(extra);
-        }
-        for (link, relative) in links.into_iter().zip(relative_links) {
-            let extras = crate::idmap_update::own_extra_diffs(&link.join(".."));
-            lowers.push(link.clone());
-            relative_lowers.push(relative.clone());
-            for extra in extras {
-                // `own_extra_diffs` named them `<link>/../diffN`; keep that form.
-                if let Some(name) = extra.file_name() {
-                    relative_lowers.push(relative.join("..").join(name));
-                }
-                lowers.push(extra);
-            }
-        }
-        if lowers.is_empty() {
-            let empty = dir.join("empty");
-            ensure_dir(&empty, 0o700)?;
-            lowers.push(empty.clone());
-            relative_lowers.push(
-                empty
-                    .strip_prefix(self.layout.home())
-                    .map(Path::to_path_buf)
-                    .unwrap_or(empty),
-            );
-        }
-        let diff = dir.join("diff");
-        let upper = if read_only {
-            let rel = diff
-                .strip_prefix(self.layout.home())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|_| diff.clone());
-            lowers.insert(0, diff);
-            relative_lowers.insert(0, rel);
-            None
-        } else {
-            Some((diff, dir.join("work")))
-        };
-        Ok(OverlaySpec {
-            lowers,
-            relative_lowers,
-            relative_base: self.layout.home().to_path_buf(),
-            upper,
-            options,
-            target: self.layout.merged_dir(id, dir),
-        })
-    }
-
     /// Checks the layer's own link and repairs the home's links if it is missing.
     fn check_own_link(&self, dir: &Path) -> DriverResult<()> {
         if self.layout.is_read_only(dir) {
@@ -554,11 +392,6 @@ impl OverlayDriver {
         }
         Ok(())
     }
-}
-
-/// Whether SELinux is enabled, so mount labels mean something to the kernel.
-fn selinux_enabled() -> bool {
-    Path::new("/sys/fs/selinux/enforce").exists()
 }
 
 /// The first executable file named `name` in `$PATH`.

@@ -8,8 +8,10 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use storage_driver::syscalls::{FileType, Syscalls};
+use storage_driver::{DriverError, DriverResult};
 
 use crate::mount::{mount_overlay, unmount_target, OverlaySpec};
+use crate::options::OverlayOptions;
 
 /// The name upstream gives the filesystem at `path` (`extfs`, `xfs`, `tmpfs`, ...), or
 /// `<unknown>`.
@@ -131,6 +133,87 @@ pub fn probe_mount(
         let _ = unmount_target(sys, &spec.target);
     }
     result
+}
+
+/// What was found out about the kernel and filesystem at init.
+#[derive(Debug, Clone)]
+pub(crate) struct Features {
+    /// Upstream's name of the home's filesystem.
+    pub(crate) backing_fs: String,
+    /// Whether readdir reports file types there.
+    pub(crate) supports_d_type: bool,
+    /// Whether diffs are computed from the upper directory alone.
+    pub(crate) native_diff: bool,
+    /// Whether `metacopy=on` works.
+    pub(crate) metacopy: bool,
+    /// Whether `volatile` works.
+    pub(crate) volatile: bool,
+}
+
+/// Probes overlay support, metacopy, native diff and volatile, through the cache (the
+/// new mount API when `new_api`).
+pub(crate) fn probe_kernel(
+    sys: &dyn Syscalls,
+    new_api: bool,
+    home: &Path,
+    run_home: &Path,
+    options: &OverlayOptions,
+    backing_fs: String,
+) -> DriverResult<Features> {
+    if matches!(backing_fs.as_str(), "aufs" | "overlayfs" | "ecryptfs") {
+        return Err(DriverError::NotSupported(format!(
+            "'overlay' is not supported over {backing_fs}, a mount_program is required"
+        )));
+    }
+    let supports_d_type = supports_d_type(home)
+        .map_err(|e| DriverError::io(format!("checking d_type in {}", home.display()), e))?;
+    if !supports_d_type {
+        return Err(DriverError::NotSupported(format!(
+            "'overlay' is not supported over {backing_fs} without d_type"
+        )));
+    }
+    if !check(run_home, "overlay", || probe_mount(sys, home, &[], new_api)) {
+        let reason = cached(run_home, "overlay")
+            .map(|(_, text)| text)
+            .unwrap_or_default();
+        return Err(DriverError::NotSupported(format!(
+            "kernel does not support overlay fs: {reason}"
+        )));
+    }
+    let mountopt = options.mount_options.join(",");
+    let metacopy_wanted = options.mount_options.iter().any(|o| o == "metacopy=on");
+    let metacopy = check(run_home, &format!("metacopy({mountopt})"), || {
+        if metacopy_wanted {
+            probe_mount(sys, home, &options.mount_options, new_api)
+        } else {
+            Err("metacopy not requested".to_string())
+        }
+    });
+    // Walking the upper dir gives a correct diff only when the kernel records every
+    // change there: metacopy and redirect_dir store renames and metadata-only
+    // copies in xattrs that a diff walk would miss.
+    let native_diff = check(run_home, &format!("native-diff({mountopt})"), || {
+        if metacopy_wanted
+            || options
+                .mount_options
+                .iter()
+                .any(|o| o.starts_with("redirect_dir=") && o != "redirect_dir=off")
+        {
+            Err("Not using native diff for overlay, this may cause degraded performance for building images: metacopy or redirect_dir enabled".to_string())
+        } else {
+            Ok(())
+        }
+    });
+    let volatile = check(run_home, "volatile", || {
+        probe_mount(sys, home, &["volatile".to_string()], new_api)
+    });
+    Ok(Features {
+        backing_fs,
+        supports_d_type,
+        native_diff,
+        metacopy,
+        volatile,
+    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod getter;
 pub mod idmap_update;
 pub mod layout;
 pub mod mount;
+mod mount_spec;
 pub mod options;
 pub mod quota;
 
