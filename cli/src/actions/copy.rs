@@ -14,6 +14,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use storage_driver::confined;
 use storage_driver::idmap::IdMappings;
+use storage_driver::syscalls::{LinuxSyscalls, Syscalls};
 use storage_driver::ApplyDiffOpts;
 use storage_store::store::MountOptions;
 
@@ -299,7 +300,8 @@ fn copy_tree(
     })
 }
 
-/// Copies one non-directory entry (regular file or symlink) into `target_dir`.
+/// Copies one non-directory entry (regular file or symlink) into `target_dir`; the owner
+/// changes go through the toolkit's [`Syscalls`], as every privileged call does.
 fn copy_file(
     source_dir: &OwnedFd,
     name: &str,
@@ -341,12 +343,7 @@ fn copy_file(
             let mut src = std::fs::File::from(src);
             let mut dst = std::fs::File::from(dst);
             std::io::copy(&mut src, &mut dst)?;
-            rustix::fs::fchown(
-                dst.as_fd(),
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )
-            .map_err(io_err)?;
+            LinuxSyscalls.fchown(dst.as_fd(), Some(uid), Some(gid))?;
             // After chown, which clears set-id bits.
             rustix::fs::fchmod(dst.as_fd(), mode).map_err(io_err)?;
             let times = rustix::fs::Timestamps {
@@ -362,14 +359,13 @@ fn copy_file(
                 Err(e) => return Err(io_err(e)),
             }
             rustix::fs::symlinkat(link.as_c_str(), target_dir, target_name).map_err(io_err)?;
-            rustix::fs::chownat(
-                target_dir,
-                target_name,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
+            LinuxSyscalls.chown_at(
+                target_dir.as_fd(),
+                Path::new(target_name),
+                Some(uid),
+                Some(gid),
                 AtFlags::SYMLINK_NOFOLLOW,
-            )
-            .map_err(io_err)?;
+            )?;
         }
         other => {
             return Err(std::io::Error::other(format!(
