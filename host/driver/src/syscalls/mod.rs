@@ -3,8 +3,9 @@
 //! Mounting (classic `mount(2)`, the new mount API, bind mounts, propagation, unmounting),
 //! changing owners, making device nodes, `security.*` xattrs, xfs project quotas, btrfs
 //! subvolumes and qgroups, and the `syncfs` that decides whether a layer's data is on disk:
-//! every such call the drivers, the component host and the store make goes through
-//! [`Syscalls`]. [`LinuxSyscalls`] makes them (the one place of the toolkit with `unsafe`);
+//! every such call the drivers, confined trees, the component host, the store and `copy`
+//! make goes through [`Syscalls`]. [`LinuxSyscalls`] makes them (its fork, `quotactl` and
+//! ioctls are the toolkit's only `unsafe` besides dedup's unprivileged `FIDEDUPERANGE`);
 //! [`RecordingSyscalls`] records them with their arguments and answers as configured, so the
 //! logic around them (which mounts with which options, which owners, which quota limits,
 //! what happens when a flush fails) is unit-tested without root. Real-root tests of the
