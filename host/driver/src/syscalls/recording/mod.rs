@@ -1,4 +1,4 @@
-//! [`RecordingSyscalls`]: the test double of [`Syscalls`]. It makes no privileged call: it
+//! [`RecordingSyscalls`]: the test double of [`Syscalls`](crate::syscalls::Syscalls). It makes no privileged call: it
 //! records every call with its arguments ([`Call`]) and answers as configured, so tests run
 //! without root.
 //!
@@ -72,7 +72,7 @@ struct State {
     euid: u32,
 }
 
-/// The recording test double of [`Syscalls`] (see the module doc).
+/// The recording test double of [`Syscalls`](crate::syscalls::Syscalls) (see the module doc).
 #[derive(Default)]
 pub struct RecordingSyscalls {
     state: Mutex<State>,
@@ -176,7 +176,7 @@ impl RecordingSyscalls {
         self.lock().fs_xattrs.insert(dir.to_path_buf(), attr);
     }
 
-    /// Makes [`Syscalls::euid`] answer `euid` (0, root, until then: the double stands in for
+    /// Makes [`Syscalls::euid`](crate::syscalls::Syscalls::euid) answer `euid` (0, root, until then: the double stands in for
     /// a process that may make every call it records).
     pub fn set_euid(&self, euid: u32) {
         self.lock().euid = euid;
