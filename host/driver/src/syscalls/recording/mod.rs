@@ -1,6 +1,6 @@
 //! [`RecordingSyscalls`]: the test double of [`Syscalls`](crate::syscalls::Syscalls). It
-//! makes no privileged call: it records every call with its arguments ([`Call`]) and answers as configured, so tests run
-//! without root.
+//! makes no privileged call: it records every call with its arguments ([`Call`]) and answers
+//! as configured, so tests run without root.
 //!
 //! Its answers follow what the kernel would say, kept in a small model, so the code under
 //! test takes the same branches it would take for real:
