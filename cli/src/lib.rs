@@ -181,22 +181,36 @@ impl DebugLogger {
 }
 
 impl log::Log for DebugLogger {
+    /// Only the project's own crates: what wasmtime and cranelift log at debug level is
+    /// their business, and upstream prints nothing like it.
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Debug
+        metadata.level() <= log::Level::Debug && metadata.target().starts_with("storage")
     }
 
     fn log(&self, record: &log::Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
         let level = match record.level() {
             log::Level::Error => "error",
             log::Level::Warn => "warning",
             log::Level::Info => "info",
             _ => "debug",
         };
-        let _ = writeln!(
-            std::io::stderr().lock(),
-            "level={level} msg={}",
+        let line = format!(
+            "level={level} msg={}\n",
             gostr::quote(&record.args().to_string())
         );
+        // Straight to the file descriptor, not through `std::io::stderr()`: the command holds
+        // that lock while it runs, and a message from another thread (a compile worker, a
+        // pipeline thread) would wait for it forever.
+        let mut rest = line.as_bytes();
+        while !rest.is_empty() {
+            match rustix::io::write(rustix::stdio::stderr(), rest) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => rest = &rest[n..],
+            }
+        }
     }
 
     fn flush(&self) {}

@@ -254,13 +254,33 @@ pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     run_command(cmd, b"")
 }
 
+/// How long one command may run before the harness calls it hung, kills it and fails the
+/// test: a guard so a deadlock fails one test instead of stalling the whole run (no command
+/// of the suite comes near it).
+const HANG_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 fn run_command(mut cmd: Command, stdin: &[u8]) -> Output {
     let mut child = cmd.spawn().expect("starting the binary");
+    let pid = rustix::process::Pid::from_child(&child);
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        let hung = finished.recv_timeout(HANG_LIMIT).is_err();
+        if hung {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        hung
+    });
     if let Some(mut input) = child.stdin.take() {
         // A command that does not read its input closes the pipe early: not an error.
         let _ = input.write_all(stdin);
     }
     let out = child.wait_with_output().expect("waiting for the binary");
+    let _ = done.send(());
+    let hung = watchdog.join().expect("the watchdog thread");
+    assert!(
+        !hung,
+        "the command hung (killed after {HANG_LIMIT:?}): {cmd:?}"
+    );
     Output {
         code: out.status.code().unwrap_or(-1),
         stdout: out.stdout,

@@ -41,6 +41,21 @@ fn vfs_layers_mount_as_their_directory_and_diff_byte_identical() {
     assert!(all.contains("WIT Version: storage:plugin@0.3.0"), "{all}");
 }
 
+/// `--debug` on a fresh store, where the component is compiled first: the compiler's worker
+/// threads log too, and a logger that waited for the command's own stderr lock hung here.
+#[test]
+fn debug_logging_while_the_component_compiles_does_not_hang() {
+    let s = Scratch::new();
+    let o = s.run(&["--debug", "layers"]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.is_empty(), "a fresh store has no layers");
+    assert!(
+        o.stderr.lines().all(|l| l.starts_with("level=")),
+        "only the project's own debug lines: {}",
+        o.stderr
+    );
+}
+
 #[test]
 fn vfs_refuses_unknown_options_in_one_line() {
     let s = Scratch::new();

@@ -161,8 +161,10 @@ log=$run_dir/tap
 set +e
 (
     cd "$suite"
+    # BATS_TEST_TIMEOUT: a test that hangs fails after five minutes instead of stalling
+    # the run (the slowest test takes seconds).
     env STORAGE_BINARY="$binary" STORAGE_DRIVER="$driver" TMPDIR="$tests_tmp" \
-        bats --tap "${filter[@]}" .
+        BATS_TEST_TIMEOUT="${BATS_TEST_TIMEOUT:-300}" bats --tap "${filter[@]}" .
 ) 2>&1 | tee "$log"
 bats_rc=${PIPESTATUS[0]}
 set -e
