@@ -38,7 +38,7 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// A configuration file is not valid TOML or has a value of the wrong type.
+    /// A configuration file has a value of the wrong type or shape.
     #[error("parsing configuration file {path}: {message}")]
     Parse {
         /// The file.
@@ -46,6 +46,20 @@ pub enum ConfigError {
         /// What is wrong, on one line.
         message: String,
     },
+    /// A configuration file is not valid TOML (the parser's message, its first line only).
+    #[error("parsing configuration file {path}: {}", first_line(source.message()))]
+    Toml {
+        /// The file.
+        path: String,
+        /// The parser's error.
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
+/// The first line of a message (the TOML parser's go on with the offending line).
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or_default()
 }
 
 pub use storage_driver::PluginConfig;
@@ -233,11 +247,14 @@ pub fn parse_config(
 ) -> Result<LoadedConfig, ConfigError> {
     let parse_err = |message: String| ConfigError::Parse {
         path: source.to_string(),
-        message: message.lines().next().unwrap_or_default().to_string(),
+        message: first_line(&message).to_string(),
     };
     let root: toml::Table = text
         .parse()
-        .map_err(|e: toml::de::Error| parse_err(e.message().to_string()))?;
+        .map_err(|e: toml::de::Error| ConfigError::Toml {
+            path: source.to_string(),
+            source: e,
+        })?;
     let mut reader = TableReader {
         warnings: Vec::new(),
         source,
@@ -681,6 +698,12 @@ mod tests {
         );
         let e = parse_config("[storage\n", "f", &env).expect_err("syntax error");
         assert!(!e.to_string().contains('\n'), "{e}");
+        assert!(
+            e.to_string().starts_with("parsing configuration file f: "),
+            "{e}"
+        );
+        let source = std::error::Error::source(&e).expect("the parser's error is kept");
+        assert!(source.is::<toml::de::Error>(), "{source:?}");
     }
 
     #[test]

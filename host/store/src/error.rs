@@ -155,9 +155,19 @@ pub enum StoreError {
     /// A digest argument is not `algorithm:hex`.
     #[error("invalid digest {0:?}")]
     InvalidDigest(String),
-    /// Reading, decompressing or applying a layer archive failed.
+    /// Importing a layer archive failed: reading or decompressing the blob, recording its
+    /// tar-split, or the driver's apply.
     #[error("{0}")]
-    Archive(String),
+    Ingest(#[from] crate::ingest::IngestError),
+    /// The compressor of a diff could not be started.
+    #[error("{0}")]
+    Compress(#[source] crate::compress::CompressError),
+    /// Re-creating a layer's archive from its tar-split failed.
+    #[error("{0}")]
+    TarSplit(#[from] crate::tarsplit::TarSplitError),
+    /// Writing the compression trailer of a diff failed.
+    #[error("finishing the diff: {0}")]
+    FinishDiff(#[source] std::io::Error),
     /// An ID or digest prefix names several objects of one kind.
     #[error("{prefix:?} is ambiguous: it is a prefix of {}", candidates.join(", "))]
     Ambiguous {

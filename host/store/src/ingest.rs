@@ -47,14 +47,17 @@ pub struct DiffSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// Detecting the compression or starting the decoder failed.
-    #[error(transparent)]
+    #[error("{0}")]
     Compress(#[from] CompressError),
     /// The tar could not be recorded (malformed, truncated, repeated paths).
-    #[error(transparent)]
+    #[error("{0}")]
     TarSplit(#[from] TarSplitError),
     /// The driver failed to apply the tar.
-    #[error(transparent)]
-    Apply(DriverError),
+    #[error("{0}")]
+    Apply(#[source] DriverError),
+    /// A thread of the pipeline panicked (a bug, not a property of the blob).
+    #[error("{0}")]
+    Panicked(&'static str),
     /// Reading or decompressing the blob failed after the driver finished.
     #[error("{context}: {source}")]
     Io {
@@ -102,19 +105,14 @@ pub fn ingest_layer(
         let applied_up_to = reader.delivered;
         // Hang up before joining, so a producer blocked on a full channel stops.
         drop(reader);
-        let produced = producer.join().unwrap_or_else(|_| {
-            Err(IngestError::Io {
-                context: "reading the layer",
-                source: io::Error::other("the reading thread panicked"),
-            })
-        });
-        let recorded = recorder.join().unwrap_or_else(|_| {
-            Err((
-                TarSplitError::Corrupt("the tar-split thread panicked".to_string()),
-                0,
-            ))
-        });
+        let produced = producer.join().unwrap_or(Err(IngestError::Panicked(
+            "reading the layer: the reading thread panicked",
+        )));
+        let recorded = recorder.join();
         let produced = produced?;
+        let recorded = recorded.map_err(|_| {
+            IngestError::Panicked("recording tar-split: the tar-split thread panicked")
+        })?;
         let ids = match (recorded, consumed) {
             (Ok(ids), Ok(())) => ids,
             (Ok(_), Err(applying)) => return Err(applying),
@@ -192,6 +190,10 @@ fn produce(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(source) => {
+                    // `io::Error` is not `Clone`: the applying side gets a copy (kind and
+                    // text) only so that it stops here; the original, with its cause, is the
+                    // error reported (this thread's result wins). A send fails only when the
+                    // applying side has already stopped, which is as good.
                     let message = source.to_string();
                     let _ = chunks.send(Err(io::Error::new(source.kind(), message)));
                     return Err(IngestError::Io {

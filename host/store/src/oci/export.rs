@@ -288,8 +288,7 @@ fn write_layer(
     let (tmp, file) = out.temp_file()?;
     let mut compressed = HashingWriter::new(io::BufWriter::new(file));
     let written = (|| -> Result<(String, String, u64)> {
-        let encoder = compress::compressor(compression, &mut compressed)
-            .map_err(|e| OciError::Inconsistent(e.to_string()))?;
+        let encoder = compress::compressor(compression, &mut compressed)?;
         // Tar-split reassembly writes headers and payloads in small pieces; the encoder
         // gets them in large chunks, which is faster and compresses a small layer in one
         // call, as a tool compressing a whole tar in memory does.
@@ -320,7 +319,7 @@ fn write_layer(
     let (diff_id, digest, size) = match written {
         Ok(w) => w,
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
+            remove_leftover(&tmp);
             return Err(e);
         }
     };
@@ -445,7 +444,7 @@ impl LayoutWriter {
     fn commit_blob(&mut self, tmp: &Path, digest: &str) -> Result<()> {
         let path = self.blobs.path(digest)?;
         if path.exists() {
-            let _ = std::fs::remove_file(tmp);
+            remove_leftover(tmp);
             return Ok(());
         }
         let file = std::fs::File::open(tmp).map_err(|e| OciError::io("opening", tmp, e))?;
@@ -464,7 +463,7 @@ impl LayoutWriter {
         }
         let (tmp, mut file) = self.temp_file()?;
         if let Err(e) = file.write_all(data) {
-            let _ = std::fs::remove_file(&tmp);
+            remove_leftover(&tmp);
             return Err(OciError::io("writing", tmp, e));
         }
         drop(file);
@@ -493,15 +492,30 @@ impl LayoutWriter {
         write_public(&self.dir.join("index.json"), &bytes)
     }
 
-    /// Removes what this export added.
+    /// Removes what this export added. Best effort: it runs on the way out of the error
+    /// that is reported; what stays is logged.
     fn roll_back(&self) {
         if self.made_dir {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                log::warn!(
+                    "rolling back the export: removing {}: {e}",
+                    self.dir.display()
+                );
+            }
             return;
         }
         for path in &self.added {
-            let _ = std::fs::remove_file(path);
+            remove_leftover(path);
         }
+    }
+}
+
+/// Removes a temp file or an added file on the way out of an error, or a temp file whose
+/// blob was already there. Best effort: an export fails or succeeds on its own account, and
+/// a file left behind is named in the log.
+fn remove_leftover(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        log::warn!("removing {}: {e}", path.display());
     }
 }
 

@@ -100,6 +100,9 @@ pub enum OciError {
     /// The manifest and the config disagree, or a layer is not what the config says.
     #[error("{0}")]
     Inconsistent(String),
+    /// The compressor of an exported layer could not be started.
+    #[error("{0}")]
+    Compress(#[from] crate::compress::CompressError),
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),

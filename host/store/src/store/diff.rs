@@ -55,8 +55,7 @@ impl Ctx<'_> {
             Ok(n)
         };
         let mut tarsplit: Vec<u8> = Vec::new();
-        let summary = crate::ingest::ingest_layer(diff, &mut tarsplit, &mut apply)
-            .map_err(|e| StoreError::Archive(e.to_string()))?;
+        let summary = crate::ingest::ingest_layer(diff, &mut tarsplit, &mut apply)?;
         let path = self.tar_split_path(&record.id);
         crate::atomic::write_file(&path, &tarsplit, true)
             .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
@@ -220,7 +219,7 @@ impl Store {
                 crate::compress::CompressError::UnsupportedFormat(_) => {
                     StoreError::UnsupportedCompression
                 }
-                other => StoreError::Archive(other.to_string()),
+                other => StoreError::Compress(other),
             })?;
             let tar_split = ctx.tar_split_path(&l.id);
             let real_parent = (!l.parent.is_empty()).then(|| l.parent.clone());
@@ -239,9 +238,7 @@ impl Store {
                         StoreError::driver(format!("producing the diff of {}", l.id), e)
                     })?;
             }
-            writer
-                .finish()
-                .map_err(|e| StoreError::Archive(format!("finishing the diff: {e}")))?;
+            writer.finish().map_err(StoreError::FinishDiff)?;
             Ok(())
         })
     }
@@ -282,8 +279,7 @@ pub(super) fn reassemble_layer(
     let store = ctx.store;
     match store.driver.diff_getter(&layer.id) {
         Ok(mut getter) => {
-            crate::tarsplit::reassemble(tar_split_reader, getter.as_mut(), out)
-                .map_err(|e| StoreError::Archive(e.to_string()))?;
+            crate::tarsplit::reassemble(tar_split_reader, getter.as_mut(), out)?;
             Ok(())
         }
         Err(_) => {
@@ -308,7 +304,7 @@ pub(super) fn reassemble_layer(
             };
             let mut getter = MountedFiles { root };
             let result = crate::tarsplit::reassemble(tar_split_reader, &mut getter, out)
-                .map_err(|e| StoreError::Archive(e.to_string()));
+                .map_err(StoreError::from);
             let unmounted = if counted {
                 ctx.unmount_layer(&layer.id, false).map(|_| ())
             } else {

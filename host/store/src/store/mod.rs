@@ -189,6 +189,8 @@ impl Store {
 }
 
 #[cfg(test)]
+mod error_tests;
+#[cfg(test)]
 mod test_support;
 #[cfg(test)]
 mod tests;

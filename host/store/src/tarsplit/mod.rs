@@ -60,15 +60,35 @@ pub enum TarSplitError {
     /// A tar header is malformed.
     #[error("archive/tar: invalid tar header: {0}")]
     InvalidHeader(String),
+    /// The tar parser failed otherwise than on a malformed header or a truncation (which
+    /// it does not today: its only other errors are of I/O it does not do).
+    #[error("archive/tar: invalid tar header: {0}")]
+    Parser(#[source] ArchiveError),
     /// The tar ends inside a header or an entry's content.
     #[error("unexpected EOF in the layer tar")]
     UnexpectedEof,
     /// The tar uses a feature whose bytes cannot be re-created from the files.
     #[error("tar-split: {0} are not supported")]
     Unsupported(&'static str),
-    /// A tar-split line is not valid JSON or not an entry.
+    /// A tar-split record is inconsistent (an unknown entry type, a checksum that is not 8
+    /// bytes).
     #[error("corrupt tar-split data: {0}")]
     Corrupt(String),
+    /// The stored tar-split cannot be read or gunzipped.
+    #[error("corrupt tar-split data: {0}")]
+    Unreadable(#[source] io::Error),
+    /// A tar-split line is not valid JSON of a record.
+    #[error("corrupt tar-split data: {0}")]
+    Json(#[source] serde_json::Error),
+    /// A base64 field of a tar-split record does not decode.
+    #[error("corrupt tar-split data: {field}: {source}")]
+    Base64 {
+        /// The field (`payload`, `name_raw`).
+        field: &'static str,
+        /// The decoder's error.
+        #[source]
+        source: base64::DecodeError,
+    },
     /// A file's content does not match the checksum recorded at import.
     #[error("file integrity checksum failed for {0:?}")]
     ChecksumMismatch(String),
@@ -111,7 +131,7 @@ impl From<ArchiveError> for TarSplitError {
         match e {
             ArchiveError::UnexpectedEof => TarSplitError::UnexpectedEof,
             ArchiveError::InvalidHeader(m) => TarSplitError::InvalidHeader(m),
-            other => TarSplitError::InvalidHeader(other.to_string()),
+            other => TarSplitError::Parser(other),
         }
     }
 }

@@ -58,7 +58,7 @@ impl<R: Read> TarSplitReader<R> {
             }
             Ok((_, peeked)) => MaybeGzip::Plain(peeked),
             Err(CompressError::Io { source, .. }) => MaybeGzip::Failed(Some(source)),
-            Err(other) => MaybeGzip::Failed(Some(io::Error::other(other.to_string()))),
+            Err(other) => MaybeGzip::Failed(Some(io::Error::other(other))),
         };
         // tar-split is one JSON record per line (Go's `json.Encoder`): each line is parsed from
         // a slice, several times faster than serde_json's byte-at-a-time `io::Read` parsing.
@@ -76,20 +76,19 @@ impl<R: Read> TarSplitReader<R> {
             let n = self
                 .lines
                 .read_until(b'\n', &mut self.line)
-                .map_err(|e| TarSplitError::Corrupt(e.to_string()))?;
+                .map_err(TarSplitError::Unreadable)?;
             if n == 0 {
                 return Ok(None);
             }
             if self.line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            break serde_json::from_slice(&self.line)
-                .map_err(|e| TarSplitError::Corrupt(e.to_string()))?;
+            break serde_json::from_slice(&self.line).map_err(TarSplitError::Json)?;
         };
-        let decode = |field: &str, text: &str| {
+        let decode = |field: &'static str, text: &str| {
             BASE64
                 .decode(text)
-                .map_err(|e| TarSplitError::Corrupt(format!("{field}: {e}")))
+                .map_err(|source| TarSplitError::Base64 { field, source })
         };
         let payload = raw
             .payload

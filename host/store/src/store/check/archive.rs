@@ -4,13 +4,35 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use storage_archive::TarStreamReader;
+use storage_archive::{ArchiveError, TarStreamReader};
+use storage_driver::DriverError;
 
 use super::tree::Header;
 use crate::layers::LayerRecord;
 use crate::store::diff::reassemble_layer;
 use crate::store::layers::{find_layer, layer_mappings};
-use crate::store::Ctx;
+use crate::store::{Ctx, StoreError};
+
+/// Why a layer's archive could not be re-created or read for `check` (a problem of that
+/// layer in the report, in these words).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LayerArchiveError {
+    /// The pipe between the producer and the header reader could not be made.
+    #[error("{0}")]
+    Pipe(#[source] std::io::Error),
+    /// Re-creating the archive from its tar-split failed.
+    #[error("{0}")]
+    Reassemble(#[source] StoreError),
+    /// The driver's diff (a layer without tar-split) failed.
+    #[error("{0}")]
+    Diff(#[source] DriverError),
+    /// The re-created archive does not read as tar.
+    #[error("{0}")]
+    Read(#[source] ArchiveError),
+    /// The thread reading the headers panicked.
+    #[error("reading the archive failed")]
+    ReaderPanicked,
+}
 
 /// Digests and counts the bytes of a re-created archive while passing them to the reader
 /// that collects its headers.
@@ -32,17 +54,18 @@ impl<W: Write> Write for DigestTee<W> {
 
 /// Reads every header of an archive with the one tar parser, then whatever follows its end;
 /// an error is the archive's (upstream reads the diff with Go's tar reader in the same way).
-fn read_headers(reader: impl Read) -> Result<Vec<Header>, String> {
+fn read_headers(reader: impl Read) -> Result<Vec<Header>, ArchiveError> {
     let mut archive = TarStreamReader::new(reader);
     let mut headers = Vec::new();
     let failure = loop {
         match archive.next_entry() {
             Ok(Some(entry)) => headers.push(Header::from_entry(&entry)),
             Ok(None) => break None,
-            Err(e) => break Some(e.to_string()),
+            Err(e) => break Some(e),
         }
     };
-    // The writer must never block on a full pipe: drain to the end.
+    // The writer must never block on a full pipe: drain to the end. A read error only ends
+    // the drain (the writer then fails and says so); the archive's own error is kept.
     let _ = std::io::copy(&mut archive.into_inner(), &mut std::io::sink());
     match failure {
         Some(e) => Err(e),
@@ -69,9 +92,9 @@ impl Ctx<'_> {
         &mut self,
         layer: &LayerRecord,
         ro_index: Option<usize>,
-    ) -> Result<(Vec<Header>, String, u64), String> {
+    ) -> Result<(Vec<Header>, String, u64), LayerArchiveError> {
         let tar_split = self.check_tar_split_path(&layer.id, ro_index);
-        let (reader, writer) = std::io::pipe().map_err(|e| e.to_string())?;
+        let (reader, writer) = std::io::pipe().map_err(LayerArchiveError::Pipe)?;
         std::thread::scope(|scope| {
             let collector = scope.spawn(move || read_headers(reader));
             let mut tee = DigestTee {
@@ -79,7 +102,8 @@ impl Ctx<'_> {
                 out: writer,
             };
             let produced = if tar_split.exists() {
-                reassemble_layer(self, layer, &tar_split, &mut tee).map_err(|e| e.to_string())
+                reassemble_layer(self, layer, &tar_split, &mut tee)
+                    .map_err(LayerArchiveError::Reassemble)
             } else {
                 let parent = (!layer.parent.is_empty()).then_some(layer.parent.as_str());
                 let parent_mappings = parent
@@ -94,15 +118,15 @@ impl Ctx<'_> {
                         &parent_mappings,
                         &mut tee,
                     )
-                    .map_err(|e| e.to_string())
+                    .map_err(LayerArchiveError::Diff)
             };
             let DigestTee { digest, out } = tee;
             drop(out);
-            let headers = collector
-                .join()
-                .unwrap_or_else(|_| Err("reading the archive failed".to_string()));
+            let headers = collector.join();
             produced?;
-            let headers = headers?;
+            let headers = headers
+                .map_err(|_| LayerArchiveError::ReaderPanicked)?
+                .map_err(LayerArchiveError::Read)?;
             Ok((headers, digest.digest(), digest.count()))
         })
     }

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use storage_archive::{EntryKind, TarEntryHeader};
 use storage_driver::idmap::IdMappings;
@@ -275,16 +275,42 @@ impl Tree {
     }
 
     /// The tree under a mounted layer (symlinks not followed).
-    pub fn scan(dir: &Path) -> Result<Tree, String> {
+    pub fn scan(dir: &Path) -> Result<Tree, ScanError> {
         let mut tree = Tree::empty();
-        let root = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let root = std::fs::symlink_metadata(dir).map_err(ScanError::io(dir))?;
         tree.add(".", info_of(&root)?);
         scan_into(&mut tree, dir, "")?;
         Ok(tree)
     }
 }
 
-fn info_of(m: &std::fs::Metadata) -> Result<Info, String> {
+/// Why the tree of a mounted layer could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ScanError {
+    /// A directory or an entry could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The directory or entry.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The layer holds a socket, which no archive can (Go's tar writer's words).
+    #[error("archive/tar: sockets not supported")]
+    Socket,
+}
+
+impl ScanError {
+    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ScanError + '_ {
+        move |source| ScanError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+fn info_of(m: &std::fs::Metadata) -> Result<Info, ScanError> {
     let ft = m.file_type();
     use std::os::unix::fs::FileTypeExt;
     let typeflag = if ft.is_dir() {
@@ -300,7 +326,7 @@ fn info_of(m: &std::fs::Metadata) -> Result<Info, String> {
     } else if ft.is_fifo() {
         TYPE_FIFO
     } else {
-        return Err("archive/tar: sockets not supported".to_string());
+        return Err(ScanError::Socket);
     };
     Ok(Info {
         typeflag,
@@ -316,15 +342,11 @@ fn info_of(m: &std::fs::Metadata) -> Result<Info, String> {
     })
 }
 
-fn scan_into(tree: &mut Tree, dir: &Path, rel: &str) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+fn scan_into(tree: &mut Tree, dir: &Path, rel: &str) -> Result<(), ScanError> {
+    let entries = std::fs::read_dir(dir).map_err(ScanError::io(dir))?;
     let mut names: Vec<std::ffi::OsString> = Vec::new();
     for entry in entries {
-        names.push(
-            entry
-                .map_err(|e| format!("{}: {e}", dir.display()))?
-                .file_name(),
-        );
+        names.push(entry.map_err(ScanError::io(dir))?.file_name());
     }
     names.sort();
     for name in names {
@@ -333,7 +355,7 @@ fn scan_into(tree: &mut Tree, dir: &Path, rel: &str) -> Result<(), String> {
             Ok(m) => m,
             // Gone while walking: as upstream's walk, not an error.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(source) => return Err(ScanError::Io { path, source }),
         };
         let child = format!("{rel}{}", name.to_string_lossy());
         tree.add(&child, info_of(&m)?);
