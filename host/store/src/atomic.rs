@@ -40,7 +40,14 @@ pub fn write_file(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         Ok(())
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        // The write's error is the one to report; a temp file that stays is only garbage
+        // (no reader opens it). After a successful rename there is none to remove.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                log::warn!("removing {}: {e}", tmp.display());
+            }
+            _ => {}
+        }
     }
     result
 }

@@ -218,10 +218,14 @@ impl Created {
     /// is the one to report.
     fn roll_back(&self, store: &Store) {
         for image in self.images.iter().rev() {
-            let _ = store.delete(image);
+            if let Err(e) = store.delete(image) {
+                log::warn!("rolling back the import: deleting image {image}: {e}");
+            }
         }
         for layer in self.layers.iter().rev() {
-            let _ = store.delete_layer(layer);
+            if let Err(e) = store.delete_layer(layer) {
+                log::warn!("rolling back the import: deleting layer {layer}: {e}");
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::files::{mkdir_0700, remove_path};
+use super::files::{log_best_effort, mkdir_0700, remove_path};
 use super::images::find_image;
 use super::{ContainerOptions, Ctx, LayerOptions, Store, StoreError};
 use crate::containers::ContainerRecord;
@@ -121,10 +121,19 @@ impl Store {
                 ctx.save_containers()
             })();
             if let Err(e) = saved {
+                // Rolling back: the error to report is the one that got us here. A layer
+                // left behind is marked incomplete (the next writer removes it); a
+                // directory left behind belongs to no record.
                 ctx.st.containers.remove_id(&id);
-                let _ = ctx.remove_layer(&layer.id);
+                log_best_effort(
+                    format_args!("removing the layer of failed container {id}"),
+                    ctx.remove_layer(&layer.id),
+                );
                 for dir in self.container_dirs(&id) {
-                    let _ = remove_path(&dir);
+                    log_best_effort(
+                        format_args!("removing {} of failed container {id}", dir.display()),
+                        remove_path(&dir),
+                    );
                 }
                 return Err(e);
             }

@@ -43,6 +43,19 @@ pub(super) fn sync_filesystem(sys: &dyn Syscalls, path: &Path) -> Result<(), Sto
         .map_err(|e| StoreError::io("flushing the filesystem of", path, e))
 }
 
+/// The end of a best-effort step: a rollback on the way out of an error that is already
+/// being reported, or a cleanup whose work the next writer repeats. Its failure must neither
+/// hide the first error nor fail the command, so it is logged (`--debug` shows it), with
+/// `what` saying which step it was.
+pub(super) fn log_best_effort<T, E: std::fmt::Display>(
+    what: impl std::fmt::Display,
+    result: Result<T, E>,
+) {
+    if let Err(e) = result {
+        log::warn!("{what} (best effort, carrying on): {e}");
+    }
+}
+
 #[cfg(test)]
 #[path = "files_tests.rs"]
 mod without_root;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::files::{mkdir_0700, remove_path};
+use super::files::{log_best_effort, mkdir_0700, remove_path};
 use super::layers::optional_layer_id;
 use super::{Ctx, ImageOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
@@ -131,7 +131,12 @@ impl Store {
             for (key, data) in &content.big_data {
                 let path = dir.join(big_data_file_name(key));
                 if let Err(e) = crate::atomic::write_file(&path, data, true) {
-                    let _ = remove_path(&dir);
+                    // Rolling back a directory no record names yet: the write's error is
+                    // the one to report.
+                    log_best_effort(
+                        format_args!("removing {} of a failed image", dir.display()),
+                        remove_path(&dir),
+                    );
                     return Err(StoreError::io("writing", path.as_path(), e));
                 }
                 if !image.big_data_names.contains(key) {
@@ -146,7 +151,11 @@ impl Store {
             ctx.st.images.records.push(image.clone());
             if let Err(e) = ctx.save_images() {
                 ctx.st.images.remove_id(&image.id);
-                let _ = remove_path(&dir);
+                // Rolling back: the save's error is the one to report.
+                log_best_effort(
+                    format_args!("removing {} of a failed image", dir.display()),
+                    remove_path(&dir),
+                );
                 return Err(e);
             }
             Ok(image)

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use super::files::remove_path;
+use super::files::{log_best_effort, remove_path};
 use super::{Ctx, LayerOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
 use crate::layers::LayerRecord;
@@ -34,7 +34,11 @@ impl Ctx<'_> {
     /// Deletes layers left incomplete by a crash and stale temp dirs. Best effort: this
     /// must never make the command fail (spec §3.3).
     pub(super) fn clean_up_crash_leftovers(&mut self) {
-        let _ = remove_path(&self.store.layers_dir.join("tmp"));
+        // A stale temp dir only takes space, and the next writer tries again.
+        log_best_effort(
+            "removing the layers' temp dir",
+            remove_path(&self.store.layers_dir.join("tmp")),
+        );
         let ids: Vec<String> = self
             .st
             .layers
@@ -48,20 +52,44 @@ impl Ctx<'_> {
         }
         for id in &ids {
             log::debug!("Found incomplete layer {id:?}, deleting it");
-            let _ = self.driver().put(id);
+            // A layer that was never mounted has nothing to release; one that stays
+            // mounted makes the driver's removal below fail, which is logged there.
+            log_best_effort(
+                format_args!("releasing incomplete layer {id}"),
+                self.driver().put(id),
+            );
             self.discard_layer(id);
         }
-        let _ = self.save_layers();
-        let _ = self.save_mounts();
+        // Until these land, the records on disk still call the layers incomplete: a failed
+        // save leaves them for the next writer to clean up again, nothing is lost.
+        log_best_effort(
+            "saving the layers after the crash cleanup",
+            self.save_layers(),
+        );
+        log_best_effort(
+            "saving the mounts after the crash cleanup",
+            self.save_mounts(),
+        );
     }
 
     /// Removes what an incomplete layer may have left (driver data, tar-split, big data)
     /// and its record. Best effort: it runs on the way out of a failure or in crash
     /// cleanup, where a second error must not hide the first or fail the command.
+    /// What is left after a failed removal is data without a record, which `check` reports
+    /// ("not accounted for") and `check -r` removes.
     fn discard_layer(&mut self, id: &str) {
-        let _ = self.driver().remove(id);
-        let _ = remove_path(&self.tar_split_path(id));
-        let _ = remove_path(&self.layer_data_dir(id).join(id));
+        log_best_effort(
+            format_args!("removing the driver's data of layer {id}"),
+            self.driver().remove(id),
+        );
+        log_best_effort(
+            format_args!("removing the tar-split of layer {id}"),
+            remove_path(&self.tar_split_path(id)),
+        );
+        log_best_effort(
+            format_args!("removing the big data of layer {id}"),
+            remove_path(&self.layer_data_dir(id).join(id)),
+        );
         self.st.layers.remove_id(id);
     }
 
@@ -166,7 +194,12 @@ impl Ctx<'_> {
             }
             Err(e) => {
                 self.discard_layer(&id);
-                let _ = self.save_layers();
+                // The record on disk says incomplete: if this save fails, the next writer
+                // removes the layer; the error to report is the one that got us here.
+                log_best_effort(
+                    format_args!("saving the layers after discarding layer {id}"),
+                    self.save_layers(),
+                );
                 Err(e)
             }
         }
@@ -260,7 +293,11 @@ impl Ctx<'_> {
         };
         let id = self.st.layers.records[i].id.clone();
         if self.st.layers.records[i].mount_count > 0 {
-            let _ = self.driver().put(&id);
+            // As upstream's deleteInternal: a layer that cannot be unmounted is not removed
+            // (its files would be deleted through the mount).
+            self.driver()
+                .put(&id)
+                .map_err(|e| StoreError::driver(format!("unmounting layer {id}"), e))?;
             self.st.layers.records[i].mount_count = 0;
             self.st.layers.records[i].mount_point.clear();
             self.save_mounts()?;

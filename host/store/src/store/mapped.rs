@@ -62,7 +62,12 @@ impl Ctx<'_> {
                     .mapped_top_layers
                     .retain(|m| m != &copy.id);
             }
-            let _ = self.remove_layer(&copy.id);
+            // Rolling back: the save's error is the one to report; a copy left behind is
+            // marked incomplete and removed by the next writer.
+            super::files::log_best_effort(
+                format_args!("removing mapped copy {}", copy.id),
+                self.remove_layer(&copy.id),
+            );
             return Err(e);
         }
         Ok(copy.id)

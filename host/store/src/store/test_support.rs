@@ -15,6 +15,8 @@ use storage_driver::{
 
 /// IDs with this prefix fail to be created, after leaving some data behind (rollback tests).
 const DOOMED: &str = "doomed";
+/// Layers with IDs with this prefix cannot be unmounted (a busy mount).
+pub(super) const STUCK: &str = "stuck";
 
 pub(super) struct DirDriver {
     home: PathBuf,
@@ -115,7 +117,13 @@ impl GraphDriver for DirDriver {
         }
         Ok(self.dir(id))
     }
-    fn put(&self, _id: &str) -> DriverResult<()> {
+    fn put(&self, id: &str) -> DriverResult<()> {
+        if id.starts_with(STUCK) {
+            return Err(DriverError::io(
+                "unmount",
+                std::io::Error::from_raw_os_error(libc::EBUSY),
+            ));
+        }
         Ok(())
     }
     fn exists(&self, id: &str) -> bool {

@@ -109,7 +109,11 @@ impl Ctx<'_> {
         if !self.st.layers.has_id(id) {
             return Ok(());
         }
-        let _ = self.unmount_layer(id, true);
+        // A layer that stays mounted makes the removal below fail and be reported.
+        crate::store::files::log_best_effort(
+            format_args!("unmounting damaged layer {id}"),
+            self.unmount_layer(id, true),
+        );
         if let Some(e) = self.layer_in_use(id) {
             return Err(format!("deleting layer {id}: {e}"));
         }
