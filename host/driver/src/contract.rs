@@ -29,6 +29,26 @@ pub enum DriverError {
     /// An option given to the driver is unknown or malformed.
     #[error("{0}")]
     BadOption(String),
+    /// A layer ID that cannot name a directory (empty, `.`, `..`, with a `/` or a NUL).
+    #[error("invalid layer id {0:?}")]
+    InvalidLayerId(String),
+    /// The container's root (0:0) has no host IDs in the layer's ID mapping.
+    #[error("container root is not mapped to the host")]
+    UnmappedRoot,
+    /// A file's owner has no IDs in the layer's ID mapping (re-owning a layer).
+    #[error("owner {uid}:{gid} of {} is not in the layer's ID mapping", path.display())]
+    UnmappedOwner {
+        /// The file's user ID.
+        uid: u32,
+        /// The file's group ID.
+        gid: u32,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Project quotas cannot be used here or read (not enabled on the filesystem, a
+    /// directory that is not empty, no quota set for a directory).
+    #[error("{0}")]
+    Quota(String),
     /// The layer does not exist in the driver.
     #[error("layer {0:?} not known to the driver")]
     LayerNotFound(String),
@@ -41,6 +61,10 @@ pub enum DriverError {
     /// Applying or producing an archive failed.
     #[error(transparent)]
     Archive(#[from] storage_archive::ArchiveError),
+    /// The component runtime failed (loading or compiling a component, a guest stopped):
+    /// the component host's error.
+    #[error("component: {0}")]
+    Component(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A filesystem or system call failed.
     #[error("{context}: {source}")]
     Io {

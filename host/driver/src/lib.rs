@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 
 pub mod archive_runtime;
+pub mod cleanup;
 pub mod confined;
 mod contract;
 pub mod dedup;

@@ -150,13 +150,10 @@ fn reown_one(
     to_host: &IdMappings,
 ) -> DriverResult<()> {
     let (uid, gid) = remap_like_upstream(meta.uid(), meta.gid(), to_container, to_host)
-        .ok_or_else(|| {
-            DriverError::BadOption(format!(
-                "owner {}:{} of {} is not in the layer's ID mapping",
-                meta.uid(),
-                meta.gid(),
-                path.display()
-            ))
+        .ok_or_else(|| DriverError::UnmappedOwner {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            path: path.to_path_buf(),
         })?;
     if (uid, gid) == (meta.uid(), meta.gid()) {
         return Ok(());
@@ -482,6 +479,42 @@ mod without_root {
         let m = shifted(100_000);
         reown_tree(&sys, tmp.path(), &m, &m).unwrap();
         assert!(sys.calls().is_empty());
+    }
+
+    /// An owner the source mapping lacks is its own error, naming the owner and the path,
+    /// and nothing is chowned. (As root the directory is given such an owner first; as
+    /// anyone else, the user's own IDs are outside the mapping already.)
+    #[test]
+    fn an_unmapped_owner_is_reported_as_such() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("layer");
+        std::fs::create_dir(&root).unwrap();
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::lchown(&root, Some(5), Some(5)).unwrap();
+        }
+        let owner = std::fs::metadata(&root).unwrap();
+        let sys = RecordingSyscalls::new();
+        let err = reown_tree(&sys, &root, &shifted(100_000), &IdMappings::default()).unwrap_err();
+        match &err {
+            DriverError::UnmappedOwner { uid, gid, path } => {
+                assert_eq!((*uid, *gid), (owner.uid(), owner.gid()));
+                assert_eq!(path, &root);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "owner {}:{} of {} is not in the layer's ID mapping",
+                owner.uid(),
+                owner.gid(),
+                root.display()
+            )
+        );
+        assert!(
+            !sys.calls().iter().any(|c| matches!(c, Call::Chown { .. })),
+            "nothing chowned"
+        );
     }
 
     #[test]
