@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use storage_driver::archive_runtime::ArchiveProvider;
+use storage_driver::cleanup::log_failure;
 use storage_driver::dedup::{DedupResult, HashMethod};
 use storage_driver::idmap::IdMappings;
 use storage_driver::syscalls::Syscalls;
@@ -305,7 +306,7 @@ impl OverlayDriver {
         quota: Option<Quota>,
     ) -> DriverResult<()> {
         if !is_plain_name(id) {
-            return Err(DriverError::BadOption(format!("invalid layer id {id:?}")));
+            return Err(DriverError::InvalidLayerId(id.to_string()));
         }
         if self.layout.writable_dir(id).is_some() {
             // Debris of an interrupted create: upstream removes it and starts over.
@@ -321,9 +322,7 @@ impl OverlayDriver {
         } else {
             &opts.id_mappings
         };
-        let mut owner = mappings.to_host(0, 0).ok_or_else(|| {
-            DriverError::BadOption("container root is not mapped to the host".to_string())
-        })?;
+        let mut owner = mappings.to_host(0, 0).ok_or(DriverError::UnmappedRoot)?;
         // Upstream's defaultPerms; applying a layer sets the real root permissions.
         let mut diff_mode = 0o555;
         let parent_dir = match parent {
@@ -369,7 +368,12 @@ impl OverlayDriver {
             Ok(())
         })();
         if result.is_err() {
-            let _ = self.remove(id);
+            // The create's error is the one to report; what stays is debris the next
+            // create of this ID removes first.
+            log_failure(
+                format_args!("removing the debris of layer {id}"),
+                self.remove(id),
+            );
         }
         result
     }
@@ -463,10 +467,19 @@ impl GraphDriver for OverlayDriver {
             return Ok(());
         };
         if let Ok(short) = Layout::read_link_file(&dir) {
-            let _ = std::fs::remove_file(Layout::link_dir_of(&dir).join(short));
+            // A short link left behind points at nothing; upstream only logs it too.
+            log_failure(
+                "removing a layer's short link",
+                std::fs::remove_file(Layout::link_dir_of(&dir).join(short)),
+            );
         }
         let merged = dir.join("merged");
-        let _ = mount::unmount_target(self.syscalls(), &merged);
+        // As upstream, a failed unmount is logged: the removal below then fails on the
+        // busy mount point and says so.
+        log_failure(
+            format_args!("unmounting {}", merged.display()),
+            mount::unmount_target(self.syscalls(), &merged),
+        );
         std::fs::remove_dir_all(&dir)
             .map_err(|e| DriverError::io(format!("removing {}", dir.display()), e))?;
         if let Some(control) = &self.quota {
@@ -512,9 +525,16 @@ impl GraphDriver for OverlayDriver {
         mount::unmount_target(self.syscalls(), &merged)
             .map_err(|e| DriverError::io(format!("unmounting {}", merged.display()), e))?;
         if self.layout.is_read_only(&dir) {
-            // The mount point of a read-only store's layer was our only file for it.
-            let _ = std::fs::remove_dir(&merged);
-            let _ = std::fs::remove_dir(self.layout.own_dir(id));
+            // The mount point of a read-only store's layer was our only file for it; one
+            // left behind is an empty directory the next get uses again.
+            log_failure(
+                format_args!("removing {}", merged.display()),
+                std::fs::remove_dir(&merged),
+            );
+            log_failure(
+                format_args!("removing the directory of layer {id}"),
+                std::fs::remove_dir(self.layout.own_dir(id)),
+            );
             return Ok(());
         }
         // As upstream 1.60: merged/ never goes missing; the unmounted mount point is
@@ -531,8 +551,12 @@ impl GraphDriver for OverlayDriver {
         }
         std::fs::rename(&fresh, &merged).or_else(|e| {
             // rename(2) replaces only an empty directory; a non-empty merged/ (written
-            // to while unmounted) stays, and the spare goes.
-            let _ = std::fs::remove_dir(&fresh);
+            // to while unmounted) stays, and the spare goes (if it stays, the next put
+            // uses it).
+            log_failure(
+                format_args!("removing {}", fresh.display()),
+                std::fs::remove_dir(&fresh),
+            );
             if merged.is_dir() {
                 Ok(())
             } else {

@@ -54,9 +54,7 @@ pub fn update_layer_id_map(
             "changing the ID mapping of a layer of a read-only image store",
         ));
     }
-    let (uid, gid) = to_host.to_host(0, 0).ok_or_else(|| {
-        DriverError::BadOption("container root is not mapped to the host".to_string())
-    })?;
+    let (uid, gid) = to_host.to_host(0, 0).ok_or(DriverError::UnmappedRoot)?;
     let opts = MountOpts {
         mount_label: mount_label.to_string(),
         ..Default::default()
