@@ -59,16 +59,7 @@ pub struct DedupResult {
     pub deduped: u64,
 }
 
-/// The kernel's answer for one destination range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeOutcome {
-    /// This many bytes now share extents (may be fewer than asked: the kernel caps a call).
-    Deduped(u64),
-    /// The contents differ (`FILE_DEDUPE_RANGE_DIFFERS`).
-    Differs,
-    /// The destination was refused with this error (the call itself succeeded).
-    Refused(Errno),
-}
+pub use crate::syscalls::RangeOutcome;
 
 /// The `FIDEDUPERANGE` ioctl, one source range against one destination.
 pub trait Deduper {
@@ -87,27 +78,6 @@ pub trait Deduper {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct KernelDeduper;
 
-/// `struct file_dedupe_range` with one `struct file_dedupe_range_info` (linux/fs.h).
-#[repr(C)]
-#[derive(Default)]
-struct FileDedupeRangeOne {
-    src_offset: u64,
-    src_length: u64,
-    dest_count: u16,
-    reserved1: u16,
-    reserved2: u32,
-    dest_fd: i64,
-    dest_offset: u64,
-    bytes_deduped: u64,
-    status: i32,
-    reserved: u32,
-}
-
-/// `_IOWR(0x94, 54, struct file_dedupe_range)`: the header is 24 bytes.
-const FIDEDUPERANGE: libc::c_ulong = 0xC018_9436;
-/// `FILE_DEDUPE_RANGE_DIFFERS`.
-const FILE_DEDUPE_RANGE_DIFFERS: i32 = 1;
-
 impl Deduper for KernelDeduper {
     fn dedupe_range(
         &self,
@@ -116,34 +86,8 @@ impl Deduper for KernelDeduper {
         offset: u64,
         len: u64,
     ) -> Result<RangeOutcome, Errno> {
-        use std::os::fd::AsRawFd;
-        let mut arg = FileDedupeRangeOne {
-            src_offset: offset,
-            src_length: len,
-            dest_count: 1,
-            dest_fd: i64::from(dst.as_raw_fd()),
-            dest_offset: offset,
-            ..Default::default()
-        };
-        // SAFETY: `arg` is a properly laid out `file_dedupe_range` followed by exactly the
-        // one `file_dedupe_range_info` that `dest_count` announces; the kernel reads and
-        // writes only within it, and both descriptors are borrowed for the call.
-        #[allow(unsafe_code)]
-        let rc = unsafe {
-            libc::ioctl(
-                src.as_raw_fd(),
-                FIDEDUPERANGE as _,
-                &mut arg as *mut FileDedupeRangeOne,
-            )
-        };
-        if rc < 0 {
-            return Err(Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO));
-        }
-        Ok(match arg.status {
-            0 => RangeOutcome::Deduped(arg.bytes_deduped),
-            FILE_DEDUPE_RANGE_DIFFERS => RangeOutcome::Differs,
-            negative => RangeOutcome::Refused(Errno::from_raw_os_error(-negative)),
-        })
+        crate::syscalls::dedupe_range(src, dst, offset, len)
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))
     }
 }
 

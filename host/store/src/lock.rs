@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use storage_driver::syscalls::{set_record_lock_wait, RecordLock};
+
 /// Length of the last-write token at the start of every lock file.
 pub const TOKEN_LEN: usize = 64;
 
@@ -125,7 +127,7 @@ impl LockFile {
                 .unwrap_or_else(PoisonError::into_inner);
         }
         if holders.readers == 0 {
-            fcntl_lock(&self.shared.file, libc::F_RDLCK as libc::c_short)?;
+            fcntl_lock(&self.shared.file, RecordLock::Read)?;
         }
         holders.readers += 1;
         Ok(LockGuard {
@@ -153,7 +155,7 @@ impl LockFile {
                 .wait(holders)
                 .unwrap_or_else(PoisonError::into_inner);
         }
-        fcntl_lock(&self.shared.file, libc::F_WRLCK as libc::c_short)?;
+        fcntl_lock(&self.shared.file, RecordLock::Write)?;
         holders.writer = true;
         Ok(LockGuard {
             lock: self,
@@ -177,7 +179,7 @@ impl LockFile {
         }
         if !holders.writer && holders.readers == 0 {
             // Unlocking cannot fail on a valid descriptor; nothing useful to do if it did.
-            let _ = fcntl_lock(&self.shared.file, libc::F_UNLCK as libc::c_short);
+            let _ = fcntl_lock(&self.shared.file, RecordLock::Unlock);
         }
         self.shared.changed.notify_all();
     }
@@ -261,35 +263,15 @@ fn new_token() -> Token {
 
 /// Takes, changes or drops the process's whole-file record lock, waiting for other
 /// processes; an interrupted wait is retried every 10 ms as upstream does.
-fn fcntl_lock(file: &File, kind: libc::c_short) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let mut flock: libc::flock = unsafe_zeroed_flock();
-    flock.l_type = kind;
-    flock.l_whence = libc::SEEK_SET as libc::c_short;
-    flock.l_start = 0;
-    flock.l_len = 0;
+fn fcntl_lock(file: &File, kind: RecordLock) -> io::Result<()> {
+    use std::os::fd::AsFd;
     loop {
-        // SAFETY: fcntl(F_SETLKW) with a valid descriptor and a pointer to an initialised
-        // flock that lives for the whole call.
-        #[allow(unsafe_code)]
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLKW, &flock) };
-        if rc == 0 {
-            return Ok(());
+        match set_record_lock_wait(file.as_fd(), kind) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
         }
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            std::thread::sleep(Duration::from_millis(10));
-            continue;
-        }
-        return Err(err);
-    }
-}
-
-fn unsafe_zeroed_flock() -> libc::flock {
-    // SAFETY: libc::flock is plain old data; all-zero is a valid value.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::mem::zeroed()
     }
 }
 

@@ -1,7 +1,12 @@
 //! [`LinuxSyscalls`]: the real system calls, through rustix where it has them and `libc`
-//! where it does not (`quotactl`, the fork of [`Syscalls::mount_in_dir`]). The one module of
-//! the toolkit allowed `unsafe`: each block says why it is sound.
-#![allow(unsafe_code)]
+//! or nix where it does not (`quotactl`, the fork of [`Syscalls::mount_in_dir`]); and the
+//! few unprivileged calls that still need `unsafe` (the dedupe ioctl, fcntl record locks,
+//! `SIGPIPE`'s disposition, the fork of `storage unshare`). The one module of the workspace
+//! allowed `unsafe`: each block says why it is sound.
+#![allow(
+    unsafe_code,
+    reason = "the system-call module: raw ioctls, quotactl, fcntl and fork live here, each block with its SAFETY argument"
+)]
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -25,7 +30,7 @@ use super::btrfs::{
     QGROUP_LIMIT_MAX_RFER, QGROUP_STATUS_KEY, QUOTA_CTL_ENABLE, QUOTA_TREE_OBJECTID,
 };
 use super::xfs::{FsDiskQuota, FsXattr, ProjectQuotaCmd, FS_IOC_FSGETXATTR, FS_IOC_FSSETXATTR};
-use super::{mountinfo_has, Syscalls};
+use super::{mountinfo_has, CloneFlags, RangeOutcome, RecordLock, Syscalls};
 
 /// The system calls themselves.
 #[derive(Debug, Clone, Copy, Default)]
@@ -388,5 +393,202 @@ impl Syscalls for LinuxSyscalls {
 
     fn euid(&self) -> u32 {
         rustix::process::geteuid().as_raw()
+    }
+}
+
+/// `struct file_dedupe_range` with one `struct file_dedupe_range_info` (linux/fs.h).
+#[repr(C)]
+#[derive(Default)]
+struct FileDedupeRangeOne {
+    src_offset: u64,
+    src_length: u64,
+    dest_count: u16,
+    reserved1: u16,
+    reserved2: u32,
+    dest_fd: i64,
+    dest_offset: u64,
+    bytes_deduped: u64,
+    status: i32,
+    reserved: u32,
+}
+
+/// `_IOWR(0x94, 54, struct file_dedupe_range)`: the header is 24 bytes.
+const FIDEDUPERANGE: Opcode = 0xC018_9436;
+/// `FILE_DEDUPE_RANGE_DIFFERS`.
+const FILE_DEDUPE_RANGE_DIFFERS: i32 = 1;
+
+/// `ioctl(FIDEDUPERANGE)`: asks the kernel to make `len` bytes at `offset` of `dst` share
+/// the extents of the same range of `src`, if the bytes are equal. An `Err` is the call's
+/// own failure (`EOPNOTSUPP` on a filesystem without reflinks); the destination's answer is
+/// the [`RangeOutcome`].
+pub fn dedupe_range(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    offset: u64,
+    len: u64,
+) -> io::Result<RangeOutcome> {
+    use std::os::fd::AsRawFd;
+    let mut arg = FileDedupeRangeOne {
+        src_offset: offset,
+        src_length: len,
+        dest_count: 1,
+        dest_fd: i64::from(dst.as_raw_fd()),
+        dest_offset: offset,
+        ..Default::default()
+    };
+    // SAFETY: `FileDedupeRangeOne` lays out a `struct file_dedupe_range` followed by exactly
+    // the one `struct file_dedupe_range_info` its `dest_count` announces, so the kernel reads
+    // and writes only within `arg`, which lives for the call; the destination descriptor in
+    // it is borrowed for the call.
+    unsafe {
+        ioctl(
+            src,
+            Updater::<FIDEDUPERANGE, FileDedupeRangeOne>::new(&mut arg),
+        )
+    }?;
+    Ok(match arg.status {
+        0 => RangeOutcome::Deduped(arg.bytes_deduped),
+        FILE_DEDUPE_RANGE_DIFFERS => RangeOutcome::Differs,
+        negative => RangeOutcome::Refused(Errno::from_raw_os_error(negative.saturating_neg())),
+    })
+}
+
+/// `fcntl(F_SETLKW)` on the whole file `fd`: takes, changes or drops the process's record
+/// lock (POSIX locks belong to the process, not to the descriptor), waiting while another
+/// process holds a conflicting one. An interrupted wait fails with `EINTR`, for the caller to
+/// retry.
+pub fn set_record_lock_wait(fd: BorrowedFd<'_>, lock: RecordLock) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let kind = match lock {
+        RecordLock::Read => libc::F_RDLCK,
+        RecordLock::Write => libc::F_WRLCK,
+        RecordLock::Unlock => libc::F_UNLCK,
+    };
+    // SAFETY: `struct flock` is plain integers (and, on some architectures, padding), for
+    // which all zeros is a valid value.
+    let mut flock: libc::flock = unsafe { std::mem::zeroed() };
+    // The lock kinds and SEEK_SET are small constants that fit the C `short` fields.
+    flock.l_type = kind as libc::c_short;
+    flock.l_whence = libc::SEEK_SET as libc::c_short;
+    // Start 0 and length 0: the whole file, however long it grows.
+    flock.l_start = 0;
+    flock.l_len = 0;
+    // SAFETY: F_SETLKW takes a pointer to a `struct flock`, which `flock` is, initialised and
+    // alive for the whole call; the kernel only reads it. `fd` is borrowed for the call.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETLKW, &flock) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Gives `SIGPIPE` its default disposition back (the Rust runtime ignores it), so that
+/// writing to a closed pipe ends the process quietly, as it does a C or Go program.
+pub fn default_sigpipe() -> io::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: `signal` is unsafe because an installed handler runs at any point of any
+    // thread; SIG_DFL installs no handler, so no code of ours can run in signal context.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// A child made by [`fork_unshared`]: it has entered its new namespaces (or failed to) and
+/// waits for [`UnsharedChild::release`] before it runs its command.
+#[derive(Debug)]
+pub struct UnsharedChild {
+    /// Its process ID (to write its `/proc/PID/uid_map`, to wait for it).
+    pub pid: nix::unistd::Pid,
+    /// Read end: one byte from the child, 0 when `unshare` succeeded.
+    ready: OwnedFd,
+    /// Write end: one byte to the child, 0 to run the command; closed once written.
+    go: Option<OwnedFd>,
+}
+
+impl UnsharedChild {
+    /// Waits until the child has tried to enter its namespaces: whether it did.
+    pub fn wait_unshared(&self) -> bool {
+        let mut byte = [1u8; 1];
+        matches!(nix::unistd::read(self.ready.as_fd(), &mut byte), Ok(1)) && byte[0] == 0
+    }
+
+    /// Lets the child run its command (`run`), or makes it exit with status 1. Only the
+    /// first call counts.
+    pub fn release(&mut self, run: bool) {
+        if let Some(go) = self.go.take() {
+            // A child that is gone cannot read the byte; waiting for it tells the caller.
+            let _ = nix::unistd::write(go.as_fd(), &[if run { 0 } else { 1 }]);
+        }
+    }
+}
+
+/// The NULL-terminated array of pointers `execve` takes for `strings`, valid while they are.
+fn exec_array(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Forks a child that enters new namespaces (`unshare(2)` with `flags`), reports whether it
+/// could, waits for [`UnsharedChild::release`] and then runs `argv` (searched in `PATH`) with
+/// the environment `env` (`KEY=value` strings): the parent, which keeps its privilege in the
+/// outer namespaces, writes the child's ID maps in between. A command that cannot be run
+/// ends the child with status 127 (the shell's "command not found"); a failed `unshare` or
+/// a refusal, with status 1.
+pub fn fork_unshared(
+    flags: CloneFlags,
+    argv: &[CString],
+    env: &[CString],
+) -> io::Result<UnsharedChild> {
+    use nix::fcntl::OFlag;
+    use nix::unistd::ForkResult;
+
+    let Some(program) = argv.first() else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "no command"));
+    };
+    // execve's NULL-terminated arrays, built before the fork: the child must not allocate.
+    let argv_ptrs = exec_array(argv);
+    let env_ptrs = exec_array(env);
+    // Close-on-exec: the command does not inherit the handshake's pipes.
+    let (ready_r, ready_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    let (go_r, go_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(io::Error::from)?;
+    // SAFETY: after fork in a threaded process only async-signal-safe calls are allowed. The
+    // child makes only system calls (close, unshare, write, read, execve, _exit) on what was
+    // allocated before the fork (the pipes, `argv`, `env`), and never returns into Rust code.
+    match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
+        ForkResult::Child => {
+            drop(ready_r);
+            drop(go_w);
+            let status = match nix::sched::unshare(flags) {
+                Ok(()) => 0u8,
+                Err(_) => 1u8,
+            };
+            let _ = nix::unistd::write(ready_w.as_fd(), &[status]);
+            let mut byte = [1u8; 1];
+            let code = if status == 0
+                && matches!(nix::unistd::read(go_r.as_fd(), &mut byte), Ok(1))
+                && byte[0] == 0
+            {
+                // SAFETY: `program` and every pointer of the two arrays point at
+                // NUL-terminated strings of `argv` and `env`, which outlive the call, and
+                // both arrays end with a null pointer. It returns only when the command
+                // could not be run.
+                unsafe { libc::execvpe(program.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
+                127
+            } else {
+                1
+            };
+            // SAFETY: _exit ends the child at once, without running the parent's
+            // destructors, atexit handlers or buffer flushes, which must not run twice.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => Ok(UnsharedChild {
+            pid: child,
+            ready: ready_r,
+            go: Some(go_w),
+        }),
     }
 }

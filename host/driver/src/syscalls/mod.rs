@@ -4,15 +4,21 @@
 //! changing owners, making device nodes, `security.*` xattrs, xfs project quotas, btrfs
 //! subvolumes and qgroups, and the `syncfs` that decides whether a layer's data is on disk:
 //! every such call the drivers, confined trees, the component host, the store and `copy`
-//! make goes through [`Syscalls`]. [`LinuxSyscalls`] makes them (its fork, `quotactl` and
-//! ioctls are the toolkit's only `unsafe` besides dedup's unprivileged `FIDEDUPERANGE`);
-//! [`RecordingSyscalls`] records them with their arguments and answers as configured, so the
-//! logic around them (which mounts with which options, which owners, which quota limits,
-//! what happens when a flush fails) is unit-tested without root. Real-root tests of the
-//! drivers then prove [`LinuxSyscalls`] end to end.
+//! make goes through [`Syscalls`]. [`LinuxSyscalls`] makes them; [`RecordingSyscalls`]
+//! records them with their arguments and answers as configured, so the logic around them
+//! (which mounts with which options, which owners, which quota limits, what happens when a
+//! flush fails) is unit-tested without root. Real-root tests of the drivers then prove
+//! [`LinuxSyscalls`] end to end.
 //!
 //! A driver gets its implementation from [`crate::DriverInit::syscalls`] (the real one by
 //! default; a test puts the double there, or in the [`crate::DriverRegistry`]).
+//!
+//! The few unprivileged calls that need `unsafe` are functions here, beside the trait:
+//! [`dedupe_range`] (the `FIDEDUPERANGE` ioctl of `storage dedup`), [`set_record_lock_wait`]
+//! (the store's fcntl lock files), [`default_sigpipe`] and [`fork_unshared`] (the CLI's
+//! process setup and `storage unshare`). Their module, `linux.rs`, is the only one in the
+//! workspace allowed `unsafe` (the component host's loading of its own precompiled
+//! artifacts aside, which is no system call); each block states why it is sound.
 //!
 //! Errors are the kernel's, as [`io::Error`]s with their `errno`.
 
@@ -33,7 +39,11 @@ mod recording;
 pub mod xfs;
 
 pub use call::Call;
-pub use linux::LinuxSyscalls;
+pub use linux::{
+    dedupe_range, default_sigpipe, fork_unshared, set_record_lock_wait, LinuxSyscalls,
+    UnsharedChild,
+};
+pub use nix::sched::CloneFlags;
 pub use recording::RecordingSyscalls;
 pub use xfs::{FsDiskQuota, FsXattr, ProjectQuotaCmd};
 
@@ -231,6 +241,28 @@ pub trait Syscalls: Send + Sync + fmt::Debug {
             AtFlags::SYMLINK_NOFOLLOW,
         )
     }
+}
+
+/// The kind of a record lock, for [`set_record_lock_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordLock {
+    /// `F_RDLCK`: shared with other readers.
+    Read,
+    /// `F_WRLCK`: exclusive.
+    Write,
+    /// `F_UNLCK`: drops the lock.
+    Unlock,
+}
+
+/// The kernel's answer for one destination range of [`dedupe_range`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RangeOutcome {
+    /// This many bytes now share extents (may be fewer than asked: the kernel caps a call).
+    Deduped(u64),
+    /// The contents differ (`FILE_DEDUPE_RANGE_DIFFERS`).
+    Differs,
+    /// The destination was refused with this error (the call itself succeeded).
+    Refused(rustix::io::Errno),
 }
 
 /// The real implementation, shared: what [`crate::DriverInit`] and
