@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use storage_driver::archive_runtime::ArchiveProvider;
+use storage_driver::cleanup::log_failure;
 use storage_driver::dedup::{DedupResult, HashMethod};
 use storage_driver::idmap::IdMappings;
 use storage_driver::syscalls::Syscalls;
@@ -247,7 +248,7 @@ impl BtrfsDriver {
         image_layer: bool,
     ) -> DriverResult<()> {
         if !is_plain_name(id) {
-            return Err(DriverError::BadOption(format!("invalid layer id {id:?}")));
+            return Err(DriverError::InvalidLayerId(id.to_string()));
         }
         let size = parse_layer_options(&opts.storage_opt)?;
         if let Some(size) = size {
@@ -276,7 +277,12 @@ impl BtrfsDriver {
                             .map_err(|e| DriverError::io("btrfs", e))?;
                         if let Err(e) = subvolume::copy_contents(self.syscalls(), &parent_dir, &dir)
                         {
-                            let _ = self.remove(id);
+                            // The copy's error is the one to report; what stays is debris
+                            // the next create of this ID removes first.
+                            log_failure(
+                                format_args!("removing the debris of layer {id}"),
+                                self.remove(id),
+                            );
                             return Err(DriverError::io(
                                 format!("copying layer {parent} into layer {id}"),
                                 e,
@@ -289,7 +295,11 @@ impl BtrfsDriver {
         }
         let result = self.finish_layer(id, &dir, parent.is_none(), opts, size);
         if result.is_err() {
-            let _ = self.remove(id);
+            // As above: the error to report is the one that got us here.
+            log_failure(
+                format_args!("removing the debris of layer {id}"),
+                self.remove(id),
+            );
         }
         result
     }
@@ -311,9 +321,7 @@ impl BtrfsDriver {
             } else {
                 &opts.id_mappings
             };
-            let (uid, gid) = mappings.to_host(0, 0).ok_or_else(|| {
-                DriverError::BadOption("container root is not mapped to the host".to_string())
-            })?;
+            let (uid, gid) = mappings.to_host(0, 0).ok_or(DriverError::UnmappedRoot)?;
             if (uid, gid) != (0, 0) {
                 self.sys
                     .chown(dir, uid, gid)

@@ -77,8 +77,9 @@ fn check_image_store(store: &str) -> DriverResult<PathBuf> {
             "btrfs: image path {store:?} is not absolute.  Can not be relative"
         )));
     }
-    let meta = std::fs::metadata(path).map_err(|e| {
-        DriverError::BadOption(format!("btrfs: can't stat imageStore dir {store}: {e}"))
+    let meta = std::fs::metadata(path).map_err(|source| DriverError::OptionPath {
+        message: format!("btrfs: can't stat imageStore dir {store}"),
+        source,
     })?;
     if !meta.is_dir() {
         return Err(DriverError::BadOption(format!(

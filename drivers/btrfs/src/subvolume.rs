@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use storage_driver::syscalls::btrfs::FIRST_FREE_OBJECTID;
 use storage_driver::syscalls::Syscalls;
@@ -21,9 +21,36 @@ fn open_dir(path: &Path) -> io::Result<File> {
         .map_err(|e| annotate(e, "opening", path))
 }
 
-/// `e` with what was being done to which path.
-fn annotate(e: io::Error, what: &str, path: &Path) -> io::Error {
-    io::Error::new(e.kind(), format!("{what} {}: {e}", path.display()))
+/// `e` with what was being done to which path (`e` kept as the source, its kind kept).
+fn annotate(e: io::Error, what: impl Into<String>, path: &Path) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        PathError {
+            what: what.into(),
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        },
+    )
+}
+
+/// What was being done to which path, and the error it failed with.
+#[derive(Debug)]
+struct PathError {
+    what: String,
+    path: PathBuf,
+    source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl std::fmt::Display for PathError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.what, self.path.display(), self.source)
+    }
+}
+
+impl std::error::Error for PathError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
 }
 
 /// Whether `path` is the root of a subvolume (its inode is `BTRFS_FIRST_FREE_OBJECTID`);
@@ -51,7 +78,7 @@ pub fn snapshot(sys: &dyn Syscalls, source: &Path, dir: &Path, name: &OsStr) -> 
         .map_err(|e| {
             annotate(
                 e,
-                &format!("snapshotting {} as", source.display()),
+                format!("snapshotting {} as", source.display()),
                 &dir.join(name),
             )
         })
@@ -124,11 +151,11 @@ pub fn copy_contents(sys: &dyn Syscalls, src: &Path, dst: &Path) -> io::Result<(
     for entry in std::fs::read_dir(src).map_err(|e| annotate(e, "reading", src))? {
         let name = entry.map_err(|e| annotate(e, "reading", src))?.file_name();
         copy_tree(&mut from, name.as_bytes(), &mut to, name.as_bytes()).map_err(|e| {
-            io::Error::other(format!(
-                "copying {}: {}",
-                src.join(&name).display(),
-                e.message
-            ))
+            io::Error::other(PathError {
+                what: "copying".into(),
+                path: src.join(&name),
+                source: Box::new(e),
+            })
         })?;
     }
     let meta = std::fs::symlink_metadata(src).map_err(|e| annotate(e, "stat of", src))?;

@@ -91,7 +91,12 @@ impl<'a> LayerView<'a> {
 impl Drop for LayerView<'_> {
     fn drop(&mut self) {
         if self.mounted_here {
-            let _ = self.driver.put(&self.id);
+            // A drop has no caller to tell: the diff (or its error) is what is reported,
+            // and a view left mounted is logged (the next put of the layer retries).
+            storage_driver::cleanup::log_failure(
+                format_args!("releasing the view of layer {}", self.id),
+                self.driver.put(&self.id),
+            );
         }
     }
 }

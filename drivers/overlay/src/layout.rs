@@ -288,7 +288,11 @@ impl Layout {
             let path = entry.path();
             // A link whose layer is gone would otherwise shadow nothing forever.
             if std::fs::metadata(&path).is_err() {
-                let _ = std::fs::remove_file(&path);
+                // One that stays is tried again at the next repair.
+                storage_driver::cleanup::log_failure(
+                    format_args!("removing the dangling link {}", path.display()),
+                    std::fs::remove_file(&path),
+                );
             }
         }
         Ok(())

@@ -93,10 +93,9 @@ pub fn parse_options(options: &[String]) -> DriverResult<OverlayOptions> {
                 if value.is_empty() {
                     parsed.mount_program = None;
                 } else {
-                    std::fs::metadata(value).map_err(|e| {
-                        DriverError::BadOption(format!(
-                            "overlay: can't stat program {value:?}: {e}"
-                        ))
+                    std::fs::metadata(value).map_err(|source| DriverError::OptionPath {
+                        message: format!("overlay: can't stat program {value:?}"),
+                        source,
                     })?;
                     parsed.mount_program = Some(PathBuf::from(value));
                 }
@@ -141,8 +140,9 @@ fn check_image_store(store: &str) -> DriverResult<PathBuf> {
             "overlay: image path {store:?} is not absolute.  Can not be relative"
         )));
     }
-    let meta = std::fs::metadata(path).map_err(|e| {
-        DriverError::BadOption(format!("overlay: can't stat imageStore dir {store}: {e}"))
+    let meta = std::fs::metadata(path).map_err(|source| DriverError::OptionPath {
+        message: format!("overlay: can't stat imageStore dir {store}"),
+        source,
     })?;
     if !meta.is_dir() {
         return Err(DriverError::BadOption(format!(
@@ -224,6 +224,21 @@ mod tests {
     fn unknown_option_is_named() {
         let err = opts(&["overlay.bogus=1"]).expect_err("must fail");
         assert_eq!(err.to_string(), "overlay: unknown option overlay.bogus");
+    }
+
+    /// A path an option names that cannot be used keeps the I/O error as its source, under
+    /// upstream's message.
+    #[test]
+    fn an_unusable_image_store_keeps_its_cause() {
+        let err = opts(&["overlay.imagestore=/nonexistent/store"]).expect_err("missing");
+        assert_eq!(
+            err.to_string(),
+            "overlay: can't stat imageStore dir /nonexistent/store: No such file or directory (os error 2)"
+        );
+        let source = std::error::Error::source(&err)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("the stat's error");
+        assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -187,7 +187,7 @@ impl QuotaControl {
         // sure projects are accounted, or every sized layer would fail later.
         let info = control.sys.mountinfo().unwrap_or_default();
         if project_quota_mounted(&info, home) == Some(false) {
-            return Err(DriverError::BadOption(format!(
+            return Err(DriverError::Quota(format!(
                 "project quota is not enabled on the filesystem of {} (mount option prjquota)",
                 home.display()
             )));
@@ -242,7 +242,7 @@ impl QuotaControl {
                     let mut entries = std::fs::read_dir(dir)
                         .map_err(|e| DriverError::io(format!("reading {}", dir.display()), e))?;
                     if entries.next().is_some() {
-                        return Err(DriverError::BadOption(format!(
+                        return Err(DriverError::Quota(format!(
                             "can only set project ID on empty directories, {} is not empty",
                             dir.display()
                         )));
@@ -264,7 +264,7 @@ impl QuotaControl {
     /// The limits and usage the kernel has for the project of `dir`.
     pub fn get_quota(&self, dir: &Path) -> DriverResult<FsDiskQuota> {
         let id = self.lock().of(dir).ok_or_else(|| {
-            DriverError::BadOption(format!("quota not found for path : {}", dir.display()))
+            DriverError::Quota(format!("quota not found for path : {}", dir.display()))
         })?;
         let mut d = FsDiskQuota::default();
         let cmd = ProjectQuotaCmd::GetQuota;
@@ -407,6 +407,8 @@ fn make_backing_dev(sys: &dyn Syscalls, home: &Path) -> DriverResult<PathBuf> {
     };
     let made = match mknod() {
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+            // A node left by an earlier init; if it cannot go, the second mknod fails
+            // with EEXIST and that is reported.
             let _ = std::fs::remove_file(&tmp);
             mknod()
         }

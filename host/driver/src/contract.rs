@@ -29,6 +29,15 @@ pub enum DriverError {
     /// An option given to the driver is unknown or malformed.
     #[error("{0}")]
     BadOption(String),
+    /// An option names a file or directory that cannot be used.
+    #[error("{message}: {source}")]
+    OptionPath {
+        /// What is wrong with the option (`overlay: can't stat imageStore dir /x`).
+        message: String,
+        /// Why the path cannot be used.
+        #[source]
+        source: std::io::Error,
+    },
     /// A layer ID that cannot name a directory (empty, `.`, `..`, with a `/` or a NUL).
     #[error("invalid layer id {0:?}")]
     InvalidLayerId(String),
