@@ -27,9 +27,7 @@ fn main() {
 /// for upstream's Go binary, instead of an EPIPE error on every later write: the Rust
 /// runtime ignores SIGPIPE by default.
 fn restore_sigpipe() {
-    use nix::sys::signal::{signal, SigHandler, Signal};
-    // SAFETY: installing the default disposition runs no handler code, and nothing else
-    // in the process has started yet.
-    #[allow(unsafe_code)]
-    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    // It cannot fail for SIGPIPE; if it did, writes to a closed pipe would fail with EPIPE
+    // instead, which is still an orderly end.
+    let _ = storage_driver::syscalls::default_sigpipe();
 }

@@ -86,9 +86,15 @@ pub fn shared_mount() -> PathBuf {
     SHARED
         .get_or_init(|| {
             let fs = LoopBtrfs::new("s");
-            // SAFETY: registers a plain function with no arguments; it only reads a static
-            // that is set before it can run.
-            unsafe { nix::libc::atexit(unmount_shared) };
+            #[allow(
+                unsafe_code,
+                reason = "test harness: statics are never dropped, and atexit is the one hook left at the end of the test process"
+            )]
+            // SAFETY: atexit only stores the pointer of a plain `extern "C"` function with no
+            // arguments; that function only reads a static that is set before it can run.
+            unsafe {
+                nix::libc::atexit(unmount_shared)
+            };
             fs
         })
         .mnt()

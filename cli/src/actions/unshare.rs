@@ -7,13 +7,12 @@
 //! namespace, writes the child's ID maps and lets it exec the command.
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use nix::sched::{unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{fork, ForkResult, Gid, Group, Pid, Uid, User};
+use nix::unistd::{Gid, Group, Uid, User};
 use storage_driver::idmap::IdMap;
+use storage_driver::syscalls::{fork_unshared, CloneFlags, UnsharedChild};
 
 use super::{CliError, Ctx};
 use crate::idmaps;
@@ -95,77 +94,33 @@ pub fn unshare_command(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     }
 
     let _ = ctx.out.flush();
-    let (ready_r, ready_w) = nix::unistd::pipe().map_err(errno("pipe"))?;
-    let (go_r, go_w) = nix::unistd::pipe().map_err(errno("pipe"))?;
-    // SAFETY: the child only calls unshare, read, write, execvpe and _exit (everything it
-    // needs was allocated above), which is what is allowed after fork.
-    #[allow(unsafe_code)]
-    let forked = unsafe { fork() }.map_err(errno("fork"))?;
-    match forked {
-        ForkResult::Child => {
-            drop(ready_r);
-            drop(go_w);
-            child(&ready_w, &go_r, &argv, &env)
-        }
-        ForkResult::Parent { child } => {
-            drop(ready_w);
-            drop(go_r);
-            parent(ctx, child, &ready_r, go_w, &uid_map, &gid_map)
-        }
-    }
+    let child = fork_unshared(
+        CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS,
+        &argv,
+        &env,
+    )
+    .map_err(|e| CliError::io("fork", e))?;
+    parent(ctx, child, &uid_map, &gid_map)
 }
 
 fn errno(what: &'static str) -> impl Fn(nix::errno::Errno) -> CliError {
     move |e| CliError::io(what, std::io::Error::from(e))
 }
 
-/// In the child: enter new namespaces, wait for the maps, run the command.
-fn child(ready: &OwnedFd, go: &OwnedFd, argv: &[CString], env: &[CString]) -> ! {
-    let status = match unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS) {
-        Ok(()) => 0u8,
-        Err(_) => 1u8,
-    };
-    let _ = nix::unistd::write(ready.as_fd(), &[status]);
-    let mut byte = [0u8; 1];
-    if status == 0 && matches!(nix::unistd::read(go.as_fd(), &mut byte), Ok(1)) && byte[0] == 0 {
-        if let Some(program) = argv.first() {
-            let _ = nix::unistd::execvpe(program, argv, env);
-        }
-        // SAFETY: _exit is async-signal-safe; 127 is the shell's "command not found".
-        #[allow(unsafe_code)]
-        unsafe {
-            libc_exit(127)
-        }
-    }
-    #[allow(unsafe_code)]
-    unsafe {
-        libc_exit(1)
-    }
-}
-
-/// `_exit(2)`: leaves without running the parent's atexit handlers or flushing its buffers.
-#[allow(unsafe_code)]
-unsafe fn libc_exit(code: i32) -> ! {
-    nix::libc::_exit(code)
-}
-
 /// In the parent: write the child's ID maps, let it go, wait for it.
 fn parent(
     ctx: &mut Ctx<'_>,
-    child: Pid,
-    ready: &OwnedFd,
-    go: OwnedFd,
+    mut child: UnsharedChild,
     uid_map: &str,
     gid_map: &str,
 ) -> Result<i32, CliError> {
-    let mut byte = [1u8; 1];
-    let unshared = matches!(nix::unistd::read(ready.as_fd(), &mut byte), Ok(1)) && byte[0] == 0;
+    let pid = child.pid;
+    let unshared = child.wait_unshared();
     let mapped = unshared
-        && std::fs::write(format!("/proc/{child}/uid_map"), uid_map).is_ok()
-        && std::fs::write(format!("/proc/{child}/gid_map"), gid_map).is_ok();
-    let _ = nix::unistd::write(go.as_fd(), &[if mapped { 0 } else { 1 }]);
-    drop(go);
-    let status = waitpid(child, None).map_err(errno("waiting for the command"))?;
+        && std::fs::write(format!("/proc/{pid}/uid_map"), uid_map).is_ok()
+        && std::fs::write(format!("/proc/{pid}/gid_map"), gid_map).is_ok();
+    child.release(mapped);
+    let status = waitpid(pid, None).map_err(errno("waiting for the command"))?;
     if !unshared {
         return Err(CliError::Message(
             "error creating a user namespace".to_string(),
@@ -173,7 +128,7 @@ fn parent(
     }
     if !mapped {
         return Err(CliError::Message(format!(
-            "error writing the ID maps of process {child}"
+            "error writing the ID maps of process {pid}"
         )));
     }
     match status {

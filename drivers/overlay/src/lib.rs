@@ -11,8 +11,6 @@
 //! [`storage_driver::GraphDriver`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
-// Every system call that needs `unsafe` is made by the toolkit's `syscalls`.
-#![deny(unsafe_code)]
 
 pub mod archive_ops;
 pub mod archive_runtime;

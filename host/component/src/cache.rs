@@ -95,11 +95,18 @@ impl ComponentCache {
         if self.trusted_dir() {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
                 if meta.is_file() && only_root_writes(&meta) {
+                    // Not a system call: wasmtime marks loading native code `unsafe`, and
+                    // only this host can vouch for the artifact it wrote.
+                    #[allow(
+                        unsafe_code,
+                        reason = "loading a precompiled artifact trusts it; sound for the ones this host wrote (module docs)"
+                    )]
                     // SAFETY: the artifact is named by the key of these bytes and this host
                     // and sits in a root-only directory, owned by root and not writable by
                     // others: this host wrote it with `Engine::precompile_component` (module
                     // docs). wasmtime checks the header against the engine on top.
-                    if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
+                    let loaded = unsafe { Component::deserialize_file(engine, &path) };
+                    if let Ok(component) = loaded {
                         return Ok((component, true));
                     }
                 }

@@ -321,6 +321,42 @@ pub fn escape_mountinfo(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nix::sys::wait::{waitpid, WaitStatus};
+    use std::ffi::CString;
+
+    fn strings(list: &[&str]) -> Vec<CString> {
+        list.iter()
+            .map(|s| CString::new(*s).expect("no NUL"))
+            .collect()
+    }
+
+    /// Forks with no namespace to enter (so it needs no privilege), releases the child as
+    /// `run` says, and returns how it ended.
+    fn run_unshared(argv: &[&str], env: &[&str], run: bool) -> WaitStatus {
+        let mut child =
+            fork_unshared(CloneFlags::empty(), &strings(argv), &strings(env)).expect("fork");
+        assert!(child.wait_unshared());
+        child.release(run);
+        waitpid(child.pid, None).expect("waitpid")
+    }
+
+    #[test]
+    fn an_unshared_child_runs_its_command_with_its_environment_once_released() {
+        let status = run_unshared(&["sh", "-c", r#"test "$X" = y && exit 3"#], &["X=y"], true);
+        assert!(matches!(status, WaitStatus::Exited(_, 3)), "{status:?}");
+        // Refused: the command never runs.
+        let status = run_unshared(&["sh", "-c", "exit 3"], &[], false);
+        assert!(matches!(status, WaitStatus::Exited(_, 1)), "{status:?}");
+        // A command that cannot be run: the shell's "command not found".
+        let status = run_unshared(&["/nonexistent/command"], &[], true);
+        assert!(matches!(status, WaitStatus::Exited(_, 127)), "{status:?}");
+        assert_eq!(
+            fork_unshared(CloneFlags::empty(), &[], &[])
+                .expect_err("no command")
+                .kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
 
     #[test]
     fn mountinfo_escapes_round_trip() {
