@@ -161,7 +161,8 @@ pub fn driver_error(e: ComponentError) -> DriverError {
     }
 }
 
-/// One line for a component that was stopped or could not run.
+/// One line for a component that was stopped or could not run (the error itself kept as
+/// the source).
 fn stopped_error(e: ComponentError) -> DriverError {
     let line = match &e {
         ComponentError::Stopped {
@@ -180,7 +181,13 @@ fn stopped_error(e: ComponentError) -> DriverError {
             .unwrap_or_default()
             .to_string(),
     };
-    DriverError::io("archive", std::io::Error::other(line))
+    DriverError::io(
+        "archive",
+        std::io::Error::other(crate::error::Rephrased {
+            text: line,
+            source: e,
+        }),
+    )
 }
 
 /// The trap's own words from wasmtime's multi-line message (which carries a wasm backtrace).
@@ -217,6 +224,25 @@ mod tests {
         assert_eq!(
             oom.to_string(),
             "archive: component builtin:archive exceeded its memory limit during apply-diff"
+        );
+        // The line is what is shown; the component's error is kept whole behind it.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&oom);
+        let mut stopped = None;
+        while let Some(e) = cause {
+            if let Some(found) = e.downcast_ref::<ComponentError>() {
+                stopped = Some(found);
+            }
+            cause = e.source();
+        }
+        assert!(
+            matches!(
+                stopped,
+                Some(ComponentError::Stopped {
+                    reason: StopReason::OutOfMemory,
+                    ..
+                })
+            ),
+            "{oom:?}"
         );
     }
 

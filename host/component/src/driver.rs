@@ -141,7 +141,7 @@ impl DriverComponent {
             .data_mut()
             .table
             .push(home)
-            .map_err(|e| DriverError::io("lend home", std::io::Error::other(e.to_string())))?;
+            .map_err(|e| DriverError::io("lend home", std::io::Error::other(e)))?;
         let mut call = Call {
             owner: self,
             store,
@@ -472,7 +472,7 @@ impl Call<'_> {
             .data_mut()
             .table
             .push(value)
-            .map_err(|e| DriverError::io("lend", std::io::Error::other(e.to_string())))
+            .map_err(|e| DriverError::io("lend", std::io::Error::other(e)))
     }
 
     /// A trap stops the guest (the Store goes with `self`); an error it returned is the

@@ -63,6 +63,16 @@ pub enum ComponentError {
         /// wasmtime's explanation.
         message: String,
     },
+    /// The process-wide built-in component could not be made ready; every use reports the
+    /// first failure again.
+    #[error("component {name}: cannot instantiate: {source}")]
+    BuiltinUnavailable {
+        /// Which component.
+        name: String,
+        /// The first failure.
+        #[source]
+        source: std::sync::Arc<ComponentError>,
+    },
     /// The guest was stopped during a call; its Store has been dropped.
     #[error("component {name} {reason} during {call}: {message}")]
     Stopped {
@@ -101,10 +111,29 @@ impl From<ComponentError> for DriverError {
     fn from(e: ComponentError) -> Self {
         match e {
             ComponentError::Archive { source, .. } => DriverError::Archive(source),
-            other => {
-                let message = other.to_string();
-                DriverError::io("component", std::io::Error::other(message))
-            }
+            other => DriverError::Component(Box::new(other)),
         }
+    }
+}
+
+/// A component error shown in other words (on one line, without wasmtime's backtrace, or
+/// rephrased for the user), kept whole as the source.
+#[derive(Debug)]
+pub(crate) struct Rephrased {
+    /// What is shown.
+    pub text: String,
+    /// The error itself.
+    pub source: ComponentError,
+}
+
+impl std::fmt::Display for Rephrased {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::error::Error for Rephrased {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
     }
 }

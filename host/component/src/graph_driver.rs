@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use super::driver::{DriverComponent, LayerLocation};
 use super::engine::{LoadedComponent, Runtime, RuntimeConfig};
-use super::error::ComponentError;
+use super::error::{ComponentError, Rephrased};
 use super::host_fs::DriverHomes;
 use super::limits::PluginLimits;
 use super::mounts::LayerMounts;
@@ -104,13 +104,23 @@ fn is_backtrace_frame(line: &str) -> bool {
 }
 
 fn component_error(e: ComponentError) -> DriverError {
-    match DriverError::from(e) {
-        DriverError::Io { context, source } => DriverError::Io {
-            context,
-            source: std::io::Error::new(source.kind(), one_line(&source.to_string())),
-        },
-        other => other,
+    match e {
+        ComponentError::Archive { source, .. } => DriverError::Archive(source),
+        other => DriverError::Component(Box::new(on_one_line(other))),
     }
+}
+
+/// A component error whose text is kept on one line (see [`one_line`]).
+fn on_one_line(e: ComponentError) -> Rephrased {
+    Rephrased {
+        text: one_line(&e.to_string()),
+        source: e,
+    }
+}
+
+/// A driver component that cannot be loaded or linked.
+fn unusable(e: ComponentError) -> DriverError {
+    DriverError::ComponentUnusable(Box::new(on_one_line(e)))
 }
 
 /// Keeps an error of the guest on one line (see [`one_line`]).
@@ -183,7 +193,7 @@ impl ComponentGraphDriver {
             ComponentSource::Builtin { name, bytes } => runtime.load(name, bytes),
             ComponentSource::File(path) => runtime.load_file(path),
         }
-        .map_err(|e| DriverError::NotSupported(one_line(&e.to_string())))?;
+        .map_err(unusable)?;
         let image_stores = image_stores(name, &init.options);
         let component = DriverComponent::new(
             &runtime,
@@ -193,7 +203,7 @@ impl ComponentGraphDriver {
             init.options.clone(),
             &init.id_mappings,
         )
-        .map_err(|e| DriverError::NotSupported(one_line(&e.to_string())))?
+        .map_err(unusable)?
         .with_homes(other_homes(name, init, &image_stores)?);
         // `init` runs at every call; running it once now reports bad options at start-up,
         // as upstream's drivers do.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags};
+use storage_driver::cleanup::log_failure;
 use storage_driver::confined::{openat_beneath, Symlinks};
 use storage_driver::syscalls::{MountFlags, Syscalls, UnmountFlags};
 use storage_driver::{DriverError, DriverResult};
@@ -177,7 +178,7 @@ impl LayerMounts {
     /// Where the mounts of layer `id` go.
     fn dir(&self, id: &str) -> DriverResult<PathBuf> {
         if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-            return Err(DriverError::BadOption(format!("invalid layer ID {id:?}")));
+            return Err(DriverError::InvalidLayerId(id.to_string()));
         }
         Ok(self.root.join(id))
     }
@@ -202,10 +203,23 @@ impl LayerMounts {
             Ok(dir.join("merged"))
         })();
         if result.is_err() {
+            // Rolling back: the mount's error is the one to report. A mount that cannot be
+            // undone is logged, and then the directory stays: removing it recursively
+            // would delete through that mount, in the layer it shows.
+            let mut all_undone = true;
             for target in done.iter().rev() {
-                let _ = self.sys.unmount(target, UnmountFlags::DETACH);
+                all_undone &= log_failure(
+                    format_args!("undoing the mount on {}", target.display()),
+                    self.sys.unmount(target, UnmountFlags::DETACH),
+                )
+                .is_some();
             }
-            let _ = std::fs::remove_dir_all(&dir);
+            if all_undone {
+                log_failure(
+                    format_args!("removing {}", dir.display()),
+                    std::fs::remove_dir_all(&dir),
+                );
+            }
         }
         result
     }
@@ -281,7 +295,12 @@ fn perform_mount(sys: &dyn Syscalls, mount: &CheckedMount, target: &Path) -> Dri
             if !flags.is_empty() {
                 sys.remount(target, flags | MountFlags::BIND, "")
                     .map_err(|e| {
-                        let _ = sys.unmount(target, UnmountFlags::DETACH);
+                        // The remount's error is the one to report; a bind that stays is
+                        // logged, and the caller's rollback leaves its directory alone.
+                        log_failure(
+                            format_args!("undoing the bind mount on {}", target.display()),
+                            sys.unmount(target, UnmountFlags::DETACH),
+                        );
                         fail(e)
                     })?;
             }
@@ -500,6 +519,42 @@ mod without_root {
         );
         assert!(sys.mounted().is_empty());
         assert!(!tmp.path().join("m/L1").exists());
+    }
+
+    /// When the rollback cannot undo a mount, the layer's mount directory stays: a recursive
+    /// removal would go through the mount into what it shows (here, the bind's source).
+    #[test]
+    fn a_mount_the_rollback_cannot_undo_keeps_its_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let source = tmp.path().join("source");
+        std::fs::create_dir(&source).unwrap();
+        let sys = Arc::new(RecordingSyscalls::new());
+        sys.fail_when(|c| matches!(c, Call::Mount { .. }), libc::EINVAL);
+        sys.fail_when(|c| matches!(c, Call::Unmount { .. }), libc::EBUSY);
+        let mounts = LayerMounts::new(tmp.path().join("m"), sys.clone());
+        let shown = source.to_str().unwrap();
+        let err = mounts
+            .perform(
+                "L1",
+                &[
+                    checked("bind", &[shown], &[]),
+                    checked("overlay", &[shown], &[&format!("lowerdir={shown}")]),
+                ],
+            )
+            .unwrap_err();
+        assert!(err.to_string().starts_with("mount overlay on "), "{err}");
+        assert_eq!(
+            sys.calls().last(),
+            Some(&Call::Unmount {
+                target: tmp.path().join("m/L1/0"),
+                flags: UnmountFlags::DETACH
+            }),
+            "the undo was tried"
+        );
+        assert!(
+            tmp.path().join("m/L1/0").is_dir(),
+            "the mount point stays while something may be mounted on it"
+        );
     }
 
     #[test]

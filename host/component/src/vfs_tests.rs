@@ -349,6 +349,12 @@ fn a_component_that_is_not_a_driver_is_refused_in_one_line() {
     let message = err.to_string();
     assert!(!message.contains('\n'), "{message}");
     assert!(message.contains("archive.wasm"), "{message}");
+    assert!(message.starts_with("driver not supported: "), "{message}");
+    // Shown on one line, the component host's error is kept whole as the cause.
+    let cause = std::error::Error::source(&err)
+        .and_then(std::error::Error::source)
+        .and_then(|e| e.downcast_ref::<crate::ComponentError>());
+    assert!(cause.is_some(), "{err:?}");
 }
 
 #[test]

@@ -74,6 +74,11 @@ pub enum DriverError {
     /// the component host's error.
     #[error("component: {0}")]
     Component(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A driver component cannot be used: it does not compile, asks for what the host
+    /// never grants, or does not instantiate (upstream's words for a driver that cannot
+    /// start); the component host's error.
+    #[error("driver not supported: {0}")]
+    ComponentUnusable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A filesystem or system call failed.
     #[error("{context}: {source}")]
     Io {

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime::Store;
@@ -28,9 +28,10 @@ use convert::{apply_options_to_wit, changes_from_wit, diff_options_to_wit, id_ma
 pub const SYSTEM_CACHE_DIR: &str = "/var/cache/storage/components";
 
 /// The process-wide runtime and built-in archive component, made on first use (a command
-/// that runs no archive operation never loads wasmtime artifacts). A failure is kept as its
-/// message: every later use reports it again.
-static BUILTIN: OnceLock<Result<(Runtime, ArchiveComponent), String>> = OnceLock::new();
+/// that runs no archive operation never loads wasmtime artifacts). A failure is kept (shared):
+/// every later use reports it again.
+static BUILTIN: OnceLock<Result<(Runtime, ArchiveComponent), Arc<ComponentError>>> =
+    OnceLock::new();
 
 /// The cache directory of the process-wide runtime: [`SYSTEM_CACHE_DIR`] for root.
 fn process_cache_dir() -> Option<PathBuf> {
@@ -46,18 +47,18 @@ pub fn builtin() -> Result<&'static ArchiveComponent, ComponentError> {
         let runtime = Runtime::new(RuntimeConfig {
             cache_dir: process_cache_dir(),
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(Arc::new)?;
         let component = runtime
             .load(ARCHIVE_COMPONENT_NAME, ARCHIVE_COMPONENT)
             .and_then(|loaded| ArchiveComponent::new(&runtime, loaded, PluginLimits::default()))
-            .map_err(|e| e.to_string())?;
+            .map_err(Arc::new)?;
         Ok((runtime, component))
     });
     match loaded {
         Ok((_, component)) => Ok(component),
-        Err(message) => Err(ComponentError::Instantiate {
+        Err(first) => Err(ComponentError::BuiltinUnavailable {
             name: ARCHIVE_COMPONENT_NAME.to_string(),
-            message: message.clone(),
+            source: Arc::clone(first),
         }),
     }
 }
@@ -446,10 +447,11 @@ impl ArchiveComponent {
 
 impl Call<'_> {
     fn push<T: Send + 'static>(&mut self, value: T) -> Result<Resource<T>, ComponentError> {
-        self.store.data_mut().table.push(value).map_err(|e| {
-            self.owner
-                .io_error("lend".into(), std::io::Error::other(e.to_string()))
-        })
+        self.store
+            .data_mut()
+            .table
+            .push(value)
+            .map_err(|e| self.owner.io_error("lend".into(), std::io::Error::other(e)))
     }
 
     fn lend_dir(&mut self, path: &Path) -> Result<Resource<LentDir>, ComponentError> {
