@@ -182,50 +182,22 @@ fn print(path: &Path) -> Print {
 }
 
 fn xattrs(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+    // A list of names and a value are each at most 64 KiB (XATTR_LIST_MAX, XATTR_SIZE_MAX).
     let mut names = vec![0u8; 64 * 1024];
-    // SAFETY: the buffer is valid for its length and the path is NUL-terminated.
-    let n = unsafe { libc_llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
-    if n <= 0 {
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
         return Vec::new();
-    }
-    names.truncate(n as usize);
+    };
+    names.truncate(n);
     names
         .split(|b| *b == 0)
         .filter(|n| !n.is_empty())
         .map(|name| {
-            let cname = std::ffi::CString::new(name).expect("xattr names have no NUL");
             let mut value = vec![0u8; 64 * 1024];
-            // SAFETY: as above.
-            let m = unsafe {
-                libc_lgetxattr(
-                    c.as_ptr(),
-                    cname.as_ptr(),
-                    value.as_mut_ptr().cast(),
-                    value.len(),
-                )
-            };
-            value.truncate(m.max(0) as usize);
+            let m = rustix::fs::lgetxattr(path, name, &mut value[..]).unwrap_or(0);
+            value.truncate(m);
             (name.to_vec(), value)
         })
         .collect()
-}
-
-extern "C" {
-    #[link_name = "llistxattr"]
-    fn libc_llistxattr(
-        path: *const std::ffi::c_char,
-        list: *mut std::ffi::c_char,
-        size: usize,
-    ) -> isize;
-    #[link_name = "lgetxattr"]
-    fn libc_lgetxattr(
-        path: *const std::ffi::c_char,
-        name: *const std::ffi::c_char,
-        value: *mut std::ffi::c_void,
-        size: usize,
-    ) -> isize;
 }
 
 /// Every path under `root` (itself included) but the lent directories, printed.
