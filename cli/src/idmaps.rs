@@ -27,6 +27,19 @@ pub enum IdMapError {
         /// What is wrong.
         reason: String,
     },
+    /// A number of a `C:H:N` list does not parse.
+    #[error("parsing {kind} ID map {spec:?}: {number:?}: {source}")]
+    NotANumber {
+        /// `uid` or `gid`.
+        kind: &'static str,
+        /// The flag's value.
+        spec: String,
+        /// The piece that is not a number.
+        number: String,
+        /// The parser's error.
+        #[source]
+        source: std::num::ParseIntError,
+    },
     /// The user or group has no ranges in /etc/subuid or /etc/subgid.
     #[error("no subordinate ranges for {name:?} found in {file}")]
     NoRanges {
@@ -88,8 +101,12 @@ pub fn parse_id_map(spec: &str, kind: &'static str) -> Result<Vec<IdMap>, IdMapE
     let numbers = spec
         .split(':')
         .map(|n| {
-            n.parse::<u32>()
-                .map_err(|e| malformed(format!("{n:?}: {e}")))
+            n.parse::<u32>().map_err(|source| IdMapError::NotANumber {
+                kind,
+                spec: spec.to_string(),
+                number: n.to_string(),
+                source,
+            })
         })
         .collect::<Result<Vec<u32>, _>>()?;
     if numbers.len() % 3 != 0 {
@@ -176,6 +193,17 @@ mod tests {
         assert!(parse_id_map("0:1000", "uid").is_err());
         assert!(parse_id_map("0:x:1", "gid").is_err());
         assert_eq!(parse_id_map("", "uid"), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_number_that_does_not_parse_keeps_the_parsers_error() {
+        let err = parse_id_map("0:x:1", "gid").expect_err("x");
+        assert_eq!(
+            err.to_string(),
+            "parsing gid ID map \"0:x:1\": \"x\": invalid digit found in string"
+        );
+        let source = std::error::Error::source(&err).expect("a source");
+        assert!(source.is::<std::num::ParseIntError>(), "{source:?}");
     }
 
     #[test]

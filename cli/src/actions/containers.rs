@@ -41,7 +41,7 @@ pub fn containers(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 pub fn describe_container(
     c: &ContainerRecord,
     images: &[ImageRecord],
-    size: Result<i64, String>,
+    size: Result<i64, StoreError>,
 ) -> String {
     let mut lines = vec![format!("ID: {}", c.id)];
     lines.extend(c.names.iter().map(|n| format!("Name: {n}")));
@@ -75,11 +75,8 @@ pub fn container(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 }
 
 /// Upstream's `ContainerSize`: the container layer's diff size plus its big data.
-fn container_size(ctx: &Ctx<'_>, c: &ContainerRecord) -> Result<i64, String> {
-    let diff = ctx
-        .store
-        .diff_size(&c.layer, None)
-        .map_err(|e| e.to_string())?;
+fn container_size(ctx: &Ctx<'_>, c: &ContainerRecord) -> Result<i64, StoreError> {
+    let diff = ctx.store.diff_size(&c.layer, None)?;
     let data: i64 = c.big_data_sizes.values().sum();
     Ok(i64::try_from(diff).unwrap_or(i64::MAX).saturating_add(data))
 }
@@ -91,11 +88,12 @@ pub fn container_parent_owners(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     for c in &matched {
         let (uids, gids) = ctx.store.container_parent_owners(&c.id).map_err(|e| {
             // The store's message names the layer operation; say which command failed.
-            let msg = match e {
-                StoreError::LayerNotMounted => "layer is not mounted".to_string(),
-                other => other.to_string(),
-            };
-            CliError::Message(format!("ContainerParentOwner: {msg}"))
+            match e {
+                StoreError::LayerNotMounted => {
+                    CliError::Message("ContainerParentOwner: layer is not mounted".to_string())
+                }
+                other => CliError::context("ContainerParentOwner", other),
+            }
         })?;
         if ctx.inv.json() {
             print_json(ctx.out, &ParentOwners::new(&c.id, &uids, &gids))?;

@@ -49,10 +49,10 @@ pub fn parse_chown(spec: &str) -> Result<(u32, u32), CliError> {
     let (uid, gid) = spec.split_once(':').unwrap_or((spec, spec));
     let num = |s: &str, what: &str| {
         s.parse::<u32>().map_err(|e| {
-            CliError::Message(format!(
-                "error {} as a numeric {what}: {e}",
-                crate::gostr::quote(s)
-            ))
+            CliError::context(
+                format!("error {} as a numeric {what}", crate::gostr::quote(s)),
+                e,
+            )
         })
     };
     Ok((num(uid, "UID")?, num(gid, "GID")?))
@@ -84,20 +84,20 @@ impl Mounts<'_> {
             });
         };
         let layer = self.store.layer(name).map_err(|e| {
-            CliError::Message(format!(
-                "error finding layer {}: {e}",
-                crate::gostr::quote(name)
-            ))
+            CliError::context(
+                format!("error finding layer {}", crate::gostr::quote(name)),
+                e,
+            )
         })?;
         let opts = MountOptions {
             mount_label: layer.mount_label.clone(),
             ..Default::default()
         };
         let root = self.store.mount(&layer.id, &opts).map_err(|e| {
-            CliError::Message(format!(
-                "error mounting layer {}: {e}",
-                crate::gostr::quote(&layer.id)
-            ))
+            CliError::context(
+                format!("error mounting layer {}", crate::gostr::quote(&layer.id)),
+                e,
+            )
         })?;
         self.mounted.push(layer.id.clone());
         Ok(Side {
@@ -114,8 +114,11 @@ impl Mounts<'_> {
 impl Drop for Mounts<'_> {
     fn drop(&mut self) {
         for id in self.mounted.iter().rev() {
-            // An unmount failure leaves a mount count behind; `shutdown -f` clears it.
-            let _ = self.store.unmount(id, false);
+            // A drop has no caller to tell (the copy's own result is what is reported); an
+            // unmount failure leaves a mount count behind, which `shutdown -f` clears.
+            if let Err(e) = self.store.unmount(id, false) {
+                log::warn!("unmounting layer {id} after the copy: {e}");
+            }
         }
     }
 }
@@ -139,11 +142,14 @@ pub fn copy(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
         let source_loc = parse_location(source_spec);
         let source = mounts.side(&source_loc)?;
         copy_one(&source, &source_loc.path, &target, &target_loc.path, chown).map_err(|e| {
-            CliError::Message(format!(
-                "error copying {} to {}: {e}",
-                crate::gostr::quote(source_spec),
-                crate::gostr::quote(target_spec)
-            ))
+            CliError::io(
+                format!(
+                    "error copying {} to {}",
+                    crate::gostr::quote(source_spec),
+                    crate::gostr::quote(target_spec)
+                ),
+                e,
+            )
         })?;
     }
     Ok(0)

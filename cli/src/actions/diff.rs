@@ -150,7 +150,7 @@ pub fn apply_diff_using_staging_dir(ctx: &mut Ctx<'_>) -> Result<i32, CliError> 
             .join()
             .map_err(|_| CliError::Message("the tar thread panicked".into()))?;
         // The tar side's error explains a failed apply better than a broken stream does.
-        tarred.map_err(|e| CliError::Message(format!("{shown}: {e}")))?;
+        tarred.map_err(|e| CliError::context(shown, e))?;
         applied?;
         Ok(0)
     })

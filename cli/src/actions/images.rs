@@ -1,7 +1,7 @@
 //! Image commands: images, images-by-digest, image, create-image.
 
 use storage_store::images::ImageRecord;
-use storage_store::store::ImageOptions;
+use storage_store::store::{ImageOptions, StoreError};
 
 use super::{metadata_param, print_created, print_json, print_json_nil_slice, CliError, Ctx};
 use crate::outln;
@@ -116,7 +116,7 @@ pub fn images_by_digest(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 }
 
 /// The text `image` prints for one image (size line given by the caller).
-pub fn describe_image(image: &ImageRecord, size: Result<i64, String>) -> String {
+pub fn describe_image(image: &ImageRecord, size: Result<i64, StoreError>) -> String {
     let mut lines = vec![format!("ID: {}", image.id)];
     lines.extend(image.names.iter().map(|n| format!("Name: {n}")));
     lines.push(format!("Top Layer: {}", image.top_layer));
@@ -154,8 +154,8 @@ pub fn image(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 }
 
 /// The size upstream's `ImageSize` reports (see [`storage_store::store::Store::image_size`]).
-fn image_size(ctx: &Ctx<'_>, image: &ImageRecord) -> Result<i64, String> {
-    ctx.store.image_size(&image.id).map_err(|e| e.to_string())
+fn image_size(ctx: &Ctx<'_>, image: &ImageRecord) -> Result<i64, StoreError> {
+    ctx.store.image_size(&image.id)
 }
 
 /// `create-image [TOPLAYER]`.
@@ -223,8 +223,10 @@ mod tests {
             "ID: I\nName: n\nTop Layer: L\nDigest: sha256:d\nData: manifest\nSize: 12"
         );
         assert_eq!(
-            describe_image(&image, Err("boom".into())).lines().last(),
-            Some("Size unknown: boom")
+            describe_image(&image, Err(StoreError::SizeUnknown))
+                .lines()
+                .last(),
+            Some("Size unknown: size is not known")
         );
     }
 }

@@ -64,9 +64,8 @@ pub fn version(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 pub fn config(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let loaded = match ctx.inv.args.first() {
         Some(path) => config::load_file(std::path::Path::new(path), &config::ProcessEnvironment)
-            .map_err(|e| CliError::Message(format!("reload: {e}")))?,
-        None => config::load_default_options()
-            .map_err(|e| CliError::Message(format!("default: {e}")))?,
+            .map_err(|e| CliError::context("reload", e))?,
+        None => config::load_default_options().map_err(|e| CliError::context("default", e))?,
     };
     print_json(ctx.out, &loaded.options.to_go_json())?;
     Ok(0)
@@ -91,6 +90,7 @@ pub fn wipe(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 /// failure there is reported on stderr without changing the outcome.
 fn shutdown_after(ctx: &mut Ctx<'_>) {
     if let Err(e) = ctx.store.shutdown(true) {
+        // Saying so is all there is to do; a stderr that cannot take it leaves nothing else.
         let _ = writeln!(ctx.err, "shutdown: {e}");
     }
 }
@@ -263,7 +263,7 @@ pub fn dedup(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
             print_json(ctx.out, &GoError {})?;
             return Ok(1);
         }
-        Err(e) => return Err(CliError::Message(format!("dedup: {e}"))),
+        Err(e) => return Err(CliError::context("dedup", e)),
     };
     if ctx.inv.json() {
         print_json(ctx.out, &DedupJson::from(result))?;

@@ -78,6 +78,19 @@ pub enum CliError {
     /// The ID-mapping flags are inconsistent or malformed.
     #[error(transparent)]
     IdMap(#[from] crate::idmaps::IdMapError),
+    /// An OCI layout command failed (other than in the store).
+    #[error("{0}")]
+    Oci(#[source] storage_store::oci::OciError),
+    /// A step of the command failed: what it was (upstream's words before the colon) and
+    /// the error it failed with.
+    #[error("{context}: {source}")]
+    Context {
+        /// What was being done.
+        context: String,
+        /// The step's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// A message of the CLI itself (bad flag combination, bad argument).
     #[error("{0}")]
     Message(String),
@@ -89,6 +102,17 @@ impl CliError {
         CliError::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// Wraps the error of a step of the command with what the step was.
+    pub fn context(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        CliError::Context {
+            context: context.into(),
+            source: source.into(),
         }
     }
 }

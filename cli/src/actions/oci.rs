@@ -14,7 +14,7 @@ impl From<OciError> for CliError {
     fn from(e: OciError) -> Self {
         match e {
             OciError::Store(s) => CliError::Store(s),
-            other => CliError::Message(other.to_string()),
+            other => CliError::Oci(other),
         }
     }
 }
