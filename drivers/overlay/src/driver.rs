@@ -18,16 +18,19 @@ use storage_driver::dedup::{DedupResult, HashMethod};
 use storage_driver::idmap::IdMappings;
 use storage_driver::syscalls::Syscalls;
 use storage_driver::{
-    ApplyDiffOpts, Change, CreateOpts, DriverError, DriverInit, DriverResult, FileGetter,
-    GraphDriver, MountOpts,
+    ApplyDiffOpts, Change, CreateOpts, DriverError, DriverResult, FileGetter, GraphDriver,
+    MountOpts,
 };
 
-use crate::features::{self, Features};
+use crate::features::Features;
 use crate::getter::DiffDirGetter;
-use crate::layout::{is_plain_name, Layout, LINK_DIR};
+use crate::layout::{is_plain_name, Layout};
 use crate::mount;
-use crate::options::{parse_options, OverlayOptions};
+use crate::options::OverlayOptions;
 use crate::quota::{Quota, QuotaControl};
+
+mod create;
+mod init;
 
 /// The most lower layers a layer may have: the kernel's overlay stack limit
 /// (`OVL_MAX_STACK`), which upstream's `maxDepth` also is.
@@ -71,20 +74,6 @@ pub(crate) fn mkdir(
     Ok(())
 }
 
-/// Writes a file readable only by root (mode 0600), like upstream's flag files.
-fn write_private(path: &Path, content: &str) -> DriverResult<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| DriverError::io(format!("writing {}", path.display()), e))?;
-    file.write_all(content.as_bytes())
-        .map_err(|e| DriverError::io(format!("writing {}", path.display()), e))
-}
-
 /// Creates a directory unless it exists.
 pub(crate) fn ensure_dir(path: &Path, mode: u32) -> DriverResult<()> {
     match std::fs::DirBuilder::new()
@@ -98,129 +87,6 @@ pub(crate) fn ensure_dir(path: &Path, mode: u32) -> DriverResult<()> {
 }
 
 impl OverlayDriver {
-    /// Starts the driver: parses options, prepares the home and run home, probes the
-    /// kernel (answers cached in the run root) and makes the home a private mount. The
-    /// system calls are `init.syscalls`.
-    pub fn new(init: &DriverInit) -> DriverResult<Self> {
-        let sys = Arc::clone(&init.syscalls);
-        let mut options = parse_options(&init.options)?;
-        if init.home.as_os_str().is_empty() || init.run_root.as_os_str().is_empty() {
-            // Relative to whatever the working directory is would scatter state.
-            return Err(DriverError::BadOption(
-                "overlay: the driver needs a home and a run root".to_string(),
-            ));
-        }
-        ensure_dir(&init.home, 0o700)?;
-        // Mount points appear resolved in /proc/self/mountinfo: work with the resolved
-        // home so a symlinked graph root does not hide our own mounts from us.
-        let home = std::fs::canonicalize(&init.home)
-            .map_err(|e| DriverError::io(format!("resolving {}", init.home.display()), e))?;
-        ensure_dir(&home.join(LINK_DIR), 0o755)?;
-        let name = home
-            .file_name()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("overlay"));
-        let run_home = init.run_root.join(name);
-        ensure_dir(&run_home, 0o700)?;
-
-        let backing_fs = features::backing_fs_name(&home);
-        if options.force_mask.is_some() && options.mount_program.is_none() {
-            return Err(DriverError::BadOption(
-                "'force_mask' is supported only with 'mount_program'".to_string(),
-            ));
-        }
-        let wants_quota = options.quota_size > 0 || options.quota_inodes > 0;
-        // Like upstream, project quotas are tried on every xfs home; they are an error
-        // only when `size` or `inodes` asked for them.
-        let quota = if backing_fs == "xfs" {
-            match QuotaControl::new(Arc::clone(&sys), &home) {
-                Ok(control) => Some(control),
-                Err(e) if wants_quota => {
-                    return Err(DriverError::BadOption(format!(
-                        "storage options overlay.size and overlay.inodes not supported. Filesystem does not support Project Quota: {e}"
-                    )))
-                }
-                Err(_) => None,
-            }
-        } else if wants_quota {
-            return Err(DriverError::BadOption(format!(
-                "storage option overlay.size and overlay.inodes only supported for backingFS XFS. Found {backing_fs}"
-            )));
-        } else {
-            None
-        };
-        let flag_file = home.join(".has-mount-program");
-        let had_program = std::fs::read_to_string(&flag_file)
-            .map(|t| t.trim() == "true")
-            .unwrap_or(false);
-        if had_program && options.mount_program.is_none() {
-            // Layers written through fuse-overlayfs keep AUFS `.wh.` whiteouts that the
-            // kernel's overlay would show as files: keep using a mount program.
-            options.mount_program = Some(find_in_path("fuse-overlayfs").ok_or_else(|| {
-                DriverError::NotSupported(format!(
-                    "{} was set up with a mount program; set overlay.mount_program",
-                    home.display()
-                ))
-            })?);
-        }
-        let uses_program = options.mount_program.is_some();
-        write_private(&flag_file, if uses_program { "true" } else { "false" })?;
-        let new_mount_api = !uses_program && mount::new_api_available(sys.as_ref());
-
-        let features = if uses_program {
-            Features {
-                backing_fs,
-                supports_d_type: true,
-                native_diff: false,
-                metacopy: false,
-                volatile: true,
-            }
-        } else {
-            features::probe_kernel(
-                sys.as_ref(),
-                new_mount_api,
-                &home,
-                &run_home,
-                &options,
-                backing_fs,
-            )?
-        };
-
-        if !options.skip_mount_home {
-            mount::make_private(sys.as_ref(), &home).map_err(|e| {
-                DriverError::io(format!("making {} a private mount", home.display()), e)
-            })?;
-        }
-        // A split store keeps image layers in `<image store>/overlay`, with its own `l/`.
-        let image_home = match &init.image_store {
-            Some(store) => {
-                let image_home = store.join(name_of(&home));
-                ensure_dir(&image_home, 0o700)?;
-                ensure_dir(&image_home.join(LINK_DIR), 0o755)?;
-                Some(std::fs::canonicalize(&image_home).map_err(|e| {
-                    DriverError::io(format!("resolving {}", image_home.display()), e)
-                })?)
-            }
-            None => None,
-        };
-        let read_only_homes = options
-            .image_stores
-            .iter()
-            .map(|s| s.join(name_of(&home)))
-            .collect();
-        Ok(OverlayDriver {
-            layout: Layout::new(home, image_home, read_only_homes),
-            run_home,
-            options,
-            features,
-            id_mappings: init.id_mappings.clone(),
-            quota,
-            archive: Arc::clone(&init.archive),
-            sys,
-            new_mount_api,
-        })
-    }
-
     /// The paths of this driver's files.
     pub fn layout(&self) -> &Layout {
         &self.layout
@@ -293,91 +159,6 @@ impl OverlayDriver {
         mount::unmount_target(self.sys.as_ref(), home).map_err(err)
     }
 
-    /// Creates the directories and links of a new layer.
-    /// Image layers go to the split image store when there is one. With `quota`, the
-    /// layer directory gets a project of its own with these limits before anything is
-    /// created in it, so `diff/` and `work/` (between which overlay renames) share it.
-    fn create_layer(
-        &self,
-        id: &str,
-        parent: Option<&str>,
-        opts: &CreateOpts,
-        image_layer: bool,
-        quota: Option<Quota>,
-    ) -> DriverResult<()> {
-        if !is_plain_name(id) {
-            return Err(DriverError::InvalidLayerId(id.to_string()));
-        }
-        if self.layout.writable_dir(id).is_some() {
-            // Debris of an interrupted create: upstream removes it and starts over.
-            self.remove(id)?;
-        }
-        let base = match (image_layer, self.layout.image_home()) {
-            (true, Some(image_home)) => image_home.to_path_buf(),
-            _ => self.layout.home().to_path_buf(),
-        };
-        let dir = base.join(id);
-        let mappings = if opts.id_mappings.is_identity() {
-            &self.id_mappings
-        } else {
-            &opts.id_mappings
-        };
-        let mut owner = mappings.to_host(0, 0).ok_or(DriverError::UnmappedRoot)?;
-        // Upstream's defaultPerms; applying a layer sets the real root permissions.
-        let mut diff_mode = 0o555;
-        let parent_dir = match parent {
-            Some(p) => {
-                let pdir = self.layout.dir(p)?;
-                let meta = std::fs::metadata(pdir.join("diff"))
-                    .map_err(|e| DriverError::io(format!("stat of layer {p}"), e))?;
-                owner = (meta.uid(), meta.gid());
-                diff_mode = meta.mode() & 0o7777;
-                Some(pdir)
-            }
-            None => None,
-        };
-        if let Some(mask) = self.options.force_mask {
-            diff_mode = mask;
-        }
-        ensure_dir(&base.join(LINK_DIR), 0o755)?;
-        mkdir(self.syscalls(), &dir, 0o700, Some(owner))?;
-        let result = (|| {
-            if let (Some(control), Some(quota)) = (&self.quota, quota) {
-                control.set_quota(&dir, quota)?;
-            }
-            mkdir(self.syscalls(), &dir.join("diff"), diff_mode, Some(owner))?;
-            self.layout.create_link(&base, id)?;
-            mkdir(self.syscalls(), &dir.join("work"), 0o700, Some(owner))?;
-            mkdir(self.syscalls(), &dir.join("merged"), 0o700, Some(owner))?;
-            match (parent, parent_dir) {
-                (Some(p), Some(_)) => {
-                    let lowers = self.layout.lowers_for_child(p)?;
-                    if lowers.len() > MAX_DEPTH {
-                        return Err(DriverError::BadOption(format!(
-                            "max depth exceeded: layer {id} would have {} lower layers (at most {MAX_DEPTH})",
-                            lowers.len()
-                        )));
-                    }
-                    let lower_file = dir.join("lower");
-                    std::fs::write(&lower_file, lowers.join(":")).map_err(|e| {
-                        DriverError::io(format!("writing {}", lower_file.display()), e)
-                    })?;
-                }
-                _ => mkdir(self.syscalls(), &dir.join("empty"), 0o700, Some(owner))?,
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            // The create's error is the one to report; what stays is debris the next
-            // create of this ID removes first.
-            log_failure(
-                format_args!("removing the debris of layer {id}"),
-                self.remove(id),
-            );
-        }
-        result
-    }
-
     /// The diff directory of a layer (in the home or a read-only store).
     pub fn diff_dir(&self, id: &str) -> DriverResult<PathBuf> {
         Ok(self.layout.dir(id)?.join("diff"))
@@ -396,21 +177,6 @@ impl OverlayDriver {
         }
         Ok(())
     }
-}
-
-/// The first executable file named `name` in `$PATH`.
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// The last component of the home (the driver's name, normally `overlay`).
-fn name_of(home: &Path) -> PathBuf {
-    home.file_name()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("overlay"))
 }
 
 impl GraphDriver for OverlayDriver {

@@ -13,6 +13,8 @@ use storage_driver::syscalls::{
 };
 
 use super::*;
+use crate::layout::LINK_DIR;
+use storage_driver::DriverInit;
 
 /// A driver in a temp dir, making its system calls on a double.
 struct Fixture {

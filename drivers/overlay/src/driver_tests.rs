@@ -6,8 +6,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::init::find_in_path;
 use super::*;
 use storage_driver::syscalls::LinuxSyscalls;
+use storage_driver::DriverInit;
 
 /// A driver in a temp dir; dropping it unmounts everything under the temp dir.
 struct Fixture {
