@@ -1,6 +1,6 @@
 //! Hostile archives through `import-layer` and `applydiff`: each must fail with one line on
-//! stderr, leave the store exactly as it was, and touch nothing outside it (DESIGN.md:
-//! "a failed command leaves the store as it was"; hostile-archive hardening).
+//! stderr, leave the store exactly as it was, and touch nothing outside it (a failed command
+//! leaves the store as it was; hostile-archive hardening).
 //!
 //! The `tar` crate refuses to write most of these, so the headers are written by hand.
 

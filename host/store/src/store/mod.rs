@@ -1,4 +1,5 @@
-//! The store: the public API the CLI calls (see /work/notes/store-api.md).
+//! The store: the public API the CLI calls (docs/architecture.md follows an import through
+//! it).
 //!
 //! A `Store` holds the graph driver, the lock files and the loaded records of the layer,
 //! image and container stores. Every operation takes the locks in upstream's order

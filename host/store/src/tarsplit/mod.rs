@@ -1,5 +1,5 @@
 //! tar-split: the record that lets an imported layer archive be re-created byte for byte
-//! from the files of the layer (spec §5.2, FACTS.md).
+//! from the files of the layer.
 //!
 //! The format is that of Go's `vbatts/tar-split` as containers/storage writes it: a gzip
 //! stream of JSON objects, one a line, each either a raw segment (type 2: tar headers,
