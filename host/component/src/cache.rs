@@ -115,7 +115,8 @@ impl ComponentCache {
         let component = compile(engine, name, bytes)?;
         // A cache that cannot be written (not root, read-only) only costs the next load a
         // compile: the component itself is fine, so the failure is not an error.
-        let _ = self.store(&component, &path);
+        let stored = self.store(&component, &path);
+        storage_driver::cleanup::log_failure("caching the compiled component", stored);
         Ok((component, false))
     }
 
@@ -154,7 +155,12 @@ impl ComponentCache {
             std::fs::rename(&tmp, path)
         };
         write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
+            // The write's error is the one to report; a temp file left behind is never
+            // loaded (only the renamed artifact is), and the next store truncates it.
+            storage_driver::cleanup::log_failure(
+                format_args!("removing {}", tmp.display()),
+                std::fs::remove_file(&tmp),
+            );
             cache_error(e)
         })?;
         Ok(())
