@@ -247,15 +247,13 @@ fn racing_first_inits_mount_the_home_once_and_clean_up() {
 }
 
 #[test]
-fn readers_and_writers_during_an_import_never_delete_it() {
+fn readers_and_writers_finish_while_an_import_is_held() {
     if crate::DRIVER != "btrfs"
         && !crate::harness::overlay_only("readers_and_writers_during_an_import_never_delete_it")
     {
         return;
     }
-    use crate::crash::{
-        content, incomplete_ids, large_tar, layers_json, wait_for, Reaped, PATIENCE,
-    };
+    use crate::crash::{content, large_tar, wait_for, Reaped, PATIENCE};
     use std::io::Write;
     use std::process::{Command, Stdio};
     use std::sync::mpsc;
@@ -293,12 +291,15 @@ fn readers_and_writers_during_an_import_never_delete_it() {
         go_rx.recv_timeout(PATIENCE).unwrap();
         pipe.write_all(&tar[half..]).unwrap();
     });
-    wait_for("the incomplete record", || {
-        incomplete_ids(&layers_json(&s)).filter(|ids| ids.contains(&slow))
+    wait_for("the layer being filled", || {
+        crate::crash::staged(&s, &slow, ".lock")
+            .exists()
+            .then_some(())
     });
     fed_rx.recv_timeout(PATIENCE).unwrap();
 
-    // Other processes arrive while the layer is still incomplete on disk.
+    // Other processes arrive while the importer is held mid-archive, and finish before it
+    // gets the rest: no lock of the store is held while a layer is filled.
     let spawn = |args: &[&str]| {
         Reaped(
             Command::new(crate::harness::STORAGE)
@@ -311,10 +312,39 @@ fn readers_and_writers_during_an_import_never_delete_it() {
                 .unwrap(),
         )
     };
+    let side_tar = s.dir().join("side.tar");
+    std::fs::write(&side_tar, tar_of(&[("side", b"side\n")])).unwrap();
+    let side_tar = side_tar.display().to_string();
     let mut others: Vec<Reaped> = (0..4).map(|_| spawn(&["layers", "-j"])).collect();
     others.push(spawn(&["create-layer", "-n", "side"]));
+    others.push(spawn(&["import-layer", "-n", "second", "-f", &side_tar]));
     others.push(spawn(&["check", "-q"]));
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut outputs = Vec::new();
+    for mut o in others {
+        let status = wait_for("a command run during the import", || {
+            o.0.try_wait().unwrap()
+        });
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut o.0.stdout.take().unwrap(), &mut out).unwrap();
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut o.0.stderr.take().unwrap(), &mut err).unwrap();
+        assert!(status.success(), "{out}{err}");
+        outputs.push(out);
+    }
+    assert!(
+        crate::crash::staged(&s, &slow, ".lock").exists(),
+        "the import is still held"
+    );
+    for out in outputs {
+        if out.starts_with('[') || out == "null\n" {
+            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            for l in v.as_array().cloned().unwrap_or_default() {
+                // A listing shows the layer whole or not at all.
+                assert!(l["flags"]["incomplete"].is_null(), "{l}");
+                assert_ne!(l["id"].as_str(), Some(slow.as_str()), "{l}");
+            }
+        }
+    }
     go_tx.send(()).unwrap();
     feeder.join().unwrap();
 
@@ -322,19 +352,6 @@ fn readers_and_writers_during_an_import_never_delete_it() {
     let mut err = String::new();
     std::io::Read::read_to_string(&mut importer.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(status.success(), "the import failed: {err}");
-    for mut o in others {
-        let status = o.0.wait().unwrap();
-        let mut out = String::new();
-        std::io::Read::read_to_string(&mut o.0.stdout.take().unwrap(), &mut out).unwrap();
-        assert!(status.success(), "{out}");
-        if out.starts_with('[') || out == "null\n" {
-            let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-            for l in v.as_array().cloned().unwrap_or_default() {
-                // A listing shows the layer whole or not at all.
-                assert!(l["flags"]["incomplete"].is_null(), "{l}");
-            }
-        }
-    }
     assert_eq!(
         std::fs::metadata(content(&s, &slow).join("big/file"))
             .unwrap()
@@ -344,6 +361,7 @@ fn readers_and_writers_during_an_import_never_delete_it() {
     let listed = s.ok(&["layers", "-q"]);
     assert!(listed.lines().any(|l| l == slow), "{listed}");
     assert_eq!(s.ok(&["get-names", "side"]), "side\n");
+    assert_eq!(s.ok(&["get-names", "second"]), "second\n");
     assert_eq!(s.ok(&["check", "-q"]), "");
 }
 

@@ -87,7 +87,7 @@ impl Store {
                 id_mappings: opts.id_mappings.clone(),
                 volatile,
             };
-            let layer = ctx.create_layer(top.as_deref(), &layer_opts, true, None)?;
+            let layer = ctx.create_layer(top.as_deref(), &layer_opts, true)?;
             let mut record = ContainerRecord {
                 id: id.clone(),
                 names,

@@ -2,6 +2,7 @@
 //! layer's archive (byte-exact from tar-split when unmodified), changes and diff sizes.
 
 use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::files::sync_filesystem;
@@ -33,11 +34,52 @@ pub enum DiffCompression {
 
 impl Ctx<'_> {
     /// Applies an archive to an existing layer: digests, tar-split, driver apply, then a
-    /// flush of the driver's filesystem before the record says the layer is complete.
+    /// flush of the driver's filesystem before the record says the layer is complete. The
+    /// tar-split streams to a temp file beside the layer's, put in place when all is done.
     pub(super) fn apply_diff_to(
         &mut self,
         record: &mut LayerRecord,
         diff: &mut (dyn Read + Send),
+    ) -> Result<u64, StoreError> {
+        let path = self.tar_split_path(&record.id);
+        let tmp = path.with_file_name(format!(
+            ".{}.tar-split.gz.tmp{}",
+            record.id,
+            std::process::id()
+        ));
+        let applied = self.store.apply_archive(record, diff, &tmp).and_then(|n| {
+            publish(&tmp, &path)?;
+            Ok(n)
+        });
+        if applied.is_err() {
+            super::files::log_best_effort(
+                format_args!("removing the temp tar-split of layer {}", record.id),
+                super::files::remove_path(&tmp),
+            );
+        }
+        applied
+    }
+}
+
+/// Renames a finished file into place and flushes the directory that holds it.
+pub(super) fn publish(from: &Path, to: &Path) -> Result<(), StoreError> {
+    std::fs::rename(from, to).map_err(|e| StoreError::io("renaming", from, e))?;
+    let dir = to.parent().unwrap_or(Path::new("."));
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("flushing", dir, e))
+}
+
+impl Store {
+    /// Applies an archive to the driver's layer `record.id` (which has the record's parent
+    /// and mappings), streaming its tar-split to `tarsplit_path` (flushed), and flushes the
+    /// driver's filesystem; fills the record's digests, sizes and owner sets. Takes no lock:
+    /// the caller holds the store's, or owns a staged layer no other command touches.
+    pub(super) fn apply_archive(
+        &self,
+        record: &mut LayerRecord,
+        diff: &mut (dyn Read + Send),
+        tarsplit_path: &Path,
     ) -> Result<u64, StoreError> {
         let parent = (!record.parent.is_empty()).then(|| record.parent.clone());
         let opts = ApplyDiffOpts {
@@ -46,7 +88,7 @@ impl Ctx<'_> {
             ignore_chown_errors: false,
             force_mask: None,
         };
-        let driver = self.store.driver.as_ref();
+        let driver = self.driver.as_ref();
         let id = record.id.clone();
         let mut applied = 0u64;
         let mut apply = |tar: &mut dyn Read| -> Result<u64, DriverError> {
@@ -54,12 +96,21 @@ impl Ctx<'_> {
             applied = n;
             Ok(n)
         };
-        let mut tarsplit: Vec<u8> = Vec::new();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(tarsplit_path)
+            .map_err(|e| StoreError::io("creating", tarsplit_path, e))?;
+        let mut tarsplit = std::io::BufWriter::new(file);
         let summary = crate::ingest::ingest_layer(diff, &mut tarsplit, &mut apply)?;
-        let path = self.tar_split_path(&record.id);
-        crate::atomic::write_file(&path, &tarsplit, true)
-            .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
-        sync_filesystem(self.store.syscalls.as_ref(), self.driver().home())?;
+        let file = tarsplit
+            .into_inner()
+            .map_err(|e| StoreError::io("writing", tarsplit_path, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| StoreError::io("flushing", tarsplit_path, e))?;
+        sync_filesystem(self.syscalls.as_ref(), self.driver.home())?;
         record.compressed_digest = summary.compressed_digest;
         record.compressed_size = summary.compressed_size as i64;
         record.uncompressed_digest = summary.uncompressed_digest;

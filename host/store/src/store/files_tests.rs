@@ -33,8 +33,19 @@ fn recorded_incomplete(graph: &Path, name: &str) -> Option<bool> {
     })
 }
 
+/// How many layers are being filled (staging markers) in the store at `graph`.
+fn staged(graph: &Path) -> usize {
+    std::fs::read_dir(graph.join("testfs-layers/staging"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".lock"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
-fn the_driver_home_is_flushed_while_the_layer_is_still_recorded_incomplete() {
+fn the_driver_home_is_flushed_before_the_layer_is_recorded() {
     let root = TestRoot::new();
     let sys = Arc::new(RecordingSyscalls::new());
     let store = open_with(&root, &sys);
@@ -47,7 +58,8 @@ fn the_driver_home_is_flushed_while_the_layer_is_still_recorded_incomplete() {
         sys.fail_when(
             move |c| {
                 if matches!(c, Call::Syncfs { .. }) {
-                    seen.lock().unwrap().push(recorded_incomplete(&graph, "l1"));
+                    let record = recorded_incomplete(&graph, "l1");
+                    seen.lock().unwrap().push((record, staged(&graph)));
                 }
                 false
             },
@@ -67,13 +79,14 @@ fn the_driver_home_is_flushed_while_the_layer_is_still_recorded_incomplete() {
     assert_eq!(flushes, vec![Call::Syncfs { path: home }]);
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![Some(true)],
-        "flushed before complete"
+        vec![(None, 1)],
+        "flushed while the layer is only staged, before any record names it"
     );
     assert_eq!(
         recorded_incomplete(&root.opts.graph_root, "l1"),
         Some(false)
     );
+    assert_eq!(staged(&root.opts.graph_root), 0, "the marker is gone");
 }
 
 #[test]
@@ -92,6 +105,7 @@ fn a_failed_flush_fails_the_import_and_the_layer_is_never_complete() {
     );
     assert!(store.layer("l1").is_err(), "rolled back");
     assert_eq!(recorded_incomplete(&root.opts.graph_root, "l1"), None);
+    assert_eq!(staged(&root.opts.graph_root), 0, "the marker is gone");
     assert_eq!(
         std::fs::read_dir(root.graph("testfs/dir")).unwrap().count(),
         0,

@@ -39,6 +39,7 @@ impl Ctx<'_> {
             "removing the layers' temp dir",
             remove_path(&self.store.layers_dir.join("tmp")),
         );
+        self.clean_up_staged_leftovers();
         let ids: Vec<String> = self
             .st
             .layers
@@ -121,26 +122,23 @@ impl Ctx<'_> {
         }
     }
 
-    /// Creates a layer record and its driver data; with `diff`, applies the archive.
+    /// Creates a layer record and its driver data (an empty layer or a copy of its parent).
     pub(super) fn create_layer(
         &mut self,
         parent: Option<&str>,
         opts: &LayerOptions,
         writable: bool,
-        diff: Option<&mut (dyn Read + Send)>,
     ) -> Result<LayerRecord, StoreError> {
-        self.create_layer_from(parent, opts, writable, diff, None)
+        self.create_layer_from(parent, opts, writable, None)
     }
 
-    /// [`Ctx::create_layer`], optionally starting as a copy of `template` (a layer of the
-    /// writable store): the new layer gets the template's content, digests, owner sets and
-    /// tar-split, re-owned for its own mapping (upstream's `TemplateLayer`).
-    pub(super) fn create_layer_from(
-        &mut self,
+    /// The record of a new layer: its parent found, its ID and names checked against every
+    /// store, its fields from `opts` (and from `template`, see [`Ctx::create_layer_from`]).
+    pub(super) fn new_layer_record(
+        &self,
         parent: Option<&str>,
         opts: &LayerOptions,
         writable: bool,
-        diff: Option<&mut (dyn Read + Send)>,
         template: Option<&LayerRecord>,
     ) -> Result<LayerRecord, StoreError> {
         let parent = optional_layer_id(self.st, parent)?;
@@ -151,7 +149,7 @@ impl Ctx<'_> {
             &self.st.ro_layers,
         )?;
         let mut record = LayerRecord {
-            id: id.clone(),
+            id,
             names,
             parent: parent.unwrap_or_default(),
             mount_label: opts.mount_label.clone(),
@@ -176,6 +174,21 @@ impl Ctx<'_> {
             record.uids.clone_from(&t.uids);
             record.gids.clone_from(&t.gids);
         }
+        Ok(record)
+    }
+
+    /// [`Ctx::create_layer`], optionally starting as a copy of `template` (a layer of the
+    /// writable store): the new layer gets the template's content, digests, owner sets and
+    /// tar-split, re-owned for its own mapping (upstream's `TemplateLayer`).
+    pub(super) fn create_layer_from(
+        &mut self,
+        parent: Option<&str>,
+        opts: &LayerOptions,
+        writable: bool,
+        template: Option<&LayerRecord>,
+    ) -> Result<LayerRecord, StoreError> {
+        let mut record = self.new_layer_record(parent, opts, writable, template)?;
+        let id = record.id.clone();
         record
             .flags
             .insert(INCOMPLETE_FLAG.to_string(), serde_json::Value::Bool(true));
@@ -183,7 +196,7 @@ impl Ctx<'_> {
         // something the next writer knows to clean up.
         self.st.layers.records.push(record.clone());
         self.save_layers()?;
-        match self.populate_layer(&mut record, writable, diff, template) {
+        match self.populate_layer(&record, writable, template) {
             Ok(()) => {
                 record.flags.remove(INCOMPLETE_FLAG);
                 if let Some(i) = self.st.layers.find(&id) {
@@ -222,11 +235,12 @@ impl Ctx<'_> {
         created.map_err(|e| StoreError::driver(format!("creating layer {id}"), e))
     }
 
-    fn populate_layer(
-        &mut self,
-        record: &mut LayerRecord,
+    /// Has the driver make a new layer's data: empty, a copy of its parent or of
+    /// `template` (with the template's tar-split), owned for the layer's own mapping.
+    pub(super) fn populate_layer(
+        &self,
+        record: &LayerRecord,
         writable: bool,
-        diff: Option<&mut (dyn Read + Send)>,
         template: Option<&LayerRecord>,
     ) -> Result<(), StoreError> {
         let parent = (!record.parent.is_empty()).then_some(record.parent.as_str());
@@ -278,9 +292,6 @@ impl Ctx<'_> {
                     ))
                 }
             }
-        }
-        if let Some(diff) = diff {
-            self.apply_diff_to(record, diff)?;
         }
         Ok(())
     }
@@ -378,17 +389,21 @@ impl Store {
         parent: Option<&str>,
         opts: &LayerOptions,
     ) -> Result<LayerRecord, StoreError> {
-        self.write(|ctx| ctx.create_layer(parent, opts, !opts.read_only, None))
+        self.write(|ctx| ctx.create_layer(parent, opts, !opts.read_only))
     }
 
-    /// Creates a layer and applies a (possibly compressed) archive to it.
+    /// Creates a layer and applies a (possibly compressed) archive to it. The store's
+    /// locks are held only to create the layer and to commit it: while the archive is
+    /// written, other commands read and write the store (see [`super::staged`]).
     pub fn import_layer(
         &self,
         parent: Option<&str>,
         opts: &LayerOptions,
         diff: &mut (dyn Read + Send),
     ) -> Result<LayerRecord, StoreError> {
-        self.write(|ctx| ctx.create_layer(parent, opts, !opts.read_only, Some(diff)))
+        let mut staged = self.write(|ctx| ctx.stage_layer(parent, opts, !opts.read_only))?;
+        let filled = self.fill_staged(&mut staged, diff);
+        self.write(|ctx| ctx.commit_staged(staged, filled))
     }
 
     /// Every layer the driver has data for (`storage-layers`).

@@ -134,7 +134,7 @@ impl Store {
             let mut st = self.state();
             self.reload(&mut st)?;
             // The last round serves what is there rather than failing the read.
-            if round < 2 && st.layers.records.iter().any(incomplete) {
+            if round < 2 && (st.layers.records.iter().any(incomplete) || self.has_dead_imports()) {
                 drop(st);
                 drop(locks);
                 self.write(|_| Ok(()))?;

@@ -49,7 +49,7 @@ impl Ctx<'_> {
             ..Default::default()
         };
         let parent = (!top.parent.is_empty()).then_some(top.parent.as_str());
-        let copy = self.create_layer_from(parent, &opts, false, None, Some(&top))?;
+        let copy = self.create_layer_from(parent, &opts, false, Some(&top))?;
         let Some(i) = self.st.images.find(&image.id) else {
             return Err(StoreError::ImageUnknown);
         };

@@ -47,6 +47,7 @@ mod mounts;
 mod names;
 mod open;
 mod options;
+mod staged;
 
 pub use check::{CheckOptions, CheckReport};
 pub use diff::DiffCompression;

@@ -11,9 +11,10 @@ impl Ctx<'_> {
     /// accounts for (upstream's `GarbageCollect`).
     pub(super) fn garbage_collect(&mut self) -> Result<Vec<String>, StoreError> {
         let mut removed = Vec::new();
+        let being_filled = self.layers_being_filled();
         if let Ok(on_disk) = self.driver().list_layers() {
             for id in on_disk {
-                if find_layer(self.st, &id).is_none() {
+                if find_layer(self.st, &id).is_none() && !being_filled.contains(&id) {
                     self.driver()
                         .remove(&id)
                         .map_err(|e| StoreError::driver(format!("removing layer {id}"), e))?;
@@ -31,7 +32,11 @@ impl Ctx<'_> {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let id = name.strip_suffix(".tar-split.gz").unwrap_or(&name);
                 let is_layer_file = name.ends_with(".tar-split.gz") || entry.path().is_dir();
-                if !is_layer_file || name.starts_with('.') || name == "tmp" {
+                if !is_layer_file
+                    || name.starts_with('.')
+                    || name == "tmp"
+                    || name == crate::store::staged::STAGING_DIR
+                {
                     continue;
                 }
                 if !self.st.layers.has_id(id) {

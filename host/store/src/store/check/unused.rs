@@ -37,8 +37,9 @@ impl Ctx<'_> {
         let Ok(on_disk) = self.driver().list_layers() else {
             return;
         };
+        let being_filled = self.layers_being_filled();
         for (i, id) in on_disk.into_iter().enumerate() {
-            if !found.referenced.contains_key(&id) {
+            if !found.referenced.contains_key(&id) && !being_filled.contains(&id) {
                 note(
                     &mut found.report.layers,
                     &id,
