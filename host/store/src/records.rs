@@ -1,7 +1,10 @@
 //! What layer, image and container stores share: records with an ID and unique names,
 //! kept in one or two JSON files (stable and volatile), looked up by ID, name or ID prefix.
 
+use std::collections::{HashMap, HashSet};
+use std::ops::DerefMut;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::SystemTime;
 
 use serde::de::DeserializeOwned;
@@ -54,11 +57,176 @@ pub enum Lookup {
 /// A prefix that named several records in one lookup: the prefix and their IDs.
 pub type Ambiguity = (String, Vec<String>);
 
+/// The records of one store, in creation order (the order of the file), with an index of
+/// their IDs and names.
+///
+/// Reads go through the slice it dereferences to; the index is built on the first lookup
+/// after a load and kept while records are only appended. Anything that may change a
+/// record in place (`&mut` access, `records[i] = ...`) drops the index, so it can never
+/// answer for a record that changed: a command that edits then looks up pays one rebuild,
+/// never a scan per lookup.
+#[derive(Debug)]
+pub struct Records<T> {
+    items: Vec<T>,
+    index: OnceLock<Index>,
+}
+
+/// Where each ID and name is: the first record carrying it, as a scan in file order finds
+/// it (hand-edited files may repeat an ID; read-only stores may repeat a name).
+#[derive(Debug, Default)]
+struct Index {
+    ids: HashMap<String, usize>,
+    names: HashMap<String, usize>,
+    /// Positions sorted by ID, for prefix lookups; built on the first prefix lookup.
+    by_id: OnceLock<Vec<usize>>,
+}
+
+impl Index {
+    fn add<T: Record>(&mut self, pos: usize, record: &T) {
+        self.ids.entry(record.id().to_string()).or_insert(pos);
+        for name in record.names() {
+            self.names.entry(name.clone()).or_insert(pos);
+        }
+        self.by_id = OnceLock::new();
+    }
+}
+
+impl<T> Records<T> {
+    /// Appends a record; the index, if built, follows.
+    pub fn push(&mut self, record: T)
+    where
+        T: Record,
+    {
+        let pos = self.items.len();
+        if let Some(index) = self.index.get_mut() {
+            index.add(pos, &record);
+        }
+        self.items.push(record);
+    }
+
+    /// Removes and returns the record at `pos` (later records move up).
+    pub fn remove(&mut self, pos: usize) -> T {
+        self.index = OnceLock::new();
+        self.items.remove(pos)
+    }
+
+    /// The records as a vector.
+    pub fn into_vec(self) -> Vec<T> {
+        self.items
+    }
+}
+
+impl<T: Record> Records<T> {
+    fn index(&self) -> &Index {
+        self.index.get_or_init(|| {
+            let mut index = Index {
+                ids: HashMap::with_capacity(self.items.len()),
+                names: HashMap::with_capacity(self.items.len()),
+                by_id: OnceLock::new(),
+            };
+            for (pos, record) in self.items.iter().enumerate() {
+                index.add(pos, record);
+            }
+            index
+        })
+    }
+
+    /// The position of the first record with exactly this ID.
+    pub fn position_of_id(&self, id: &str) -> Option<usize> {
+        self.index().ids.get(id).copied()
+    }
+
+    /// The position of the first record carrying this name.
+    pub fn position_of_name(&self, name: &str) -> Option<usize> {
+        self.index().names.get(name).copied()
+    }
+
+    /// The positions of the records whose ID starts with `prefix`, in file order.
+    pub fn positions_with_id_prefix(&self, prefix: &str) -> Vec<usize> {
+        let by_id = self.index().by_id.get_or_init(|| {
+            let mut order: Vec<usize> = (0..self.items.len()).collect();
+            order.sort_by(|&a, &b| self.items[a].id().cmp(self.items[b].id()));
+            order
+        });
+        let start = by_id.partition_point(|&p| self.items[p].id() < prefix);
+        let mut found: Vec<usize> = by_id[start..]
+            .iter()
+            .copied()
+            .take_while(|&p| self.items[p].id().starts_with(prefix))
+            .collect();
+        found.sort_unstable();
+        found
+    }
+}
+
+impl<T> Default for Records<T> {
+    fn default() -> Self {
+        Records {
+            items: Vec::new(),
+            index: OnceLock::new(),
+        }
+    }
+}
+
+impl<T: Clone> Clone for Records<T> {
+    fn clone(&self) -> Self {
+        self.items.clone().into()
+    }
+}
+
+impl<T> From<Vec<T>> for Records<T> {
+    fn from(items: Vec<T>) -> Self {
+        Records {
+            items,
+            index: OnceLock::new(),
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Records<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.items
+    }
+}
+
+impl<T> std::ops::DerefMut for Records<T> {
+    /// Mutable access may change an ID or a name: the index is dropped.
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.index = OnceLock::new();
+        &mut self.items
+    }
+}
+
+impl<T> IntoIterator for Records<T> {
+    type Item = T;
+    type IntoIter = std::vec::IntoIter<T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Records<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter()
+    }
+}
+
+impl<'a, T> IntoIterator for &'a mut Records<T> {
+    type Item = &'a mut T;
+    type IntoIter = std::slice::IterMut<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.deref_mut().iter_mut()
+    }
+}
+
 /// The records of one store and the files they come from.
 #[derive(Debug)]
 pub struct RecordSet<T> {
     /// The records, in creation order.
-    pub records: Vec<T>,
+    pub records: Records<T>,
     files: Vec<(PathBuf, Location)>,
     mtimes: Vec<Option<SystemTime>>,
     loaded: bool,
@@ -98,7 +266,7 @@ impl<T: Record> RecordSet<T> {
             files.push((volatile, Location::Volatile));
         }
         RecordSet {
-            records: Vec::new(),
+            records: Records::default(),
             mtimes: vec![None; files.len()],
             files,
             loaded: false,
@@ -137,7 +305,7 @@ impl<T: Record> RecordSet<T> {
             }
             records.extend(more);
         }
-        self.records = records;
+        self.records = records.into();
         self.mtimes = self.current_mtimes();
         self.loaded = true;
         Ok(())
@@ -186,23 +354,13 @@ impl<T: Record> RecordSet<T> {
         if name.is_empty() {
             return Lookup::Missing;
         }
-        if let Some(i) = self.records.iter().position(|r| r.id() == name) {
+        if let Some(i) = self.records.position_of_id(name) {
             return Lookup::Found(i);
         }
-        if let Some(i) = self
-            .records
-            .iter()
-            .position(|r| r.names().iter().any(|n| n == name))
-        {
+        if let Some(i) = self.records.position_of_name(name) {
             return Lookup::Found(i);
         }
-        let mut matches: Vec<usize> = self
-            .records
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.id().starts_with(name))
-            .map(|(i, _)| i)
-            .collect();
+        let mut matches = self.records.positions_with_id_prefix(name);
         if matches.is_empty() {
             if let Some(hex) = name.strip_prefix("sha256:").filter(|h| !h.is_empty()) {
                 matches = self
@@ -239,44 +397,60 @@ impl<T: Record> RecordSet<T> {
 
     /// Whether a record has exactly this ID.
     pub fn has_id(&self, id: &str) -> bool {
-        self.records.iter().any(|r| r.id() == id)
+        self.records.position_of_id(id).is_some()
     }
 
     /// Whether a record carries this name.
     pub fn has_name(&self, name: &str) -> bool {
-        self.records
-            .iter()
-            .any(|r| r.names().iter().any(|n| n == name))
+        self.records.position_of_name(name).is_some()
     }
 
     /// Removes `names` from every record except the one at `keep` (names move, they are
     /// never shared).
     pub fn take_names_from_others(&mut self, keep: usize, names: &[String]) {
+        let names: HashSet<&str> = names.iter().map(String::as_str).collect();
         for (i, r) in self.records.iter_mut().enumerate() {
             if i != keep {
-                r.names_mut().retain(|n| !names.contains(n));
+                r.names_mut().retain(|n| !names.contains(n.as_str()));
             }
         }
     }
 
     /// Takes every name that two records carry away from the earlier one (the later one
-    /// won it, as upstream resolves duplicates on load); true when something changed.
+    /// won it, as upstream resolves duplicates on load); true when something changed. A
+    /// record may repeat a name of its own: that is left alone.
     pub fn resolve_duplicate_names(&mut self) -> bool {
-        let mut changed = false;
-        for i in (0..self.records.len()).rev() {
-            let names = self.records[i].names().to_vec();
-            for earlier in &mut self.records[..i] {
-                let before = earlier.names().len();
-                earlier.names_mut().retain(|n| !names.contains(n));
-                changed |= earlier.names().len() != before;
+        // One pass from the newest record back, remembering the names later records keep.
+        // Nothing is touched (the index stays) unless a name is repeated.
+        let mut later: HashSet<&str> = HashSet::new();
+        let mut losers: Vec<usize> = Vec::new();
+        for (i, r) in self.records.iter().enumerate().rev() {
+            if r.names().iter().any(|n| later.contains(n.as_str())) {
+                losers.push(i);
+            }
+            later.extend(r.names().iter().map(String::as_str));
+        }
+        if losers.is_empty() {
+            return false;
+        }
+        // A name stays with the newest record carrying it.
+        let mut owner: HashMap<String, usize> = HashMap::new();
+        for (i, r) in self.records.iter().enumerate() {
+            for n in r.names() {
+                owner.insert(n.clone(), i);
             }
         }
-        changed
+        for i in losers {
+            self.records.deref_mut()[i]
+                .names_mut()
+                .retain(|n| owner.get(n) == Some(&i));
+        }
+        true
     }
 
     /// Removes the record with exactly this ID.
     pub fn remove_id(&mut self, id: &str) -> Option<T> {
-        let i = self.records.iter().position(|r| r.id() == id)?;
+        let i = self.records.position_of_id(id)?;
         Some(self.records.remove(i))
     }
 }
@@ -384,7 +558,7 @@ mod tests {
     fn lookup_by_id_name_and_unambiguous_prefix() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
-        set.records = vec![layer("abc1", &["one"]), layer("abd2", &["abc1x"])];
+        set.records = Records::from(vec![layer("abc1", &["one"]), layer("abd2", &["abc1x"])]);
         assert_eq!(set.find("abc1"), Some(0));
         assert_eq!(set.find("abc1x"), Some(1), "names before prefixes");
         assert_eq!(set.find("abd"), Some(1));
@@ -393,15 +567,116 @@ mod tests {
         assert_eq!(set.find(""), None);
         set.take_names_from_others(1, &["one".to_string()]);
         assert!(set.records[0].names.is_empty());
-        set.records = vec![
+        set.records = Records::from(vec![
             layer("a", &["x", "y"]),
             layer("b", &["x"]),
             layer("c", &["y", "z"]),
-        ];
+        ]);
         assert!(set.resolve_duplicate_names());
         assert!(set.records[0].names.is_empty());
         assert_eq!(set.records[1].names, vec!["x"]);
         assert!(!set.resolve_duplicate_names());
+    }
+
+    #[test]
+    fn the_index_follows_pushes_removals_and_renames() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        set.records = Records::from(vec![layer("abc1", &["one"]), layer("abd2", &["two"])]);
+        assert_eq!(set.find("two"), Some(1), "index built");
+        // Appended records are found through the index that was already built.
+        set.records.push(layer("abc3", &["three"]));
+        assert_eq!(set.find("abc3"), Some(2));
+        assert_eq!(set.find("three"), Some(2));
+        assert!(set.has_id("abc3") && set.has_name("three"));
+        assert_eq!(
+            set.lookup("abc"),
+            Lookup::Ambiguous(vec!["abc1".to_string(), "abc3".to_string()]),
+            "a prefix sees the new record, candidates in file order"
+        );
+        // A removal moves later records up: every lookup follows.
+        assert_eq!(
+            set.remove_id("abc1").map(|l| l.id),
+            Some("abc1".to_string())
+        );
+        assert_eq!(set.find("abc1"), None);
+        assert!(!set.has_name("one"));
+        assert_eq!(set.find("two"), Some(0));
+        assert_eq!(set.find("abc"), Some(1), "no longer ambiguous");
+        assert_eq!(set.remove_id("abc1"), None);
+        // A rename in place (names move with add-names/set-names).
+        set.records[0].names = vec!["renamed".to_string()];
+        assert!(!set.has_name("two"));
+        assert_eq!(set.find("renamed"), Some(0));
+        set.take_names_from_others(1, &["renamed".to_string()]);
+        set.records[1].names.push("renamed".to_string());
+        assert_eq!(set.find("renamed"), Some(1));
+        // A record replaced in place under another ID.
+        set.records[1] = layer("fff9", &[]);
+        assert_eq!(set.find("abc3"), None);
+        assert_eq!(set.find("fff"), Some(1));
+        assert_eq!(set.find("renamed"), None);
+    }
+
+    #[test]
+    fn repeated_ids_and_names_resolve_to_the_first_record_as_a_scan() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        // A hand-edited file (or a read-only store) may repeat an ID or a name.
+        set.records = Records::from(vec![
+            layer("dup", &["a"]),
+            layer("x1", &["a", "b"]),
+            layer("dup", &["b"]),
+        ]);
+        assert_eq!(set.find("dup"), Some(0));
+        assert_eq!(set.find("a"), Some(0));
+        assert_eq!(set.find("b"), Some(1));
+        set.records.push(layer("x2", &["a"]));
+        assert_eq!(
+            set.find("a"),
+            Some(0),
+            "a later record does not take a name"
+        );
+        assert_eq!(
+            set.lookup("x"),
+            Lookup::Ambiguous(vec!["x1".to_string(), "x2".to_string()])
+        );
+        // Prefixes that sort before, between and after every ID.
+        assert_eq!(set.lookup("0"), Lookup::Missing);
+        assert_eq!(set.lookup("e"), Lookup::Missing);
+        assert_eq!(set.lookup("z"), Lookup::Missing);
+        assert_eq!(
+            set.find("du"),
+            None,
+            "two records with one ID are two candidates"
+        );
+    }
+
+    #[test]
+    fn duplicate_names_go_to_the_newest_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        set.records = Records::from(vec![
+            layer("a", &["x", "keep-a", "y"]),
+            layer("b", &["x", "x", "z"]),
+            layer("c", &["y"]),
+            layer("d", &["z", "w"]),
+        ]);
+        assert!(set.resolve_duplicate_names());
+        let names: Vec<Vec<String>> = set.records.iter().map(|l| l.names.clone()).collect();
+        assert_eq!(
+            names,
+            vec![
+                vec!["keep-a".to_string()],
+                vec!["x".to_string(), "x".to_string()],
+                vec!["y".to_string()],
+                vec!["z".to_string(), "w".to_string()],
+            ],
+            "a record's own repeat stays, as upstream's"
+        );
+        assert_eq!(set.find("x"), Some(1));
+        assert_eq!(set.find("z"), Some(3));
+        assert!(!set.resolve_duplicate_names(), "nothing left to resolve");
     }
 
     #[test]
@@ -410,7 +685,7 @@ mod tests {
         let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
         let mut digested = layer("ffff", &[]);
         digested.uncompressed_digest = "sha256:abcd".to_string();
-        set.records = vec![layer("abc1", &[]), layer("abc2", &[]), digested];
+        set.records = Records::from(vec![layer("abc1", &[]), layer("abc2", &[]), digested]);
         assert_eq!(
             set.lookup("abc"),
             Lookup::Ambiguous(vec!["abc1".to_string(), "abc2".to_string()])
@@ -436,8 +711,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut rw: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("rw.json"), None);
         let mut ro: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("ro.json"), None);
-        rw.records = vec![layer("aaa", &["shared"])];
-        ro.records = vec![layer("bbb", &["shared", "ro-only"])];
+        rw.records = Records::from(vec![layer("aaa", &["shared"])]);
+        ro.records = Records::from(vec![layer("bbb", &["shared", "ro-only"])]);
         let sets = || [&rw, &ro];
         assert_eq!(
             find_in_sets(sets(), "shared").map(|l| l.id.as_str()),

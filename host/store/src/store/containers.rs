@@ -45,7 +45,7 @@ impl Store {
 
     /// Every container.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
-        self.read(|st| Ok(st.containers.records.clone()))
+        self.read(|st| Ok(st.containers.records.to_vec()))
     }
 
     /// The container with this ID, name or ID prefix.

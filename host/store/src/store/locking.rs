@@ -2,12 +2,13 @@
 //! lock exclusively (plus crash cleanup) for writes, and the saves that bump a lock's
 //! last-write token so other processes reload.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{MutexGuard, PoisonError};
 
 use super::layers::incomplete;
 use super::{Ctx, State, Store, StoreError};
-use crate::layers::{load_mount_points, save_mount_points};
+use crate::layers::{load_mount_points, save_mount_points, MountPointRecord};
 use crate::lock::{LockFile, LockGuard};
 use storage_driver::GraphDriver;
 
@@ -68,10 +69,18 @@ impl Store {
             // saves the fix.
             st.layers.resolve_duplicate_names();
             let mounts = load_mount_points(&self.mount_points_path)?;
-            for layer in &mut st.layers.records {
-                if let Some(m) = mounts.iter().find(|m| m.id == layer.id) {
-                    layer.mount_point = m.path.clone();
-                    layer.mount_count = m.count;
+            // One hash lookup per layer, not a search of the mounts per layer; the first
+            // entry of an ID counts.
+            let mut by_id: HashMap<&str, &MountPointRecord> = HashMap::with_capacity(mounts.len());
+            for m in &mounts {
+                by_id.entry(m.id.as_str()).or_insert(m);
+            }
+            if !by_id.is_empty() {
+                for layer in &mut st.layers.records {
+                    if let Some(m) = by_id.get(layer.id.as_str()) {
+                        layer.mount_point = m.path.clone();
+                        layer.mount_count = m.count;
+                    }
                 }
             }
         }
