@@ -18,6 +18,7 @@ mod copy;
 mod corpus;
 mod crash;
 mod data;
+mod deep_chains;
 mod dedup;
 mod diff;
 mod errors;

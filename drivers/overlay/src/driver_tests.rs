@@ -721,25 +721,30 @@ fn update_layer_id_map_reowns_files_through_the_mount() {
 }
 
 #[test]
-fn chains_deeper_than_the_kernel_stack_are_refused() {
+fn chains_deeper_than_the_kernel_stack_are_created_and_refused_at_mount() {
     let f = fixture(&[]);
     let d = &f.driver;
     d.create("p", None, &CreateOpts::default()).expect("create");
-    // Pretend `p` already sits on MAX_DEPTH - 1 layers: its child would have one more.
-    let fake: Vec<String> = (0..MAX_DEPTH - 1).map(|i| format!("l/FAKE{i}")).collect();
+    // Pretend `p` already sits on MAX_DEPTH layers: its child has one more. Upstream
+    // creates it and refuses to mount it.
+    let fake: Vec<String> = (0..MAX_DEPTH).map(|i| format!("l/FAKE{i}")).collect();
     std::fs::write(d.home().join("p/lower"), fake.join(":")).expect("lower");
-    d.create("ok", Some("p"), &CreateOpts::default())
-        .expect("exactly MAX_DEPTH lowers");
-    std::fs::write(
-        d.home().join("p/lower"),
-        format!("{}:l/ONEMORE", fake.join(":")),
-    )
-    .expect("lower");
     let err = d
-        .create("deep", Some("p"), &CreateOpts::default())
-        .expect_err("too deep");
-    assert!(err.to_string().contains("max depth exceeded"), "{err}");
-    assert!(!d.exists("deep"), "nothing left behind");
+        .get("p", &MountOpts::default())
+        .expect_err("missing lowers");
+    assert!(!err.to_string().contains("max depth"), "{err}");
+    d.create("deep", Some("p"), &CreateOpts::default())
+        .expect("created, as upstream");
+    assert_eq!(
+        std::fs::read_to_string(d.home().join("deep/lower"))
+            .expect("lower")
+            .split(':')
+            .count(),
+        MAX_DEPTH + 1
+    );
+    let err = d.get("deep", &MountOpts::default()).expect_err("too deep");
+    assert_eq!(err.to_string(), "max depth exceeded");
+    d.remove("deep").expect("remove");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use storage_driver::{DriverError, DriverResult, MountOpts};
 
-use crate::driver::{ensure_dir, OverlayDriver};
+use crate::driver::{ensure_dir, OverlayDriver, MAX_DEPTH};
 use crate::layout::Layout;
 use crate::mount::OverlaySpec;
 
@@ -39,12 +39,17 @@ impl OverlayDriver {
         if opts.volatile && !read_only && self.supports_volatile() {
             options.push("volatile".to_string());
         }
-        let links = self.layout().lower_dirs(dir)?;
         let mut relative_links: Vec<PathBuf> = Layout::read_lower_file(dir)
             .map_err(|e| DriverError::io(format!("reading lower of layer {id}"), e))?
             .into_iter()
             .map(PathBuf::from)
             .collect();
+        // Upstream's limit, where upstream enforces it: a layer may be created on any
+        // chain, and one with more than `MAX_DEPTH` lowers fails to mount.
+        if relative_links.len() > MAX_DEPTH {
+            return Err(DriverError::BadOption("max depth exceeded".to_string()));
+        }
+        let links = self.layout().lower_dirs(dir)?;
         // Links of read-only stores cannot be named relative to our home.
         if links.iter().any(|l| !l.starts_with(self.layout().home())) {
             relative_links = links.clone();

@@ -7,7 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use storage_driver::cleanup::log_failure;
 use storage_driver::{CreateOpts, DriverError, DriverResult, GraphDriver};
 
-use super::{ensure_dir, mkdir, OverlayDriver, MAX_DEPTH};
+use super::{ensure_dir, mkdir, OverlayDriver};
 use crate::layout::{is_plain_name, LINK_DIR};
 use crate::quota::Quota;
 
@@ -70,13 +70,9 @@ impl OverlayDriver {
             mkdir(self.syscalls(), &dir.join("merged"), 0o700, Some(owner))?;
             match (parent, parent_dir) {
                 (Some(p), Some(_)) => {
+                    // No depth limit here, as upstream: a chain deeper than `MAX_DEPTH`
+                    // is refused when it is mounted (`mount_spec`).
                     let lowers = self.layout.lowers_for_child(p)?;
-                    if lowers.len() > MAX_DEPTH {
-                        return Err(DriverError::BadOption(format!(
-                            "max depth exceeded: layer {id} would have {} lower layers (at most {MAX_DEPTH})",
-                            lowers.len()
-                        )));
-                    }
                     let lower_file = dir.join("lower");
                     std::fs::write(&lower_file, lowers.join(":")).map_err(|e| {
                         DriverError::io(format!("writing {}", lower_file.display()), e)
