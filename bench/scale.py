@@ -30,7 +30,6 @@ Run as root (overlay mounts, tmpfs):
 
 import argparse
 import base64
-import gzip
 import hashlib
 import json
 import os
