@@ -12,11 +12,10 @@
 //! but overlay's own (file capabilities included), sparse files of every tar format with
 //! their holes kept (upstream writes them dense), names that are not UTF-8.
 
-use std::collections::BTreeSet;
-
 use crate::error::ArchiveError;
 use crate::fs::{EntryMetadata, FileKind, FsErrorKind, FsWrite, Timestamp};
 use crate::idmap::IdMapping;
+use crate::path_set::PathSet;
 use crate::paths::{base_name, clean_below, clean_entry_path, display, join, parent};
 use crate::tar_stream::{EntryKind, TarEntryHeader, TarStreamReader};
 
@@ -73,7 +72,7 @@ pub fn apply_layer<F: FsWrite>(
     let mut reader = TarStreamReader::new(input);
     let mut state = ApplyState {
         opts,
-        unpacked: BTreeSet::new(),
+        unpacked: PathSet::new(),
         dirs: Vec::new(),
         size: 0,
         ensured_dir: None,
@@ -92,8 +91,9 @@ pub fn apply_layer<F: FsWrite>(
 
 struct ApplyState<'a> {
     opts: &'a ApplyOptions,
-    /// Paths created by this archive (kept by an opaque marker in the AUFS format).
-    unpacked: BTreeSet<Vec<u8>>,
+    /// Paths created by this archive (kept by an opaque marker in the AUFS format), 16 bytes
+    /// each: the one per-entry state of an apply.
+    unpacked: PathSet,
     /// Directories whose times are restored at the end.
     dirs: Vec<(Vec<u8>, Timestamp, Timestamp)>,
     size: u64,
@@ -189,7 +189,7 @@ impl ApplyState<'_> {
                 }
             })?;
             reader.payload_consumed(len);
-            self.remember_unpacked(path);
+            self.remember_unpacked(&path);
             return Ok(());
         }
         let mut existing = fs
@@ -267,13 +267,13 @@ impl ApplyState<'_> {
             let (atime, mtime) = entry_times(&entry);
             self.dirs.push((path.clone(), atime, mtime));
         }
-        self.remember_unpacked(path);
+        self.remember_unpacked(&path);
         Ok(())
     }
 
     /// Notes a path this archive created, for the AUFS opaque markers that must keep it; the
     /// overlay format marks opaque directories with an xattr and needs no list.
-    fn remember_unpacked(&mut self, path: Vec<u8>) {
+    fn remember_unpacked(&mut self, path: &[u8]) {
         if self.opts.whiteout_format == WhiteoutFormat::Aufs {
             self.unpacked.insert(path);
         }

@@ -157,17 +157,42 @@ pub fn diff_size_naive<L: FsRead, P: FsRead>(
 
 /// Size of a tree as containers/storage's `directory.Size`: st_size of non-directories, each
 /// inode once.
+///
+/// The walk keeps one directory listing per level it is in and the inodes of files with
+/// more than one link (an inode of one link cannot be met twice): its memory follows the
+/// tree's depth, its widest directory and its hard links, not its number of files (Go
+/// keeps every inode).
 pub fn tree_size<F: FsRead>(fs: &mut F) -> Result<u64, ArchiveError> {
-    let mut walk = Vec::new();
-    walk_tree(fs, b"", &mut walk)?;
-    let mut seen = BTreeSet::new();
+    let mut linked = BTreeSet::new();
     let mut size = 0u64;
-    for (_, stat) in walk {
-        if seen.insert(stat.ino) && stat.kind != FileKind::Directory {
-            size = size.saturating_add(stat.size);
+    add_tree_size(fs, b"", &mut linked, &mut size)?;
+    Ok(size)
+}
+
+fn add_tree_size<F: FsRead>(
+    fs: &mut F,
+    dir: &[u8],
+    linked: &mut BTreeSet<u64>,
+    size: &mut u64,
+) -> Result<(), ArchiveError> {
+    let entries = fs
+        .read_dir(dir)
+        .map_err(|e| ArchiveError::fs("read dir", dir, e))?;
+    for entry in entries {
+        let path = join(dir, &entry.name);
+        let Some(stat) = fs
+            .lstat(&path)
+            .map_err(|e| ArchiveError::fs("lstat", &path, e))?
+        else {
+            continue; // vanished while walking
+        };
+        if stat.kind == FileKind::Directory {
+            add_tree_size(fs, &path, linked, size)?;
+        } else if stat.nlink <= 1 || linked.insert(stat.ino) {
+            *size = size.saturating_add(stat.size);
         }
     }
-    Ok(size)
+    Ok(())
 }
 
 struct OverlayCtx<'a, L> {
@@ -337,6 +362,19 @@ mod tests {
     use crate::fs::FsWrite;
     use crate::memfs::MemFs;
     use crate::tar_stream::{EntryKind, TarStreamReader};
+
+    #[test]
+    fn tree_size_counts_each_inode_once_and_no_directory() {
+        let mut fs = MemFs::new(1, 10);
+        fs.put_file(b"a", b"abc", 1);
+        fs.put_dir(b"d", 1);
+        fs.put_dir(b"d/e", 1);
+        fs.put_file(b"d/e/c", b"12", 1);
+        fs.hardlink(b"a", b"d/e/a-again").unwrap();
+        fs.hardlink(b"a", b"d/a-third").unwrap();
+        fs.symlink(b"a-target", b"d/s").unwrap();
+        assert_eq!(tree_size(&mut fs).unwrap(), 3 + 2 + 8);
+    }
 
     fn read_back(data: &[u8]) -> Vec<(String, EntryKind, u32, i64, Vec<u8>)> {
         let mut r = TarStreamReader::new(data);

@@ -17,6 +17,7 @@ pub mod fs;
 pub mod idmap;
 #[cfg(any(test, feature = "memfs"))]
 pub mod memfs;
+pub mod path_set;
 pub mod paths;
 pub mod tar_parser;
 pub mod tar_stream;
@@ -30,4 +31,5 @@ pub use diff::{
 };
 pub use error::ArchiveError;
 pub use idmap::{IdMapping, IdRange};
+pub use path_set::PathSet;
 pub use tar_stream::{EntryKind, TarEntryHeader, TarStreamReader};

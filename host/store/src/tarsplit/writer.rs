@@ -1,19 +1,22 @@
 //! Writing tar-split: the records packed as Go's `jsonPacker` packs them.
 
-use std::collections::HashSet;
 use std::io::Write;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use storage_archive::PathSet;
 
 use super::{io_err, Result, TarSplitEntry, TarSplitError};
 
 /// Writes tar-split records: gzip (fastest level, as upstream's pgzip `BestSpeed`) of
 /// JSON lines, rejecting repeated paths as Go's `jsonPacker` does.
+///
+/// The paths seen are the writer's one state that grows with the archive: 16 bytes an
+/// entry ([`PathSet`]), where Go keeps every cleaned path as a string in a map.
 pub struct TarSplitWriter<W: Write> {
     out: flate2::write::GzEncoder<W>,
     position: u64,
-    seen: HashSet<Vec<u8>>,
+    seen: PathSet,
     line: Vec<u8>,
 }
 
@@ -23,7 +26,7 @@ impl<W: Write> TarSplitWriter<W> {
         TarSplitWriter {
             out: flate2::write::GzEncoder::new(out, flate2::Compression::fast()),
             position: 0,
-            seen: HashSet::new(),
+            seen: PathSet::new(),
             line: Vec::new(),
         }
     }
@@ -32,7 +35,7 @@ impl<W: Write> TarSplitWriter<W> {
     pub fn add(&mut self, entry: &TarSplitEntry) -> Result<()> {
         if let TarSplitEntry::File { name, .. } = entry {
             let cleaned = clean_path(name);
-            if !self.seen.insert(cleaned) {
+            if !self.seen.insert(&cleaned) {
                 return Err(TarSplitError::DuplicatePath(
                     String::from_utf8_lossy(name).into_owned(),
                 ));
