@@ -11,9 +11,10 @@
 //! or an AUFS opaque marker keeps a lower file that an explicit whiteout of every other
 //! file would have kept as well.
 //!
-//! The hashes live in one sorted vector (16 bytes each, binary-searched) and a small
-//! hash table of the latest ones, merged into the vector in place when it fills; no
-//! per-path allocation, no table whose buckets outnumber the paths.
+//! The hashes live in one sorted sequence (16 bytes each, in chunks of 256 KiB,
+//! binary-searched) and a small hash table of the latest ones, merged into the sequence in
+//! place when it fills; no per-path allocation, no table whose buckets outnumber the paths,
+//! no vector reallocated to twice its size.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, DefaultHasher, Hasher};
@@ -28,7 +29,7 @@ const RECENT_FRACTION: usize = 32;
 #[derive(Clone, Default)]
 pub struct PathSet {
     /// Hashes merged so far, sorted ascending.
-    merged: Vec<u128>,
+    merged: Chunked,
     /// Hashes inserted since the last merge.
     recent: HashSet<u128, BuildHasherDefault<PreHashed>>,
 }
@@ -48,10 +49,10 @@ impl PathSet {
     /// Adds `path`; says whether it was new.
     pub fn insert(&mut self, path: &[u8]) -> bool {
         let hash = self.hash(path);
-        if self.merged.binary_search(&hash).is_ok() || !self.recent.insert(hash) {
+        if self.merged.contains(hash) || !self.recent.insert(hash) {
             return false;
         }
-        if self.recent.len() >= MIN_RECENT.max(self.merged.len() / RECENT_FRACTION) {
+        if self.recent.len() >= MIN_RECENT.max(self.merged.len / RECENT_FRACTION) {
             self.merge();
         }
         true
@@ -60,12 +61,12 @@ impl PathSet {
     /// Whether `path` was added.
     pub fn contains(&self, path: &[u8]) -> bool {
         let hash = self.hash(path);
-        self.recent.contains(&hash) || self.merged.binary_search(&hash).is_ok()
+        self.recent.contains(&hash) || self.merged.contains(hash)
     }
 
     /// How many distinct paths were added.
     pub fn len(&self) -> usize {
-        self.merged.len() + self.recent.len()
+        self.merged.len + self.recent.len()
     }
 
     /// Whether no path was added.
@@ -85,24 +86,78 @@ impl PathSet {
         (u128::from(half(1)) << 64) | u128::from(half(2))
     }
 
-    /// Moves the recent hashes into the sorted vector, merging from the back so that no
-    /// second vector of the merged size is needed.
+    /// Moves the recent hashes into the sorted sequence, merging from the back so that no
+    /// second sequence of the merged size is needed.
     fn merge(&mut self) {
         let mut fresh: Vec<u128> = self.recent.drain().collect();
         fresh.sort_unstable();
-        let old = self.merged.len();
-        self.merged.resize(old + fresh.len(), 0);
+        let merged = &mut self.merged;
+        let old = merged.len;
+        merged.grow(fresh.len());
         let (mut i, mut j, mut k) = (old, fresh.len(), old + fresh.len());
         while j > 0 {
             k -= 1;
-            if i > 0 && self.merged[i - 1] > fresh[j - 1] {
-                self.merged[k] = self.merged[i - 1];
+            if i > 0 && merged.get(i - 1) > fresh[j - 1] {
+                let moved = merged.get(i - 1);
+                merged.set(k, moved);
                 i -= 1;
             } else {
-                self.merged[k] = fresh[j - 1];
+                merged.set(k, fresh[j - 1]);
                 j -= 1;
             }
         }
+    }
+}
+
+/// log2 of the hashes in one chunk of the sorted sequence (16 Ki hashes, 256 KiB).
+const CHUNK_BITS: u32 = 14;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// A sorted sequence of hashes in chunks of [`CHUNK`]: growing it adds a chunk instead of
+/// moving everything to a vector twice the size, which in a WebAssembly guest (whose memory
+/// never shrinks) would leave the old vector's room behind for good.
+#[derive(Clone, Default)]
+struct Chunked {
+    chunks: Vec<Box<[u128]>>,
+    /// Hashes in use; the rest of the last chunk is spare.
+    len: usize,
+}
+
+impl Chunked {
+    fn get(&self, i: usize) -> u128 {
+        self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)]
+    }
+
+    fn set(&mut self, i: usize, value: u128) {
+        self.chunks[i >> CHUNK_BITS][i & (CHUNK - 1)] = value;
+    }
+
+    /// Makes room for `more` hashes at the end.
+    fn grow(&mut self, more: usize) {
+        self.len += more;
+        while self.chunks.len() * CHUNK < self.len {
+            self.chunks.push(vec![0u128; CHUNK].into_boxed_slice());
+        }
+    }
+
+    fn contains(&self, hash: u128) -> bool {
+        // The chunk that may hold it: the first whose last hash in use is not below it.
+        let last_in_use = |c: usize| self.get(((c + 1) * CHUNK).min(self.len) - 1);
+        let used_chunks = self.len.div_ceil(CHUNK);
+        let (mut lo, mut hi) = (0, used_chunks);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if last_in_use(mid) < hash {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == used_chunks {
+            return false;
+        }
+        let end = ((lo + 1) * CHUNK).min(self.len) - lo * CHUNK;
+        self.chunks[lo][..end].binary_search(&hash).is_ok()
     }
 }
 
@@ -140,8 +195,12 @@ mod tests {
             assert!(set.insert(format!("d{}/f{i}", i % 7).as_bytes()), "{i}");
         }
         assert_eq!(set.len(), count);
-        assert!(set.merged.len() >= MIN_RECENT * 4, "merges happened");
-        assert!(set.merged.windows(2).all(|w| w[0] < w[1]), "sorted");
+        assert!(set.merged.len >= MIN_RECENT * 4, "merges happened");
+        assert!(set.merged.chunks.len() > 1, "more than one chunk");
+        assert!(
+            (1..set.merged.len).all(|i| set.merged.get(i - 1) < set.merged.get(i)),
+            "sorted"
+        );
         for i in (0..count).step_by(97) {
             let path = format!("d{}/f{i}", i % 7);
             assert!(set.contains(path.as_bytes()), "{path}");
