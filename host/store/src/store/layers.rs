@@ -394,7 +394,7 @@ impl Store {
 
     /// Creates a layer and applies a (possibly compressed) archive to it. The store's
     /// locks are held only to create the layer and to commit it: while the archive is
-    /// written, other commands read and write the store (see [`super::staged`]).
+    /// written, other commands read and write the store (the `staged` module).
     pub fn import_layer(
         &self,
         parent: Option<&str>,
