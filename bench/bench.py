@@ -134,6 +134,19 @@ class Tool:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def release_work(tools, work):
+    """Removes every store the tools made below `work` (each run's, unmounted first), then
+    unmounts and removes the tmpfs `work` itself."""
+    for tool in tools:
+        for i in range(1, tool.count + 1):
+            tool.graph = os.path.join(work, f"{tool.name}-{i}", "g")
+            tool.run_root = os.path.join(work, f"{tool.name}-{i}", "r")
+            if os.path.isdir(tool.graph):
+                tool.cleanup()
+    subprocess.run(["umount", "-R", work])
+    os.rmdir(work)
+
+
 def make_inputs(work, quick=False):
     rootfs = os.path.join(work, "rootfs.tar")
     dirs = QUICK_ROOTFS_DIRS if quick else ROOTFS_DIRS
@@ -302,14 +315,7 @@ def main():
             print(f"{name:28} {st:10.3f} {gt:10.3f} {tar_s} {st / gt:11.2f} {tar_r} "
                   f"{srss:12.1f} {grss:8.1f}")
     finally:
-        for tool in (ours, go):
-            for i in range(1, tool.count + 1):
-                tool.graph = os.path.join(work, f"{tool.name}-{i}", "g")
-                tool.run_root = os.path.join(work, f"{tool.name}-{i}", "r")
-                if os.path.isdir(tool.graph):
-                    tool.cleanup()
-        subprocess.run(["umount", "-R", work])
-        os.rmdir(work)
+        release_work((ours, go), work)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,11 @@ Run as root:
 
 import argparse
 import os
-import subprocess
 import sys
 import tarfile
 import tempfile
 
-from bench import Tool, print_reference, reference_binary, run, timed
+from bench import Tool, print_reference, reference_binary, release_work, run, timed
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PER_DIR = 1000
@@ -147,14 +146,7 @@ def main():
                 line += f" {grss:8.1f} {gt:8.2f}"
             print(line)
     finally:
-        for tool in tools:
-            for i in range(1, tool.count + 1):
-                tool.graph = os.path.join(work, f"{tool.name}-{i}", "g")
-                tool.run_root = os.path.join(work, f"{tool.name}-{i}", "r")
-                if os.path.isdir(tool.graph):
-                    tool.cleanup()
-        subprocess.run(["umount", "-R", work])
-        os.rmdir(work)
+        release_work(tools, work)
 
 
 if __name__ == "__main__":
