@@ -474,6 +474,12 @@ impl Store {
             .records
             .iter()
             .any(|l| l.id == id && l.in_image_store);
+        self.writable_layer_data_dir(in_image_store)
+    }
+
+    /// The writable `<drv>-layers` directory of a layer kept in the split image store
+    /// (`in_image_store`) or in the graph root.
+    pub(super) fn writable_layer_data_dir(&self, in_image_store: bool) -> PathBuf {
         match &self.image_store_layers_dir {
             Some(dir) if in_image_store => dir.clone(),
             _ => self.layers_dir.clone(),

@@ -77,14 +77,6 @@ fn try_lock(marker: &File) -> std::io::Result<bool> {
 }
 
 impl Ctx<'_> {
-    /// The `<drv>-layers` directory a new layer's tar-split goes to.
-    fn data_dir_for(&self, record: &LayerRecord) -> PathBuf {
-        match &self.store.image_store_layers_dir {
-            Some(dir) if record.in_image_store => dir.clone(),
-            _ => self.store.layers_dir.clone(),
-        }
-    }
-
     /// Step 1 (module docs): checks the parent, ID and names, marks the layer as being
     /// filled and has the driver create it (empty, or a copy of its parent re-owned for the
     /// layer's mapping). No record is written.
@@ -95,7 +87,10 @@ impl Ctx<'_> {
         writable: bool,
     ) -> Result<StagedLayer, StoreError> {
         let record = self.new_layer_record(parent, opts, writable, None)?;
-        let dir = self.data_dir_for(&record).join(STAGING_DIR);
+        let dir = self
+            .store
+            .writable_layer_data_dir(record.in_image_store)
+            .join(STAGING_DIR);
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -168,7 +163,8 @@ impl Ctx<'_> {
         publish(
             &staged.tar_split_path(),
             &self
-                .data_dir_for(&record)
+                .store
+                .writable_layer_data_dir(record.in_image_store)
                 .join(format!("{}.tar-split.gz", record.id)),
         )?;
         self.st.layers.records.push(record.clone());
@@ -203,16 +199,9 @@ impl Ctx<'_> {
     /// cleanup that ran when the store's locks were taken removed every marker nobody held.)
     pub(super) fn layers_being_filled(&self) -> std::collections::BTreeSet<String> {
         self.store
-            .staging_dirs()
-            .iter()
-            .filter_map(|dir| std::fs::read_dir(dir).ok())
-            .flat_map(|entries| entries.flatten())
-            .filter_map(|entry| {
-                let name = entry.file_name();
-                name.to_str()
-                    .and_then(|n| n.strip_suffix(".lock"))
-                    .map(str::to_string)
-            })
+            .staging_markers()
+            .into_iter()
+            .map(|(_, id)| id)
             .collect()
     }
 
@@ -220,17 +209,8 @@ impl Ctx<'_> {
     /// marker nobody holds, with the layer's driver data and staged tar-split when no record
     /// names the layer. Best effort, as the rest of the crash cleanup.
     pub(super) fn clean_up_staged_leftovers(&mut self) {
-        for dir in self.store.staging_dirs() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else {
-                    continue;
-                };
-                self.clean_up_staged(&dir, id);
-            }
+        for (dir, id) in self.store.staging_markers() {
+            self.clean_up_staged(&dir, &id);
         }
     }
 
@@ -267,27 +247,36 @@ impl Ctx<'_> {
 }
 
 impl Store {
-    /// `<drv>-layers/staging` of the graph root and of the image store.
-    fn staging_dirs(&self) -> Vec<PathBuf> {
-        std::iter::once(&self.layers_dir)
-            .chain(&self.image_store_layers_dir)
-            .map(|d| d.join(STAGING_DIR))
-            .collect()
+    /// Every staging marker of the graph root's and the image store's `<drv>-layers`, as
+    /// its folder and the ID of its layer.
+    fn staging_markers(&self) -> Vec<(PathBuf, String)> {
+        let mut markers = Vec::new();
+        for layers_dir in std::iter::once(&self.layers_dir).chain(&self.image_store_layers_dir) {
+            let dir = layers_dir.join(STAGING_DIR);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                if let Some(id) = entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".lock"))
+                {
+                    markers.push((dir.clone(), id.to_string()));
+                }
+            }
+        }
+        markers
     }
 
     /// Whether an import died while filling a layer: a marker nobody holds, which a reader
     /// hands to the crash cleanup as it does an incomplete record.
     pub(super) fn has_dead_imports(&self) -> bool {
-        self.staging_dirs()
-            .iter()
-            .filter_map(|dir| std::fs::read_dir(dir).ok())
-            .flat_map(|entries| entries.flatten())
-            .filter(|entry| entry.file_name().to_string_lossy().ends_with(".lock"))
-            .any(|entry| {
-                File::open(entry.path())
-                    .and_then(|marker| try_lock(&marker))
-                    .unwrap_or(false)
-            })
+        self.staging_markers().iter().any(|(dir, id)| {
+            File::open(marker_path(dir, id))
+                .and_then(|marker| try_lock(&marker))
+                .unwrap_or(false)
+        })
     }
 
     /// Step 2 (module docs): applies the archive to the staged layer, its tar-split
