@@ -1,5 +1,5 @@
 //! The command table: every command of upstream's `containers-storage` with its aliases,
-//! argument counts, flags, usage line and action (spec §1.3).
+//! argument counts, flags, usage line and action (upstream's `cmd/containers-storage`).
 
 use crate::actions::{self, Action};
 use crate::flags::{

@@ -3,9 +3,9 @@
 //! of commands and flags that the usage texts, the parser, and the man pages and shell
 //! completions that `cargo xtask` generates are all made from.
 //!
-//! `run` follows upstream's flow (spec §1.1): parse the global flags up to the command
-//! name, parse the command's flags, check the argument count, open the store (before every
-//! command, even `version`), run the action. Each step's failure has upstream's message,
+//! `run` follows upstream's flow (`cmd/containers-storage/main.go`): parse the global flags up to
+//! the command name, parse the command's flags, check the argument count, open the store (before
+//! every command, even `version`), run the action. Each step's failure has upstream's message,
 //! stream and exit status.
 
 mod actions;

@@ -1,4 +1,5 @@
-//! Command-line parsing with clap, shaped to behave like upstream's `mflag` (spec §1.1).
+//! Command-line parsing with clap, shaped to behave like upstream's `mflag`
+//! (`cmd/containers-storage/main.go`).
 //!
 //! Parsing runs in two phases, as upstream's `main` does: the global flags up to the first
 //! positional (the command name), then the command's own flag set, which re-registers the

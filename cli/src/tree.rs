@@ -1,5 +1,5 @@
-//! The `layers --tree` drawing (spec §1.4), upstream's `tree.go` made deterministic: where
-//! upstream picks among equally good roots in Go map order, the first in layer order wins.
+//! The `layers --tree` drawing, upstream's `cmd/containers-storage/tree.go` made deterministic:
+//! where upstream picks among equally good roots in Go map order, the first in layer order wins.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -10,7 +10,7 @@
 //! Where we do better than upstream on purpose the test asserts our answer and says so:
 //! sparse entries keep their holes on disk with us (upstream writes them dense, and its
 //! `diff -u` of them is not the input), and old GNU sparse archives (typeflag `S`), which
-//! upstream 1.60 refuses (`unhandled tar header type 83`; spec §8 saw it panic), import
+//! upstream 1.60 refuses (`unhandled tar header type 83`), import
 //! with us; their tree is then compared with GNU tar's own extraction.
 //!
 //! Differences a test tolerates, because upstream itself is not deterministic there: the

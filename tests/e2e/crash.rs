@@ -1,4 +1,5 @@
-//! Crash cleanup (spec §3.3): an `import-layer` killed half-way leaves a layer record marked
+//! Crash cleanup (upstream's `layers.go`, incomplete layers): an `import-layer` killed
+//! half-way leaves a layer record marked
 //! incomplete, and the next command that reads or writes the store deletes it with its driver
 //! data and tar-split, so the store keeps working. Also: a killed `applydiff`, a hand-marked
 //! record, stale temp dirs, and torn or empty record files.
@@ -84,7 +85,7 @@ pub(crate) fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 }
 
 /// Mount points at or below `dir`, except the overlay home's private bind mount of
-/// itself, which the driver keeps on purpose (spec §2.2).
+/// itself, which the driver keeps on purpose (as upstream's overlay driver).
 fn mounts_below(dir: &Path, home: &Path) -> Vec<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     info.lines()
@@ -108,7 +109,7 @@ fn kill_midway(s: &Scratch, command: &str, args: &[&str], layer: &str) {
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let child = Command::new(STORAGE)
         .args(s.globals())
-        // Flags stop at the first positional argument (spec §1.1): -f goes first.
+        // Flags stop at the first positional argument, as upstream's mflag: -f goes first.
         .args([command, "-f"])
         .arg(&fifo)
         .args(args)
@@ -283,7 +284,7 @@ fn hand_marked_incomplete_layer_is_deleted_by_the_next_listing() {
 fn stale_temp_dir_is_removed_by_the_next_write() {
     let s = Scratch::new();
     s.create_layer(&[]);
-    // What a process killed while staging would leave (spec §3.3).
+    // What a process killed while staging would leave (host/store/src/store/staged.rs).
     let tmp = s
         .graph()
         .join(format!("{}-layers", crate::DRIVER))

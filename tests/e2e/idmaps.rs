@@ -1,7 +1,7 @@
 //! ID mappings (`--uidmap`, `--gidmap`, ...): owners on disk are host IDs shifted by the
 //! layer's mapping, owners in archives are container IDs; a container whose mapping differs
 //! from its image's top layer gets a mapped copy of that layer, recorded in the image and
-//! reused (spec §1.3, §2.5).
+//! reused (upstream's `store.go`, `CreateContainer`).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;

@@ -52,7 +52,7 @@ fn mount_errors_and_json() {
     assert_eq!(v[0]["id"], l);
     assert_eq!(v[0]["error"], "");
     assert!(!v[0]["mountpoint"].as_str().unwrap().is_empty());
-    // -o is accepted and ignored (spec quirk 6); --option is not a flag.
+    // -o is accepted and ignored, as upstream; --option is not a flag.
     assert_eq!(
         s.ok(&["mount", "-o", "ro", &l]),
         format!("{}\n", v[0]["mountpoint"].as_str().unwrap())

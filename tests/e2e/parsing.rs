@@ -1,4 +1,4 @@
-//! Command-line parsing as mflag does it (spec §1.1).
+//! Command-line parsing as mflag does it (upstream's `cmd/containers-storage/main.go`).
 
 use crate::harness::{id, run_bare, run_env, Scratch, STORAGE};
 

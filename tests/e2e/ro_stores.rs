@@ -1,5 +1,5 @@
 //! Additional read-only image stores (`<drv>.imagestore=`, `.imagestore=`,
-//! `additionalimagestores` in storage.conf) and the split `--image-store` (spec §2.1, §2.6).
+//! `additionalimagestores` in storage.conf) and the split `--image-store` (upstream's `store.go`).
 
 use std::path::{Path, PathBuf};
 

@@ -138,12 +138,12 @@ fn print_dir(ctx: &mut Ctx<'_>, dir: std::path::PathBuf) -> Result<i32, CliError
     Ok(0)
 }
 
-/// `get-image-dir ARG` (ARG used verbatim: spec quirk 2).
+/// `get-image-dir ARG` (ARG used verbatim, as upstream: no lookup).
 pub fn get_image_dir(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let dir = ctx.store.image_dir(ctx.inv.first_arg())?;
     print_dir(ctx, dir)
 }
-/// `get-image-run-dir ARG` (ARG used verbatim: spec quirk 2).
+/// `get-image-run-dir ARG` (ARG used verbatim, as upstream: no lookup).
 pub fn get_image_run_dir(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let dir = ctx.store.image_run_dir(ctx.inv.first_arg())?;
     print_dir(ctx, dir)

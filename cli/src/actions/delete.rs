@@ -45,7 +45,7 @@ pub fn delete(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 
 /// `delete-layer NAME...`, with the checks for children, images and containers.
 ///
-/// Fix of upstream quirk 1 (spec §7): upstream compares the *argument* with the parents of
+/// Fix of an upstream quirk: upstream compares the *argument* with the parents of
 /// other layers, so a layer named by name skips the check and its children are orphaned.
 /// The name is resolved to the layer's ID first, so the checks always apply.
 pub fn delete_layer(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
@@ -75,7 +75,7 @@ struct DeletedImage {
     error: String,
 }
 
-/// `delete-image [-t] NAME...`: deleted layers reported on stderr (spec quirk 5).
+/// `delete-image [-t] NAME...`: deleted layers reported on stderr, as upstream.
 pub fn delete_image(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let commit = !ctx.inv.flags.bool("test");
     let mut results: Vec<(String, DeletedImage)> = Vec::new();

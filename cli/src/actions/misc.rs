@@ -18,7 +18,8 @@ fn go_string_slice(items: &[String]) -> String {
     format!("[{}]", items.join(" "))
 }
 
-/// Prints `pairs` as JSON on stdout, or as `K: V` lines on stderr (spec quirk 4).
+/// Prints `pairs` as JSON on stdout, or as `K: V` lines on stderr, as upstream's `status`/`version`
+/// do.
 fn print_pairs(ctx: &mut Ctx<'_>, pairs: &[(String, String)]) -> Result<(), CliError> {
     if ctx.inv.json() {
         let arrays: Vec<[&str; 2]> = pairs
@@ -203,7 +204,7 @@ pub fn check_text(report: &CheckReport) -> String {
     out
 }
 
-/// An error as Go's encoding/json writes it: an empty object (spec quirk 12).
+/// An error as Go's encoding/json writes it: an empty object (a Go `error` has no exported fields).
 #[derive(Serialize)]
 struct GoError {}
 

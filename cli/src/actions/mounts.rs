@@ -23,7 +23,7 @@ struct MountError {
 
 /// `mount [-r] [-l LABEL] [-o OPTS] NAME...`.
 ///
-/// `-o` is accepted and ignored, as upstream does (spec quirk 6). `-r` mounts an image
+/// `-o` is accepted and ignored, as upstream does. `-r` mounts an image
 /// read-only with no other option, as upstream 1.60's `MountImage` call does (1.43 added
 /// `noexec,nosuid`, which vfs and btrfs refuse).
 pub fn mount(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {

@@ -1,6 +1,6 @@
-//! Archive work of the btrfs driver: the naive paths of spec §4.5 on subvolumes. A layer's
-//! tar is applied into its subvolume with whiteouts turned into deletions; diffs, changes
-//! and sizes compare the layer's subvolume with its parent's (an unchanged file of a
+//! Archive work of the btrfs driver: the naive paths of upstream's `drivers/fsdiff.go` on
+//! subvolumes. A layer's tar is applied into its subvolume with whiteouts turned into deletions;
+//! diffs, changes and sizes compare the layer's subvolume with its parent's (an unchanged file of a
 //! snapshot has the same metadata as its parent's, so it is not reported).
 //!
 //! The tar logic lives in `storage-archive`, run by default as the sandboxed archive

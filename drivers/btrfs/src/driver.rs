@@ -1,13 +1,13 @@
 //! [`BtrfsDriver`]: the btrfs graph driver (upstream's `drivers/btrfs`).
 //!
-//! Layout (spec §2.2): every layer is the subvolume `<home>/subvolumes/<id>`; a parentless
-//! layer is a new empty subvolume, a child a writable snapshot of its parent's (so it shares
-//! the parent's extents until written). Image layers go to the split image store's home when
-//! there is one, and layers of additional image stores are used read-only ([`Layout`]); a
-//! parent on another filesystem is copied (reflinked where possible) into a new subvolume.
-//! `get` answers with the subvolume's path (nothing is mounted) and `put` does nothing. A
-//! layer created with a `size` gets a qgroup limit on its referenced bytes, remembered in
-//! `<home>/quotas/<id>` and applied again by `get`.
+//! Layout (upstream's `drivers/btrfs/btrfs.go`): every layer is the subvolume
+//! `<home>/subvolumes/<id>`; a parentless layer is a new empty subvolume, a child a writable
+//! snapshot of its parent's (so it shares the parent's extents until written). Image layers go to
+//! the split image store's home when there is one, and layers of additional image stores are used
+//! read-only ([`Layout`]); a parent on another filesystem is copied (reflinked where possible) into
+//! a new subvolume. `get` answers with the subvolume's path (nothing is mounted) and `put` does
+//! nothing. A layer created with a `size` gets a qgroup limit on its referenced bytes, remembered
+//! in `<home>/quotas/<id>` and applied again by `get`.
 //!
 //! What can go wrong: the home is not on btrfs (`NotSupported`), options are bad
 //! (`BadOption`), a layer or its parent is missing (`LayerNotFound`), an ioctl or file

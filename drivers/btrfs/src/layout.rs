@@ -1,7 +1,7 @@
 //! Where layers are: `<home>/subvolumes/<id>` in the driver's home, in the split image
 //! store's home (`<image store>/btrfs`, image layers only) and, read-only, in the homes of
-//! additional image stores (`<store>/btrfs`, spec §2.1, §2.6). Lookups go through here, so
-//! nothing is ever written to a read-only store.
+//! additional image stores (`<store>/btrfs`, as upstream's `store.go` lays them out). Lookups go
+//! through here, so nothing is ever written to a read-only store.
 
 use std::path::{Path, PathBuf};
 

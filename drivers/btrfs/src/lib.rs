@@ -1,15 +1,14 @@
 //! `storage_btrfs`: the native btrfs graph driver (upstream's `drivers/btrfs`).
 //!
 //! Layers are subvolumes under `<graphroot>/btrfs/subvolumes` and children are snapshots of
-//! their parents (spec §2.2); [`layout`] finds them in the driver's home, the split image
-//! store and read-only image stores. [`subvolume`] creates, snapshots and deletes subvolumes
-//! by path through the btrfs ioctls of the toolkit's [`storage_driver::syscalls::Syscalls`]
-//! (which the driver gets from its `DriverInit`, so tests can hand it the recording double),
-//! [`home`] checks the
-//! filesystem and makes the home a private mount, [`options`] parses `btrfs.*` and per-layer
-//! options, [`archive_ops`] applies and produces layer archives through the host's archive
-//! runtime, [`getter`] reads files for tar-split reassembly, and [`driver`] ties them into a
-//! [`storage_driver::GraphDriver`].
+//! their parents (upstream's `drivers/btrfs/btrfs.go`); [`layout`] finds them in the driver's home,
+//! the split image store and read-only image stores. [`subvolume`] creates, snapshots and deletes
+//! subvolumes by path through the btrfs ioctls of the toolkit's
+//! [`storage_driver::syscalls::Syscalls`] (which the driver gets from its `DriverInit`, so tests
+//! can hand it the recording double), [`home`] checks the filesystem and makes the home a private
+//! mount, [`options`] parses `btrfs.*` and per-layer options, [`archive_ops`] applies and produces
+//! layer archives through the host's archive runtime, [`getter`] reads files for tar-split
+//! reassembly, and [`driver`] ties them into a [`storage_driver::GraphDriver`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -1,5 +1,5 @@
-//! Parsing of the btrfs driver's options (`--storage-opt btrfs.X=V`, spec §2.2, §6.2) and of
-//! the per-layer options a layer is created with (`size`).
+//! Parsing of the btrfs driver's options (`--storage-opt btrfs.X=V`, upstream's
+//! `drivers/btrfs/btrfs.go`) and of the per-layer options a layer is created with (`size`).
 //!
 //! As upstream's `parseOptions`: keys are case-insensitive and must carry the `btrfs.`
 //! prefix; `btrfs.min_space` (a size) turns quotas on, `btrfs.mountopt` is refused, and

@@ -1,7 +1,8 @@
 //! Archive work of the overlay driver: applying a layer tar, and diffs, changes and
-//! sizes. Native paths (spec §4.6) work on `<id>/diff` directly and are used when the
-//! parent asked for is the layer's real parent and native diff is usable; otherwise the
-//! naive paths (§4.5) mount the layers read-only and compare the merged trees.
+//! sizes. Native paths (upstream's `drivers/overlay/overlay.go`) work on `<id>/diff` directly and
+//! are used when the parent asked for is the layer's real parent and native diff is usable;
+//! otherwise the naive paths (upstream's `drivers/fsdiff.go`) mount the layers read-only and
+//! compare the merged trees.
 //!
 //! The tar logic lives in `storage-archive`, run by default as the sandboxed archive
 //! component and with `overlay.archive=native` as the crate built in (see

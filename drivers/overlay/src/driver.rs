@@ -128,7 +128,8 @@ impl OverlayDriver {
         &self.run_home
     }
 
-    /// Whether diffs are computed by walking the upper directory (spec §4.6).
+    /// Whether diffs are computed by walking the upper directory (upstream's
+    /// `drivers/overlay/overlay.go`).
     pub fn uses_native_diff(&self) -> bool {
         self.features.native_diff
     }
@@ -139,8 +140,8 @@ impl OverlayDriver {
     }
 
     /// Undoes the private bind mount of the home made at init, as upstream's `Cleanup`
-    /// does at `shutdown` (spec §3, §7.11). Only a mount of the home's own filesystem
-    /// (the bind mount of itself that init makes) is ours to detach: a filesystem that
+    /// does at `shutdown` (upstream's `drivers/overlay/overlay.go`). Only a mount of the home's own
+    /// filesystem (the bind mount of itself that init makes) is ours to detach: a filesystem that
     /// somebody mounted right at the home stays.
     pub fn unmount_home(&self) -> DriverResult<()> {
         let home = self.layout.home();

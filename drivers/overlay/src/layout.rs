@@ -1,5 +1,5 @@
-//! The overlay driver's files on disk (spec §2.2): `<home>/<id>/{diff,link,lower,work,
-//! merged,empty}` and `<home>/l/<short id>` → `../<id>/diff`.
+//! The overlay driver's files on disk (upstream's `drivers/overlay/overlay.go`):
+//! `<home>/<id>/{diff,link,lower,work, merged,empty}` and `<home>/l/<short id>` → `../<id>/diff`.
 //!
 //! The short links exist so that a classic `mount(2)` option string naming many lower
 //! layers fits in one page; `lower` lists them nearest parent first. Layers of read-only

@@ -1,13 +1,12 @@
 //! `storage_overlay`: the native overlay graph driver (upstream's `drivers/overlay`).
 //!
-//! Layers are directories under `<graphroot>/overlay` (spec §2.2); a layer is presented
-//! by mounting an overlay of its ancestors' diff directories. [`layout`] knows the files,
-//! [`options`] parses `overlay.*` options, [`mount`] performs mounts (new mount API with
-//! one `lowerdir+` per layer, classic `mount(2)` otherwise), [`features`] probes and
-//! caches what the kernel can do, [`getter`] reads files without mounting,
-//! [`archive_ops`] applies and produces layer archives through `storage-archive`,
-//! [`idmap_update`] re-owns layers, [`quota`] sets xfs project quotas (`size`, `inodes`),
-//! and [`driver`] ties them into a
+//! Layers are directories under `<graphroot>/overlay` (upstream's `drivers/overlay/overlay.go`); a
+//! layer is presented by mounting an overlay of its ancestors' diff directories. [`layout`] knows
+//! the files, [`options`] parses `overlay.*` options, [`mount`] performs mounts (new mount API with
+//! one `lowerdir+` per layer, classic `mount(2)` otherwise), [`features`] probes and caches what
+//! the kernel can do, [`getter`] reads files without mounting, [`archive_ops`] applies and produces
+//! layer archives through `storage-archive`, [`idmap_update`] re-owns layers, [`quota`] sets xfs
+//! project quotas (`size`, `inodes`), and [`driver`] ties them into a
 //! [`storage_driver::GraphDriver`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -1,4 +1,5 @@
-//! Parsing of the overlay driver's options (`--storage-opt overlay.X=V`, spec §6.2).
+//! Parsing of the overlay driver's options (`--storage-opt overlay.X=V`, upstream's
+//! `docs/containers-storage.conf.5.md`).
 //!
 //! Keys are case-insensitive and may carry an `overlay.`, `overlay2.` or `.` prefix, as
 //! upstream's `parseOptions` accepts. Parsing checks what can be checked without the

@@ -8,7 +8,7 @@
 //! drivers it links into a [`DriverRegistry`] and the store picks one by the configured
 //! name.
 //!
-//! Mirrors upstream's `drivers/driver.go` (spec §4).
+//! Mirrors upstream's `drivers/driver.go`.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -1,4 +1,5 @@
-//! Atomic file writes: a reader sees the old content or the new, never a mix (spec §2.1).
+//! Atomic file writes: a reader sees the old content or the new, never a mix (upstream's
+//! `store.go`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};

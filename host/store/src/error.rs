@@ -3,7 +3,7 @@
 //! What can go wrong: an object is not known or its ID/name is already taken, a deletion is
 //! refused because something still uses the object, the graph driver fails, a lock or JSON
 //! file cannot be read or written, an imported archive is malformed. Display strings are
-//! upstream's messages where scripts may compare them (spec §1.3).
+//! upstream's messages where scripts may compare them (upstream's `cmd/containers-storage`).
 
 use std::path::PathBuf;
 

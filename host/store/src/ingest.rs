@@ -1,7 +1,7 @@
-//! The import pipeline of a layer blob (spec §5.1, upstream's
-//! `layerStore.applyDiffWithOptions`): detect the compression, digest and count the blob
-//! as given and the tar inside it, record tar-split, log the owners, and hand the very
-//! same tar bytes to the driver.
+//! The import pipeline of a layer blob (upstream's
+//! `layerStore.applyDiffWithOptions` in `layers.go`): detect the compression, digest and count the
+//! blob as given and the tar inside it, record tar-split, log the owners, and hand the very same
+//! tar bytes to the driver.
 //!
 //! Three threads share the work: one reads, decompresses and digests the blob and hands each
 //! chunk of the tar to the other two; one records tar-split with the [`Disassembler`]; the

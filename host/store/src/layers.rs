@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use storage_driver::idmap::IdMap;
 
-/// One layer record, with upstream's JSON keys in upstream's order (spec §2.3).
+/// One layer record, with upstream's JSON keys in upstream's order (upstream's `layers.go`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LayerRecord {
     /// Layer ID.

@@ -1,5 +1,5 @@
-//! Lock files shared with containers/storage (spec §3): fcntl whole-file record locks plus
-//! a 64-byte "last write" token that tells readers whether to reload.
+//! Lock files shared with containers/storage (upstream's `pkg/lockfile`): fcntl whole-file record
+//! locks plus a 64-byte "last write" token that tells readers whether to reload.
 //!
 //! fcntl locks belong to the process, not to the file descriptor's user: two handles of one
 //! process on the same file never block each other, and closing any descriptor of the file

@@ -203,7 +203,8 @@ impl Store {
         })
     }
 
-    /// `<graphroot>/<drv>-images/<arg>/userdata` (arg verbatim, dir created; spec quirk 2).
+    /// `<graphroot>/<drv>-images/<arg>/userdata` (arg verbatim, dir created, as upstream: no
+    /// lookup).
     pub fn image_dir(&self, arg: &str) -> Result<PathBuf, StoreError> {
         let dir = self.images_dir.join(arg).join("userdata");
         mkdir_0700(&dir)?;

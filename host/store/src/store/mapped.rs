@@ -1,7 +1,7 @@
-//! Mapped top layers (spec §2.5): a container whose ID mapping differs from its image's top
-//! layer's, on a driver that cannot shift owners at mount time, is created on a copy of the
-//! top layer owned for that mapping. The copy is recorded in the image's `mapped-layers` and
-//! reused by the next container with the same mapping (upstream's
+//! Mapped top layers (upstream's `store.go`, `CreateContainer`): a container whose ID mapping
+//! differs from its image's top layer's, on a driver that cannot shift owners at mount time, is
+//! created on a copy of the top layer owned for that mapping. The copy is recorded in the image's
+//! `mapped-layers` and reused by the next container with the same mapping (upstream's
 //! `imageTopLayerForMapping`).
 
 use super::layers::{find_layer, layer_mappings};
