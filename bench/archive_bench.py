@@ -29,22 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import (HERE, Tool, make_inputs, median_of, print_reference,  # noqa: E402
-                   reference_binary, run, timed)
-
-
-class ConfiguredTool(Tool):
-    """A Tool with a driver of choice and extra driver options."""
-
-    def __init__(self, name, binary, root, driver="overlay", options=()):
-        super().__init__(name, binary, root)
-        self.driver, self.options = driver, list(options)
-
-    def cmd(self, *args):
-        opts = []
-        for o in self.options:
-            opts += ["--storage-opt", o]
-        return [self.binary, "--graph", self.graph, "--run", self.run_root,
-                "--storage-driver", self.driver, *opts, *args]
+                   reference_binary, release_work, run, timed)
 
 
 def bench_import(tool, path, runs):
@@ -137,8 +122,8 @@ def main():
 
     work = tempfile.mkdtemp(prefix="storage-archive-bench-")
     run(["mount", "-t", "tmpfs", "-o", f"size={args.tmpfs_size}", "tmpfs", work])
-    component = ConfiguredTool("component", storage, work, options=["overlay.archive=component"])
-    native = ConfiguredTool("native", storage, work, options=["overlay.archive=native"])
+    component = Tool("component", storage, work, options=["overlay.archive=component"])
+    native = Tool("native", storage, work, options=["overlay.archive=native"])
     tools = [component, native]
     try:
         inputs = make_inputs(work, args.quick)
@@ -171,23 +156,14 @@ def main():
             if not has_driver(storage, driver, work):
                 print(f"{driver:24} skipped: this storage binary has no {driver} driver")
                 continue
-            ours = ConfiguredTool(f"storage-{driver}", storage, work, driver=driver)
-            go = ConfiguredTool(f"go-{driver}", go_binary, work, driver=driver)
+            ours = Tool(f"storage-{driver}", storage, work, driver=driver)
+            go = Tool(f"go-{driver}", go_binary, work, driver=driver)
             tools += [ours, go]
             s = bench_layers(ours, args.runs)
             g = bench_layers(go, args.runs)
             print(f"{driver:24} {s * 1e3:11.2f} {g * 1e3:9.2f} {s / g:11.2f}")
     finally:
-        for tool in tools:
-            for i in range(1, tool.count + 1):
-                tool.graph = os.path.join(work, f"{tool.name}-{i}", "g")
-                tool.run_root = os.path.join(work, f"{tool.name}-{i}", "r")
-                if os.path.isdir(tool.graph):
-                    subprocess.run(["umount", "-R", os.path.join(tool.graph, tool.driver)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                    tool.cleanup()
-        subprocess.run(["umount", "-R", work])
-        os.rmdir(work)
+        release_work(tools, work)
 
 
 if __name__ == "__main__":
