@@ -14,10 +14,11 @@ $STORAGE_REFERENCE, else upstream's 1.60 build).
 
 Run as root:
   python3 bench/memory.py [--sizes 200000,1000000] [--drivers overlay,vfs]
-      [--storage PATH] [--reference PATH] [--storage-opt OPT ...]
+      [--storage PATH] [--reference PATH] [--storage-opt OPT ...] [--json FILE]
 """
 
 import argparse
+import json
 import os
 import sys
 import tarfile
@@ -57,19 +58,6 @@ class _OneByte:
         return out
 
 
-class DriverTool(Tool):
-    """A Tool whose commands name a storage driver and extra --storage-opt options."""
-
-    def __init__(self, name, binary, root, driver, opts=()):
-        super().__init__(name, binary, root)
-        self.driver, self.opts = driver, list(opts)
-
-    def cmd(self, *args):
-        extra = [a for opt in self.opts for a in ("--storage-opt", opt)]
-        return [self.binary, "--graph", self.graph, "--run", self.run_root,
-                "--storage-driver", self.driver, *extra, *args]
-
-
 def warm_up(tool, work):
     """One import of a one-file tar, untimed: a component is compiled on first use and cached
     (/var/cache/storage/components for root), and compiling is not what is measured."""
@@ -100,6 +88,7 @@ def main():
                     help="an option for storage only (e.g. overlay.archive=native)")
     ap.add_argument("--no-reference", action="store_true", help="measure storage only")
     ap.add_argument("--tmpfs-size", default="16G")
+    ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmark mounts a tmpfs and overlay layers")
@@ -122,13 +111,13 @@ def main():
             make_tar(path, entries)
             print(f"input {entries} entries: {os.path.getsize(path) / 1e6:.0f} MB", flush=True)
             for driver in drivers:
-                ours = DriverTool(f"storage-{driver}", os.path.abspath(args.storage), work,
-                                  driver, args.storage_opt)
+                ours = Tool(f"storage-{driver}", os.path.abspath(args.storage), work,
+                            driver, args.storage_opt)
                 tools.append(ours)
                 warm_up(ours, work)
                 row = [entries, driver, import_once(ours, path)]
                 if go:
-                    theirs = DriverTool(f"go-{driver}", go, work, driver)
+                    theirs = Tool(f"go-{driver}", go, work, driver)
                     tools.append(theirs)
                     warm_up(theirs, work)
                     row.append(import_once(theirs, path))
@@ -145,6 +134,11 @@ def main():
                 gt, grss = theirs[0]
                 line += f" {grss:8.1f} {gt:8.2f}"
             print(line)
+        if args.json:
+            with open(args.json, "w") as out:
+                json.dump([{"entries": e, "driver": d, "storage_s": s[0], "storage_mib": s[1],
+                            "go_s": th[0][0] if th else None, "go_mib": th[0][1] if th else None}
+                           for e, d, s, *th in rows], out, indent=1)
     finally:
         release_work(tools, work)
 
