@@ -198,7 +198,6 @@ impl FlagValues {
     }
 
     /// Whether the flag was given at all.
-    #[cfg(test)]
     pub fn given(&self, key: &str) -> bool {
         self.values.get(key).is_some_and(|v| !v.is_empty())
     }

@@ -122,6 +122,21 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return 1;
         }
     };
+    // Upstream's `--unshare` (on by default for a rootless user): the command runs again in a
+    // user namespace, which resolves the same options there (the rootless user's, by the
+    // markers it inherits).
+    let unshare = if inv.flags.given("unshare") {
+        inv.flags.bool("unshare")
+    } else {
+        actions::unshare::unshare_by_default()
+    };
+    if unshare && !actions::unshare::in_configured_user_namespace() {
+        if inv.flags.bool("debug") {
+            DebugLogger::install();
+        }
+        let _ = out.flush();
+        return actions::unshare::reexec_in_user_namespace(args, err);
+    }
     if inv.flags.bool("debug") {
         DebugLogger::install();
         for warning in &warnings {

@@ -21,17 +21,30 @@ pub fn bypasses_config(flags: &FlagValues) -> bool {
 }
 
 /// Resolves the options from the flags, loading the configuration with `load_default`
-/// only when no flag bypasses it. Relative roots are made absolute against `cwd`.
+/// only when no flag bypasses it; when one does, a root the flags do not name is the
+/// user's default from `default_roots` (graph root, run root: root's or a rootless user's).
+/// Relative roots are made absolute against `cwd`.
 pub fn resolve(
     flags: &FlagValues,
     cwd: &Path,
     load_default: impl FnOnce() -> Result<StoreOptions, ConfigError>,
+    default_roots: impl FnOnce() -> Result<(PathBuf, PathBuf), ConfigError>,
 ) -> Result<StoreOptions, ConfigError> {
     let mut opts = if bypasses_config(flags) {
         let non_empty = |k: &str| Some(flags.value_or_empty(k)).filter(|v| !v.is_empty());
+        let (graph_root, run_root) = match (non_empty("graph"), non_empty("run")) {
+            (Some(graph), Some(run)) => (PathBuf::from(graph), PathBuf::from(run)),
+            (graph, run) => {
+                let (default_graph, default_run) = default_roots()?;
+                (
+                    graph.map_or(default_graph, PathBuf::from),
+                    run.map_or(default_run, PathBuf::from),
+                )
+            }
+        };
         StoreOptions {
-            graph_root: PathBuf::from(non_empty("graph").unwrap_or(config::DEFAULT_GRAPH_ROOT)),
-            run_root: PathBuf::from(non_empty("run").unwrap_or(config::DEFAULT_RUN_ROOT)),
+            graph_root,
+            run_root,
             driver_name: non_empty("storage-driver").unwrap_or_default().to_string(),
             driver_options: flags.list("storage-opt").to_vec(),
             ..Default::default()
@@ -59,12 +72,17 @@ pub fn resolve(
 pub fn resolve_for_process(flags: &FlagValues) -> Result<(StoreOptions, Vec<String>), ConfigError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let mut warnings = Vec::new();
-    let opts = resolve(flags, &cwd, || {
-        config::load_default_options().map(|loaded| {
-            warnings = loaded.warnings;
-            loaded.options
-        })
-    })?;
+    let opts = resolve(
+        flags,
+        &cwd,
+        || {
+            config::load_default_options().map(|loaded| {
+                warnings = loaded.warnings;
+                loaded.options
+            })
+        },
+        || config::default_roots(&config::ProcessEnvironment),
+    )?;
     Ok((opts, warnings))
 }
 
@@ -113,9 +131,26 @@ mod tests {
         })
     }
 
+    fn root_defaults() -> Result<(PathBuf, PathBuf), ConfigError> {
+        Ok((
+            config::DEFAULT_GRAPH_ROOT.into(),
+            config::DEFAULT_RUN_ROOT.into(),
+        ))
+    }
+
+    fn no_defaults() -> Result<(PathBuf, PathBuf), ConfigError> {
+        panic!("the default roots must not be needed")
+    }
+
     #[test]
     fn no_flags_use_configuration() {
-        let o = resolve(&FlagValues::default(), Path::new("/cwd"), from_config).expect("ok");
+        let o = resolve(
+            &FlagValues::default(),
+            Path::new("/cwd"),
+            from_config,
+            no_defaults,
+        )
+        .expect("ok");
         assert_eq!(o.graph_root, Path::new("/conf/graph"));
         assert_eq!(o.driver_name, "vfs");
         assert_eq!(o.driver_options.len(), 1);
@@ -127,6 +162,7 @@ mod tests {
             &flags(&[("storage-driver", "overlay")]),
             Path::new("/cwd"),
             || panic!("configuration must not be read"),
+            root_defaults,
         )
         .expect("ok");
         assert_eq!(o.graph_root, Path::new(config::DEFAULT_GRAPH_ROOT));
@@ -138,6 +174,7 @@ mod tests {
             &flags(&[("storage-opt", "overlay.mountopt=nodev")]),
             Path::new("/cwd"),
             || panic!("configuration must not be read"),
+            root_defaults,
         )
         .expect("ok");
         assert_eq!(o.driver_name, "");
@@ -145,8 +182,47 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_root_is_the_users_default() {
+        let user_defaults = || -> Result<(PathBuf, PathBuf), ConfigError> {
+            Ok((
+                "/home/u/.local/share/containers/storage".into(),
+                "/run/user/1000/containers".into(),
+            ))
+        };
+        let o = resolve(
+            &flags(&[("storage-driver", "vfs")]),
+            Path::new("/cwd"),
+            || panic!("configuration must not be read"),
+            user_defaults,
+        )
+        .expect("ok");
+        assert_eq!(
+            o.graph_root,
+            Path::new("/home/u/.local/share/containers/storage")
+        );
+        assert_eq!(o.run_root, Path::new("/run/user/1000/containers"));
+        let o = resolve(
+            &flags(&[("graph", "/g")]),
+            Path::new("/cwd"),
+            || panic!("configuration must not be read"),
+            user_defaults,
+        )
+        .expect("ok");
+        assert_eq!(
+            (o.graph_root.as_path(), o.run_root.as_path()),
+            (Path::new("/g"), Path::new("/run/user/1000/containers"))
+        );
+    }
+
+    #[test]
     fn empty_values_do_not_count() {
-        let o = resolve(&flags(&[("graph", "")]), Path::new("/cwd"), from_config).expect("ok");
+        let o = resolve(
+            &flags(&[("graph", "")]),
+            Path::new("/cwd"),
+            from_config,
+            no_defaults,
+        )
+        .expect("ok");
         assert_eq!(o.graph_root, Path::new("/conf/graph"));
     }
 
@@ -156,6 +232,7 @@ mod tests {
             &flags(&[("graph", "g"), ("run", "./r"), ("image-store", "is")]),
             Path::new("/cwd"),
             from_config,
+            no_defaults,
         )
         .expect("ok");
         assert_eq!(o.graph_root, Path::new("/cwd/g"));
@@ -173,6 +250,7 @@ mod tests {
             &flags(&[("storage-driver", "overlay2")]),
             Path::new("/"),
             from_config,
+            root_defaults,
         )
         .expect("ok");
         assert_eq!(o.driver_name, "overlay");

@@ -999,6 +999,8 @@ impl TableReader<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     /// Root's environment with the given variables and no system files.
