@@ -6,9 +6,13 @@
 //! loaded when
 //! - its name is the key of the component's bytes, the host version and the engine's
 //!   compatibility hash, so it was made for this host from these bytes, and
-//! - the cache directory and the artifact are owned by root and writable by nobody else, so only
-//!   a root process (this host, compiling) can have written it; anything else is ignored and
-//!   recompiled in memory.
+//! - the cache directory and the artifact are owned by the effective user and writable by
+//!   nobody else, so only a process of this user (this host, compiling) can have written it;
+//!   anything else is ignored and recompiled in memory. For root that is root's
+//!   [`SYSTEM_CACHE_DIR`]; for any other user, their own [`user_cache_dir`] (machine code
+//!   the user could have written runs with nothing the user does not already have). In a
+//!   user namespace the check holds as well: the user's files are owned by the namespace's
+//!   root, which it runs as, and nobody else's are.
 //!
 //! wasmtime additionally checks the artifact's header against the engine configuration and
 //! refuses a mismatch; such an artifact is replaced.
@@ -43,9 +47,49 @@ impl Hasher for ShaHasher {
     }
 }
 
-/// Whether `meta` is owned by root and not writable by group or others.
-fn only_root_writes(meta: &std::fs::Metadata) -> bool {
-    meta.uid() == 0 && meta.permissions().mode() & 0o022 == 0
+/// Where root's process-wide runtime keeps precompiled components: a system cache
+/// directory that only root can write.
+pub const SYSTEM_CACHE_DIR: &str = "/var/cache/storage/components";
+
+/// Whether `meta` is owned by the effective user and not writable by group or others.
+fn only_owner_writes(meta: &std::fs::Metadata) -> bool {
+    meta.uid() == rustix::process::geteuid().as_raw() && meta.permissions().mode() & 0o022 == 0
+}
+
+/// Whether this process works for a rootless user: not root, or re-executed by one in a
+/// user namespace (`_CONTAINERS_ROOTLESS_UID`, see `storage_store::config`).
+fn rootless(var: &dyn Fn(&str) -> Option<String>) -> bool {
+    let in_userns_for = var("_CONTAINERS_ROOTLESS_UID")
+        .and_then(|uid| uid.parse::<u32>().ok())
+        .is_some_and(|uid| uid != 0);
+    in_userns_for || !rustix::process::geteuid().is_root()
+}
+
+/// A user's own cache of precompiled components: `$XDG_CACHE_HOME/storage/components`, else
+/// `$HOME/.cache/storage/components`; `None` when neither variable is set.
+pub fn user_cache_dir(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let base = match var("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(var("HOME").filter(|h| !h.is_empty())?).join(".cache"),
+    };
+    Some(base.join("storage/components"))
+}
+
+/// The cache directory of this process's runtime for built-in components: [`SYSTEM_CACHE_DIR`]
+/// for root, the user's [`user_cache_dir`] for anyone else (also inside the user namespace
+/// a rootless user's command re-executes in, where the process is root but the files are
+/// the user's).
+pub fn process_cache_dir() -> Option<PathBuf> {
+    cache_dir_for(&|name| std::env::var(name).ok())
+}
+
+/// [`process_cache_dir`] with an explicit environment.
+pub fn cache_dir_for(var: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if rootless(var) {
+        user_cache_dir(var)
+    } else {
+        Some(PathBuf::from(SYSTEM_CACHE_DIR))
+    }
 }
 
 impl ComponentCache {
@@ -79,7 +123,7 @@ impl ComponentCache {
     /// Whether the cache directory may be trusted (see the module docs).
     fn trusted_dir(&self) -> bool {
         std::fs::symlink_metadata(&self.dir)
-            .map(|m| m.is_dir() && only_root_writes(&m))
+            .map(|m| m.is_dir() && only_owner_writes(&m))
             .unwrap_or(false)
     }
 
@@ -94,7 +138,7 @@ impl ComponentCache {
         let path = self.artifact_path(engine, bytes);
         if self.trusted_dir() {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
-                if meta.is_file() && only_root_writes(&meta) {
+                if meta.is_file() && only_owner_writes(&meta) {
                     // Not a system call: wasmtime marks loading native code `unsafe`, and
                     // only this host can vouch for the artifact it wrote.
                     #[allow(
@@ -102,9 +146,10 @@ impl ComponentCache {
                         reason = "loading a precompiled artifact trusts it; sound for the ones this host wrote (module docs)"
                     )]
                     // SAFETY: the artifact is named by the key of these bytes and this host
-                    // and sits in a root-only directory, owned by root and not writable by
-                    // others: this host wrote it with `Engine::precompile_component` (module
-                    // docs). wasmtime checks the header against the engine on top.
+                    // and sits in a directory of the effective user's alone, owned by that
+                    // user and not writable by others: this host, run by that user, wrote it
+                    // with `Engine::precompile_component` (module docs). wasmtime checks the
+                    // header against the engine on top.
                     let loaded = unsafe { Component::deserialize_file(engine, &path) };
                     if let Ok(component) = loaded {
                         return Ok((component, true));
@@ -121,7 +166,7 @@ impl ComponentCache {
     }
 
     /// Writes the artifact of `component` atomically (temp file, fsync, rename), creating the
-    /// directory root-only if needed.
+    /// directory (writable by its owner only) if needed.
     fn store(&self, component: &Component, path: &Path) -> Result<(), ComponentError> {
         let cache_error = |source| ComponentError::Cache {
             path: self.dir.clone(),
@@ -129,12 +174,19 @@ impl ComponentCache {
         };
         if !self.dir.exists() {
             std::fs::create_dir_all(&self.dir).map_err(cache_error)?;
-            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(0o755))
+            // Root's system cache may be read by all; a user's is private (also when made
+            // in the user's namespace, where the process is root).
+            let mode = if rootless(&|name| std::env::var(name).ok()) {
+                0o700
+            } else {
+                0o755
+            };
+            std::fs::set_permissions(&self.dir, std::fs::Permissions::from_mode(mode))
                 .map_err(cache_error)?;
         }
         if !self.trusted_dir() {
             return Err(cache_error(std::io::Error::other(
-                "not owned by root or writable by others: not used",
+                "not owned by this user or writable by others: not used",
             )));
         }
         let bytes = component
@@ -164,5 +216,66 @@ impl ComponentCache {
             cache_error(e)
         })?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn a_users_cache_is_in_xdg_cache_home_else_in_home() {
+        assert_eq!(
+            user_cache_dir(&env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/home/u")])),
+            Some(PathBuf::from("/x/storage/components"))
+        );
+        assert_eq!(
+            user_cache_dir(&env(&[("XDG_CACHE_HOME", ""), ("HOME", "/home/u")])),
+            Some(PathBuf::from("/home/u/.cache/storage/components"))
+        );
+        assert_eq!(user_cache_dir(&env(&[])), None);
+    }
+
+    #[test]
+    fn the_user_who_reexecuted_in_a_user_namespace_keeps_their_cache() {
+        let inside = env(&[("_CONTAINERS_ROOTLESS_UID", "1000"), ("HOME", "/home/u")]);
+        assert_eq!(
+            cache_dir_for(&inside),
+            Some(PathBuf::from("/home/u/.cache/storage/components"))
+        );
+        let root = env(&[("_CONTAINERS_ROOTLESS_UID", "0"), ("HOME", "/root")]);
+        let expected = if rustix::process::geteuid().is_root() {
+            PathBuf::from(SYSTEM_CACHE_DIR)
+        } else {
+            PathBuf::from("/root/.cache/storage/components")
+        };
+        assert_eq!(cache_dir_for(&root), Some(expected));
+    }
+
+    #[test]
+    fn only_a_directory_of_the_effective_user_alone_is_trusted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ComponentCache::new(tmp.path().join("c"));
+        std::fs::create_dir(cache.dir()).unwrap();
+        std::fs::set_permissions(cache.dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(cache.trusted_dir());
+        std::fs::set_permissions(cache.dir(), std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(!cache.trusted_dir());
+        if rustix::process::geteuid().is_root() {
+            // Someone else's directory, even a private one.
+            std::fs::set_permissions(cache.dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(cache.dir(), Some(65534), None).unwrap();
+            assert!(!cache.trusted_dir());
+        }
     }
 }

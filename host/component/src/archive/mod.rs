@@ -22,10 +22,7 @@ mod convert;
 pub(crate) use convert::archive_error_from_wit;
 use convert::{apply_options_to_wit, changes_from_wit, diff_options_to_wit, id_mapping_to_wit};
 
-/// Where the process-wide runtime keeps precompiled components when running as root: a
-/// system cache directory that only root can write (the cache refuses any other; see
-/// [`super::cache`]). Other users compile in memory once per process.
-pub const SYSTEM_CACHE_DIR: &str = "/var/cache/storage/components";
+pub use crate::cache::SYSTEM_CACHE_DIR;
 
 /// The process-wide runtime and built-in archive component, made on first use (a command
 /// that runs no archive operation never loads wasmtime artifacts). A failure is kept (shared):
@@ -33,19 +30,12 @@ pub const SYSTEM_CACHE_DIR: &str = "/var/cache/storage/components";
 static BUILTIN: OnceLock<Result<(Runtime, ArchiveComponent), Arc<ComponentError>>> =
     OnceLock::new();
 
-/// The cache directory of the process-wide runtime: [`SYSTEM_CACHE_DIR`] for root.
-fn process_cache_dir() -> Option<PathBuf> {
-    rustix::process::geteuid()
-        .is_root()
-        .then(|| PathBuf::from(SYSTEM_CACHE_DIR))
-}
-
 /// The built-in archive component of this process with the default limits: the runtime
 /// and the compiled component are made once, on the first call, and reused.
 pub fn builtin() -> Result<&'static ArchiveComponent, ComponentError> {
     let loaded = BUILTIN.get_or_init(|| {
         let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: process_cache_dir(),
+            cache_dir: crate::cache::process_cache_dir(),
         })
         .map_err(Arc::new)?;
         let component = runtime

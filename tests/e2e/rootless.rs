@@ -1,0 +1,467 @@
+//! Rootless use, as Podman users run it: a throwaway user with subordinate IDs in /etc/subuid
+//! and /etc/subgid runs `storage --unshare import-layer`, `layers` and `mount` on overlay and
+//! vfs with the default (rootless) paths. The store must land in the user's
+//! `~/.local/share/containers/storage` (the run root where upstream 1.60 puts it: the same
+//! `config` as the reference binary run by that user), the layer's owners must go through the
+//! user's subordinate ranges (`newuidmap`/`newgidmap`), device nodes are skipped in the user
+//! namespace as upstream does, and the compiled components are cached where that user owns
+//! them. The user, its home, its lines in /etc/subuid and /etc/subgid and its run directory
+//! are removed again by a guard, also when a test fails; the mounts, made in the commands'
+//! own mount namespaces, end with them, which the tests check.
+//!
+//! Skipped (with a note) when `useradd`, `runuser` or `newuidmap`/`newgidmap` (Debian's
+//! `uidmap`) is missing.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use crate::harness::{reference_binary, unmount_below, Output, STORAGE};
+
+/// Serialises the edits of /etc/passwd, /etc/subuid and /etc/subgid between the tests.
+static USER_FILES: Mutex<()> = Mutex::new(());
+
+/// The size of the subordinate ranges the tests give.
+const RANGE: u32 = 65536;
+
+/// Whether every tool the tests need is installed; says which is not.
+fn tools_available() -> bool {
+    for tool in ["useradd", "userdel", "runuser", "newuidmap", "newgidmap"] {
+        let found = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .any(|dir| Path::new(dir).join(tool).is_file());
+        if !found {
+            eprintln!("{tool} is not installed: skipping the rootless test (uidmap and passwd)");
+            return false;
+        }
+    }
+    true
+}
+
+/// A user made for one test, with subordinate IDs; removed with everything it owns on drop.
+struct ThrowawayUser {
+    name: String,
+    uid: u32,
+    gid: u32,
+    home: PathBuf,
+    /// The first host ID of the user's (first) subordinate range, for UIDs and GIDs.
+    sub_start: u32,
+}
+
+/// The first subordinate range of `name` in `text` (an /etc/subuid), if any.
+fn first_range(text: &str, name: &str) -> Option<u32> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == name).then_some(())?;
+            f.next()?.parse::<u32>().ok()
+        })
+        .min()
+}
+
+/// The first ID after every range of `text`, at least 200000.
+fn free_start(text: &str) -> u32 {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(f.get(1)?.parse::<u32>().ok()? + f.get(2)?.parse::<u32>().ok()?)
+        })
+        .max()
+        .unwrap_or(0)
+        .max(200_000)
+}
+
+impl ThrowawayUser {
+    fn create(tag: &str) -> ThrowawayUser {
+        let _files = USER_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        let name = format!("strl{tag}{}", std::process::id());
+        // A user left by a killed run of the same process ID would fail useradd.
+        let _ = Command::new("userdel").args(["-r", &name]).output();
+        let o = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", &name])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "useradd: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // From here on the guard removes the user, whatever fails next.
+        let mut user = ThrowawayUser {
+            uid: 0,
+            gid: 0,
+            home: PathBuf::new(),
+            sub_start: 0,
+            name,
+        };
+        let id = |flag: &str| -> u32 {
+            let o = Command::new("id")
+                .args([flag, &user.name])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+        };
+        user.uid = id("-u");
+        user.gid = id("-g");
+        user.home = PathBuf::from(format!("/home/{}", user.name));
+        assert!(user.home.is_dir(), "useradd -m made no {:?}", user.home);
+        // useradd gives ranges itself where login.defs says so; else one is added here, after
+        // every range in use.
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            let text = std::fs::read_to_string(file).unwrap_or_default();
+            if first_range(&text, &user.name).is_none() {
+                let start = free_start(&text);
+                let mut text = text;
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(&format!("{}:{start}:{RANGE}\n", user.name));
+                std::fs::write(file, text).unwrap();
+            }
+        }
+        let uids = std::fs::read_to_string("/etc/subuid").unwrap();
+        let gids = std::fs::read_to_string("/etc/subgid").unwrap();
+        user.sub_start = first_range(&uids, &user.name).unwrap();
+        // The test reads GIDs through the same start; make sure that holds.
+        assert_eq!(
+            first_range(&gids, &user.name),
+            Some(user.sub_start),
+            "subgid start differs from subuid start: {uids}\n{gids}"
+        );
+        user
+    }
+
+    /// The user's default graph root.
+    fn graph_root(&self) -> PathBuf {
+        self.home.join(".local/share/containers/storage")
+    }
+
+    /// Runs `program args...` as the user in a clean login-like environment plus `env`.
+    fn run(&self, program: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", &self.name, "--", "env", "-i"])
+            .arg(format!("HOME={}", self.home.display()))
+            .arg(format!("USER={}", self.name))
+            .arg(format!("LOGNAME={}", self.name))
+            .arg("PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin");
+        for (k, v) in env {
+            cmd.arg(format!("{k}={v}"));
+        }
+        cmd.arg(program).args(args).current_dir(&self.home);
+        let o = cmd.output().unwrap();
+        Output {
+            code: o.status.code().unwrap_or(-1),
+            stdout: o.stdout,
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// Runs `storage args...` as the user; it must succeed. Its standard output.
+    fn storage(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let o = self.run(STORAGE, args, env);
+        assert_eq!(o.code, 0, "storage {args:?} as {}: {o:?}", self.name);
+        o.out()
+    }
+
+    /// Writes `data` to a file in the user's home, owned by the user.
+    fn give_file(&self, name: &str, data: &[u8]) -> PathBuf {
+        let path = self.home.join(name);
+        std::fs::write(&path, data).unwrap();
+        std::os::unix::fs::chown(&path, Some(self.uid), Some(self.gid)).unwrap();
+        path
+    }
+
+    /// Mount points in this (the host's) mount namespace below the user's home.
+    fn host_mounts(&self) -> Vec<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|p| Path::new(p).starts_with(&self.home))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for ThrowawayUser {
+    fn drop(&mut self) {
+        if !self.home.as_os_str().is_empty() {
+            // Nothing should be mounted there in this namespace; if it is, detach it before
+            // the home goes.
+            unmount_below(&self.home);
+        }
+        let _files = USER_FILES.lock().unwrap_or_else(|e| e.into_inner());
+        let o = Command::new("userdel").args(["-r", &self.name]).output();
+        if let Ok(o) = &o {
+            if !o.status.success() {
+                eprintln!(
+                    "userdel {}: {}",
+                    self.name,
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+        if !self.home.as_os_str().is_empty() && self.home.exists() {
+            let _ = std::fs::remove_dir_all(&self.home);
+        }
+        for file in ["/etc/subuid", "/etc/subgid"] {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let prefix = format!("{}:", self.name);
+                let kept: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with(&prefix))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                if kept != text {
+                    let _ = std::fs::write(file, kept);
+                }
+            }
+        }
+        if self.uid != 0 {
+            for dir in [
+                format!("/tmp/storage-run-{}", self.uid),
+                format!("/run/user/{}", self.uid),
+            ] {
+                let dir = Path::new(&dir);
+                // Only what the user made (a logged-in user's /run/user is systemd's).
+                if std::fs::symlink_metadata(dir).is_ok_and(|m| m.uid() == self.uid) {
+                    unmount_below(dir);
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            }
+        }
+    }
+}
+
+/// A layer with a file of root's, a file of container UID/GID 1, a directory and a character
+/// device (which cannot be made in a user namespace).
+fn layer_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, kind: tar::EntryType, mode: u32, id: u64, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(id);
+        h.set_gid(id);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        if kind == tar::EntryType::Char {
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        b.append_data(&mut h, path, data).unwrap();
+    };
+    add("etc/", tar::EntryType::Directory, 0o755, 0, b"");
+    add(
+        "etc/motd",
+        tar::EntryType::Regular,
+        0o644,
+        0,
+        b"hello rootless\n",
+    );
+    add("etc/owned", tar::EntryType::Regular, 0o600, 1, b"by one\n");
+    add("dev/", tar::EntryType::Directory, 0o755, 0, b"");
+    add("dev/null", tar::EntryType::Char, 0o666, 0, b"");
+    b.into_inner().unwrap()
+}
+
+/// `storage config` by the user with our binary and with the reference binary: the roots and
+/// driver must be the same (upstream's rootless defaults).
+fn same_config_as_reference(user: &ThrowawayUser, env: &[(&str, &str)]) -> serde_json::Value {
+    let ours: serde_json::Value = serde_json::from_str(&user.storage(&["config"], env)).unwrap();
+    assert_eq!(
+        ours["root"],
+        user.graph_root().display().to_string(),
+        "{ours}"
+    );
+    let run_root = ours["runroot"].as_str().unwrap().to_string();
+    assert!(
+        run_root == format!("/tmp/storage-run-{}/containers", user.uid)
+            || run_root == format!("/run/user/{}/containers", user.uid),
+        "{ours}"
+    );
+    if let Some(reference) = reference_binary() {
+        let o = user.run(&reference.display().to_string(), &["config"], env);
+        if o.code == 0 {
+            let theirs: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            for key in ["root", "runroot", "driver"] {
+                assert_eq!(
+                    ours[key], theirs[key],
+                    "{key}: ours {ours}, reference {theirs}"
+                );
+            }
+        } else {
+            // Debian's 1.43 predates some of this; say so rather than compare.
+            eprintln!(
+                "the reference binary's config failed as {}: {o:?}",
+                user.name
+            );
+        }
+    }
+    ours
+}
+
+/// The checks both drivers share, on the layer `id` in `layer_dir` (its tree on the host).
+fn check_layer_tree(user: &ThrowawayUser, layer_dir: &Path) {
+    let motd = layer_dir.join("etc/motd");
+    assert_eq!(std::fs::read(&motd).unwrap(), b"hello rootless\n");
+    // Root in the namespace is the user; container ID 1 is the first subordinate ID.
+    let meta = std::fs::metadata(&motd).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (user.uid, user.gid));
+    let owned = std::fs::metadata(layer_dir.join("etc/owned")).unwrap();
+    assert_eq!(
+        (owned.uid(), owned.gid()),
+        (user.sub_start, user.sub_start),
+        "owners go through the subordinate ranges"
+    );
+    // The kernel refuses device nodes in a user namespace: skipped, as upstream does.
+    assert!(layer_dir.join("dev").is_dir());
+    assert!(!layer_dir.join("dev/null").exists());
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}
+
+#[test]
+fn rootless_overlay_store_lands_in_the_users_home() {
+    if !tools_available() {
+        return;
+    }
+    let user = ThrowawayUser::create("o");
+    let env = [("STORAGE_DRIVER", "overlay")];
+    let config = same_config_as_reference(&user, &env);
+    assert_eq!(config["driver"], "overlay", "{config}");
+
+    let tar = user.give_file("layer.tar", &layer_tar());
+    let id = user
+        .storage(
+            &[
+                "--unshare",
+                "import-layer",
+                "-f",
+                &tar.display().to_string(),
+            ],
+            &env,
+        )
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(
+        user.storage(&["--unshare", "layers", "-q"], &env).trim(),
+        id
+    );
+    // Without the flag too: a rootless user's default, as upstream's.
+    assert_eq!(user.storage(&["layers", "-q"], &env).trim(), id);
+
+    let graph = user.graph_root();
+    let layers = std::fs::read_to_string(graph.join("overlay-layers/layers.json")).unwrap();
+    assert!(layers.contains(&id), "{layers}");
+    assert_eq!(
+        std::fs::metadata(&graph).unwrap().uid(),
+        user.uid,
+        "the store is the user's"
+    );
+    check_layer_tree(&user, &graph.join("overlay").join(&id).join("diff"));
+
+    // The archive component was compiled once and cached where the user alone writes.
+    let cache = user.home.join(".cache/storage/components");
+    let meta = std::fs::metadata(&cache).unwrap();
+    assert_eq!(meta.uid(), user.uid);
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+    let artifacts: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    assert!(!artifacts.is_empty(), "no artifact in {cache:?}");
+    // A second import loads it from there: nothing to say about caching under --debug.
+    let o = user.run(
+        STORAGE,
+        &["--debug", "import-layer", "-f", &tar.display().to_string()],
+        &env,
+    );
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        !o.stderr.contains("caching the compiled component"),
+        "{}",
+        o.stderr
+    );
+
+    // Mounted in a user namespace by the kernel's overlay: the merged tree is there for the
+    // commands of that namespace, and nothing is left mounted on the host.
+    let script = format!(
+        "set -e; m=$({STORAGE} mount {id}); cat \"$m/etc/motd\"; grep -c \" $m \" /proc/self/mountinfo; {STORAGE} unmount {id}"
+    );
+    let out = user.storage(&["unshare", "sh", "-c", &script], &env);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["hello rootless", "1"], "{out}");
+    // A mount by a command of its own ends with its namespace; unmounting it later works.
+    let mountpoint = user.storage(&["--unshare", "mount", &id], &env);
+    assert!(
+        Path::new(mountpoint.trim()).starts_with(&graph),
+        "{mountpoint}"
+    );
+    user.storage(&["--unshare", "unmount", &id], &env);
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}
+
+#[test]
+fn rootless_vfs_store_lands_in_the_users_home() {
+    if !tools_available() {
+        return;
+    }
+    let user = ThrowawayUser::create("v");
+    let env = [("STORAGE_DRIVER", "vfs")];
+    let config = same_config_as_reference(&user, &env);
+    assert_eq!(config["driver"], "vfs", "{config}");
+
+    let tar = user.give_file("layer.tar", &layer_tar());
+    // `--driver` bypasses the configuration: the roots are still the user's defaults.
+    let id = user
+        .storage(
+            &[
+                "--unshare",
+                "--driver",
+                "vfs",
+                "import-layer",
+                "-f",
+                &tar.display().to_string(),
+            ],
+            &[],
+        )
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    assert_eq!(
+        user.storage(&["--unshare", "layers", "-q"], &env).trim(),
+        id
+    );
+    assert_eq!(
+        user.storage(&["--unshare=false", "--driver", "vfs", "layers", "-q"], &[])
+            .trim(),
+        id,
+        "outside a user namespace too"
+    );
+
+    let graph = user.graph_root();
+    let layers = std::fs::read_to_string(graph.join("vfs-layers/layers.json")).unwrap();
+    assert!(layers.contains(&id), "{layers}");
+    let tree = graph.join("vfs/dir").join(&id);
+    check_layer_tree(&user, &tree);
+    let mountpoint = user.storage(&["--unshare", "mount", &id], &env);
+    assert_eq!(Path::new(mountpoint.trim()), tree);
+    user.storage(&["--unshare", "unmount", &id], &env);
+
+    // The vfs driver component is cached in the store, the user's alone.
+    let cache = graph.join("vfs-components");
+    let meta = std::fs::metadata(&cache).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.permissions().mode() & 0o022),
+        (user.uid, 0)
+    );
+    assert!(std::fs::read_dir(&cache).unwrap().any(|e| e
+        .unwrap()
+        .path()
+        .extension()
+        .is_some_and(|e| e == "cwasm")));
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}
