@@ -27,6 +27,7 @@ mod idmaps;
 mod images;
 mod layers;
 mod mounts;
+mod mixed_go;
 mod names;
 mod oci;
 mod parsing;
