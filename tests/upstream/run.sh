@@ -3,6 +3,10 @@
 # compatible binary on one graph driver:
 #
 #     tests/upstream/run.sh overlay|vfs|btrfs
+#     CONTAINERS_STORAGE_CONF=storage.toml tests/upstream/run.sh NAME
+#
+# The second form runs the suite on a driver component named in the configuration's
+# `[plugins.NAME]` (examples/driver-template/test.sh does this with the template driver).
 #
 # Environment:
 #   STORAGE_BINARY   the binary under test (default: <repo>/target/release/storage)
@@ -24,14 +28,17 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 overlay|vfs|btrfs" >&2
+    echo "usage: $0 overlay|vfs|btrfs, or CONTAINERS_STORAGE_CONF=FILE $0 PLUGIN" >&2
     exit 2
 }
 [ $# -eq 1 ] || usage
 driver=$1
 case "$driver" in
 overlay | vfs | btrfs) ;;
-*) usage ;;
+# A `[plugins.NAME]` driver: the binary reads the plugins from $CONTAINERS_STORAGE_CONF
+# even when the suite's store flags (--graph, --storage-driver) are given.
+*[!a-z0-9_-]* | "") usage ;;
+*) [ -f "${CONTAINERS_STORAGE_CONF:-}" ] || usage ;;
 esac
 
 [ "$(id -u)" -eq 0 ] || {
