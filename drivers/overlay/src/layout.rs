@@ -241,8 +241,14 @@ impl Layout {
         symlink(Path::new("..").join(id).join("diff"), &link_path)
             .map_err(|e| DriverError::io(format!("creating {}", link_path.display()), e))?;
         let link_file = base.join(id).join("link");
-        std::fs::write(&link_file, &short)
-            .map_err(|e| DriverError::io(format!("writing {}", link_file.display()), e))?;
+        if let Err(e) = std::fs::write(&link_file, &short) {
+            // Without the `link` file, removing the layer could not find its short link.
+            let _ = std::fs::remove_file(&link_path);
+            return Err(DriverError::io(
+                format!("writing {}", link_file.display()),
+                e,
+            ));
+        }
         Ok(short)
     }
 

@@ -176,22 +176,12 @@ impl Ctx<'_> {
     }
 
     /// Removes a staged layer's driver data, staged tar-split and marker. Best effort, on
-    /// the way out of an error: what stays is removed by the next writer's cleanup, as after
-    /// a crash (the marker goes last, so it is there to say so).
+    /// the way out of an error: what stays is removed by the next command's cleanup, as after
+    /// a crash. The marker goes last, and only when the rest went: it is what tells the next
+    /// command that there is something to remove (a failure here is often the failure that
+    /// stopped the import: a full disk, no file descriptors left, a read-only home).
     fn discard_staged(&self, staged: &StagedLayer) {
-        let id = &staged.record.id;
-        log_best_effort(
-            format_args!("removing the driver's data of staged layer {id}"),
-            self.driver().remove(id),
-        );
-        log_best_effort(
-            format_args!("removing the staged tar-split of layer {id}"),
-            remove_path(&staged.tar_split_path()),
-        );
-        log_best_effort(
-            format_args!("removing the staging marker of layer {id}"),
-            remove_path(&staged.marker_path()),
-        );
+        remove_staged(self, &staged.dir, &staged.record.id, "staged");
     }
 
     /// The layers other processes are filling now: the driver has them and no record does,
@@ -228,21 +218,42 @@ impl Ctx<'_> {
                 return;
             }
         }
-        if !self.st.layers.has_id(id) {
+        if self.st.layers.has_id(id) {
+            // The import died after its commit: only the marker is left.
+            log_best_effort(
+                format_args!("removing the staging marker of layer {id}"),
+                remove_path(&path),
+            );
+        } else {
             log::debug!("Found layer {id:?} left half-imported, deleting it");
-            log_best_effort(
-                format_args!("removing the driver's data of half-imported layer {id}"),
-                self.driver().remove(id),
-            );
-            log_best_effort(
-                format_args!("removing the staged tar-split of layer {id}"),
-                remove_path(&staged_tar_split_path(dir, id)),
-            );
+            remove_staged(self, dir, id, "half-imported");
         }
+    }
+}
+
+/// Removes the driver's data and the staged tar-split of the layer `id` staged in `dir`,
+/// and then its marker if both went; otherwise the marker stays so that a later command
+/// tries again (best effort: failures are logged).
+fn remove_staged(ctx: &Ctx<'_>, dir: &Path, id: &str, what: &str) {
+    let data = ctx.driver().remove(id);
+    let removed_data = data.is_ok();
+    log_best_effort(
+        format_args!("removing the driver's data of {what} layer {id}"),
+        data,
+    );
+    let tar_split = remove_path(&staged_tar_split_path(dir, id));
+    let removed_tar_split = tar_split.is_ok();
+    log_best_effort(
+        format_args!("removing the staged tar-split of layer {id}"),
+        tar_split,
+    );
+    if removed_data && removed_tar_split {
         log_best_effort(
             format_args!("removing the staging marker of layer {id}"),
-            remove_path(&path),
+            remove_path(&marker_path(dir, id)),
         );
+    } else {
+        log::warn!("keeping the staging marker of layer {id}: the next command removes the rest");
     }
 }
 
