@@ -65,10 +65,45 @@ pub type Ambiguity = (String, Vec<String>);
 /// record in place (`&mut` access, `records[i] = ...`) drops the index, so it can never
 /// answer for a record that changed: a command that edits then looks up pays one rebuild,
 /// never a scan per lookup.
+///
+/// The JSON of the records last saved is kept likewise, for the first records that have
+/// not changed since: a command that saves twice (a new layer's record goes to disk before
+/// the driver runs, then complete) serializes the records before it once.
 #[derive(Debug)]
 pub struct Records<T> {
     items: Vec<T>,
     index: OnceLock<Index>,
+    saved: SavedJson,
+}
+
+/// The JSON of the first `ends.len()` records, one after the other: record `i` is
+/// `json[ends[i - 1]..ends[i]]` (from 0 for the first).
+#[derive(Debug, Default)]
+struct SavedJson {
+    json: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl SavedJson {
+    /// Forgets the JSON of record `pos` and of every record after it.
+    fn truncate(&mut self, pos: usize) {
+        if pos < self.ends.len() {
+            let end = match pos {
+                0 => 0,
+                _ => self.ends[pos - 1],
+            };
+            self.json.truncate(end);
+            self.ends.truncate(pos);
+        }
+    }
+
+    fn get(&self, pos: usize) -> &[u8] {
+        let start = match pos {
+            0 => 0,
+            _ => self.ends[pos - 1],
+        };
+        &self.json[start..self.ends[pos]]
+    }
 }
 
 /// Where each ID and name is: the first record carrying it, as a scan in file order finds
@@ -107,7 +142,16 @@ impl<T> Records<T> {
     /// Removes and returns the record at `pos` (later records move up).
     pub fn remove(&mut self, pos: usize) -> T {
         self.index = OnceLock::new();
+        self.saved.truncate(pos);
         self.items.remove(pos)
+    }
+
+    /// Puts `record` in place of the record at `pos`; the records before it keep their
+    /// saved JSON.
+    pub fn replace(&mut self, pos: usize, record: T) {
+        self.index = OnceLock::new();
+        self.saved.truncate(pos);
+        self.items[pos] = record;
     }
 
     /// The records as a vector.
@@ -117,6 +161,33 @@ impl<T> Records<T> {
 }
 
 impl<T: Record> Records<T> {
+    /// Serializes the records whose JSON is not kept yet.
+    fn serialize_rest(&mut self) {
+        for record in &self.items[self.saved.ends.len()..] {
+            crate::gojson::append(&mut self.saved.json, record);
+            self.saved.ends.push(self.saved.json.len());
+        }
+    }
+
+    /// The JSON list of the records `keep` selects, as Go writes a slice of them.
+    fn json_list(&mut self, keep: impl Fn(&T) -> bool) -> (Vec<u8>, usize) {
+        self.serialize_rest();
+        let mut out = Vec::with_capacity(self.saved.json.len() + 2);
+        out.push(b'[');
+        let mut count = 0;
+        for (pos, record) in self.items.iter().enumerate() {
+            if keep(record) {
+                if count > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(self.saved.get(pos));
+                count += 1;
+            }
+        }
+        out.push(b']');
+        (out, count)
+    }
+
     fn index(&self) -> &Index {
         self.index.get_or_init(|| {
             let mut index = Index {
@@ -164,6 +235,7 @@ impl<T> Default for Records<T> {
         Records {
             items: Vec::new(),
             index: OnceLock::new(),
+            saved: SavedJson::default(),
         }
     }
 }
@@ -179,6 +251,7 @@ impl<T> From<Vec<T>> for Records<T> {
         Records {
             items,
             index: OnceLock::new(),
+            saved: SavedJson::default(),
         }
     }
 }
@@ -191,9 +264,11 @@ impl<T> std::ops::Deref for Records<T> {
 }
 
 impl<T> std::ops::DerefMut for Records<T> {
-    /// Mutable access may change an ID or a name: the index is dropped.
+    /// Mutable access may change an ID or a name, or anything saved: the index and the
+    /// saved JSON are dropped.
     fn deref_mut(&mut self) -> &mut [T] {
         self.index = OnceLock::new();
+        self.saved = SavedJson::default();
         &mut self.items
     }
 }
@@ -315,15 +390,10 @@ impl<T: Record> RecordSet<T> {
     /// untouched store has no files (spec §2.1).
     pub fn save(&mut self) -> Result<()> {
         for (path, location) in &self.files {
-            let subset: Vec<&T> = self
-                .records
-                .iter()
-                .filter(|r| r.location() == *location)
-                .collect();
-            if subset.is_empty() && !path.exists() {
+            let (data, count) = self.records.json_list(|r| r.location() == *location);
+            if count == 0 && !path.exists() {
                 continue;
             }
-            let data = crate::gojson::to_vec(&subset);
             crate::atomic::write_file(path, &data, *location != Location::Volatile)
                 .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
         }
@@ -776,6 +846,47 @@ mod tests {
         assert!(!again.needs_reload());
         assert_eq!(again.records.len(), 2);
         assert!(again.records[1].volatile && !again.records[0].volatile);
+    }
+
+    #[test]
+    fn saves_reuse_the_json_of_unchanged_records_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stable = dir.path().join("layers.json");
+        let volatile = dir.path().join("volatile-layers.json");
+        let mut set: RecordSet<LayerRecord> =
+            RecordSet::new(stable.clone(), Some(volatile.clone()));
+        // After every change, each file holds what serializing its records afresh gives.
+        let check = |set: &mut RecordSet<LayerRecord>, what: &str| {
+            set.save().expect("save");
+            for (path, is_volatile) in [(&stable, false), (&volatile, true)] {
+                let subset: Vec<&LayerRecord> = set
+                    .records
+                    .iter()
+                    .filter(|r| r.volatile == is_volatile)
+                    .collect();
+                let text = std::fs::read(path).expect("read");
+                assert_eq!(text, crate::gojson::to_vec(&subset), "{what}: {path:?}");
+            }
+        };
+        for (id, names) in [("a", &["x"][..]), ("b", &[]), ("c", &["y", "z"])] {
+            set.records.push(layer(id, names));
+        }
+        let mut v = layer("v", &[]);
+        v.volatile = true;
+        set.records.push(v);
+        check(&mut set, "first save");
+        set.records.push(layer("d", &["<&>"]));
+        check(&mut set, "appended");
+        let mut b = layer("b", &["renamed"]);
+        b.metadata = "changed".to_string();
+        set.records.replace(1, b);
+        check(&mut set, "replaced");
+        set.records.remove(0);
+        check(&mut set, "removed");
+        set.records[2].names.push("through DerefMut".to_string());
+        check(&mut set, "changed in place");
+        check(&mut set, "unchanged");
+        assert_eq!(set.find("renamed"), Some(0));
     }
 
     #[test]

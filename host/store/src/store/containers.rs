@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::files::{log_best_effort, mkdir_0700, remove_path};
 use super::images::find_image;
+use super::locking::Need;
 use super::{ContainerOptions, Ctx, LayerOptions, Store, StoreError};
 use crate::containers::ContainerRecord;
 use crate::gojson::now_rfc3339_nano;
@@ -45,12 +46,14 @@ impl Store {
 
     /// Every container.
     pub fn containers(&self) -> Result<Vec<ContainerRecord>, StoreError> {
-        self.read(|st| Ok(st.containers.records.to_vec()))
+        self.read_needing(Need::LAYERS_AND_CONTAINERS, |st| {
+            Ok(st.containers.records.to_vec())
+        })
     }
 
     /// The container with this ID, name or ID prefix.
     pub fn container(&self, name: &str) -> Result<ContainerRecord, StoreError> {
-        self.read(|st| {
+        self.read_needing(Need::LAYERS_AND_CONTAINERS, |st| {
             st.containers
                 .get(name)
                 .cloned()

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::files::{log_best_effort, mkdir_0700, remove_path};
 use super::layers::optional_layer_id;
+use super::locking::Need;
 use super::{Ctx, ImageOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
 use crate::images::ImageRecord;
@@ -69,12 +70,16 @@ pub(super) fn find_image(st: &State, name: &str) -> Option<ImageRecord> {
 impl Store {
     /// Every image.
     pub fn images(&self) -> Result<Vec<ImageRecord>, StoreError> {
-        self.read(|st| Ok(all_in_sets(st.image_sets())))
+        self.read_needing(Need::LAYERS_AND_IMAGES, |st| {
+            Ok(all_in_sets(st.image_sets()))
+        })
     }
 
     /// The image with this ID, name or ID prefix.
     pub fn image(&self, name: &str) -> Result<ImageRecord, StoreError> {
-        self.read(|st| find_image(st, name).ok_or(StoreError::ImageUnknown))
+        self.read_needing(Need::LAYERS_AND_IMAGES, |st| {
+            find_image(st, name).ok_or(StoreError::ImageUnknown)
+        })
     }
 
     /// Images whose digests contain `digest`.

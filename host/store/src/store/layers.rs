@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use super::files::{log_best_effort, remove_path};
+use super::locking::Need;
 use super::{Ctx, LayerOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
 use crate::layers::LayerRecord;
@@ -200,7 +201,9 @@ impl Ctx<'_> {
             Ok(()) => {
                 record.flags.remove(INCOMPLETE_FLAG);
                 if let Some(i) = self.st.layers.find(&id) {
-                    self.st.layers.records[i] = record.clone();
+                    // In place of the incomplete record: the records before it keep the
+                    // JSON of the first save.
+                    self.st.layers.records.replace(i, record.clone());
                 }
                 self.save_layers()?;
                 Ok(record)
@@ -375,12 +378,14 @@ pub(super) fn optional_layer_id(
 impl Store {
     /// Every layer, creation order, read-write store first.
     pub fn layers(&self) -> Result<Vec<LayerRecord>, StoreError> {
-        self.read(|st| Ok(all_in_sets(st.layer_sets())))
+        self.read_needing(Need::LAYERS, |st| Ok(all_in_sets(st.layer_sets())))
     }
 
     /// The layer with this ID, name or ID prefix.
     pub fn layer(&self, name: &str) -> Result<LayerRecord, StoreError> {
-        self.read(|st| find_layer(st, name).ok_or(StoreError::LayerUnknown))
+        self.read_needing(Need::LAYERS, |st| {
+            find_layer(st, name).ok_or(StoreError::LayerUnknown)
+        })
     }
 
     /// Creates an empty layer (or a copy of its parent).
@@ -389,7 +394,9 @@ impl Store {
         parent: Option<&str>,
         opts: &LayerOptions,
     ) -> Result<LayerRecord, StoreError> {
-        self.write(|ctx| ctx.create_layer(parent, opts, !opts.read_only))
+        self.write_needing(Need::LAYERS, |ctx| {
+            ctx.create_layer(parent, opts, !opts.read_only)
+        })
     }
 
     /// Creates a layer and applies a (possibly compressed) archive to it. The store's
@@ -401,9 +408,11 @@ impl Store {
         opts: &LayerOptions,
         diff: &mut (dyn Read + Send),
     ) -> Result<LayerRecord, StoreError> {
-        let mut staged = self.write(|ctx| ctx.stage_layer(parent, opts, !opts.read_only))?;
+        let mut staged = self.write_needing(Need::LAYERS, |ctx| {
+            ctx.stage_layer(parent, opts, !opts.read_only)
+        })?;
         let filled = self.fill_staged(&mut staged, diff);
-        self.write(|ctx| ctx.commit_staged(staged, filled))
+        self.write_needing(Need::LAYERS, |ctx| ctx.commit_staged(staged, filled))
     }
 
     /// Every layer the driver has data for (`storage-layers`).

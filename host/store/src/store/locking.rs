@@ -39,6 +39,53 @@ fn modified(lock: Option<&LockFile>) -> Result<bool, StoreError> {
     }
 }
 
+/// Which records an operation reads, so which files it loads: a command that only creates
+/// a layer never parses the images and containers (upstream loads its stores on first use
+/// likewise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Need {
+    /// The layers of every layer store, with their mount points.
+    pub(super) layers: bool,
+    /// The images of every image store.
+    pub(super) images: bool,
+    /// The containers.
+    pub(super) containers: bool,
+}
+
+impl Need {
+    /// Everything.
+    pub(super) const ALL: Need = Need {
+        layers: true,
+        images: true,
+        containers: true,
+    };
+    /// The layers only.
+    pub(super) const LAYERS: Need = Need {
+        layers: true,
+        images: false,
+        containers: false,
+    };
+    /// The layers and the images (an image's layers).
+    pub(super) const LAYERS_AND_IMAGES: Need = Need {
+        layers: true,
+        images: true,
+        containers: false,
+    };
+    /// The layers and the containers (a name of either; a container's layer).
+    pub(super) const LAYERS_AND_CONTAINERS: Need = Need {
+        layers: true,
+        images: false,
+        containers: true,
+    };
+
+    fn with_layers(self) -> Need {
+        Need {
+            layers: true,
+            ..self
+        }
+    }
+}
+
 /// Bumps the lock's last-write token, so other processes reload what we save.
 pub(super) fn record_write(lock: &LockFile) -> Result<(), StoreError> {
     lock.record_write().map_err(lock_io(lock.path()))
@@ -58,8 +105,27 @@ impl Store {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Reloads whatever changed since our last look; call with the locks held.
-    fn reload(&self, st: &mut State) -> Result<(), StoreError> {
+    /// Reloads whatever `need`s and changed since our last look; call with the locks held.
+    /// What the operation does not need is neither read nor checked: its lock's last-write
+    /// token stays unlooked-at, so the next operation that needs it still sees a change.
+    fn reload(&self, st: &mut State, need: Need) -> Result<(), StoreError> {
+        if need.layers {
+            self.reload_layers(st)?;
+        }
+        if need.images {
+            self.reload_images(st)?;
+        }
+        if need.containers
+            && (modified(Some(&self.containers_lock))? || st.containers.needs_reload())
+        {
+            st.containers.load()?;
+            st.containers.resolve_duplicate_names();
+        }
+        Ok(())
+    }
+
+    /// Reloads the layers (with their mount points) of every layer store.
+    fn reload_layers(&self, st: &mut State) -> Result<(), StoreError> {
         let layers_modified = modified(Some(&self.layers_lock))?;
         let mounts_modified = modified(Some(&self.mount_lock))?;
         let image_store_modified = modified(self.image_store_layers_lock.as_ref())?;
@@ -84,26 +150,6 @@ impl Store {
                 }
             }
         }
-        if modified(Some(&self.images_lock))? || st.images.needs_reload() {
-            st.images.load()?;
-            st.images.resolve_duplicate_names();
-            for image in &mut st.images.records {
-                image.recompute_digests();
-            }
-        }
-        if let Some(set) = &mut st.graph_images {
-            if modified(self.graph_images_lock.as_ref())? || set.needs_reload() {
-                set.load()?;
-                set.resolve_duplicate_names();
-                for image in &mut set.records {
-                    image.recompute_digests();
-                }
-            }
-        }
-        if modified(Some(&self.containers_lock))? || st.containers.needs_reload() {
-            st.containers.load()?;
-            st.containers.resolve_duplicate_names();
-        }
         for (i, ro) in self.read_only_stores.iter().enumerate() {
             if modified(ro.layers_lock.as_ref())? || st.ro_layers[i].needs_reload() {
                 st.ro_layers[i].load()?;
@@ -120,6 +166,29 @@ impl Store {
                     )));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Reloads the images of every image store.
+    fn reload_images(&self, st: &mut State) -> Result<(), StoreError> {
+        if modified(Some(&self.images_lock))? || st.images.needs_reload() {
+            st.images.load()?;
+            st.images.resolve_duplicate_names();
+            for image in &mut st.images.records {
+                image.recompute_digests();
+            }
+        }
+        if let Some(set) = &mut st.graph_images {
+            if modified(self.graph_images_lock.as_ref())? || set.needs_reload() {
+                set.load()?;
+                set.resolve_duplicate_names();
+                for image in &mut set.records {
+                    image.recompute_digests();
+                }
+            }
+        }
+        for (i, ro) in self.read_only_stores.iter().enumerate() {
             if modified(ro.images_lock.as_ref())? || st.ro_images[i].needs_reload() {
                 st.ro_images[i].load()?;
                 for image in &mut st.ro_images[i].records {
@@ -137,16 +206,27 @@ impl Store {
         &self,
         f: impl FnOnce(&State) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
+        self.read_needing(Need::ALL, f)
+    }
+
+    /// [`Store::read`] with only the records `need` names loaded: `f` must not look at
+    /// the others, which may be stale or never read.
+    pub(super) fn read_needing<R>(
+        &self,
+        need: Need,
+        f: impl FnOnce(&State) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let mut round = 0;
         loop {
             let locks = self.lock_records(LockMode::Shared)?;
             let mut st = self.state();
-            self.reload(&mut st)?;
+            // The layers are always looked at: an incomplete one is cleaned up first.
+            self.reload(&mut st, need.with_layers())?;
             // The last round serves what is there rather than failing the read.
             if round < 2 && (st.layers.records.iter().any(incomplete) || self.has_dead_imports()) {
                 drop(st);
                 drop(locks);
-                self.write(|_| Ok(()))?;
+                self.write_needing(Need::LAYERS, |_| Ok(()))?;
                 round += 1;
                 continue;
             }
@@ -186,10 +266,21 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
+        self.write_needing(Need::ALL, f)
+    }
+
+    /// [`Store::write`] with only the records `need` names loaded (the layers always, for
+    /// the crash cleanup): `f` must neither look at nor save the others. Every lock is
+    /// still taken, in upstream's order.
+    pub(super) fn write_needing<R>(
+        &self,
+        need: Need,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let _graph = take(&self.graph_lock, LockMode::Exclusive)?;
         let _records = self.lock_records(LockMode::Exclusive)?;
         let mut st = self.state();
-        self.reload(&mut st)?;
+        self.reload(&mut st, need.with_layers())?;
         let mut ctx = Ctx {
             store: self,
             st: &mut st,
@@ -277,7 +368,7 @@ impl Ctx<'_> {
 mod tests {
     use crate::config::StoreOptions;
     use crate::store::test_support::{named, registry, TestRoot};
-    use crate::store::Store;
+    use crate::store::{ContainerOptions, ImageOptions, Store};
 
     #[test]
     fn another_store_sees_writes() {
@@ -335,6 +426,61 @@ mod tests {
         }
         let store = root.open();
         assert_eq!(store.layers().expect("layers").len(), 60);
+    }
+
+    #[test]
+    fn commands_read_only_the_files_they_need() {
+        let root = TestRoot::new();
+        let store = root.open();
+        store.create_layer(None, &named(&["base"])).expect("base");
+        let image = store
+            .create_image(Some("base"), &ImageOptions::default())
+            .expect("image");
+        store
+            .create_container(&image.id, &ContainerOptions::default())
+            .expect("container");
+        // Files a command does not need are not read: broken ones go unnoticed.
+        let images = root.graph("testfs-images/images.json");
+        let containers = root.graph("testfs-containers/containers.json");
+        let (images_json, containers_json) = (
+            std::fs::read(&images).expect("read"),
+            std::fs::read(&containers).expect("read"),
+        );
+        std::fs::write(&images, "not json").expect("write");
+        std::fs::write(&containers, "not json").expect("write");
+        let other = root.open();
+        other
+            .create_layer(Some("base"), &named(&["more"]))
+            .expect("create-layer reads the layers only");
+        assert_eq!(other.layers().expect("layers").len(), 3);
+        assert!(other.images().is_err(), "images.json is read for images");
+        assert!(other.containers().is_err());
+        assert!(other.mount("more", &Default::default()).is_err());
+        std::fs::write(&images, &images_json).expect("write");
+        std::fs::write(&containers, &containers_json).expect("write");
+        assert_eq!(other.images().expect("images").len(), 1);
+        assert_eq!(other.containers().expect("containers").len(), 1);
+    }
+
+    #[test]
+    fn a_change_is_seen_by_the_first_command_that_needs_it() {
+        let root = TestRoot::new();
+        let a = root.open();
+        let b = root.open();
+        a.create_layer(None, &named(&["base"])).expect("base");
+        assert!(b.images().expect("images").is_empty());
+        a.create_image(Some("base"), &ImageOptions::default())
+            .expect("image");
+        // b's reads of the layers alone do not look at the images' lock, so they cannot
+        // take the news from the images' read that needs it.
+        assert_eq!(b.layers().expect("layers").len(), 1);
+        b.create_layer(None, &named(&["second"])).expect("second");
+        assert_eq!(b.images().expect("images").len(), 1);
+        let ctr = a
+            .create_container("", &ContainerOptions::default())
+            .expect("container");
+        b.create_layer(None, &named(&["third"])).expect("third");
+        assert_eq!(b.container(&ctr.id).expect("container").id, ctr.id);
     }
 
     #[test]

@@ -112,6 +112,42 @@ pub struct Store {
     syscalls: std::sync::Arc<dyn Syscalls>,
 }
 
+/// The records of a store, borrowed for the length of one read
+/// ([`Store::with_records`]): listings print them without copying them.
+pub struct RecordsView<'a> {
+    st: &'a State,
+    need: locking::Need,
+}
+
+impl<'a> RecordsView<'a> {
+    /// Every layer, in creation order, the writable store's first.
+    pub fn layers(&self) -> Vec<&'a LayerRecord> {
+        self.st
+            .layer_sets()
+            .flat_map(|s| s.records.iter())
+            .collect()
+    }
+
+    /// Every image, in creation order, the writable store's first; none unless asked for.
+    pub fn images(&self) -> Vec<&'a ImageRecord> {
+        if !self.need.images {
+            return Vec::new();
+        }
+        self.st
+            .image_sets()
+            .flat_map(|s| s.records.iter())
+            .collect()
+    }
+
+    /// Every container, in creation order; none unless asked for.
+    pub fn containers(&self) -> &'a [ContainerRecord] {
+        if !self.need.containers {
+            return &[];
+        }
+        &self.st.containers.records
+    }
+}
+
 /// One write operation: the store and its loaded records, all locks held.
 struct Ctx<'a> {
     store: &'a Store,
@@ -154,6 +190,21 @@ impl Store {
     /// Driver status pairs.
     pub fn status(&self) -> Result<Vec<(String, String)>, StoreError> {
         Ok(self.driver.status())
+    }
+
+    /// Runs `f` over the records of the layers and of the other `kinds` asked for, loaded
+    /// under one read and borrowed, not copied: only the files of those kinds are read.
+    pub fn with_records<R>(
+        &self,
+        kinds: &[Kind],
+        f: impl FnOnce(&RecordsView<'_>) -> R,
+    ) -> Result<R, StoreError> {
+        let need = locking::Need {
+            layers: true,
+            images: kinds.contains(&Kind::Image),
+            containers: kinds.contains(&Kind::Container),
+        };
+        self.read_needing(need, |st| Ok(f(&RecordsView { st, need })))
     }
 
     /// Deletes every container, image and layer.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::images::find_image;
 use super::layers::{find_layer, layer_mappings};
-use super::locking::record_write;
+use super::locking::{record_write, Need};
 use super::{Ctx, MountOptions, Store, StoreError};
 use crate::layers::LayerRecord;
 use storage_driver::idmap::IdMappings;
@@ -121,7 +121,7 @@ impl Store {
 
     /// Mounts a layer or a container's layer; returns the mount point.
     pub fn mount(&self, name: &str, opts: &MountOptions) -> Result<PathBuf, StoreError> {
-        self.write(|ctx| {
+        self.write_needing(Need::LAYERS_AND_CONTAINERS, |ctx| {
             let id = ctx.layer_or_container_layer(name)?;
             let volatile = ctx
                 .st
@@ -153,7 +153,7 @@ impl Store {
 
     /// Unmounts a layer or a container's layer; true when the mount count reached zero.
     pub fn unmount(&self, name: &str, force: bool) -> Result<bool, StoreError> {
-        self.write(|ctx| {
+        self.write_needing(Need::LAYERS_AND_CONTAINERS, |ctx| {
             let id = ctx.layer_or_container_layer(name)?;
             ctx.unmount_layer(&id, force)
         })
@@ -178,7 +178,7 @@ impl Store {
 
     /// How many times a layer (or a container's layer) is mounted.
     pub fn mount_count(&self, name: &str) -> Result<u32, StoreError> {
-        self.read(|st| {
+        self.read_needing(Need::LAYERS_AND_CONTAINERS, |st| {
             if let Some(l) = find_layer(st, name) {
                 return Ok(l.mount_count);
             }
