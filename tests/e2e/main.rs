@@ -37,4 +37,5 @@ mod quota;
 mod ro_stores;
 mod rootless;
 mod skopeo;
+mod soak;
 mod upstream_compat;

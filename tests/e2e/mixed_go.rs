@@ -259,6 +259,15 @@ enum Verdict {
 /// The order in which commands started, across workers (for the traces).
 static SEQUENCE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+/// The start order of a trace line (`#N worker ...`).
+fn sequence_of(trace: &str) -> usize {
+    trace[1..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 /// The problems, each with the commands of every worker that named the IDs it names.
 pub(crate) fn explain(problems: &[String], ledgers: &[&Ledger]) -> String {
     let mut text = String::new();
@@ -273,19 +282,28 @@ pub(crate) fn explain(problems: &[String], ledgers: &[&Ledger]) -> String {
             .iter()
             .flat_map(|l| l.trace.iter())
             .filter(|t| ids.iter().any(|id| t.contains(id)))
-            .map(|t| {
-                (
-                    t[1..]
-                        .split(' ')
-                        .next()
-                        .and_then(|n| n.parse().ok())
-                        .unwrap_or(0),
-                    t,
-                )
-            })
+            .map(|t| (sequence_of(t), t))
             .collect();
         lines.sort();
+        // Commands killed after the record appeared: what they did is not in the trace.
+        let since = lines.first().map(|(seq, _)| *seq).unwrap_or(0);
+        let mut killed: Vec<(usize, &String)> = ledgers
+            .iter()
+            .flat_map(|l| l.trace.iter())
+            .filter(|t| t.ends_with(": killed"))
+            .map(|t| (sequence_of(t), t))
+            .filter(|(seq, _)| *seq > since)
+            .collect();
+        killed.sort();
         for (_, t) in lines {
+            text.push_str("    ");
+            text.push_str(t);
+            text.push('\n');
+        }
+        if !killed.is_empty() {
+            text.push_str("  commands killed since:\n");
+        }
+        for (_, t) in killed {
             text.push_str("    ");
             text.push_str(t);
             text.push('\n');

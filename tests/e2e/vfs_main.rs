@@ -32,5 +32,6 @@ mod parsing;
 mod podman;
 mod ro_stores;
 mod skopeo;
+mod soak;
 mod upstream_compat;
 mod vfs;
