@@ -73,7 +73,13 @@ fn free_start(text: &str) -> u32 {
 }
 
 impl ThrowawayUser {
+    /// A user with subordinate UIDs and GIDs.
     fn create(tag: &str) -> ThrowawayUser {
+        ThrowawayUser::make(tag, true)
+    }
+
+    /// A user with (`ranges`) or without subordinate IDs.
+    fn make(tag: &str, ranges: bool) -> ThrowawayUser {
         let _files = USER_FILES.lock().unwrap_or_else(|e| e.into_inner());
         let name = format!("strl{tag}{}", std::process::id());
         // A user left by a killed run of the same process ID would fail useradd.
@@ -106,6 +112,20 @@ impl ThrowawayUser {
         user.gid = id("-g");
         user.home = PathBuf::from(format!("/home/{}", user.name));
         assert!(user.home.is_dir(), "useradd -m made no {:?}", user.home);
+        if !ranges {
+            // useradd may have given some (login.defs): take them away again.
+            for file in ["/etc/subuid", "/etc/subgid"] {
+                let text = std::fs::read_to_string(file).unwrap_or_default();
+                let prefix = format!("{}:", user.name);
+                let kept: String = text
+                    .lines()
+                    .filter(|l| !l.starts_with(&prefix))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                std::fs::write(file, kept).unwrap();
+            }
+            return user;
+        }
         // useradd gives ranges itself where login.defs says so; else one is added here, after
         // every range in use.
         for file in ["/etc/subuid", "/etc/subgid"] {
@@ -463,5 +483,51 @@ fn rootless_vfs_store_lands_in_the_users_home() {
         .path()
         .extension()
         .is_some_and(|e| e == "cwasm")));
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}
+
+#[test]
+fn rootless_without_subordinate_ids_maps_the_user_alone_and_honours_ignore_chown_errors() {
+    if !tools_available() {
+        return;
+    }
+    let user = ThrowawayUser::make("n", false);
+    let env = [("STORAGE_DRIVER", "overlay")];
+    // Only the user's own IDs, as upstream maps them then.
+    let maps = user.storage(
+        &["unshare", "cat", "/proc/self/uid_map", "/proc/self/gid_map"],
+        &env,
+    );
+    let fields: Vec<&str> = maps.split_whitespace().collect();
+    let (uid, gid) = (user.uid.to_string(), user.gid.to_string());
+    assert_eq!(fields, ["0", &uid, "1", "0", &gid, "1"], "{maps}");
+
+    // A file of container UID 1 has no owner to go to: the import fails...
+    let tar = user.give_file("layer.tar", &layer_tar());
+    let tar = tar.display().to_string();
+    let o = user.run(STORAGE, &["--unshare", "import-layer", "-f", &tar], &env);
+    assert_ne!(o.code, 0, "{o:?}");
+    // ... unless the user's storage.conf says to ignore chown errors, which a rootless user
+    // keeps (the file is the user's, in ~/.config).
+    let conf_dir = user.home.join(".config/containers");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::write(
+        conf_dir.join("storage.conf"),
+        "[storage]\ndriver = \"overlay\"\n[storage.options.overlay]\nignore_chown_errors = \"true\"\n",
+    )
+    .unwrap();
+    let config: serde_json::Value = serde_json::from_str(&user.storage(&["config"], &env)).unwrap();
+    assert_eq!(
+        config["driver-options"],
+        serde_json::json!(["overlay.ignore_chown_errors=true"]),
+        "{config}"
+    );
+    let id = user
+        .storage(&["--unshare", "import-layer", "-f", &tar], &env)
+        .trim()
+        .to_string();
+    let diff = user.graph_root().join("overlay").join(&id).join("diff");
+    let owned = std::fs::metadata(diff.join("etc/owned")).unwrap();
+    assert_eq!((owned.uid(), owned.gid()), (user.uid, user.gid));
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }
