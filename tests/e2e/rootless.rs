@@ -211,6 +211,11 @@ impl Drop for ThrowawayUser {
             // the home goes.
             unmount_below(&self.home);
         }
+        if self.uid != 0 {
+            // Whatever the user's commands left running (rootless podman's pause process)
+            // would keep userdel from removing the user.
+            kill_processes_of(self.uid);
+        }
         let _files = USER_FILES.lock().unwrap_or_else(|e| e.into_inner());
         let o = Command::new("userdel").args(["-r", &self.name]).output();
         if let Ok(o) = &o {
@@ -241,6 +246,8 @@ impl Drop for ThrowawayUser {
         if self.uid != 0 {
             for dir in [
                 format!("/tmp/storage-run-{}", self.uid),
+                format!("/tmp/podman-run-{}", self.uid),
+                format!("/tmp/containers-user-{}", self.uid),
                 format!("/run/user/{}", self.uid),
             ] {
                 let dir = Path::new(&dir);
@@ -251,6 +258,49 @@ impl Drop for ThrowawayUser {
                 }
             }
         }
+    }
+}
+
+/// Kills, by process ID, every process whose real UID is `uid` (a throwaway user's only).
+fn kill_processes_of(uid: u32) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let real_uid = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().next())
+            .and_then(|id| id.parse::<u32>().ok());
+        if real_uid == Some(uid) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    // Reaped by init; give it the moment userdel would otherwise refuse in.
+    for _ in 0..50 {
+        let alive = std::fs::read_dir("/proc").is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                std::fs::metadata(e.path()).is_ok_and(|m| m.uid() == uid)
+                    && e.file_name()
+                        .to_str()
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+        });
+        if !alive {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
@@ -529,5 +579,82 @@ fn rootless_without_subordinate_ids_maps_the_user_alone_and_honours_ignore_chown
     let diff = user.graph_root().join("overlay").join(&id).join("diff");
     let owned = std::fs::metadata(diff.join("etc/owned")).unwrap();
     assert_eq!((owned.uid(), owned.gid()), (user.uid, user.gid));
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}
+
+/// Runs the user's rootless podman (cgroupfs: no systemd session); its standard output.
+fn podman(user: &ThrowawayUser, args: &[&str]) -> String {
+    let mut full = vec!["--cgroup-manager", "cgroupfs"];
+    full.extend_from_slice(args);
+    let o = user.run("podman", &full, &[]);
+    assert_eq!(o.code, 0, "podman {args:?} as {}: {o:?}", user.name);
+    o.out()
+}
+
+#[test]
+fn rootless_podman_and_storage_share_the_users_store() {
+    if !tools_available() {
+        return;
+    }
+    if Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("podman is not installed: skipping the rootless podman interop test");
+        return;
+    }
+    let user = ThrowawayUser::create("p");
+    let tar = user.give_file("layer.tar", &layer_tar());
+    // An image the user's podman made is the user's storage's too.
+    podman(
+        &user,
+        &[
+            "import",
+            "-q",
+            &tar.display().to_string(),
+            "localhost/rl:v1",
+        ],
+    );
+    let images = user.storage(&["--unshare", "images"], &[]);
+    assert!(images.contains("name: localhost/rl:v1"), "{images}");
+    let image: serde_json::Value =
+        serde_json::from_str(&user.storage(&["image", "-j", "localhost/rl:v1"], &[])).unwrap();
+    let top = image[0]["layer"].as_str().unwrap().to_string();
+    let script = format!("set -e; m=$({STORAGE} mount {top}); cat \"$m/etc/motd\"; {STORAGE} unmount {top} >/dev/null");
+    assert_eq!(
+        user.storage(&["unshare", "sh", "-c", &script], &[]),
+        "hello rootless\n"
+    );
+
+    // And the reverse: the image as an OCI layout, gone from the store, imported again by
+    // `storage import-oci` under another name, is listed by podman.
+    let layout = user.home.join("layout");
+    podman(
+        &user,
+        &[
+            "save",
+            "--format",
+            "oci-dir",
+            "-o",
+            &layout.display().to_string(),
+            "localhost/rl:v1",
+        ],
+    );
+    podman(&user, &["rmi", "localhost/rl:v1"]);
+    user.storage(
+        &[
+            "--unshare",
+            "import-oci",
+            "-n",
+            "localhost/back:v2",
+            &layout.display().to_string(),
+        ],
+        &[],
+    );
+    let listed = podman(&user, &["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(listed.lines().any(|l| l == "localhost/back:v2"), "{listed}");
+    // podman reads the layer storage wrote: the file is in podman's mount of it.
+    let out = podman(
+        &user,
+        &["unshare", "sh", "-c", "m=$(podman image mount localhost/back:v2) && cat \"$m/etc/motd\" && podman image unmount localhost/back:v2 >/dev/null"],
+    );
+    assert_eq!(out, "hello rootless\n");
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }
