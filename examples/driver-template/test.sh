@@ -10,7 +10,13 @@
 #    a message naming both versions;
 # 3. upstream's bats suite (tests/upstream/run.sh) runs on `--storage-driver template`, its
 #    `get` answering with bind mounts the host performs, then the layer tests again with
-#    `--storage-opt template.get=directory` (nothing mounted).
+#    `--storage-opt template.get=directory` (nothing mounted);
+# 4. the e2e suite's driver-neutral modules (tests/e2e: layers, diff, mounts, ID mappings,
+#    hostile archives, crashes, concurrency...) of the `e2e-vfs` target with the template in
+#    place of the built-in vfs component (`[plugins.vfs]` replaces a built-in of that name).
+#    The modules left out read vfs's own layout on disk (`vfs/dir/<id>`), share the store with
+#    Go tools (which write that layout), or use image stores and dedup, which the template
+#    leaves out. TEMPLATE_E2E=0 skips this step.
 #
 # Environment: STORAGE_BINARY (default <repo>/target/release/storage), UPSTREAM_TESTS,
 # BATS_FILTER and TMPDIR as for tests/upstream/run.sh.
@@ -102,4 +108,20 @@ grep -qF "built against WIT version $old_version, this host implements storage:p
 "$repo/tests/upstream/run.sh" template
 STORAGE_OPTION=template.get=directory BATS_FILTER=${BATS_FILTER:-layer|diff|changes|mount} \
     "$repo/tests/upstream/run.sh" template
+
+# 4. The e2e modules, through the debug binary the e2e target builds.
+if [ "${TEMPLATE_E2E:-1}" != 0 ]; then
+    cat >"$work/e2e.toml" <<EOF
+[storage]
+driver = "vfs"
+graphroot = "$work/e2e-graph"
+runroot = "$work/e2e-run"
+
+[plugins.vfs]
+component = "$component"
+EOF
+    (cd "$repo" && CONTAINERS_STORAGE_CONF=$work/e2e.toml cargo test --locked -p storage-cli --test e2e-vfs -- \
+        concurrency:: containers:: copy:: crash:: data:: diff:: errors:: hostile:: idmaps:: \
+        images:: layers:: mounts:: names:: parsing::)
+fi
 echo "driver template: passed"
