@@ -196,7 +196,7 @@ fn host_busybox() -> Option<PathBuf> {
 }
 
 /// The shared libraries `binary` loads, as `ldd` lists them (none for a static binary).
-fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
+pub(crate) fn shared_libraries(binary: &Path) -> Vec<PathBuf> {
     let out = Command::new("ldd").arg(binary).output().unwrap();
     if !out.status.success() {
         // "not a dynamic executable"
@@ -348,7 +348,7 @@ fn oci_arch() -> &'static str {
 
 /// Writes an OCI layout at `dir` holding one image, tagged `v1`, whose one gzip layer is
 /// `tar`; returns its config (the image ID is the config's digest).
-fn rootfs_layout(dir: &Path, tar: &[u8]) -> Vec<u8> {
+pub(crate) fn rootfs_layout(dir: &Path, tar: &[u8]) -> Vec<u8> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |data: &[u8]| {

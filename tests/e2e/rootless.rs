@@ -47,6 +47,8 @@ struct ThrowawayUser {
     home: PathBuf,
     /// The first host ID of the user's (first) subordinate range, for UIDs and GIDs.
     sub_start: u32,
+    /// Whether [`ThrowawayUser::runtime_dir`] made /run/user (no login manager made it).
+    made_run_user: bool,
 }
 
 /// The first subordinate range of `name` in `text` (an /etc/subuid), if any.
@@ -99,6 +101,7 @@ impl ThrowawayUser {
             gid: 0,
             home: PathBuf::new(),
             sub_start: 0,
+            made_run_user: false,
             name,
         };
         let id = |flag: &str| -> u32 {
@@ -155,6 +158,22 @@ impl ThrowawayUser {
     /// The user's default graph root.
     fn graph_root(&self) -> PathBuf {
         self.home.join(".local/share/containers/storage")
+    }
+
+    /// The user's `XDG_RUNTIME_DIR`, /run/user/UID, made as a login manager makes it (owned by
+    /// the user, 0700): podman and storage both keep their run roots below it, so they share
+    /// one, as in a user's login session. The guard removes it.
+    fn runtime_dir(&mut self) -> PathBuf {
+        let run_user = Path::new("/run/user");
+        if !run_user.exists() {
+            std::fs::create_dir(run_user).unwrap();
+            self.made_run_user = true;
+        }
+        let dir = run_user.join(self.uid.to_string());
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(self.uid), Some(self.gid)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        dir
     }
 
     /// Runs `program args...` as the user in a clean login-like environment plus `env`.
@@ -257,6 +276,10 @@ impl Drop for ThrowawayUser {
                     let _ = std::fs::remove_dir_all(dir);
                 }
             }
+        }
+        if self.made_run_user {
+            // Only when empty: another test's user may have its directory there now.
+            let _ = std::fs::remove_dir("/run/user");
         }
     }
 }
@@ -582,13 +605,30 @@ fn rootless_without_subordinate_ids_maps_the_user_alone_and_honours_ignore_chown
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }
 
-/// Runs the user's rootless podman (cgroupfs: no systemd session); its standard output.
-fn podman(user: &ThrowawayUser, args: &[&str]) -> String {
-    let mut full = vec!["--cgroup-manager", "cgroupfs"];
+/// Runs the user's rootless podman with `env`; its standard output. `runuser` opens no login
+/// session and there may be no systemd at all (PID 1 is not systemd on the test machine):
+/// podman's defaults for a user, the systemd cgroup manager and journald events, need a
+/// systemd user session, so cgroups go through cgroupfs and events to a file.
+fn podman_in(user: &ThrowawayUser, env: &[(&str, &str)], args: &[&str]) -> String {
+    let mut full = vec!["--cgroup-manager=cgroupfs", "--events-backend=file"];
     full.extend_from_slice(args);
-    let o = user.run("podman", &full, &[]);
+    let o = user.run("podman", &full, env);
     assert_eq!(o.code, 0, "podman {args:?} as {}: {o:?}", user.name);
     o.out()
+}
+
+/// Runs the user's rootless podman; its standard output.
+fn podman(user: &ThrowawayUser, args: &[&str]) -> String {
+    podman_in(user, &[], args)
+}
+
+/// Whether podman is installed; says so when not.
+fn podman_installed() -> bool {
+    let found = Command::new("podman").arg("--version").output().is_ok();
+    if !found {
+        eprintln!("podman is not installed: skipping the rootless podman interop test");
+    }
+    found
 }
 
 #[test]
@@ -596,8 +636,7 @@ fn rootless_podman_and_storage_share_the_users_store() {
     if !tools_available() {
         return;
     }
-    if Command::new("podman").arg("--version").output().is_err() {
-        eprintln!("podman is not installed: skipping the rootless podman interop test");
+    if !podman_installed() {
         return;
     }
     let user = ThrowawayUser::create("p");
@@ -656,5 +695,348 @@ fn rootless_podman_and_storage_share_the_users_store() {
         &["unshare", "sh", "-c", "m=$(podman image mount localhost/back:v2) && cat \"$m/etc/motd\" && podman image unmount localhost/back:v2 >/dev/null"],
     );
     assert_eq!(out, "hello rootless\n");
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}
+
+/// The OCI runtime rootless `podman run` is given: runc where installed (what the test
+/// machine has; podman.rs found crun failing there with root's cgroups), else crun. `None`,
+/// with a note, when there is neither.
+fn oci_runtime() -> Option<&'static str> {
+    let installed = |name: &str| {
+        ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+            .iter()
+            .any(|dir| Path::new(dir).join(name).is_file())
+    };
+    let found = ["runc", "crun"].into_iter().find(|r| installed(r));
+    if found.is_none() {
+        eprintln!("neither runc nor crun is installed: skipping the rootless podman run test");
+    }
+    found
+}
+
+/// The host's busybox (Debian's `busybox` or `busybox-static`); `None`, with a note, when
+/// neither is installed.
+fn host_busybox() -> Option<PathBuf> {
+    let found = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file());
+    if found.is_none() {
+        eprintln!(
+            "busybox is not installed (busybox or busybox-static): skipping the rootless podman run test"
+        );
+    }
+    found
+}
+
+/// A root filesystem that runs: `busybox` (a static one alone; a dynamic one with the
+/// libraries `ldd` names, under the paths the loader asks for), `/etc/motd`, `/etc/passwd`,
+/// and a home directory and file of container UID/GID 1000. Built in memory, so the owners
+/// are the archive's, whoever runs the test.
+fn busybox_rootfs_tar(busybox: &Path) -> Vec<u8> {
+    let libraries = crate::podman::shared_libraries(busybox);
+    eprintln!(
+        "busybox {}: {}",
+        busybox.display(),
+        if libraries.is_empty() {
+            "static".to_string()
+        } else {
+            format!("dynamic, with {libraries:?}")
+        }
+    );
+    let mut dirs = std::collections::BTreeSet::new();
+    for dir in ["bin", "dev", "etc", "home", "proc", "srv", "sys", "tmp"] {
+        dirs.insert(PathBuf::from(dir));
+    }
+    let mut files: Vec<(PathBuf, Vec<u8>, u32)> = vec![(
+        PathBuf::from("bin/busybox"),
+        std::fs::read(busybox).unwrap(),
+        0o755,
+    )];
+    for lib in libraries {
+        let path = lib.strip_prefix("/").unwrap().to_path_buf();
+        dirs.extend(
+            path.ancestors()
+                .skip(1)
+                .filter(|a| !a.as_os_str().is_empty())
+                .map(Path::to_path_buf),
+        );
+        files.push((path, std::fs::read(&lib).unwrap(), 0o755));
+    }
+    files.push((PathBuf::from("etc/motd"), b"from storage\n".to_vec(), 0o644));
+    files.push((
+        PathBuf::from("etc/passwd"),
+        b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n".to_vec(),
+        0o644,
+    ));
+    let mut b = tar::Builder::new(Vec::new());
+    let header = |kind: tar::EntryType, mode: u32, id: u64, size: usize| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_uid(id);
+        h.set_gid(id);
+        h.set_mtime(1_700_000_000);
+        h.set_size(size as u64);
+        h
+    };
+    for dir in &dirs {
+        let mode = if dir == Path::new("tmp") {
+            0o1777
+        } else {
+            0o755
+        };
+        let mut h = header(tar::EntryType::Directory, mode, 0, 0);
+        b.append_data(&mut h, dir, &b""[..]).unwrap();
+    }
+    let mut h = header(tar::EntryType::Directory, 0o750, 1000, 0);
+    b.append_data(&mut h, "home/user", &b""[..]).unwrap();
+    let profile = b"PS1='$ '\n";
+    let mut h = header(tar::EntryType::Regular, 0o644, 1000, profile.len());
+    b.append_data(&mut h, "home/user/.profile", &profile[..])
+        .unwrap();
+    for (path, data, mode) in &files {
+        let mut h = header(tar::EntryType::Regular, *mode, 0, data.len());
+        b.append_data(&mut h, path, &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// Gives `path` and everything below it to the user.
+fn chown_tree(user: &ThrowawayUser, path: &Path) {
+    let o = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{}:{}", user.uid, user.gid))
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "chown: {o:?}");
+}
+
+/// The JSON document `digest` names in the OCI layout `dir`, and its raw bytes.
+fn layout_blob(dir: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()
+}
+
+/// The last layer (uncompressed) and the config of the one image of the OCI layout `dir`
+/// (as `podman save --format oci-dir` writes it).
+fn top_layer_of_layout(dir: &Path) -> (Vec<u8>, serde_json::Value) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&layout_blob(
+        dir,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&layout_blob(
+        dir,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let top = manifest["layers"].as_array().unwrap().last().unwrap();
+    let blob = layout_blob(dir, top["digest"].as_str().unwrap());
+    let media_type = top["mediaType"].as_str().unwrap();
+    let layer = if media_type.ends_with("gzip") {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut out).unwrap();
+        out
+    } else {
+        assert!(media_type.ends_with(".tar"), "{media_type}");
+        blob
+    };
+    (layer, config)
+}
+
+#[test]
+fn rootless_podman_runs_what_storage_imported_and_storage_uses_what_podman_made() {
+    if !tools_available() || !podman_installed() {
+        return;
+    }
+    let Some(runtime) = oci_runtime() else {
+        return;
+    };
+    let Some(busybox) = host_busybox() else {
+        return;
+    };
+    let mut user = ThrowawayUser::create("r");
+    let run_dir = user.runtime_dir().display().to_string();
+    let env = [("XDG_RUNTIME_DIR", run_dir.as_str())];
+
+    // One store and one run root for both, from the same rootless defaults.
+    let config: serde_json::Value = serde_json::from_str(&user.storage(&["config"], &env)).unwrap();
+    let podman_store = podman_in(
+        &user,
+        &env,
+        &[
+            "info",
+            "--format",
+            "{{.Store.GraphRoot}} {{.Store.RunRoot}} {{.Store.GraphDriverName}}",
+        ],
+    );
+    assert_eq!(
+        podman_store.trim(),
+        format!(
+            "{} {run_dir}/containers overlay",
+            user.graph_root().display()
+        )
+    );
+    assert_eq!(
+        (config["root"].as_str(), config["runroot"].as_str()),
+        (
+            Some(user.graph_root().display().to_string().as_str()),
+            Some(format!("{run_dir}/containers").as_str())
+        ),
+        "{config}"
+    );
+
+    // storage imports a runnable image as the user...
+    let tar = busybox_rootfs_tar(&busybox);
+    let layout = user.home.join("busybox-layout");
+    let config_blob = crate::podman::rootfs_layout(&layout, &tar);
+    chown_tree(&user, &layout);
+    let id = crate::skopeo::sha256(&config_blob)
+        .trim_start_matches("sha256:")
+        .to_string();
+    let image = "localhost/rootless-busybox:v1";
+    let out = user.storage(
+        &[
+            "--unshare",
+            "import-oci",
+            "-n",
+            image,
+            &format!("{}:v1", layout.display()),
+        ],
+        &env,
+    );
+    assert_eq!(crate::harness::first_line(&out), id);
+
+    // ... which the user's podman lists, under the same ID, and runs.
+    let listed = podman_in(
+        &user,
+        &env,
+        &[
+            "images",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Repository}}:{{.Tag}}",
+        ],
+    );
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.ends_with(&format!(" {image}")) && l.contains(&id)),
+        "{listed}"
+    );
+    let run = |args: &[&str]| {
+        let mut full = vec!["--runtime", runtime, "run", "--net=none"];
+        full.extend_from_slice(args);
+        podman_in(&user, &env, &full)
+    };
+    assert_eq!(run(&["--rm", image, "/bin/busybox", "echo", "ok"]), "ok\n");
+    // storage put container ID 1000 where podman's namespace maps it from: the container
+    // sees its owner as the archive had it, the host the subordinate ID.
+    assert_eq!(
+        run(&[
+            "--rm",
+            image,
+            "/bin/busybox",
+            "stat",
+            "-c",
+            "%u:%g %a %n",
+            "/home/user",
+            "/home/user/.profile",
+            "/tmp",
+        ]),
+        "1000:1000 750 /home/user\n1000:1000 644 /home/user/.profile\n0:0 1777 /tmp\n"
+    );
+    let image_record: serde_json::Value =
+        serde_json::from_str(&user.storage(&["image", "-j", image], &env)).unwrap();
+    let base = image_record[0]["layer"].as_str().unwrap().to_string();
+    let profile = user
+        .graph_root()
+        .join("overlay")
+        .join(&base)
+        .join("diff/home/user/.profile");
+    let meta = std::fs::metadata(&profile).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (user.sub_start + 999, user.sub_start + 999),
+        "container ID 1000 is the 1000th subordinate ID"
+    );
+
+    // The reverse: the user's podman runs a container that changes the tree and commits it.
+    run(&[
+        "--name",
+        "maker",
+        image,
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo made by podman > /srv/new && /bin/busybox rm /etc/motd",
+    ]);
+    let made = "localhost/podman-made:v1";
+    podman_in(&user, &env, &["commit", "-q", "maker", made]);
+    podman_in(&user, &env, &["rm", "maker"]);
+    let images = user.storage(&["images"], &env);
+    assert!(images.contains(&format!("name: {made}")), "{images}");
+    let made_record: serde_json::Value =
+        serde_json::from_str(&user.storage(&["image", "-j", made], &env)).unwrap();
+    let top = made_record[0]["layer"].as_str().unwrap().to_string();
+    let top_record: serde_json::Value =
+        serde_json::from_str(&user.storage(&["layer", "-j", &top], &env)).unwrap();
+    assert_eq!(
+        top_record[0]["parent"], base,
+        "podman's layer is on the one storage imported: {top_record}"
+    );
+    // storage's diff of podman's layer is the layer podman itself exports, byte for byte,
+    // and has the digest podman's config records.
+    let saved = user.home.join("saved");
+    podman_in(
+        &user,
+        &env,
+        &[
+            "save",
+            "--format",
+            "oci-dir",
+            "-o",
+            &saved.display().to_string(),
+            made,
+        ],
+    );
+    let (podman_layer, podman_config) = top_layer_of_layout(&saved);
+    let diff = user.run(STORAGE, &["--unshare", "diff", "-u", &top], &env);
+    assert_eq!(diff.code, 0, "{diff:?}");
+    assert!(
+        diff.stdout == podman_layer,
+        "storage diff differs from podman's layer"
+    );
+    let diff_ids = podman_config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(
+        diff_ids.last().unwrap(),
+        &crate::skopeo::sha256(&diff.stdout),
+        "{podman_config}"
+    );
+    let names = crate::harness::tar_names(&diff.stdout);
+    for name in ["srv/new", "etc/.wh.motd"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    // A container storage makes from podman's image mounts with podman's changes, and
+    // podman sees it.
+    user.storage(&["create-container", "-n", "from-podman", made], &env);
+    let script = format!(
+        "set -e; m=$({STORAGE} mount from-podman); cat \"$m/srv/new\"; test ! -e \"$m/etc/motd\" && echo motd gone; {STORAGE} unmount from-podman >/dev/null"
+    );
+    assert_eq!(
+        user.storage(&["unshare", "sh", "-c", &script], &env),
+        "made by podman\nmotd gone\n"
+    );
+    let external = podman_in(
+        &user,
+        &env,
+        &["ps", "--all", "--external", "--format", "{{.Names}}"],
+    );
+    assert!(external.lines().any(|l| l == "from-podman"), "{external}");
+    user.storage(&["delete-container", "from-podman"], &env);
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }
