@@ -190,27 +190,40 @@ fn a_full_disk_names_enospc_and_rolls_back() {
     let s = Scratch::new();
     let _tmpfs = TmpfsGraph::mount(&s, "24m");
     populate(&s);
+    // A layer that fits once (14 MiB of 24): a driver that copies a parent's files (vfs)
+    // cannot make a child of it.
+    s.import_layer(&["-n", "big"], &big_tar(14 << 20));
+    s.ok(&["create-image", "-n", "bigimg", "big"]);
     let before = snapshot(&s);
     let tar = big_tar(40 << 20);
     let gz = crate::harness::gzip(&tar);
     let file = s.dir().join("big.tar.gz");
     std::fs::write(&file, &gz).unwrap();
-    let cases: Vec<(&str, Output)> = vec![
-        (
-            "import-layer (tar on stdin)",
-            s.run_with_input(&["import-layer"], &tar),
-        ),
+    let file = file.to_str().unwrap();
+    let mut cases: Vec<(&str, Vec<&str>, &[u8])> = vec![
+        ("import-layer (tar on stdin)", vec!["import-layer"], &tar),
         (
             "import-layer (gzip on stdin)",
-            s.run_with_input(&["import-layer", "-n", "x"], &gz),
+            vec!["import-layer", "-n", "x"],
+            &gz,
         ),
         (
             "import-layer -f (gzip, on a parent)",
-            s.run(&["import-layer", "-f", file.to_str().unwrap(), "base"]),
+            vec!["import-layer", "-f", file, "base"],
+            b"",
         ),
     ];
-    for (what, o) in &cases {
-        one_line_naming(what, o, "No space left on device");
+    if crate::DRIVER == "vfs" {
+        cases.push(("create-layer (copying)", vec!["create-layer", "big"], b""));
+        cases.push((
+            "create-container (copying)",
+            vec!["create-container", "bigimg"],
+            b"",
+        ));
+    }
+    for (what, args, input) in &cases {
+        let o = s.run_with_input(args, input);
+        one_line_naming(what, &o, "No space left on device");
         let changed = differences(&before, &snapshot(&s));
         assert!(
             changed.is_empty(),
@@ -398,10 +411,14 @@ fn a_read_only_driver_home_names_erofs_and_rolls_back() {
 }
 
 /// A container whose layer cannot be removed (read-only driver home) stays whole: its
-/// record and its layer's record and data (upstream 1.60 fails the same way and keeps
-/// both). Today the vfs driver's failure comes after the layer record is gone.
+/// record, and its layer's record and data. Today `remove_layer` (host/store/src/store/
+/// layers.rs) marks the layer incomplete and saves that before the driver's removal, as
+/// upstream's `deleteInternal` does; when the removal fails, the next command's crash cleanup
+/// deletes the incomplete layer and the container is left pointing at a layer that is gone,
+/// and neither `check` (ours nor upstream's) reports it. On overlay the driver fails when it
+/// starts (it writes its home), before anything is marked, so the test passes there.
 #[test]
-#[ignore = "bug: a failed delete-container on vfs drops the layer record and keeps the container's (reported)"]
+#[ignore = "bug (reported): a failed delete-container leaves its layer marked incomplete and the next command deletes it"]
 fn a_failed_container_delete_keeps_the_container_whole() {
     let s = Scratch::new();
     populate(&s);
