@@ -185,6 +185,54 @@ fn check_clean(s: &Scratch) {
     assert_eq!(s.ok(&["check"]), "");
 }
 
+/// An OCI image layout at `dir` with one image, `v1`, whose one layer is `gz` (the gzip of
+/// `tar`).
+fn oci_layout(dir: &Path, gz: &[u8], tar: &[u8]) {
+    use sha2::{Digest, Sha256};
+    let digest = |b: &[u8]| format!("{:x}", Sha256::digest(b));
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let d = digest(b);
+        std::fs::write(blobs.join(&d), b).unwrap();
+        format!("sha256:{d}")
+    };
+    let layer = put(gz);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{}", digest(tar))]},
+        "config": {},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": put(&config),
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": layer,
+            "size": gz.len(),
+        }],
+    }))
+    .unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": put(&manifest),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "v1"},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
 #[test]
 fn a_full_disk_names_enospc_and_rolls_back() {
     let s = Scratch::new();
@@ -213,6 +261,10 @@ fn a_full_disk_names_enospc_and_rolls_back() {
             b"",
         ),
     ];
+    let layout = s.dir().join("layout");
+    oci_layout(&layout, &gz, &tar);
+    let layout = format!("{}:v1", layout.display());
+    cases.push(("import-oci", vec!["import-oci", &layout], b""));
     if crate::DRIVER == "vfs" {
         cases.push(("create-layer (copying)", vec!["create-layer", "big"], b""));
         cases.push((
