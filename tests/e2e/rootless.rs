@@ -9,8 +9,16 @@
 //! are removed again by a guard, also when a test fails; the mounts, made in the commands'
 //! own mount namespaces, end with them, which the tests check.
 //!
+//! With rootless podman the user shares one store and run root: podman lists and runs
+//! (`podman run --rm --net=none`) a busybox image `storage --unshare import-oci` stored, and
+//! `storage` lists, diffs (byte for byte as podman saves the layer) and mounts a container of
+//! an image podman committed. The guard also kills what podman left running (its pause
+//! process) and removes /run/user/UID. Outside a user namespace (`--unshare=false`) overlay
+//! is refused on the home's private mount as upstream's, without caching a kernel answer.
+//!
 //! Skipped (with a note) when `useradd`, `runuser` or `newuidmap`/`newgidmap` (Debian's
-//! `uidmap`) is missing.
+//! `uidmap`) is missing; the podman tests also when podman, runc (or crun) or busybox (or
+//! busybox-static) is.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -1038,5 +1046,117 @@ fn rootless_podman_runs_what_storage_imported_and_storage_uses_what_podman_made(
     );
     assert!(external.lines().any(|l| l == "from-podman"), "{external}");
     user.storage(&["delete-container", "from-podman"], &env);
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}
+
+/// `o`'s standard output and error together (upstream prints its errors on standard output).
+fn said(o: &Output) -> String {
+    format!("{}{}", o.out(), o.stderr)
+}
+
+#[test]
+fn rootless_overlay_outside_a_user_namespace_fails_on_the_private_mount_and_caches_nothing() {
+    if !tools_available() {
+        return;
+    }
+    let user = ThrowawayUser::create("u");
+    let env = [("STORAGE_DRIVER", "overlay")];
+    // `--unshare=false` after the command name (where upstream honours it: before the name,
+    // upstream's command flag set resets it to the default, and the command re-executes in a
+    // user namespace after all). Outside a user namespace an ordinary user may not mount:
+    // upstream's overlay driver neither probes the kernel nor records an answer for a
+    // non-zero effective UID, and its home's private mount (made whoever runs it) fails
+    // with EPERM. Ours must do the same on a fresh store: a test mount refused for want of
+    // privilege, recorded in the run root as "overlay is not supported", would make every
+    // later command of the user's, in a user namespace, fail on the same store.
+    let ours = user.run(STORAGE, &["layers", "--unshare=false"], &env);
+    assert_ne!(ours.code, 0, "{ours:?}");
+    let text = said(&ours);
+    assert!(
+        text.contains("a private mount") && text.contains("Operation not permitted"),
+        "{ours:?}"
+    );
+    assert_eq!(text.lines().count(), 1, "one line: {ours:?}");
+    // The user's run root (no XDG_RUNTIME_DIR, no /run/user/UID: upstream's fallback),
+    // checked against `config` at the end: `config` starts the driver, so not before.
+    let run_root = format!("/tmp/storage-run-{}/containers", user.uid);
+    let run_home = Path::new(&run_root).join("overlay");
+    let cached: Vec<String> = std::fs::read_dir(&run_home)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        !cached
+            .iter()
+            .any(|name| name.ends_with("-false") || name.ends_with("-true")),
+        "feature answers cached by an unprivileged command: {cached:?}"
+    );
+    if let Some(reference) = reference_binary() {
+        // In a store of its own: on a fresh home upstream falls back to fuse-overlayfs when
+        // it is in PATH and records that in the home for good, which would change what the
+        // rest of this test runs on. It refuses as well (the private mount, or without
+        // fuse-overlayfs a test mount), with EPERM.
+        let graph = user.home.join("reference/graph").display().to_string();
+        let run = user.home.join("reference/run").display().to_string();
+        let theirs = user.run(
+            &reference.display().to_string(),
+            &[
+                "--graph",
+                &graph,
+                "--run",
+                &run,
+                "--storage-driver",
+                "overlay",
+                "layers",
+                "--unshare=false",
+            ],
+            &[],
+        );
+        assert_ne!(theirs.code, 0, "{theirs:?}");
+        assert!(
+            said(&theirs).contains("operation not permitted"),
+            "{theirs:?}"
+        );
+    }
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+
+    // The same store then works in a user namespace, with the kernel's overlay.
+    let tar = user.give_file("layer.tar", &layer_tar());
+    let id = user
+        .storage(
+            &[
+                "--unshare",
+                "import-layer",
+                "-f",
+                &tar.display().to_string(),
+            ],
+            &env,
+        )
+        .trim()
+        .to_string();
+    assert_eq!(
+        user.storage(&["--unshare", "layers", "-q"], &env).trim(),
+        id
+    );
+    assert!(run_home.join("overlay-true").exists());
+    let config: serde_json::Value = serde_json::from_str(&user.storage(&["config"], &env)).unwrap();
+    assert_eq!(config["runroot"], run_root, "{config}");
+    let home = user.graph_root().join("overlay");
+    assert_eq!(
+        std::fs::read_to_string(home.join(".has-mount-program")).unwrap(),
+        "false"
+    );
+    // Refused again with the store made, and the layer still listed after.
+    let again = user.run(STORAGE, &["layers", "--unshare=false"], &env);
+    assert_ne!(again.code, 0, "{again:?}");
+    assert!(said(&again).contains("a private mount"), "{again:?}");
+    assert_eq!(
+        user.storage(&["--unshare", "layers", "-q"], &env).trim(),
+        id
+    );
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }

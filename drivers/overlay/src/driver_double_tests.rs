@@ -341,3 +341,79 @@ fn a_failed_mount_is_the_error_of_get() {
     );
     assert!(!f.sys.mounted().iter().any(|m| m.ends_with("merged")));
 }
+
+/// The run home's recorded feature answers (`<feature>-true` / `<feature>-false`).
+fn recorded_features(run: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(run.join("overlay"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[test]
+fn without_root_outside_a_user_namespace_nothing_is_probed_or_recorded() {
+    // A rootless user's `--unshare=false`: the kernel refuses the bind mount of the home.
+    let root = tempfile::tempdir().expect("tempdir");
+    let sys = Arc::new(RecordingSyscalls::new());
+    sys.set_euid(1000);
+    sys.fail_when(|c| matches!(c, Call::BindMount { .. }), libc::EPERM);
+    let init = |options: &[&str]| {
+        OverlayDriver::new(&DriverInit {
+            home: root.path().join("graph/overlay"),
+            graph_root: root.path().join("graph"),
+            run_root: root.path().join("run"),
+            options: options.iter().map(|s| s.to_string()).collect(),
+            syscalls: sys.clone(),
+            ..Default::default()
+        })
+    };
+    let Err(err) = init(&[]) else {
+        panic!("the private mount is refused")
+    };
+    assert!(
+        err.to_string().contains("a private mount") && err.to_string().contains("not permitted"),
+        "{err}"
+    );
+    // No test mount was tried, so no refusal was taken for the kernel's answer and cached
+    // for the user's commands in a user namespace.
+    let calls = sys.take_calls();
+    assert!(
+        !calls.iter().any(|c| matches!(
+            c,
+            Call::Mknod { .. } | Call::Mount { .. } | Call::FsconfigCreate
+        )),
+        "{calls:?}"
+    );
+    assert_eq!(
+        recorded_features(&root.path().join("run")),
+        Vec::<String>::new()
+    );
+    // With skip_mount_home the driver starts (listing needs no mount), still unprobed.
+    init(&["overlay.skip_mount_home=true"]).expect("starts");
+    assert!(!sys
+        .take_calls()
+        .iter()
+        .any(|c| matches!(c, Call::Mknod { .. })));
+    assert_eq!(
+        recorded_features(&root.path().join("run")),
+        Vec::<String>::new()
+    );
+    // As root (in a user namespace, say), the same run root gets the kernel's answers.
+    sys.set_euid(0);
+    init(&["overlay.skip_mount_home=true"]).expect("starts as root");
+    assert!(sys
+        .take_calls()
+        .iter()
+        .any(|c| matches!(c, Call::Mknod { .. })));
+    assert!(
+        recorded_features(&root.path().join("run")).contains(&"overlay-true".to_string()),
+        "{:?}",
+        recorded_features(&root.path().join("run"))
+    );
+}

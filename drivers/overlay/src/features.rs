@@ -202,16 +202,7 @@ pub(crate) fn probe_kernel(
     // change there: metacopy and redirect_dir store renames and metadata-only
     // copies in xattrs that a diff walk would miss.
     let native_diff = check(run_home, &format!("native-diff({mountopt})"), || {
-        if metacopy_wanted
-            || options
-                .mount_options
-                .iter()
-                .any(|o| o.starts_with("redirect_dir=") && o != "redirect_dir=off")
-        {
-            Err("Not using native diff for overlay, this may cause degraded performance for building images: metacopy or redirect_dir enabled".to_string())
-        } else {
-            Ok(())
-        }
+        native_diff_allowed(options)
     });
     let volatile = check(run_home, "volatile", || {
         probe_mount(sys, home, &["volatile".to_string()], new_api)
@@ -222,6 +213,44 @@ pub(crate) fn probe_kernel(
         native_diff,
         metacopy,
         volatile,
+    })
+}
+
+/// Whether the mount options leave diffs to a walk of the upper directory: metacopy and
+/// redirect_dir store renames and metadata-only copies in xattrs that a walk would miss.
+fn native_diff_allowed(options: &OverlayOptions) -> Result<(), String> {
+    if options
+        .mount_options
+        .iter()
+        .any(|o| o == "metacopy=on" || (o.starts_with("redirect_dir=") && o != "redirect_dir=off"))
+    {
+        Err("Not using native diff for overlay, this may cause degraded performance for building images: metacopy or redirect_dir enabled".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// The features of a driver started without root's privileges outside a user namespace,
+/// where the kernel refuses every test mount: nothing is probed and nothing is recorded in
+/// the run root's cache (a refusal recorded there would be read by the same user's later
+/// commands in a user namespace, where the kernel says yes). Upstream does the same: its
+/// `SupportsNativeOverlay` and `checkAndRecordOverlaySupport` return at once for a non-zero
+/// effective UID.
+pub(crate) fn unprobed(
+    home: &Path,
+    options: &OverlayOptions,
+    backing_fs: String,
+) -> DriverResult<Features> {
+    let supports_d_type = supports_d_type(home)
+        .map_err(|e| DriverError::io(format!("checking d_type in {}", home.display()), e))?;
+    Ok(Features {
+        backing_fs,
+        supports_d_type,
+        native_diff: native_diff_allowed(options).is_ok(),
+        metacopy: false,
+        // As with a mount program, assumed: the only mounts such a process can make are in
+        // a user namespace, which overlay allows from Linux 5.11 on; `volatile` came in 5.10.
+        volatile: true,
     })
 }
 

@@ -92,6 +92,12 @@ impl OverlayDriver {
                 metacopy: false,
                 volatile: true,
             }
+        } else if sys.euid() != 0 {
+            // A rootless user outside a user namespace (`--unshare=false`): the kernel
+            // refuses the test mounts for want of privilege, which says nothing about
+            // overlay. The home's private mount below fails with EPERM as upstream's does
+            // (or, with skip_mount_home, the first mount does).
+            features::unprobed(&home, &options, backing_fs)?
         } else {
             features::probe_kernel(
                 sys.as_ref(),
