@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
 
 use rustix::fs::OFlags;
 use storage_archive::fs::{FsRead, FsWrite};
@@ -212,10 +213,14 @@ impl filesystem::HostDirectory for HostState {
     }
 
     fn remove_all(&mut self, h: Resource<LentDir>, path: Vec<u8>) -> FsResult<()> {
-        self.writable_dir(&h, &path)?
-            .confined
-            .remove_all(&path)
-            .map_err(error_to_wit)
+        // Host-side, by directory descriptors and several threads: a layer is removed in one
+        // call, not one per entry.
+        let d = self.writable_dir(&h, &path)?;
+        let removed = storage_driver::tree_copy::remove_tree_at(d.root.as_fd(), &path);
+        // The confined handle may hold a directory of the removed tree open as its cached
+        // parent: a fresh one resolves paths again.
+        d.reopen_confined().map_err(|e| io_error(e, "remove-all"))?;
+        removed.map_err(error_to_wit)
     }
 
     fn rename(&mut self, h: Resource<LentDir>, from: Vec<u8>, to: Vec<u8>) -> FsResult<()> {
@@ -300,16 +305,20 @@ impl filesystem::HostDirectory for HostState {
         dest: Resource<LentDir>,
         to: Vec<u8>,
     ) -> FsResult<()> {
-        // The source gets a handle of its own: the destination may be the same directory.
-        let mut source = self
+        // The source's root on a descriptor of its own: the destination may be the same
+        // directory, and both are borrowed from the table.
+        let source = self
             .dir(&h, &from)?
-            .duplicate()
+            .root
+            .try_clone()
             .map_err(|e| io_error(e, "copy-tree"))?;
         let target = self.writable_dir(&dest, &to)?;
-        storage_driver::tree_copy::copy_tree(
-            source.confined_mut(),
+        let sys = storage_driver::syscalls::real();
+        storage_driver::tree_copy::copy_tree_at(
+            &*sys,
+            source.as_fd(),
             &from,
-            target.confined_mut(),
+            target.root.as_fd(),
             &to,
         )
         .map_err(error_to_wit)

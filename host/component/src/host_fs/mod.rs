@@ -108,16 +108,12 @@ impl LentDir {
         Ok(dir)
     }
 
-    /// The confined handle, for the host's own walks.
-    pub(crate) fn confined_mut(&mut self) -> &mut Confined {
-        &mut self.confined
-    }
-
-    /// A second, independent handle on the same directory (for a copy within one directory).
-    fn duplicate(&self) -> io::Result<Self> {
-        let mut dir = Self::from_fd(self.root.try_clone()?, self.display.clone())?;
-        dir.read_only = self.read_only;
-        Ok(dir)
+    /// Replaces the confined handle by a fresh one on the same directory, forgetting what it
+    /// cached (after the tree changed beneath it).
+    fn reopen_confined(&mut self) -> io::Result<()> {
+        let proc = PathBuf::from(format!("/proc/self/fd/{}", self.root.as_raw_fd()));
+        self.confined = ConfinedDir::open(&proc)?;
+        Ok(())
     }
 
     /// The directory, for messages.

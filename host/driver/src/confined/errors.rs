@@ -6,7 +6,7 @@ use rustix::io::Errno;
 use storage_archive::fs::{FsError, FsErrorKind};
 
 /// Maps an OS error to the archive crate's error categories.
-pub(super) fn fs_error(errno: Errno, what: &str) -> FsError {
+pub(crate) fn fs_error(errno: Errno, what: &str) -> FsError {
     let kind = match errno {
         Errno::NOENT => FsErrorKind::NotFound,
         Errno::EXIST => FsErrorKind::AlreadyExists,
@@ -25,7 +25,7 @@ pub(super) fn fs_error(errno: Errno, what: &str) -> FsError {
     }
 }
 
-pub(super) fn io_error(e: io::Error, what: &str) -> FsError {
+pub(crate) fn io_error(e: io::Error, what: &str) -> FsError {
     match e.raw_os_error() {
         Some(raw) => fs_error(Errno::from_raw_os_error(raw), what),
         None if e.kind() == io::ErrorKind::UnexpectedEof => {
