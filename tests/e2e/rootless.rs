@@ -1160,3 +1160,67 @@ fn rootless_overlay_outside_a_user_namespace_fails_on_the_private_mount_and_cach
     );
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }
+
+/// A tar of `entries` (path, data; a path ending in `/` is a directory), owned by root.
+fn simple_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in entries {
+        let mut h = tar::Header::new_gnu();
+        let dir = path.ends_with('/');
+        h.set_entry_type(if dir {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        h.set_mode(if dir { 0o755 } else { 0o644 });
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn rootless_overlay_keeps_opaque_directories_in_user_xattrs() {
+    if !tools_available() {
+        return;
+    }
+    // Root of the user namespace cannot set `trusted.overlay.opaque` (the host's root
+    // could): an opaque directory, common in real layers (`rm -rf d && mkdir d` in a build),
+    // is marked `user.overlay.opaque` and mounted with `userxattr`, as upstream does
+    // rootless.
+    let user = ThrowawayUser::create("q");
+    let env = [("STORAGE_DRIVER", "overlay")];
+    let base = user.give_file(
+        "base.tar",
+        &simple_tar(&[("d/", b""), ("d/old", b"lower\n")]),
+    );
+    let top = user.give_file(
+        "top.tar",
+        &simple_tar(&[("d/", b""), ("d/.wh..wh..opq", b""), ("d/new", b"upper\n")]),
+    );
+    let base_id = user.storage(&["import-layer", "-f", &base.display().to_string()], &env);
+    let base_id = base_id.trim();
+    let top_id = user.storage(
+        &["import-layer", "-f", &top.display().to_string(), base_id],
+        &env,
+    );
+    let top_id = top_id.trim();
+    // The merged view hides the lower layer's files under the opaque directory.
+    let script = format!(
+        "set -e; m=$({STORAGE} mount {top_id}); ls \"$m/d\"; {STORAGE} unmount {top_id} >/dev/null"
+    );
+    let listed = user.storage(&["unshare", "sh", "-c", &script], &env);
+    assert_eq!(listed.lines().collect::<Vec<_>>(), ["new"], "{listed}");
+    // The layer's archive gives the opaque marker back.
+    let o = user.run(STORAGE, &["diff", top_id], &env);
+    assert_eq!(o.code, 0, "{o:?}");
+    let mut archive = tar::Archive::new(o.stdout.as_slice());
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n == "d/.wh..wh..opq"), "{names:?}");
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}

@@ -102,10 +102,11 @@ impl OverlayDriver {
         self.archive.as_ref()
     }
 
-    /// Whether the driver runs without root, so overlay keeps its metadata in
-    /// `user.overlay.*` xattrs (`userxattr`).
+    /// Whether the driver runs without root on the host, so overlay keeps its metadata in
+    /// `user.overlay.*` xattrs (`userxattr`): as an ordinary user, or as root of a user
+    /// namespace (a rootless command's re-execution), where `trusted.*` xattrs are refused.
     pub fn rootless(&self) -> bool {
-        self.sys.euid() != 0
+        self.sys.euid() != 0 || self.sys.in_user_namespace()
     }
 
     /// The system calls the driver makes.

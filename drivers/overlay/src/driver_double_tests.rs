@@ -210,6 +210,23 @@ fn volatile_and_userxattr_are_asked_for_when_they_apply() {
 }
 
 #[test]
+fn root_of_a_user_namespace_asks_for_userxattr_and_marks_opaque_dirs_as_a_user() {
+    // A rootless command re-executed in its user namespace: euid 0 there, no root on the
+    // host, so `trusted.overlay.*` cannot be set and the mount must read `user.overlay.*`.
+    let sys = RecordingSyscalls::new();
+    sys.set_user_namespace(true);
+    let f = fixture_with(sys, &[]);
+    assert!(f.driver.rootless());
+    chain(&f.driver);
+    f.driver.get("ctr", &MountOpts::default()).expect("get");
+    let mount = last_mount(&f.sys.calls());
+    assert!(mount.contains(&Call::FsconfigSetFlag {
+        key: "userxattr".into()
+    }));
+    f.driver.put("ctr").expect("put");
+}
+
+#[test]
 fn without_lowerdir_plus_a_chain_is_one_classic_option_string() {
     let sys = RecordingSyscalls::new();
     // A kernel before 6.8.

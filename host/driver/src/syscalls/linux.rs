@@ -394,6 +394,24 @@ impl Syscalls for LinuxSyscalls {
     fn euid(&self) -> u32 {
         rustix::process::geteuid().as_raw()
     }
+
+    fn in_user_namespace(&self) -> bool {
+        // The initial namespace maps every ID to itself: `0 0 4294967295`. A kernel without
+        // user namespaces has no such file, and no other namespace either.
+        std::fs::read_to_string("/proc/self/uid_map")
+            .map(|map| !is_identity_map(&map))
+            .unwrap_or(false)
+    }
+}
+
+/// Whether a `/proc/PID/uid_map` maps all 2^32 IDs to themselves in one line.
+fn is_identity_map(map: &str) -> bool {
+    let lines: Vec<Vec<&str>> = map
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| !f.is_empty())
+        .collect();
+    matches!(lines.as_slice(), [f] if f.as_slice() == ["0", "0", "4294967295"])
 }
 
 /// `struct file_dedupe_range` with one `struct file_dedupe_range_info` (linux/fs.h).
@@ -590,5 +608,20 @@ pub fn fork_unshared(
             ready: ready_r,
             go: Some(go_w),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_identity_map;
+
+    #[test]
+    fn only_the_whole_identity_is_the_initial_namespace() {
+        assert!(is_identity_map("         0          0 4294967295\n"));
+        // A rootless command's namespace: the user at 0, the subordinate range after it.
+        assert!(!is_identity_map("0 1000 1\n1 100000 65536\n"));
+        // `unshare -r`: only the user, at 0.
+        assert!(!is_identity_map("0 1000 1\n"));
+        assert!(!is_identity_map("0 0 65536\n"));
     }
 }

@@ -220,6 +220,12 @@ pub trait Syscalls: Send + Sync + fmt::Debug {
     /// the kernel for (overlay's `userxattr` without them).
     fn euid(&self) -> u32;
 
+    /// Whether the process runs in a user namespace other than the initial one (its
+    /// `/proc/self/uid_map` is not the identity over all IDs): root there is no root on the
+    /// host, so overlay keeps its metadata in `user.overlay.*` xattrs there too, as upstream's
+    /// `unshare.IsRootless()` decides in the namespace its re-execution makes.
+    fn in_user_namespace(&self) -> bool;
+
     /// `chown(2)`: [`Syscalls::chown_at`] following a symlink.
     fn chown(&self, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
         self.chown_at(

@@ -401,6 +401,10 @@ impl Syscalls for RecordingSyscalls {
     fn euid(&self) -> u32 {
         self.lock().euid
     }
+
+    fn in_user_namespace(&self) -> bool {
+        self.lock().user_namespace
+    }
 }
 
 /// The model's subvolume `name` of `dir` (at `path`): a directory with the next ID.

@@ -70,6 +70,7 @@ struct State {
     subvolumes: BTreeMap<PathBuf, u64>,
     btrfs_quota: bool,
     euid: u32,
+    user_namespace: bool,
 }
 
 /// The recording test double of [`Syscalls`](crate::syscalls::Syscalls) (see the module doc).
@@ -180,6 +181,12 @@ impl RecordingSyscalls {
     /// a process that may make every call it records).
     pub fn set_euid(&self, euid: u32) {
         self.lock().euid = euid;
+    }
+
+    /// Makes [`Syscalls::in_user_namespace`](crate::syscalls::Syscalls::in_user_namespace)
+    /// answer `inside` (`false` until then: the initial namespace).
+    pub fn set_user_namespace(&self, inside: bool) {
+        self.lock().user_namespace = inside;
     }
 
     /// Every call so far, in order.
