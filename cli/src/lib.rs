@@ -163,14 +163,17 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         out,
         err,
     };
-    match (command.action)(&mut ctx) {
+    let code = match (command.action)(&mut ctx) {
         Ok(code) => code,
         Err(e) => {
             let _ = ctx.out.flush();
             let _ = writeln!(ctx.err, "{e}");
             1
         }
-    }
+    };
+    // The command is done and the process exits next: its records are not freed one by one.
+    store.forget_records();
+    code
 }
 
 /// The global flags as the first phase knows them (with upstream's `--help`).

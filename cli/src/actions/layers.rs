@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use storage_store::containers::ContainerRecord;
 use storage_store::images::ImageRecord;
 use storage_store::layers::LayerRecord;
+use storage_store::records::{FastHash, FastMap};
 use storage_store::store::{Kind, LayerOptions};
 
 use super::{go_slice, open_input, print_created, print_json, CliError, Ctx};
@@ -68,8 +68,9 @@ fn render(
 }
 
 /// Images by each layer they have on top (the top layer and its mapped copies).
-fn images_by_top_layer<I: Borrow<ImageRecord>>(images: &[I]) -> HashMap<&str, Vec<&ImageRecord>> {
-    let mut map: HashMap<&str, Vec<&ImageRecord>> = HashMap::with_capacity(images.len());
+fn images_by_top_layer<I: Borrow<ImageRecord>>(images: &[I]) -> FastMap<&str, Vec<&ImageRecord>> {
+    let mut map: FastMap<&str, Vec<&ImageRecord>> =
+        FastMap::with_capacity_and_hasher(images.len(), FastHash);
     for image in images {
         let image = image.borrow();
         for layer in std::iter::once(&image.top_layer).chain(&image.mapped_top_layers) {
@@ -80,7 +81,7 @@ fn images_by_top_layer<I: Borrow<ImageRecord>>(images: &[I]) -> HashMap<&str, Ve
 }
 
 /// The container whose layer each layer is (the last one wins, as in upstream's map).
-fn containers_by_layer(containers: &[ContainerRecord]) -> HashMap<&str, &ContainerRecord> {
+fn containers_by_layer(containers: &[ContainerRecord]) -> FastMap<&str, &ContainerRecord> {
     containers.iter().map(|c| (c.layer.as_str(), c)).collect()
 }
 

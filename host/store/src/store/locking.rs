@@ -2,7 +2,6 @@
 //! lock exclusively (plus crash cleanup) for writes, and the saves that bump a lock's
 //! last-write token so other processes reload.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{MutexGuard, PoisonError};
 
@@ -10,6 +9,7 @@ use super::layers::incomplete;
 use super::{Ctx, State, Store, StoreError};
 use crate::layers::{load_mount_points, save_mount_points, MountPointRecord};
 use crate::lock::{LockFile, LockGuard};
+use crate::records::{FastHash, FastMap};
 use storage_driver::GraphDriver;
 
 fn lock_io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -137,7 +137,8 @@ impl Store {
             let mounts = load_mount_points(&self.mount_points_path)?;
             // One hash lookup per layer, not a search of the mounts per layer; the first
             // entry of an ID counts.
-            let mut by_id: HashMap<&str, &MountPointRecord> = HashMap::with_capacity(mounts.len());
+            let mut by_id: FastMap<&str, &MountPointRecord> =
+                FastMap::with_capacity_and_hasher(mounts.len(), FastHash);
             for m in &mounts {
                 by_id.entry(m.id.as_str()).or_insert(m);
             }
@@ -481,6 +482,22 @@ mod tests {
             .expect("container");
         b.create_layer(None, &named(&["third"])).expect("third");
         assert_eq!(b.container(&ctr.id).expect("container").id, ctr.id);
+    }
+
+    #[test]
+    fn forgotten_records_are_loaded_again() {
+        let root = TestRoot::new();
+        let store = root.open();
+        store.create_layer(None, &named(&["x"])).expect("x");
+        store.forget_records();
+        assert_eq!(store.layers().expect("layers").len(), 1);
+        store.create_layer(None, &named(&["y"])).expect("y");
+        store.forget_records();
+        assert!(
+            store.create_layer(None, &named(&["y"])).is_err(),
+            "name taken"
+        );
+        assert_eq!(store.layer("y").expect("y").names, ["y"]);
     }
 
     #[test]

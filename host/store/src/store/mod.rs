@@ -207,6 +207,24 @@ impl Store {
         self.read_needing(need, |st| Ok(f(&RecordsView { st, need })))
     }
 
+    /// Forgets the loaded records without freeing them, for a process about to exit: the
+    /// memory goes back with the process. Freeing a store of 40k records one allocation
+    /// at a time was a fifth of a `layers` command. The next operation loads them again.
+    pub fn forget_records(&self) {
+        fn forget<T: crate::records::Record>(set: &mut RecordSet<T>) {
+            std::mem::forget(std::mem::take(&mut set.records));
+            set.invalidate();
+        }
+        let mut st = self.state();
+        let st = &mut *st;
+        forget(&mut st.layers);
+        forget(&mut st.images);
+        forget(&mut st.containers);
+        st.ro_layers.iter_mut().for_each(forget);
+        st.ro_images.iter_mut().for_each(forget);
+        st.graph_images.iter_mut().for_each(forget);
+    }
+
     /// Deletes every container, image and layer.
     pub fn wipe(&self) -> Result<(), StoreError> {
         self.write(|ctx| {
