@@ -76,8 +76,10 @@ pub struct Records<T> {
     saved: SavedJson,
 }
 
-/// The JSON of the first `ends.len()` records, one after the other: record `i` is
-/// `json[ends[i - 1]..ends[i]]` (from 0 for the first).
+/// The JSON of the first `ends.len()` records as the start of a JSON list, `[` and the
+/// records separated by commas: record `i` is `json[ends[i - 1] + 1..ends[i]]` (from 1 for
+/// the first). Closed with `]`, it is the file of a set whose records all live in one
+/// file, written without a copy.
 #[derive(Debug, Default)]
 struct SavedJson {
     json: Vec<u8>,
@@ -89,7 +91,7 @@ impl SavedJson {
     fn truncate(&mut self, pos: usize) {
         if pos < self.ends.len() {
             let end = match pos {
-                0 => 0,
+                0 => 1,
                 _ => self.ends[pos - 1],
             };
             self.json.truncate(end);
@@ -99,8 +101,8 @@ impl SavedJson {
 
     fn get(&self, pos: usize) -> &[u8] {
         let start = match pos {
-            0 => 0,
-            _ => self.ends[pos - 1],
+            0 => 1,
+            _ => self.ends[pos - 1] + 1,
         };
         &self.json[start..self.ends[pos]]
     }
@@ -268,15 +270,28 @@ impl<T> Records<T> {
 impl<T: Record> Records<T> {
     /// Serializes the records whose JSON is not kept yet.
     fn serialize_rest(&mut self) {
+        if self.saved.json.is_empty() {
+            self.saved.json.push(b'[');
+        }
         for record in &self.items[self.saved.ends.len()..] {
+            if !self.saved.ends.is_empty() {
+                self.saved.json.push(b',');
+            }
             crate::gojson::append(&mut self.saved.json, record);
             self.saved.ends.push(self.saved.json.len());
         }
     }
 
-    /// The JSON list of the records `keep` selects, as Go writes a slice of them.
-    fn json_list(&mut self, keep: impl Fn(&T) -> bool) -> (Vec<u8>, usize) {
+    /// Runs `f` on the JSON list of the records `keep` selects, as Go writes a slice of
+    /// them: the saved JSON itself when it selects every record.
+    fn with_json_list<R>(&mut self, keep: impl Fn(&T) -> bool, f: impl FnOnce(&[u8]) -> R) -> R {
         self.serialize_rest();
+        if self.items.iter().all(&keep) {
+            self.saved.json.push(b']');
+            let result = f(&self.saved.json);
+            self.saved.json.pop();
+            return result;
+        }
         let mut out = Vec::with_capacity(self.saved.json.len() + 2);
         out.push(b'[');
         let mut count = 0;
@@ -290,7 +305,7 @@ impl<T: Record> Records<T> {
             }
         }
         out.push(b']');
-        (out, count)
+        f(&out)
     }
 
     fn index(&self) -> &Index {
@@ -492,11 +507,14 @@ impl<T: Record> RecordSet<T> {
     /// untouched store has no files (spec §2.1).
     pub fn save(&mut self) -> Result<()> {
         for (path, location) in &self.files {
-            let (data, count) = self.records.json_list(|r| r.location() == *location);
-            if count == 0 && !path.exists() {
+            let here = |r: &T| r.location() == *location;
+            if !self.records.iter().any(here) && !path.exists() {
                 continue;
             }
-            crate::atomic::write_file(path, &data, *location != Location::Volatile)
+            self.records
+                .with_json_list(here, |data| {
+                    crate::atomic::write_file(path, data, *location != Location::Volatile)
+                })
                 .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
         }
         self.mtimes = self.current_mtimes();
@@ -989,6 +1007,19 @@ mod tests {
         check(&mut set, "changed in place");
         check(&mut set, "unchanged");
         assert_eq!(set.find("renamed"), Some(0));
+        // Every record in one file: the saved JSON is the file.
+        let v = set.find("v").expect("v");
+        set.records.remove(v);
+        check(&mut set, "stable only");
+        set.records.push(layer("e", &[]));
+        check(&mut set, "stable only, appended");
+        set.records.replace(0, layer("b", &["again"]));
+        check(&mut set, "stable only, replaced");
+        while !set.records.is_empty() {
+            set.records.remove(0);
+            check(&mut set, "emptied");
+        }
+        assert_eq!(std::fs::read(&stable).expect("read"), b"[]");
     }
 
     #[test]
