@@ -428,20 +428,30 @@ fn mtime(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-fn read_records<T: Record>(path: &Path) -> Result<Vec<T>> {
-    let data = match std::fs::read(path) {
-        Ok(data) => data,
+/// The records of the file at `path`, read into `data` (whose memory is reused: a
+/// command that reads several files touches new pages for the largest only).
+fn read_records<T: Record>(path: &Path, data: &mut Vec<u8>) -> Result<Vec<T>> {
+    use std::io::Read;
+    data.clear();
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(StoreError::io("reading", path, e)),
     };
+    if let Ok(meta) = file.metadata() {
+        data.reserve(usize::try_from(meta.len()).unwrap_or(0));
+    }
+    file.read_to_end(data)
+        .map_err(|e| StoreError::io("reading", path, e))?;
+    let data = &data[..];
     if data.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
     // One check of the whole file's UTF-8 instead of one per string; a file that is not
     // UTF-8 gets serde_json's own error.
-    let parsed = match std::str::from_utf8(&data) {
+    let parsed = match std::str::from_utf8(data) {
         Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(&data),
+        Err(_) => serde_json::from_slice(data),
     };
     let records: Option<Vec<T>> = parsed.map_err(|source| StoreError::Json {
         path: path.to_path_buf(),
@@ -489,13 +499,22 @@ impl<T: Record> RecordSet<T> {
 
     /// Reads the records from disk.
     pub fn load(&mut self) -> Result<()> {
+        self.load_with(&mut Vec::new())
+    }
+
+    /// [`RecordSet::load`], reading the files into `scratch` (see [`read_records`]).
+    pub fn load_with(&mut self, scratch: &mut Vec<u8>) -> Result<()> {
         let mut records: Vec<T> = Vec::new();
         for (path, location) in &self.files {
-            let mut more: Vec<T> = read_records(path)?;
+            let mut more: Vec<T> = read_records(path, scratch)?;
             for r in &mut more {
                 r.set_location(*location);
             }
-            records.extend(more);
+            if records.is_empty() {
+                records = more;
+            } else {
+                records.extend(more);
+            }
         }
         self.records = records.into();
         self.mtimes = self.current_mtimes();

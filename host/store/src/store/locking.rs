@@ -109,28 +109,30 @@ impl Store {
     /// What the operation does not need is neither read nor checked: its lock's last-write
     /// token stays unlooked-at, so the next operation that needs it still sees a change.
     fn reload(&self, st: &mut State, need: Need) -> Result<(), StoreError> {
+        // One buffer for every file read.
+        let scratch = &mut Vec::new();
         if need.layers {
-            self.reload_layers(st)?;
+            self.reload_layers(st, scratch)?;
         }
         if need.images {
-            self.reload_images(st)?;
+            self.reload_images(st, scratch)?;
         }
         if need.containers
             && (modified(Some(&self.containers_lock))? || st.containers.needs_reload())
         {
-            st.containers.load()?;
+            st.containers.load_with(scratch)?;
             st.containers.resolve_duplicate_names();
         }
         Ok(())
     }
 
     /// Reloads the layers (with their mount points) of every layer store.
-    fn reload_layers(&self, st: &mut State) -> Result<(), StoreError> {
+    fn reload_layers(&self, st: &mut State, scratch: &mut Vec<u8>) -> Result<(), StoreError> {
         let layers_modified = modified(Some(&self.layers_lock))?;
         let mounts_modified = modified(Some(&self.mount_lock))?;
         let image_store_modified = modified(self.image_store_layers_lock.as_ref())?;
         if layers_modified || image_store_modified || mounts_modified || st.layers.needs_reload() {
-            st.layers.load()?;
+            st.layers.load_with(scratch)?;
             // Duplicate names (hand edits, old bugs) go to the newest record; a writer
             // saves the fix.
             st.layers.resolve_duplicate_names();
@@ -153,7 +155,7 @@ impl Store {
         }
         for (i, ro) in self.read_only_stores.iter().enumerate() {
             if modified(ro.layers_lock.as_ref())? || st.ro_layers[i].needs_reload() {
-                st.ro_layers[i].load()?;
+                st.ro_layers[i].load_with(scratch)?;
                 for layer in &mut st.ro_layers[i].records {
                     layer.read_only = true;
                 }
@@ -172,9 +174,9 @@ impl Store {
     }
 
     /// Reloads the images of every image store.
-    fn reload_images(&self, st: &mut State) -> Result<(), StoreError> {
+    fn reload_images(&self, st: &mut State, scratch: &mut Vec<u8>) -> Result<(), StoreError> {
         if modified(Some(&self.images_lock))? || st.images.needs_reload() {
-            st.images.load()?;
+            st.images.load_with(scratch)?;
             st.images.resolve_duplicate_names();
             for image in &mut st.images.records {
                 image.recompute_digests();
@@ -182,7 +184,7 @@ impl Store {
         }
         if let Some(set) = &mut st.graph_images {
             if modified(self.graph_images_lock.as_ref())? || set.needs_reload() {
-                set.load()?;
+                set.load_with(scratch)?;
                 set.resolve_duplicate_names();
                 for image in &mut set.records {
                     image.recompute_digests();
@@ -191,7 +193,7 @@ impl Store {
         }
         for (i, ro) in self.read_only_stores.iter().enumerate() {
             if modified(ro.images_lock.as_ref())? || st.ro_images[i].needs_reload() {
-                st.ro_images[i].load()?;
+                st.ro_images[i].load_with(scratch)?;
                 for image in &mut st.ro_images[i].records {
                     image.read_only = true;
                     image.recompute_digests();
