@@ -338,3 +338,17 @@ fn a_removal_takes_everything_and_missing_is_no_error() {
     remove_tree_at(root.as_fd(), b"missing/below").unwrap();
     assert_eq!(std::fs::read_dir(&lent).unwrap().count(), 0);
 }
+
+#[test]
+fn the_confined_dir_form_copies_the_same_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_source(&src.join("layer"));
+    let before = describe(&src.join("layer"), kept);
+    let dst = tmp.path().join("dst");
+    std::fs::create_dir(&dst).unwrap();
+    let mut from: ConfinedDir<dyn Read, dyn Write> = ConfinedDir::open(&src).unwrap();
+    let mut to: ConfinedDir<dyn Read, dyn Write> = ConfinedDir::open(&dst).unwrap();
+    copy_tree(&mut from, b"layer", &mut to, b"copy").unwrap();
+    assert_eq!(describe(&dst.join("copy"), kept), before);
+}
