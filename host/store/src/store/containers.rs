@@ -12,19 +12,31 @@ use crate::records::new_identity;
 
 impl Ctx<'_> {
     /// Removes a container record, its layer and its directories. No safety checks.
+    ///
+    /// In an order that no crash can leave a container without its layer (upstream removes
+    /// the layer first, so a kill before the container's record is saved leaves one pointing
+    /// at nothing): the layer is marked for removal, then the container's record goes, then
+    /// the layer. A crash after the mark leaves an incomplete layer, which the next command
+    /// removes with the container if its record is still there
+    /// ([`Ctx::clean_up_crash_leftovers`]).
     pub(super) fn remove_container(&mut self, id: &str) -> Result<(), StoreError> {
         let Some(c) = self.st.containers.get(id).cloned() else {
             return Err(StoreError::ContainerUnknown);
         };
-        if !c.layer.is_empty() && self.st.layers.has_id(&c.layer) {
-            self.remove_layer(&c.layer)?;
-        }
+        let layer = if !c.layer.is_empty() && self.st.layers.has_id(&c.layer) {
+            Some(self.mark_layer_for_removal(&c.layer)?)
+        } else {
+            None
+        };
         self.st.containers.remove_id(&c.id);
         self.save_containers()?;
         for dir in self.store.container_dirs(&c.id) {
             remove_path(&dir)?;
         }
-        Ok(())
+        match layer {
+            Some(layer) => self.finish_layer_removal(&layer),
+            None => Ok(()),
+        }
     }
 }
 
@@ -37,7 +49,7 @@ impl Store {
 
     /// A container's directories: `<drv>-containers/<id>` in the graph root and in the
     /// run root.
-    fn container_dirs(&self, id: &str) -> [PathBuf; 2] {
+    pub(super) fn container_dirs(&self, id: &str) -> [PathBuf; 2] {
         [
             self.containers_dir.join(id),
             self.run_containers_dir().join(id),

@@ -52,6 +52,7 @@ impl Ctx<'_> {
         if ids.is_empty() {
             return;
         }
+        self.finish_interrupted_container_deletes(&ids);
         for id in &ids {
             log::debug!("Found incomplete layer {id:?}, deleting it");
             // A layer that was never mounted has nothing to release; one that stays
@@ -72,6 +73,50 @@ impl Ctx<'_> {
             "saving the mounts after the crash cleanup",
             self.save_mounts(),
         );
+    }
+
+    /// Removes the records and directories of the containers whose layers `incomplete` are:
+    /// a container's record is written only once its layer is complete, so such a container
+    /// is one a killed `delete-container` was deleting (it marks the layer incomplete before
+    /// the driver removes it, as upstream). Without this the container would outlive its
+    /// layer; upstream leaves it so, and its `check` does not see it. Best effort, as the
+    /// rest of the cleanup.
+    fn finish_interrupted_container_deletes(&mut self, incomplete: &[String]) {
+        // Commands that do not use the containers have not loaded them.
+        if let Err(e) = self.store.reload(self.st, Need::CONTAINERS) {
+            log_best_effort(
+                "loading the containers for the crash cleanup",
+                Err::<(), _>(e),
+            );
+            return;
+        }
+        let orphans: Vec<String> = self
+            .st
+            .containers
+            .records
+            .iter()
+            .filter(|c| incomplete.contains(&c.layer))
+            .map(|c| c.id.clone())
+            .collect();
+        if orphans.is_empty() {
+            return;
+        }
+        for id in &orphans {
+            log::debug!("Container {id:?} was being deleted, finishing that");
+            self.st.containers.remove_id(id);
+        }
+        log_best_effort(
+            "saving the containers after the crash cleanup",
+            self.save_containers(),
+        );
+        for id in &orphans {
+            for dir in self.store.container_dirs(id) {
+                log_best_effort(
+                    format_args!("removing {}", dir.display()),
+                    remove_path(&dir),
+                );
+            }
+        }
     }
 
     /// Removes what an incomplete layer may have left (driver data, tar-split, big data)
@@ -302,6 +347,14 @@ impl Ctx<'_> {
     /// Removes a RW layer's data and record (after marking it incomplete, so a crash in the
     /// middle is finished by the next writer). No safety checks.
     pub(super) fn remove_layer(&mut self, id: &str) -> Result<(), StoreError> {
+        let id = self.mark_layer_for_removal(id)?;
+        self.finish_layer_removal(&id)
+    }
+
+    /// The first half of [`Ctx::remove_layer`]: unmounts the layer if it is mounted and
+    /// saves it marked incomplete, so that from here on a crash ends in its removal (the next
+    /// command's crash cleanup). Its ID.
+    pub(super) fn mark_layer_for_removal(&mut self, id: &str) -> Result<String, StoreError> {
         let Some(i) = self.st.layers.find(id) else {
             return Err(StoreError::LayerUnknown);
         };
@@ -320,6 +373,13 @@ impl Ctx<'_> {
             .flags
             .insert(INCOMPLETE_FLAG.to_string(), serde_json::Value::Bool(true));
         self.save_layers()?;
+        Ok(id)
+    }
+
+    /// The second half of [`Ctx::remove_layer`]: the driver's data, the tar-split, the big
+    /// data and the record of a layer [`Ctx::mark_layer_for_removal`] marked.
+    pub(super) fn finish_layer_removal(&mut self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
         self.driver()
             .remove(&id)
             .map_err(|e| StoreError::driver(format!("removing layer {id}"), e))?;

@@ -71,6 +71,12 @@ impl Need {
         images: true,
         containers: false,
     };
+    /// The containers only (on top of what is loaded already).
+    pub(super) const CONTAINERS: Need = Need {
+        layers: false,
+        images: false,
+        containers: true,
+    };
     /// The layers and the containers (a name of either; a container's layer).
     pub(super) const LAYERS_AND_CONTAINERS: Need = Need {
         layers: true,
@@ -108,7 +114,7 @@ impl Store {
     /// Reloads whatever `need`s and changed since our last look; call with the locks held.
     /// What the operation does not need is neither read nor checked: its lock's last-write
     /// token stays unlooked-at, so the next operation that needs it still sees a change.
-    fn reload(&self, st: &mut State, need: Need) -> Result<(), StoreError> {
+    pub(super) fn reload(&self, st: &mut State, need: Need) -> Result<(), StoreError> {
         // One buffer for every file read.
         let scratch = &mut Vec::new();
         if need.layers {
