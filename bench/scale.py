@@ -26,6 +26,7 @@ under 1). The reference binary is chosen as bench.py chooses it.
 
 Run as root (overlay mounts, tmpfs):
   python3 bench/scale.py [--sizes 100,10000] [--reps 5] [--storage PATH] [--reference PATH] [--check]
+                         [--json FILE]
 """
 
 import argparse
@@ -276,6 +277,7 @@ def main():
     ap.add_argument("--reference", "--go", dest="reference",
                     help="the Go containers-storage to compare with (default: upstream 1.60)")
     ap.add_argument("--tmpfs-size", default="8G")
+    ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--check", action="store_true",
                     help="run `check` on the smallest store with both binaries first")
     args = ap.parse_args()
@@ -331,6 +333,12 @@ def main():
             for n in sizes:
                 line += f" {table[('storage', n)][op] / table[('go', n)][op]:11.2f}"
             print(line)
+        if args.json:
+            with open(args.json, "w") as out:
+                json.dump({"sizes": sizes,
+                           **{tool: {op: {str(n): table[(tool, n)][op] for n in sizes}
+                                     for op in OPERATIONS}
+                              for tool in ("storage", "go")}}, out, indent=1)
     finally:
         for tool in tools:
             tool.cleanup()
