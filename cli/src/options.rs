@@ -1,4 +1,5 @@
-//! The store options a command runs with (spec §1.1 "Store options resolution", §6).
+//! The store options a command runs with (upstream's `cmd/containers-storage/main.go` and
+//! `types/options.go`).
 //!
 //! When none of `--graph`, `--run`, `--storage-driver` and `--storage-opt` is given, the
 //! configuration file and environment decide everything. When any is given, the

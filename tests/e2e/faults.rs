@@ -487,8 +487,15 @@ fn a_failed_container_delete_leaves_the_container_whole_or_finishes_it() {
     let containers = s.ok(&["containers", "-j"]);
     if !containers.contains("\"ctr\"") {
         let layers = s.ok(&["layers", "-q"]);
-        assert!(!layers.contains(&layer), "the container's layer outlived it: {layers}");
-        assert!(!s.graph().join(format!("{}-containers", crate::DRIVER)).join("ctr").exists());
+        assert!(
+            !layers.contains(&layer),
+            "the container's layer outlived it: {layers}"
+        );
+        assert!(!s
+            .graph()
+            .join(format!("{}-containers", crate::DRIVER))
+            .join("ctr")
+            .exists());
     } else {
         let changed = differences(&before, &snapshot(&s));
         assert!(changed.is_empty(), "{changed:#?}");

@@ -1,11 +1,11 @@
 //! `storage-vfs-component`: the vfs graph driver as a WebAssembly component (world
-//! `driver-plugin`), built for `wasm32-wasip2` by the `storage` binary's build script and registered
-//! by it as the `vfs` driver.
+//! `driver-plugin`), built for `wasm32-wasip2` by the `storage` binary's build script and
+//! registered by it as the `vfs` driver.
 //!
-//! Layout (spec §2.2): every layer is a full tree `dir/<id>` in the home the host lends. A
-//! child starts as a copy of its parent through the host's `copy-tree` fast path (reflinked
-//! where the filesystem can); `get` answers with the directory, nothing is mounted, and `put`
-//! does nothing. Apply, diff, changes and diff size are the naive ones of `storage-archive`,
+//! Layout (upstream's `drivers/vfs/driver.go`): every layer is a full tree `dir/<id>` in the home
+//! the host lends. A child starts as a copy of its parent through the host's `copy-tree` fast path
+//! (reflinked where the filesystem can); `get` answers with the directory, nothing is mounted, and
+//! `put` does nothing. Apply, diff, changes and diff size are the naive ones of `storage-archive`,
 //! linked in directly (AUFS whiteouts). On other targets the crate compiles but is never called.
 //!
 //! With a split image store, image layers (`create`) go to the image store's home; layers of

@@ -1,6 +1,6 @@
 //! Store options: the roots, driver and driver options a store opens with, resolved from
 //! `storage.toml` (the TOML format of containers' `storage.conf`), the environment and the
-//! built-in default (spec §6).
+//! built-in default (upstream's `types/options.go`).
 //!
 //! What can go wrong: the file named by `CONTAINERS_STORAGE_CONF` is missing or unreadable,
 //! or a configuration file is not valid TOML or has a key of the wrong type. Unknown keys
@@ -390,15 +390,15 @@ pub fn default_roots(env: &dyn Environment) -> Result<(PathBuf, PathBuf), Config
 }
 
 /// Loads the default options as upstream does when no root, driver or option flag is given
-/// (spec §6.1). The system options come from the file named by `CONTAINERS_STORAGE_CONF`,
-/// else `$XDG_CONFIG_HOME/containers/storage.conf`, `/etc/containers/storage.conf`,
-/// `/usr/share/containers/storage.conf`, whichever exists first, else the built-in
-/// `storage.toml`; then `STORAGE_DRIVER` and `STORAGE_OPTS` from the environment. A rootless
-/// user (see [`uses_per_user_storage`]) gets the rootless roots and driver derived from them
-/// ([`rootless_options`]), unless the user's own file (`CONTAINERS_STORAGE_CONF`, else
-/// `$XDG_CONFIG_HOME/containers/storage.conf`, else `~/.config/containers/storage.conf`)
-/// exists: then that file decides, with the rootless roots where it names none.
-/// `$UID` and environment variables in the roots are expanded.
+/// (upstream's `types/options.go`). The system options come from the file named by
+/// `CONTAINERS_STORAGE_CONF`, else `$XDG_CONFIG_HOME/containers/storage.conf`,
+/// `/etc/containers/storage.conf`, `/usr/share/containers/storage.conf`, whichever exists first,
+/// else the built-in `storage.toml`; then `STORAGE_DRIVER` and `STORAGE_OPTS` from the environment.
+/// A rootless user (see [`uses_per_user_storage`]) gets the rootless roots and driver derived from
+/// them ([`rootless_options`]), unless the user's own file (`CONTAINERS_STORAGE_CONF`, else
+/// `$XDG_CONFIG_HOME/containers/storage.conf`, else `~/.config/containers/storage.conf`) exists:
+/// then that file decides, with the rootless roots where it names none. `$UID` and environment
+/// variables in the roots are expanded.
 pub fn load_default_options() -> Result<LoadedConfig, ConfigError> {
     load_default_options_from(&ProcessEnvironment)
 }

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use storage_driver::idmap::IdMap;
 
-/// One container record, with upstream's JSON keys in upstream's order (spec §2.4).
+/// One container record, with upstream's JSON keys in upstream's order (upstream's
+/// `containers.go`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerRecord {
     /// Container ID.

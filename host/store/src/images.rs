@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One image record, with upstream's JSON keys in upstream's order (spec §2.4).
+/// One image record, with upstream's JSON keys in upstream's order (upstream's `images.go`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ImageRecord {
     /// Image ID.

@@ -523,7 +523,7 @@ impl<T: Record> RecordSet<T> {
     }
 
     /// Writes the records; a file is written when it has records or already exists, so an
-    /// untouched store has no files (spec §2.1).
+    /// untouched store has no files (upstream's `store.go`).
     pub fn save(&mut self) -> Result<()> {
         for (path, location) in &self.files {
             let here = |r: &T| r.location() == *location;
@@ -727,7 +727,7 @@ pub fn random_id() -> String {
 }
 
 /// The file name of a big-data item: the key when it is only `[a-z0-9.]`, else `=` and
-/// the key in standard base64 (spec §2.1).
+/// the key in standard base64 (upstream's `store.go`).
 pub fn big_data_file_name(key: &str) -> String {
     use base64::Engine;
     let plain = !key.is_empty()

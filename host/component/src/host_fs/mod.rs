@@ -51,7 +51,8 @@ pub struct HostState {
     pub homes: DriverHomes,
 }
 
-/// The driver homes of a store beyond the driver's own (spec §2.1, §2.6).
+/// The driver homes of a store beyond the driver's own (upstream's `store.go`, additional image
+/// stores).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DriverHomes {
     /// `<imagestore>/<driver>` of a split store: lent writable.

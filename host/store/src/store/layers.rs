@@ -33,7 +33,7 @@ pub(super) fn layer_mappings(layer: &LayerRecord) -> IdMappings {
 
 impl Ctx<'_> {
     /// Deletes layers left incomplete by a crash and stale temp dirs. Best effort: this
-    /// must never make the command fail (spec §3.3).
+    /// must never make the command fail (upstream's `layers.go`, incomplete layers).
     pub(super) fn clean_up_crash_leftovers(&mut self) {
         // A stale temp dir only takes space, and the next writer tries again.
         log_best_effort(
@@ -511,7 +511,7 @@ impl Store {
         })
     }
 
-    /// Deletes a layer nothing uses. Unlike upstream (spec §7.1), the checks also apply
+    /// Deletes a layer nothing uses. Unlike upstream, the checks also apply
     /// when the layer is given by name.
     pub fn delete_layer(&self, name: &str) -> Result<(), StoreError> {
         self.write(|ctx| {

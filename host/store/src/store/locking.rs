@@ -210,7 +210,8 @@ impl Store {
     }
 
     /// Runs `f` with every store's records loaded, under shared locks. Incomplete layers
-    /// found on the way are first cleaned up under the write locks (spec §3.3).
+    /// found on the way are first cleaned up under the write locks (upstream's `layers.go`,
+    /// incomplete layers).
     pub(super) fn read<R>(
         &self,
         f: impl FnOnce(&State) -> Result<R, StoreError>,

@@ -166,7 +166,8 @@ impl Store {
                 return Ok(result);
             }
             if ctx.st.images.find(name).is_none() {
-                // A read-only image is copied into the writable store first (spec §2.6).
+                // A read-only image is copied into the writable store first (upstream's `store.go`,
+                // additional image stores).
                 if let Some(ro) = ctx.st.ro_images.iter().find_map(|s| s.get(name).cloned()) {
                     copy_image_big_data(&ro, self)?;
                     let mut copy = ro;

@@ -1,4 +1,5 @@
-//! Opening a store: directories, lock files, record sets and the graph driver (spec §1.1).
+//! Opening a store: directories, lock files, record sets and the graph driver (upstream's
+//! `cmd/containers-storage/main.go`).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -11,7 +12,8 @@ use crate::records::RecordSet;
 use storage_driver::{DriverInit, DriverRegistry, GraphDriver};
 
 impl Store {
-    /// Creates directories, lock files and the driver (spec §1.1: before every command).
+    /// Creates directories, lock files and the driver (before every command, as upstream's
+    /// `cmd/containers-storage/main.go`).
     pub fn open(opts: &StoreOptions, drivers: &DriverRegistry) -> Result<Store, StoreError> {
         let graph_root = &opts.graph_root;
         let run_root = &opts.run_root;
@@ -32,7 +34,7 @@ impl Store {
         };
         let drv = driver.name().to_string();
         let layers_dir = graph_root.join(format!("{drv}-layers"));
-        // With a split image store, images and read-only layers live there (spec §2.1).
+        // With a split image store, images and read-only layers live there (upstream's `store.go`).
         let image_store_layers_dir = opts
             .image_store
             .as_ref()
