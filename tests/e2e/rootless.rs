@@ -1224,3 +1224,73 @@ fn rootless_overlay_keeps_opaque_directories_in_user_xattrs() {
     assert!(names.iter().any(|n| n == "d/.wh..wh..opq"), "{names:?}");
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }
+
+#[test]
+fn rootless_overlay_mounts_through_the_configured_mount_program() {
+    if !tools_available() {
+        return;
+    }
+    let Some(program) = ["/usr/bin/fuse-overlayfs", "/bin/fuse-overlayfs"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("rootless mount_program: no fuse-overlayfs (package fuse-overlayfs); skipped");
+        return;
+    };
+    // A rootless user opens /dev/fuse only where it is 0666, as udev's default rule makes it
+    // (`KERNEL=="fuse", MODE="0666"`); a machine without udev leaves the kernel's 0600.
+    let fuse_mode = std::fs::metadata("/dev/fuse")
+        .map(|m| m.permissions().mode() & 0o777)
+        .ok();
+    if fuse_mode.is_none_or(|m| m & 0o006 != 0o006) {
+        eprintln!(
+            "rootless mount_program: /dev/fuse is not usable by others (mode {fuse_mode:?}); skipped"
+        );
+        return;
+    }
+    // `mount_program` in the user's own storage.conf: every overlay mount is made by
+    // fuse-overlayfs in the user namespace, as upstream does for rootless users without
+    // kernel overlay.
+    let user = ThrowawayUser::create("f");
+    let conf_dir = user.home.join(".config/containers");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::write(
+        conf_dir.join("storage.conf"),
+        format!(
+            "[storage]\ndriver = \"overlay\"\n[storage.options.overlay]\nmount_program = \"{program}\"\n"
+        ),
+    )
+    .unwrap();
+    let env: [(&str, &str); 0] = [];
+    let base = user.give_file(
+        "base.tar",
+        &simple_tar(&[
+            ("d/", b""),
+            ("d/old", b"lower\n"),
+            ("e/", b""),
+            ("e/kept", b"kept\n"),
+        ]),
+    );
+    let top = user.give_file(
+        "top.tar",
+        &simple_tar(&[("d/", b""), ("d/.wh..wh..opq", b""), ("d/new", b"upper\n")]),
+    );
+    let base_id = user.storage(&["import-layer", "-f", &base.display().to_string()], &env);
+    let base_id = base_id.trim();
+    let top_id = user.storage(
+        &["import-layer", "-f", &top.display().to_string(), base_id],
+        &env,
+    );
+    let top_id = top_id.trim();
+    let script = format!(
+        "set -e; m=$({STORAGE} mount {top_id}); grep \" $m \" /proc/self/mountinfo | grep -c fuse; \
+         ls \"$m/d\"; cat \"$m/e/kept\"; {STORAGE} unmount {top_id} >/dev/null"
+    );
+    let out = user.storage(&["unshare", "sh", "-c", &script], &env);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["1", "new", "kept"],
+        "a fuse-overlayfs mount showing the upper layer over the lower: {out}"
+    );
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}

@@ -33,7 +33,10 @@ impl OverlayDriver {
         if !opts.mount_label.is_empty() && selinux_enabled() {
             options.push(format!("context=\"{}\"", opts.mount_label));
         }
-        if self.rootless() {
+        // Only the kernel's overlay reads `userxattr`; a mount program (fuse-overlayfs) keeps
+        // its own metadata and warns about the option, so upstream passes it only to the
+        // kernel.
+        if self.rootless() && self.options().mount_program.is_none() {
             options.push("userxattr".to_string());
         }
         if opts.volatile && !read_only && self.supports_volatile() {
