@@ -170,10 +170,13 @@ fn stopped_error(e: ComponentError) -> DriverError {
             call,
             reason,
             message,
-        } => match trap_cause(message) {
-            Some(cause) => format!("component {name} {reason} during {call} ({cause})"),
-            None => format!("component {name} {reason} during {call}"),
-        },
+        } if message.is_empty() => format!("component {name} {reason} during {call}"),
+        ComponentError::Stopped {
+            name,
+            call,
+            reason,
+            message,
+        } => format!("component {name} {reason} during {call} ({message})"),
         other => other
             .to_string()
             .lines()
@@ -190,12 +193,6 @@ fn stopped_error(e: ComponentError) -> DriverError {
     )
 }
 
-/// The trap's own words from wasmtime's multi-line message (which carries a wasm backtrace).
-fn trap_cause(message: &str) -> Option<&str> {
-    let start = message.find("wasm trap: ")?;
-    message[start..].lines().next()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -207,19 +204,23 @@ mod tests {
             name: "builtin:archive".into(),
             call: "apply-diff",
             reason: StopReason::Trap,
-            message: "error while executing at wasm backtrace:\n    0: 0x1 - f\n\nCaused by:\n    wasm trap: wasm `unreachable` instruction executed".into(),
+            // One line, as `call::stop_error` makes it: the guest's last words, then the trap.
+            message: "panicked at src/lib.rs:3:5: no tar here \
+                      (wasm trap: wasm `unreachable` instruction executed)"
+                .into(),
         });
         let text = err.to_string();
         assert_eq!(
             text,
             "archive: component builtin:archive trapped during apply-diff \
-             (wasm trap: wasm `unreachable` instruction executed)"
+             (panicked at src/lib.rs:3:5: no tar here \
+             (wasm trap: wasm `unreachable` instruction executed))"
         );
         let oom = driver_error(ComponentError::Stopped {
             name: "builtin:archive".into(),
             call: "apply-diff",
             reason: StopReason::OutOfMemory,
-            message: "memory grow refused\nmore".into(),
+            message: String::new(),
         });
         assert_eq!(
             oom.to_string(),

@@ -20,7 +20,9 @@ pub fn new_store(engine: &Engine, limits: &PluginLimits) -> Store<HostState> {
 }
 
 /// The error of a call that failed in wasmtime: out of memory when the limiter refused a grow,
-/// deadline when the epoch interrupted it, a trap otherwise.
+/// deadline when the epoch interrupted it, a trap otherwise. The message is the cause without
+/// wasmtime's wasm backtrace (the trap, or the import that is not granted, named), after what
+/// the guest said last on its stderr (a panic's location and message).
 pub fn stop_error(
     name: &str,
     store: &Store<HostState>,
@@ -37,10 +39,45 @@ pub fn stop_error(
     } else {
         StopReason::Trap
     };
+    log_guest_output(name, call, store);
+    let cause = cause_of(&e);
+    let message = match store.data().guest_output.last_words() {
+        Some(words) if cause.is_empty() => words,
+        Some(words) => format!("{words} ({cause})"),
+        None => cause,
+    };
     ComponentError::Stopped {
         name: name.to_string(),
         call,
         reason,
-        message: super::graph_driver::one_line(&format!("{e:#}")),
+        message,
     }
+}
+
+/// Logs (at debug level: `--debug`) everything the guest wrote to its stderr and stdout
+/// during the call, if anything.
+pub fn log_guest_output(name: &str, call: &str, store: &Store<HostState>) {
+    let output = &store.data().guest_output;
+    if !output.is_empty() && log::log_enabled!(log::Level::Debug) {
+        log::debug!(
+            "component {name}: output of {call}:\n{}",
+            output.text().trim_end()
+        );
+    }
+}
+
+/// The error's chain on one line, without the wasm backtrace wasmtime adds as context (whose
+/// frames would otherwise be all that shows).
+fn cause_of(e: &wasmtime::Error) -> String {
+    // The backtrace is a context of the error, not an error of the chain: known by its text.
+    let backtrace = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .map(ToString::to_string);
+    e.chain()
+        .map(ToString::to_string)
+        .filter(|cause| Some(cause) != backtrace.as_ref())
+        .map(|cause| super::graph_driver::one_line(&cause))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
 }

@@ -83,6 +83,10 @@ impl DriverComponent {
         .map_err(instantiate_error)?;
         super::archive::define_used_resources(&mut linker).map_err(instantiate_error)?;
         define_homes_resources(&mut linker).map_err(instantiate_error)?;
+        // The WASI a component is granted (random, wall clock, stderr: `crate::wasi`);
+        // whatever else std pulled in traps if called, naming the import.
+        crate::wasi::define_granted(&mut linker, runtime.engine(), &loaded.component)
+            .map_err(instantiate_error)?;
         linker
             .define_unknown_imports_as_traps(&loaded.component)
             .map_err(instantiate_error)?;
@@ -510,5 +514,91 @@ fn driver_error(call: &'static str, e: wit::DriverError) -> DriverError {
                 std::io::Error::other(e.message)
             },
         ),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use super::*;
+    use crate::test_guests::wasm;
+    use crate::RuntimeConfig;
+
+    fn runtime() -> &'static Runtime {
+        static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+        RUNTIME.get_or_init(|| Runtime::new(RuntimeConfig::default()).unwrap())
+    }
+
+    fn driver(package: &str, home: &Path) -> DriverComponent {
+        let loaded = runtime()
+            .load(&format!("{package}.wasm"), wasm(package))
+            .unwrap();
+        DriverComponent::new(
+            runtime(),
+            loaded,
+            PluginLimits::default(),
+            home,
+            Vec::new(),
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_driver_using_hash_sets_and_the_wall_clock_works() {
+        let tmp = tempfile::tempdir().unwrap();
+        let driver = driver("storage-test-guest-example-driver", tmp.path());
+        let opts = CreateOpts::default();
+        driver.create("b", None, &opts).unwrap();
+        driver.create("a", None, &opts).unwrap();
+        // The guest collects the layers in a `HashSet` (seeded from `wasi:random`).
+        assert_eq!(driver.list_layers().unwrap(), ["a", "b"]);
+        // And dates its answer by `wasi:clocks/wall-clock`.
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        };
+        let before = now();
+        let metadata = driver.metadata("a").unwrap();
+        let after = now();
+        let read_at: u64 = metadata
+            .iter()
+            .find(|(k, _)| k == "Read At")
+            .map(|(_, v)| v.parse().unwrap())
+            .unwrap();
+        assert!((before..=after).contains(&read_at), "{metadata:?}");
+    }
+
+    #[test]
+    fn a_panic_is_quoted_and_a_denied_import_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let driver = driver("storage-test-guest-hostile-driver", tmp.path());
+        let opts = CreateOpts::default();
+        let err = driver.create("panic", None, &opts).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "component storage-test-guest-hostile-driver.wasm trapped during create: \
+                 panicked at host/guests/hostile-driver/src/lib.rs:"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.ends_with(
+                ": the hostile driver refuses layer \"panic\" on purpose \
+                 (wasm trap: wasm `unreachable` instruction executed)"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        let err = driver.create("stdin", None, &opts).unwrap_err().to_string();
+        assert!(err.contains("wasi:cli/stdin@0.2."), "{err}");
+        assert!(err.contains("#get-stdin` has not been defined"), "{err}");
+        // The instance was dropped with the trap: the next call works.
+        driver.create("fine", None, &opts).unwrap();
+        assert_eq!(driver.list_layers().unwrap(), ["fine"]);
     }
 }

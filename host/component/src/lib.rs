@@ -35,6 +35,7 @@ mod test_guests;
 mod tests;
 #[cfg(test)]
 mod vfs_tests;
+pub mod wasi;
 
 pub use archive::ArchiveComponent;
 pub use driver::{DriverComponent, LayerLocation};

@@ -1,6 +1,7 @@
 //! What a component may import. Checked at load time, before anything runs, so a component
 //! asking for the host's filesystem or network is refused with a message naming the import
-//! instead of failing obscurely at instantiation.
+//! instead of failing obscurely at instantiation. What the allowed WASI imports do is
+//! [`crate::wasi`]'s.
 
 use super::error::ComponentError;
 
@@ -18,10 +19,12 @@ const FORBIDDEN: &[(&str, &str)] = &[
 /// The package whose version must match the host's.
 const PACKAGE: &str = "storage:plugin/";
 
-/// Checks the names of a component's imports; `Ok` when every one is allowed. Other WASI
-/// imports (`wasi:io`, `wasi:cli`, `wasi:random`, `wasi:clocks`), which Rust's std pulls in
-/// for panics and `HashMap`, are linked as functions that trap: the guest gets nothing from
-/// them, and a guest that calls one stops with a clear error.
+/// Checks the names of a component's imports; `Ok` when every one is allowed. Of the other
+/// WASI imports Rust's std pulls in, the host implements what ordinary code needs and grants
+/// nothing of the host by ([`crate::wasi`]: random numbers, the wall clock, stderr and stdout
+/// kept for error messages, an empty environment); the rest (`wasi:cli/stdin`,
+/// `wasi:cli/exit`, `wasi:clocks/monotonic-clock`, `wasi:io/poll`, ...) is linked as functions
+/// that trap, and a guest that calls one stops with an error naming the import.
 pub fn check_imports<'a>(
     name: &str,
     imports: impl IntoIterator<Item = &'a str>,

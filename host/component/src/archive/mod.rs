@@ -120,7 +120,10 @@ impl ArchiveComponent {
         )
         .map_err(instantiate_error)?;
         define_used_resources(&mut linker).map_err(instantiate_error)?;
-        // Whatever else std pulled in (wasi:cli, wasi:io, wasi:random) traps if called.
+        // The WASI a component is granted (random, wall clock, stderr: `crate::wasi`);
+        // whatever else std pulled in traps if called, naming the import.
+        crate::wasi::define_granted(&mut linker, runtime.engine(), &loaded.component)
+            .map_err(instantiate_error)?;
         linker
             .define_unknown_imports_as_traps(&loaded.component)
             .map_err(instantiate_error)?;

@@ -49,6 +49,8 @@ pub struct HostState {
     opened_dirs: usize,
     /// The other driver homes a driver component may ask for (`homes` interface).
     pub homes: DriverHomes,
+    /// What the guest wrote to its stderr and stdout ([`crate::wasi`]).
+    pub guest_output: crate::wasi::GuestOutput,
 }
 
 /// The driver homes of a store beyond the driver's own (upstream's `store.go`, additional image
@@ -202,6 +204,7 @@ impl HostState {
             limiter,
             opened_dirs: 0,
             homes: DriverHomes::default(),
+            guest_output: crate::wasi::GuestOutput::default(),
         }
     }
 

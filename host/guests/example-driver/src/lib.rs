@@ -20,6 +20,8 @@ pub mod bindings {
 }
 
 use std::cell::RefCell;
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bindings::exports::storage::plugin::driver::{
     CreateOptions, DriverError, GetOptions, Guest, InitOptions, LayerLocation, MountRequest,
@@ -149,12 +151,15 @@ impl Guest for ExampleDriver {
 
     fn list_layers() -> Result<Vec<String>, DriverError> {
         with_home(|home| {
-            let mut ids: Vec<String> = home
+            // Ordinary Rust: a `HashSet` seeds itself from `wasi:random`, which the host
+            // grants.
+            let unique: HashSet<String> = home
                 .read_dir(b"dir")
                 .map_err(|e| fs("read-dir", e))?
                 .into_iter()
                 .map(|e| String::from_utf8_lossy(&e.name).into_owned())
                 .collect();
+            let mut ids: Vec<String> = unique.into_iter().collect();
             ids.sort();
             Ok(ids)
         })
@@ -170,10 +175,15 @@ impl Guest for ExampleDriver {
 
     fn metadata(id: String) -> Result<Vec<(String, String)>, DriverError> {
         let path = layer_path(&id)?;
-        Ok(vec![(
-            "Path".into(),
-            String::from_utf8_lossy(&path).into_owned(),
-        )])
+        // The wall clock is granted too (`wasi:clocks/wall-clock`).
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Ok(vec![
+            ("Path".into(), String::from_utf8_lossy(&path).into_owned()),
+            ("Read At".into(), now.to_string()),
+        ])
     }
 
     fn cleanup() -> Result<(), DriverError> {

@@ -2,6 +2,8 @@
 //! keeps layers as directories `dir/<id>` like the example driver, but creating a layer on top
 //! of a parent spins forever (stopped by the plugin's deadline) and applying a diff allocates
 //! without bound (stopped by its memory limit). The store must roll the layer back each time.
+//! Creating a layer named `panic` panics (the host quotes the message), one named `stdin`
+//! reads stdin, an import the host does not grant (the host names it).
 
 /// Bindings generated from `wit/`.
 #[allow(
@@ -71,6 +73,19 @@ fn exists_in(home: &Directory, id: &str) -> Result<bool, DriverError> {
 }
 
 fn create_layer(id: &str, parent: Option<String>) -> Result<(), DriverError> {
+    match id {
+        // A panic: its message goes to the guest's stderr, which the host keeps and quotes.
+        "panic" => panic!("the hostile driver refuses layer {id:?} on purpose"),
+        // A denied import (`wasi:cli/stdin`): the host's trap names it.
+        "stdin" => {
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+            return Err(DriverError::NotSupported(format!(
+                "read {line:?} from stdin"
+            )));
+        }
+        _ => {}
+    }
     with_home(|home| {
         if exists_in(home, id)? {
             return Err(DriverError::LayerExists(id.to_string()));
