@@ -552,18 +552,19 @@ fn rootless_vfs_store_lands_in_the_users_home() {
     assert_eq!(Path::new(mountpoint.trim()), tree);
     user.storage(&["--unshare", "unmount", &id], &env);
 
-    // The vfs driver component is cached in the store, the user's alone.
-    let cache = graph.join("vfs-components");
+    // The vfs driver component is cached with the archive component, in the user's own
+    // cache (shared by the user's stores), not in the store.
+    assert!(!graph.join("vfs-components").exists());
+    let cache = user.home.join(".cache/storage/components");
     let meta = std::fs::metadata(&cache).unwrap();
     assert_eq!(
         (meta.uid(), meta.permissions().mode() & 0o022),
         (user.uid, 0)
     );
-    assert!(std::fs::read_dir(&cache).unwrap().any(|e| e
-        .unwrap()
-        .path()
-        .extension()
-        .is_some_and(|e| e == "cwasm")));
+    assert!(std::fs::read_dir(&cache).unwrap().any(|e| {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        name.starts_with("builtin_vfs-") && name.ends_with(".cwasm")
+    }));
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }
 
@@ -1292,5 +1293,45 @@ fn rootless_overlay_mounts_through_the_configured_mount_program() {
         ["1", "new", "kept"],
         "a fuse-overlayfs mount showing the upper layer over the lower: {out}"
     );
+    assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
+}
+
+#[test]
+fn rootless_btrfs_store_imports_snapshots_and_deletes() {
+    if !tools_available() {
+        return;
+    }
+    // A btrfs the administrator mounted, with a directory the user owns named as graph root
+    // in the user's storage.conf: subvolumes are made and snapshotted with the user's own
+    // rights in the namespace, and deleted without `user_subvol_rm_allowed`.
+    let fs = crate::harness::loop_btrfs::LoopBtrfs::new("rootless");
+    let user = ThrowawayUser::create("b");
+    let graph = fs.mnt().join("store");
+    std::fs::create_dir(&graph).unwrap();
+    std::os::unix::fs::chown(&graph, Some(user.uid), Some(user.gid)).unwrap();
+    let conf_dir = user.home.join(".config/containers");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::write(
+        conf_dir.join("storage.conf"),
+        format!(
+            "[storage]\ndriver = \"btrfs\"\ngraphroot = \"{}\"\n",
+            graph.display()
+        ),
+    )
+    .unwrap();
+    let env: [(&str, &str); 0] = [];
+    let tar = user.give_file("layer.tar", &layer_tar());
+    let base = user.storage(&["import-layer", "-f", &tar.display().to_string()], &env);
+    let base = base.trim();
+    let child = user.storage(&["create-layer", base], &env);
+    let child = child.trim();
+    let subvolumes = graph.join("btrfs/subvolumes");
+    check_layer_tree(&user, &subvolumes.join(base));
+    // The child is a snapshot of its parent: the parent's files are there.
+    assert!(subvolumes.join(child).join("etc/motd").is_file());
+    user.storage(&["delete-layer", child], &env);
+    user.storage(&["delete-layer", base], &env);
+    let left: Vec<_> = std::fs::read_dir(&subvolumes).unwrap().collect();
+    assert!(left.is_empty(), "subvolumes left: {left:?}");
     assert!(user.host_mounts().is_empty(), "{:?}", user.host_mounts());
 }
