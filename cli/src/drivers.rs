@@ -37,6 +37,11 @@ fn configured_plugins(opts: &StoreOptions) -> BTreeMap<String, PluginConfig> {
 /// script.
 const VFS_COMPONENT: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/storage_vfs_component.wasm"));
+/// Its SHA-256 (hex), computed by the build script.
+const VFS_COMPONENT_SHA256: &str = include_str!(concat!(
+    env!("OUT_DIR"),
+    "/storage_vfs_component.wasm.sha256"
+));
 
 /// Registers the drivers linked into the binary: this is the one place that names them.
 fn register_linked(registry: &mut DriverRegistry) {
@@ -48,6 +53,7 @@ fn register_linked(registry: &mut DriverRegistry) {
         ComponentSource::Builtin {
             name: "builtin:vfs",
             bytes: VFS_COMPONENT,
+            sha256: VFS_COMPONENT_SHA256,
         },
     );
 }

@@ -16,6 +16,13 @@
 //!
 //! wasmtime additionally checks the artifact's header against the engine configuration and
 //! refuses a mismatch; such an artifact is replaced.
+//!
+//! One directory serves every store of the user (the archive component and the driver
+//! components alike): an artifact is `<component>-<key>.cwasm`, and storing one removes the
+//! older artifacts of the same component (made by another host version or engine, or from
+//! other bytes), so the directory holds one artifact per component. Artifacts are only ever
+//! replaced by a rename and removed by an unlink: a process loading one maps a whole file or
+//! finds none and compiles.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -23,13 +30,14 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use storage_driver::cleanup::log_failure;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
 use super::engine::compile;
 use super::error::ComponentError;
 
-/// A directory of precompiled artifacts, `<key>.cwasm`.
+/// A directory of precompiled artifacts, `<component>-<key>.cwasm`.
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
     dir: PathBuf,
@@ -103,21 +111,25 @@ impl ComponentCache {
         &self.dir
     }
 
-    /// The artifact name for `bytes` on `engine`: host version, engine compatibility and
-    /// component digest.
-    pub fn key(engine: &Engine, bytes: &[u8]) -> String {
+    /// The key of an artifact on `engine` of the component whose SHA-256 is `digest` (hex):
+    /// host version, engine compatibility and component digest.
+    pub fn key(engine: &Engine, digest: &str) -> String {
         let mut hasher = ShaHasher(Sha256::new());
         // The crate that compiles the artifact: its version keys the cache.
         hasher.write(b"storage-component-host ");
         hasher.write(env!("CARGO_PKG_VERSION").as_bytes());
         engine.precompile_compatibility_hash().hash(&mut hasher);
-        hasher.write(&Sha256::digest(bytes));
+        hasher.write(digest.as_bytes());
         hex::encode(hasher.0.finalize())
     }
 
-    /// The artifact path for `bytes`.
-    pub fn artifact_path(&self, engine: &Engine, bytes: &[u8]) -> PathBuf {
-        self.dir.join(format!("{}.cwasm", Self::key(engine, bytes)))
+    /// The artifact path of component `name` whose SHA-256 is `digest` (hex).
+    pub fn artifact_path(&self, engine: &Engine, name: &str, digest: &str) -> PathBuf {
+        self.dir.join(format!(
+            "{}-{}.cwasm",
+            artifact_prefix(name),
+            Self::key(engine, digest)
+        ))
     }
 
     /// Whether the cache directory may be trusted (see the module docs).
@@ -127,15 +139,16 @@ impl ComponentCache {
             .unwrap_or(false)
     }
 
-    /// The compiled component: from a trusted artifact when there is one (`true`), compiled
-    /// and stored otherwise (`false`).
+    /// The compiled component `name` (`bytes`, whose SHA-256 is `digest` in hex): from a
+    /// trusted artifact when there is one (`true`), compiled and stored otherwise (`false`).
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         name: &str,
         bytes: &[u8],
+        digest: &str,
     ) -> Result<(Component, bool), ComponentError> {
-        let path = self.artifact_path(engine, bytes);
+        let path = self.artifact_path(engine, name, digest);
         if self.trusted_dir() {
             if let Ok(meta) = std::fs::symlink_metadata(&path) {
                 if meta.is_file() && only_owner_writes(&meta) {
@@ -151,6 +164,8 @@ impl ComponentCache {
                     // with `Engine::precompile_component` (module docs). wasmtime checks the
                     // header against the engine on top.
                     let loaded = unsafe { Component::deserialize_file(engine, &path) };
+                    // An error also when another process removed the artifact since the
+                    // check (it was stale for that process): then this one compiles.
                     if let Ok(component) = loaded {
                         return Ok((component, true));
                     }
@@ -161,7 +176,9 @@ impl ComponentCache {
         // A cache that cannot be written (not root, read-only) only costs the next load a
         // compile: the component itself is fine, so the failure is not an error.
         let stored = self.store(&component, &path);
-        storage_driver::cleanup::log_failure("caching the compiled component", stored);
+        if log_failure("caching the compiled component", stored).is_some() {
+            self.remove_stale(name, &path);
+        }
         Ok((component, false))
     }
 
@@ -209,7 +226,7 @@ impl ComponentCache {
         write().map_err(|e| {
             // The write's error is the one to report; a temp file left behind is never
             // loaded (only the renamed artifact is), and the next store truncates it.
-            storage_driver::cleanup::log_failure(
+            log_failure(
                 format_args!("removing {}", tmp.display()),
                 std::fs::remove_file(&tmp),
             );
@@ -217,6 +234,76 @@ impl ComponentCache {
         })?;
         Ok(())
     }
+
+    /// Removes the artifacts of component `name` older than `kept`, the one just stored, and
+    /// the unprefixed `<key>.cwasm` of earlier hosts: they were made by another host version
+    /// or engine, or from other bytes, and would only fill the directory. A newer one (another
+    /// host stored it meanwhile) is left to that host. Best effort: a failure is logged.
+    fn remove_stale(&self, name: &str, kept: &Path) {
+        let Some(kept_time) = log_failure(
+            format_args!("reading {}", kept.display()),
+            std::fs::metadata(kept).and_then(|m| m.modified()),
+        ) else {
+            return;
+        };
+        let prefix = format!("{}-", artifact_prefix(name));
+        let Some(entries) = log_failure(
+            format_args!("listing {}", self.dir.display()),
+            std::fs::read_dir(&self.dir),
+        ) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            let ours = file_name
+                .strip_prefix(prefix.as_str())
+                .is_some_and(is_artifact_name);
+            if !(ours || is_artifact_name(file_name)) || entry.path() == kept {
+                continue;
+            }
+            let older = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|time| time < kept_time);
+            if older {
+                match std::fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => log::warn!(
+                        "removing the stale artifact {} (carrying on): {e}",
+                        entry.path().display()
+                    ),
+                    _ => log::debug!("removed the stale artifact {}", entry.path().display()),
+                }
+            }
+        }
+    }
+}
+
+/// Whether `name` is `<key>.cwasm` (64 hex digits).
+fn is_artifact_name(name: &str) -> bool {
+    name.strip_suffix(".cwasm")
+        .is_some_and(|key| key.len() == 64 && key.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The start of the artifact names of component `name` (`builtin:vfs` -> `builtin_vfs`, a
+/// plugin's path -> `_usr_lib_..._driver.wasm`): one file name of letters, digits, `.` and
+/// `_`, at most 100 bytes (the end of a longer name; two components sharing it only remove
+/// each other's artifact, which costs a compile).
+fn artifact_prefix(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // ASCII only, so any byte index is a char boundary.
+    safe[safe.len().saturating_sub(100)..].to_string()
 }
 
 #[cfg(test)]
@@ -260,6 +347,49 @@ mod tests {
             PathBuf::from("/root/.cache/storage/components")
         };
         assert_eq!(cache_dir_for(&root), Some(expected));
+    }
+
+    #[test]
+    fn artifact_names_start_with_the_component_as_one_file_name() {
+        assert_eq!(artifact_prefix("builtin:vfs"), "builtin_vfs");
+        assert_eq!(
+            artifact_prefix("/usr/lib/x-y/driver.wasm"),
+            "_usr_lib_x_y_driver.wasm"
+        );
+        let long = format!("/{}/d.wasm", "a".repeat(300));
+        assert_eq!(artifact_prefix(&long).len(), 100);
+        assert!(artifact_prefix(&long).ends_with("_d.wasm"));
+    }
+
+    #[test]
+    fn storing_an_artifact_removes_the_older_ones_of_the_same_component_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = ComponentCache::new(tmp.path().to_path_buf());
+        let key = |c: char| c.to_string().repeat(64);
+        let file = |name: String, age_s: u64| {
+            let path = tmp.path().join(name);
+            std::fs::write(&path, b"x").unwrap();
+            let time = std::time::SystemTime::now() - std::time::Duration::from_secs(age_s);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(time)
+                .unwrap();
+            path
+        };
+        let kept = file(format!("builtin_vfs-{}.cwasm", key('a')), 10);
+        let stale = file(format!("builtin_vfs-{}.cwasm", key('b')), 20);
+        let unprefixed = file(format!("{}.cwasm", key('c')), 20);
+        let newer = file(format!("builtin_vfs-{}.cwasm", key('d')), 0);
+        let other_component = file(format!("builtin_archive-{}.cwasm", key('e')), 20);
+        let not_an_artifact = file("builtin_vfs-notes.cwasm".to_string(), 20);
+        let temp = file(format!("builtin_vfs-{}.tmp.7", key('f')), 20);
+        cache.remove_stale("builtin:vfs", &kept);
+        assert!(!stale.exists() && !unprefixed.exists());
+        for left in [kept, newer, other_component, not_an_artifact, temp] {
+            assert!(left.exists(), "{left:?} removed");
+        }
     }
 
     #[test]

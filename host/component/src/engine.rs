@@ -111,9 +111,25 @@ impl Runtime {
     /// Loads a component from its bytes: checks its imports, then takes the compiled code from
     /// the cache or compiles (and caches) it.
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedComponent, ComponentError> {
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        self.load_digested(name, bytes, &hex::encode(Sha256::digest(bytes)))
+    }
+
+    /// [`Runtime::load`] of bytes whose SHA-256 (hex) is known: a built-in component's,
+    /// computed by the build script that embedded it, so a command does not hash megabytes.
+    pub fn load_digested(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<LoadedComponent, ComponentError> {
+        debug_assert_eq!(
+            sha256,
+            hex::encode(Sha256::digest(bytes)),
+            "digest of {name}"
+        );
+        let digest = format!("sha256:{sha256}");
         let (component, from_cache) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, name, bytes)?,
+            Some(cache) => cache.load_or_compile(&self.engine, name, bytes, sha256)?,
             None => (compile(&self.engine, name, bytes)?, false),
         };
         let imports: Vec<String> = component

@@ -4,10 +4,10 @@
 //! them at `put`. Whatever stops the guest (a trap, its memory limit, its deadline) is a
 //! [`DriverError`] of one line, so the store rolls the layer back and the user reads why.
 //!
-//! Precompiled artifacts are cached in `<graphroot>/<driver>-components`: inside the graph
-//! root, which only root writes for a root store (the cache refuses a directory others can
-//! write), created with the store and removed with it, so tests with temporary graph roots
-//! never share or leave behind machine code.
+//! Precompiled artifacts are cached where the archive component's are
+//! ([`crate::cache::process_cache_dir`]: root's system cache, a user's own cache), one per
+//! component for every store, so a new store does not compile the driver again. The
+//! `<graphroot>/<driver>-components` of earlier versions is removed when a store starts.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -36,6 +36,9 @@ pub enum ComponentSource {
         name: &'static str,
         /// The component bytes.
         bytes: &'static [u8],
+        /// Their SHA-256 (hex), computed by the build script that embedded them: the cache
+        /// key, without hashing the bytes at every start.
+        sha256: &'static str,
     },
     /// A `.wasm` file named by `[plugins.<name>]` in `storage.toml`.
     File(PathBuf),
@@ -76,9 +79,28 @@ pub fn register_plugins(registry: &mut DriverRegistry, plugins: &BTreeMap<String
     }
 }
 
-/// The cache directory of driver `name`'s precompiled component (module docs).
-pub fn cache_dir(graph_root: &Path, name: &str) -> PathBuf {
-    graph_root.join(format!("{name}-components"))
+/// Removes the per-store cache of driver `name` that earlier versions kept in the graph root
+/// (module docs): its artifacts and temp files, then the directory if nothing else is in it.
+/// Best effort: a failure is logged.
+fn remove_old_cache(graph_root: &Path, name: &str) {
+    let dir = graph_root.join(format!("{name}-components"));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let file_name = file_name.to_string_lossy();
+        if file_name.ends_with(".cwasm") || file_name.contains(".tmp.") {
+            storage_driver::cleanup::log_failure(
+                format_args!("removing the old artifact {}", entry.path().display()),
+                std::fs::remove_file(entry.path()),
+            );
+        }
+    }
+    storage_driver::cleanup::log_failure(
+        format_args!("removing the old cache {}", dir.display()),
+        std::fs::remove_dir(&dir),
+    );
 }
 
 /// A runtime error as one line: wasmtime's messages carry a wasm backtrace, one frame a line,
@@ -178,19 +200,40 @@ fn other_homes(
 }
 
 impl ComponentGraphDriver {
-    /// Loads the component (through the cache), links it to `init.home` and calls its `init`.
+    /// Loads the component (through the process's cache), links it to `init.home` and calls
+    /// its `init`.
     pub fn start(
         name: &str,
         source: &ComponentSource,
         limits: PluginLimits,
         init: &DriverInit,
     ) -> DriverResult<Self> {
-        let runtime = Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache_dir(&init.graph_root, name)),
-        })
-        .map_err(component_error)?;
+        Self::start_with_cache(
+            name,
+            source,
+            limits,
+            init,
+            crate::cache::process_cache_dir(),
+        )
+    }
+
+    /// [`ComponentGraphDriver::start`] with the cache in `cache_dir` (`None`: compile in
+    /// memory).
+    pub fn start_with_cache(
+        name: &str,
+        source: &ComponentSource,
+        limits: PluginLimits,
+        init: &DriverInit,
+        cache_dir: Option<PathBuf>,
+    ) -> DriverResult<Self> {
+        remove_old_cache(&init.graph_root, name);
+        let runtime = Runtime::new(RuntimeConfig { cache_dir }).map_err(component_error)?;
         let loaded: LoadedComponent = match source {
-            ComponentSource::Builtin { name, bytes } => runtime.load(name, bytes),
+            ComponentSource::Builtin {
+                name,
+                bytes,
+                sha256,
+            } => runtime.load_digested(name, bytes, sha256),
             ComponentSource::File(path) => runtime.load_file(path),
         }
         .map_err(unusable)?;

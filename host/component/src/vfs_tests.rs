@@ -48,16 +48,19 @@ fn start(registry: &DriverRegistry, name: &str, init: &DriverInit) -> Box<dyn Gr
     }
 }
 
+/// The vfs component as the binary embeds it (with its digest, as its build script makes it).
+fn vfs_source() -> ComponentSource {
+    let bytes = wasm("storage-vfs-component");
+    ComponentSource::Builtin {
+        name: "builtin:vfs",
+        bytes,
+        sha256: Box::leak(storage_wasm_build::sha256_hex(bytes).into_boxed_str()),
+    }
+}
+
 fn vfs_registry() -> DriverRegistry {
     let mut registry = DriverRegistry::new();
-    register_builtin(
-        &mut registry,
-        "vfs",
-        ComponentSource::Builtin {
-            name: "builtin:vfs",
-            bytes: wasm("storage-vfs-component"),
-        },
-    );
+    register_builtin(&mut registry, "vfs", vfs_source());
     registry
 }
 
@@ -262,8 +265,52 @@ fn vfs_options_are_checked_at_start() {
         driver.create("l", None, &storage_opt),
         Err(DriverError::BadOption(_))
     ));
-    // The cache of precompiled code is in the graph root, root-only.
-    assert!(init.graph_root.join("vfs-components").is_dir());
+    // The cache of precompiled code is not in the graph root (it is the process's).
+    assert!(!init.graph_root.join("vfs-components").exists());
+}
+
+#[test]
+fn stores_share_the_compiled_driver_and_an_old_per_store_cache_is_removed() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().join("components");
+    let (first, second) = (Roots::new(), Roots::new());
+    let start = |roots: &Roots| {
+        let init = roots.init("vfs", &[]);
+        let driver = ComponentGraphDriver::start_with_cache(
+            "vfs",
+            &vfs_source(),
+            Default::default(),
+            &init,
+            Some(cache_dir.clone()),
+        )
+        .unwrap();
+        (driver.component().loaded().from_cache, init)
+    };
+    let (from_cache, _) = start(&first);
+    assert!(!from_cache, "an empty cache compiles");
+    let artifacts = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&cache_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let made = artifacts();
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(made[0].starts_with("builtin_vfs-") && made[0].ends_with(".cwasm"));
+
+    // An artifact an earlier version left in the second store's graph root.
+    let old = second.tmp.path().join("graph/vfs-components");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join(format!("{}.cwasm", "0".repeat(64))), b"old").unwrap();
+    let (from_cache, init) = start(&second);
+    assert!(
+        from_cache,
+        "the second store loads the first one's artifact"
+    );
+    assert_eq!(artifacts(), made);
+    assert!(!init.graph_root.join("vfs-components").exists());
 }
 
 /// Unmounts at drop whatever a failed test left mounted.

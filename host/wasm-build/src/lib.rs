@@ -111,8 +111,10 @@ pub fn target_dir_for_out_dir(out_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| out_dir.join("wasm-components"))
 }
 
-/// For a build script: builds `crates`, copies each component to `OUT_DIR`, and tells
-/// cargo to run again when `watched` (paths relative to the workspace root) change.
+/// For a build script: builds `crates`, copies each component to `OUT_DIR` with its
+/// SHA-256 beside it (`<file>.sha256`, 64 hex digits: the binary keys its cache of compiled
+/// code with it instead of hashing megabytes on every run), and tells cargo to run again when
+/// `watched` (paths relative to the workspace root) change.
 /// Panics with the reason, which is how a build script fails.
 pub fn embed(root: &Path, crates: &[ComponentCrate], watched: &[&str]) {
     println!("cargo::rerun-if-changed=build.rs");
@@ -124,7 +126,20 @@ pub fn embed(root: &Path, crates: &[ComponentCrate], watched: &[&str]) {
     let built = build(root, crates, &target_dir).unwrap_or_else(|e| panic!("{e}"));
     for (c, path) in crates.iter().zip(built) {
         let to = out_dir.join(c.file);
-        std::fs::copy(&path, &to)
-            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", path.display(), to.display()));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        std::fs::write(&to, &bytes).unwrap_or_else(|e| panic!("write {}: {e}", to.display()));
+        let digest = sha256_hex(&bytes);
+        let digest_file = out_dir.join(format!("{}.sha256", c.file));
+        std::fs::write(&digest_file, digest)
+            .unwrap_or_else(|e| panic!("write {}: {e}", digest_file.display()));
     }
+}
+
+/// The SHA-256 of `bytes` in lowercase hex (what `sha256sum` prints).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

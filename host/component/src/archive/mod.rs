@@ -39,7 +39,11 @@ pub fn builtin() -> Result<&'static ArchiveComponent, ComponentError> {
         })
         .map_err(Arc::new)?;
         let component = runtime
-            .load(ARCHIVE_COMPONENT_NAME, ARCHIVE_COMPONENT)
+            .load_digested(
+                ARCHIVE_COMPONENT_NAME,
+                ARCHIVE_COMPONENT,
+                crate::builtin::ARCHIVE_COMPONENT_SHA256,
+            )
             .and_then(|loaded| ArchiveComponent::new(&runtime, loaded, PluginLimits::default()))
             .map_err(Arc::new)?;
         Ok((runtime, component))
