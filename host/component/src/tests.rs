@@ -177,6 +177,54 @@ fn fingerprint(path: &Path) -> (u32, u32, u32, i64, i64, Vec<String>) {
 }
 
 #[test]
+fn the_host_refuses_overlay_xattrs_but_the_opaque_mark_on_a_directory() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("overlay xattr policy: trusted.* needs root; skipped");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let err = hostile(PluginLimits::default())
+        .apply_diff(tmp.path(), command("policy"), &Default::default())
+        .err()
+        .unwrap();
+    let report = match err {
+        ComponentError::Archive {
+            source: storage_archive::ArchiveError::Refused { reason, .. },
+            ..
+        } => reason,
+        other => panic!("unexpected {other}"),
+    };
+    let results: BTreeMap<&str, &str> = report
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .collect();
+    for refused in [
+        "redirect",
+        "metacopy",
+        "user-origin",
+        "opaque-on-file",
+        "opaque-other-value",
+    ] {
+        let result = results[refused];
+        assert!(
+            result
+                .starts_with("FsErrorKind::PermissionDenied: refused by the host's policy: xattr "),
+            "{refused}: {report}"
+        );
+    }
+    for allowed in ["opaque-dir", "user-opaque-dir", "plain-user"] {
+        assert_eq!(results[allowed], "ok", "{allowed}: {report}");
+    }
+    let mut buf = [0u8; 64];
+    assert!(
+        rustix::fs::lgetxattr(tmp.path().join("d"), "trusted.overlay.redirect", &mut buf).is_err(),
+        "the refused attribute is not there"
+    );
+    let opaque = rustix::fs::lgetxattr(tmp.path().join("d"), "trusted.overlay.opaque", &mut buf);
+    assert_eq!(opaque.ok().map(|n| &buf[..n]), Some(&b"y"[..]));
+}
+
+#[test]
 fn escape_attempts_touch_nothing_outside_the_lent_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let base = tmp.path();

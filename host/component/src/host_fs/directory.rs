@@ -179,8 +179,35 @@ impl filesystem::HostDirectory for HostState {
         name: String,
         value: Vec<u8>,
     ) -> FsResult<()> {
-        self.writable_dir(&h, &path)?
-            .confined
+        let dir = self.writable_dir(&h, &path)?;
+        if is_overlay_xattr(&name) {
+            // The one overlay attribute a layer may carry is the opaque mark, `y`, on a
+            // directory (the archive logic writes it for `.wh..wh..opq`); any other (redirect,
+            // metacopy, origin, ...) would make the kernel's overlay follow what the guest
+            // wrote, so no component sets one, whatever its code says.
+            let is_dir = dir
+                .confined
+                .lstat(&path)
+                .map_err(error_to_wit)?
+                .is_some_and(|st| st.kind == storage_archive::fs::FileKind::Directory);
+            if !(name.ends_with(".overlay.opaque") && value == b"y" && is_dir) {
+                return Err(types::FsError {
+                    kind: types::FsErrorKind::PermissionDenied,
+                    errno: 0,
+                    message: format!(
+                        "refused by the host's policy: xattr {name} = {:?} on {:?} (only {name_opaque} = \"y\" on a directory)",
+                        String::from_utf8_lossy(&value),
+                        String::from_utf8_lossy(&path),
+                        name_opaque = if name.starts_with("user.") {
+                            "user.overlay.opaque"
+                        } else {
+                            "trusted.overlay.opaque"
+                        },
+                    ),
+                });
+            }
+        }
+        dir.confined
             .set_xattr(&path, &name, &value)
             .map_err(error_to_wit)
     }
@@ -332,4 +359,9 @@ impl filesystem::HostDirectory for HostState {
         }
         Ok(())
     }
+}
+
+/// Whether `name` is one of overlayfs's own attributes, which the kernel acts on.
+fn is_overlay_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
 }

@@ -218,6 +218,37 @@ impl Guest for Hostile {
                     reason: report.join("\n"),
                 }))
             }
+            b"policy" => {
+                // What the archive rules forbid, asked of the host directly.
+                let mut report = Vec::new();
+                let _ = dir.mkdir(b"d", 0o755);
+                let _ = dir.create_file(b"f", 0o644, b"");
+                for (name, path, attr, value) in [
+                    (
+                        "redirect",
+                        &b"d"[..],
+                        "trusted.overlay.redirect",
+                        &b"/etc"[..],
+                    ),
+                    ("metacopy", b"f", "trusted.overlay.metacopy", b""),
+                    ("user-origin", b"d", "user.overlay.origin", b"x"),
+                    ("opaque-on-file", b"f", "trusted.overlay.opaque", b"y"),
+                    ("opaque-other-value", b"d", "trusted.overlay.opaque", b"x"),
+                    ("opaque-dir", b"d", "trusted.overlay.opaque", b"y"),
+                    ("user-opaque-dir", b"d", "user.overlay.opaque", b"y"),
+                    ("plain-user", b"f", "user.comment", b"fine"),
+                ] {
+                    let result = match dir.set_xattr(path, attr, value) {
+                        Ok(()) => "ok".to_string(),
+                        Err(e) => format!("{:?}: {}", e.kind, e.message),
+                    };
+                    report.push(format!("{name}={result}"));
+                }
+                Err(ArchiveError::Refused(EntryProblem {
+                    path: Vec::new(),
+                    reason: report.join("\n"),
+                }))
+            }
             b"escape" => {
                 let outside = command.get(7..).unwrap_or_default();
                 Err(ArchiveError::Refused(EntryProblem {
