@@ -327,3 +327,161 @@ fn a_driver_plugin_stopped_by_its_memory_limit_mid_import_leaves_no_layer() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     assert_eq!(o.out(), "");
 }
+
+/// The hostile driver registered as `hostile` in a scratch `storage.toml`: its environment
+/// and the global flags naming the scratch roots.
+fn hostile_plugin(s: &Scratch) -> (PathBuf, Vec<String>) {
+    let wasm = s.dir().join("hostile.wasm");
+    std::fs::copy(hostile_driver(), &wasm).unwrap();
+    let conf = write_conf(
+        s,
+        &format!("[plugins.hostile]\ncomponent = \"{}\"\n", wasm.display()),
+    );
+    (conf, globals_with(s, "hostile"))
+}
+
+#[test]
+fn a_panicking_driver_plugin_fails_in_one_line_quoting_the_panic() {
+    let s = Scratch::new();
+    let (conf, globals) = hostile_plugin(&s);
+    let env = [("CONTAINERS_STORAGE_CONF", conf.as_path())];
+
+    let o = run(&globals, &["create-layer", "--id", "panic"], &env);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let all = format!("{}{}", o.out(), o.stderr);
+    assert_eq!(all.lines().count(), 1, "{all}");
+    assert!(
+        all.contains("trapped during create-read-write: panicked at "),
+        "{all}"
+    );
+    assert!(
+        all.contains("the hostile driver refuses layer \"panic\" on purpose"),
+        "{all}"
+    );
+
+    // A denied import is named.
+    let o = run(&globals, &["create-layer", "--id", "stdin"], &env);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let all = format!("{}{}", o.out(), o.stderr);
+    assert_eq!(all.lines().count(), 1, "{all}");
+    assert!(all.contains("`wasi:cli/stdin@0.2."), "{all}");
+    assert!(all.contains("#get-stdin` has not been defined"), "{all}");
+
+    // Both layers were rolled back; the store works.
+    assert_eq!(recorded_layers(&s, "hostile"), (Vec::new(), false));
+    let o = run(&globals, &["layers"], &env);
+    assert_eq!((o.code, o.out()), (0, String::new()), "{}", o.stderr);
+}
+
+#[test]
+fn a_driver_plugin_failing_in_status_shows_the_failure_as_a_status_line() {
+    let s = Scratch::new();
+    let (conf, globals) = hostile_plugin(&s);
+    let env = [("CONTAINERS_STORAGE_CONF", conf.as_path())];
+    let o = run(&globals, &["status"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("Backing Filesystem: hostile"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("Driver Status Error"), "{}", o.stderr);
+
+    // The guest's `status` panics once this layer exists.
+    let o = run(&globals, &["create-layer", "--id", "status-panic"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = run(&globals, &["status"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    // The host's lines are all there, the component's replaced by one line saying why.
+    for host_line in [
+        "Root: ",
+        "Run Root: ",
+        "Driver Name: hostile",
+        "Component: ",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(host_line)),
+            "{host_line}: {}",
+            o.stderr
+        );
+    }
+    let errors: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.starts_with("Driver Status Error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", o.stderr);
+    assert!(
+        errors[0].contains("trapped during status: panicked at "),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains("the hostile driver has no status while layer \"status-panic\" exists"),
+        "{}",
+        errors[0]
+    );
+    assert!(!o.stderr.contains("Backing Filesystem"), "{}", o.stderr);
+}
+
+/// `exists` answers a bool in the contract (upstream's `Exists`): a component failing there
+/// is a warning quoting it, and the layer is taken as missing.
+#[test]
+fn a_driver_plugin_failing_in_exists_is_logged_as_a_warning() {
+    let s = Scratch::new();
+    let (conf, globals) = hostile_plugin(&s);
+    let env = [("CONTAINERS_STORAGE_CONF", conf.as_path())];
+    // `create-storage-layer` asks the driver whether the layer exists before creating it.
+    let mut debug = globals.clone();
+    debug.push("--debug".into());
+    let o = run(
+        &debug,
+        &["create-storage-layer", "--id", "exists-panic"],
+        &env,
+    );
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.out().trim(), "exists-panic");
+    let warnings: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("level=warning "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", o.stderr);
+    assert!(
+        warnings[0].contains("msg=\"exists exists-panic: component ")
+            && warnings[0].contains("trapped during exists: panicked at ")
+            && warnings[0].contains("the hostile driver cannot tell whether"),
+        "{}",
+        warnings[0]
+    );
+    assert_eq!(plugin_layer_dirs(&s, "hostile"), ["exists-panic"]);
+}
+
+#[test]
+fn debug_logs_what_a_driver_plugin_wrote_during_a_call_that_succeeded() {
+    let s = Scratch::new();
+    let (conf, globals) = hostile_plugin(&s);
+    let env = [("CONTAINERS_STORAGE_CONF", conf.as_path())];
+    let o = run(&globals, &["create-layer", "--id", "chatty"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stderr, "", "the guest's output is only for --debug");
+
+    let mut debug = globals.clone();
+    debug.push("--debug".into());
+    let o = run(&globals, &["delete-layer", "chatty"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let o = run(&debug, &["create-layer", "--id", "chatty"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let logged: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.contains("output of create-read-write"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains(r#"the hostile driver creates layer \"chatty\" and says so"#),
+        "{}",
+        o.stderr
+    );
+}

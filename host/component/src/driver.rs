@@ -155,7 +155,11 @@ impl DriverComponent {
             call.plugin
                 .storage_plugin_driver()
                 .call_init(&mut call.store, home, &self.init);
-        call.finish("init", result)?;
+        // What a successful `init` wrote stays in the Store and is logged with the output of
+        // the call it precedes.
+        if !matches!(result, Ok(Ok(()))) {
+            call.finish("init", result)?;
+        }
         Ok(call)
     }
 
@@ -252,15 +256,24 @@ impl DriverComponent {
         call.finish("put", r)
     }
 
-    /// Whether layer `id` exists (false when the component fails).
+    /// Whether layer `id` exists. The contract's `exists` answers a bool, as upstream's
+    /// `Exists` does, so a component that fails here (a trap, an error from `init`) is logged
+    /// as a warning with its message, and the layer is taken as missing.
     pub fn exists(&self, id: &str) -> bool {
-        let Ok(mut call) = self.start() else {
-            return false;
-        };
-        call.plugin
+        self.try_exists(id).unwrap_or_else(|e| {
+            log::warn!("exists {id}: {}", self.failure_line(&e));
+            false
+        })
+    }
+
+    /// Whether layer `id` exists, or how the component failed to say.
+    fn try_exists(&self, id: &str) -> DriverResult<bool> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
             .storage_plugin_driver()
-            .call_exists(&mut call.store, id)
-            .unwrap_or(false)
+            .call_exists(&mut call.store, id);
+        call.finish("exists", r.map(Ok))
     }
 
     /// Every layer the driver holds.
@@ -273,7 +286,10 @@ impl DriverComponent {
         call.finish("list-layers", r)
     }
 
-    /// The driver's status lines, after the host's own: which component serves the driver.
+    /// The driver's status lines, after the host's own: which component serves the driver,
+    /// then the component's own lines. The contract's `status` has no error (upstream's
+    /// `Status() [][2]string`): a component that fails there (a trap, an error from `init`)
+    /// gives one line, `Driver Status Error`, with its message.
     pub fn status(&self) -> Vec<(String, String)> {
         let mut lines = vec![
             ("Component".to_string(), self.loaded.name.clone()),
@@ -283,16 +299,32 @@ impl DriverComponent {
                 format!("storage:plugin@{}", self.loaded.wit_version),
             ),
         ];
-        if let Ok(mut call) = self.start() {
-            if let Ok(more) = call
-                .plugin
-                .storage_plugin_driver()
-                .call_status(&mut call.store)
-            {
-                lines.extend(more);
-            }
+        match self.driver_status() {
+            Ok(more) => lines.extend(more),
+            Err(e) => lines.push(("Driver Status Error".to_string(), self.failure_line(&e))),
         }
         lines
+    }
+
+    /// A failure on one line naming the component: the component host's error names it
+    /// already (without the `component:` the contract's error wraps it in), an error the
+    /// guest returned does not.
+    fn failure_line(&self, e: &DriverError) -> String {
+        let message = match e {
+            DriverError::Component(inner) => inner.to_string(),
+            other => format!("component {}: {other}", self.loaded.name),
+        };
+        super::graph_driver::one_line(&message)
+    }
+
+    /// The component's own status lines, or how it failed to give them.
+    fn driver_status(&self) -> DriverResult<Vec<(String, String)>> {
+        let mut call = self.start()?;
+        let r = call
+            .plugin
+            .storage_plugin_driver()
+            .call_status(&mut call.store);
+        call.finish("status", r.map(Ok))
     }
 
     /// Driver-specific metadata of a layer.
@@ -480,15 +512,17 @@ impl Call<'_> {
     }
 
     /// A trap stops the guest (the Store goes with `self`); an error it returned is the
-    /// driver's.
+    /// driver's. What the guest wrote is logged under `--debug` either way.
     fn finish<T>(
         &self,
         call: &'static str,
         result: wasmtime::Result<Result<T, wit::DriverError>>,
     ) -> DriverResult<T> {
         match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(driver_error(call, e)),
+            Ok(answer) => {
+                super::call::log_guest_output(&self.owner.loaded.name, call, &self.store);
+                answer.map_err(|e| driver_error(call, e))
+            }
             Err(e) => {
                 Err(super::call::stop_error(&self.owner.loaded.name, &self.store, call, e).into())
             }

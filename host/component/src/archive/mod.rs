@@ -483,15 +483,18 @@ impl Call<'_> {
     }
 
     /// Maps the call's outcome: a trap stops the guest (the Store is dropped with `self`),
-    /// an error it returned is an archive error.
+    /// an error it returned is an archive error. What the guest wrote is logged under
+    /// `--debug` either way.
     fn finish<T>(
         &self,
         call: &'static str,
         result: wasmtime::Result<Result<T, archive_types::ArchiveError>>,
     ) -> Result<T, ComponentError> {
         match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(self.owner.archive_error(e)),
+            Ok(answer) => {
+                super::call::log_guest_output(&self.owner.loaded.name, call, &self.store);
+                answer.map_err(|e| self.owner.archive_error(e))
+            }
             Err(e) => Err(self.owner.stopped(&self.store, call, e)),
         }
     }

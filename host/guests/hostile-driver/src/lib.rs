@@ -3,7 +3,9 @@
 //! of a parent spins forever (stopped by the plugin's deadline) and applying a diff allocates
 //! without bound (stopped by its memory limit). The store must roll the layer back each time.
 //! Creating a layer named `panic` panics (the host quotes the message), one named `stdin`
-//! reads stdin, an import the host does not grant (the host names it).
+//! reads stdin, an import the host does not grant (the host names it); one named `chatty` is
+//! made after a line on stderr (the host logs it under `--debug`). `exists` panics for the
+//! layer `exists-panic`, and `status` once a layer `status-panic` exists (the host shows both).
 
 /// Bindings generated from `wit/`.
 #[allow(
@@ -84,6 +86,8 @@ fn create_layer(id: &str, parent: Option<String>) -> Result<(), DriverError> {
                 "read {line:?} from stdin"
             )));
         }
+        // A successful call that talks: the host logs the guest's stderr under `--debug`.
+        "chatty" => eprintln!("the hostile driver creates layer {id:?} and says so"),
         _ => {}
     }
     with_home(|home| {
@@ -177,6 +181,9 @@ impl Guest for HostileDriver {
     }
 
     fn exists(id: String) -> bool {
+        if id == "exists-panic" {
+            panic!("the hostile driver cannot tell whether {id:?} exists");
+        }
         with_home(|home| exists_in(home, &id)).unwrap_or(false)
     }
 
@@ -194,7 +201,11 @@ impl Guest for HostileDriver {
     }
 
     fn status() -> Vec<(String, String)> {
-        let layers = Self::list_layers().map(|l| l.len()).unwrap_or(0);
+        let layers = Self::list_layers().unwrap_or_default();
+        if layers.iter().any(|l| l == "status-panic") {
+            panic!("the hostile driver has no status while layer \"status-panic\" exists");
+        }
+        let layers = layers.len();
         vec![
             ("Backing Filesystem".into(), "hostile".into()),
             ("Layers".into(), layers.to_string()),
