@@ -9,6 +9,7 @@ use storage_component_host::ComponentSource;
 
 use storage_driver::DriverRegistry;
 use storage_store::config::{self, PluginConfig, StoreOptions};
+use storage_store::error::StoreError;
 
 /// A registry with every built-in driver and the configured plugins.
 pub fn registry(opts: &StoreOptions) -> DriverRegistry {
@@ -31,6 +32,32 @@ fn configured_plugins(opts: &StoreOptions) -> BTreeMap<String, PluginConfig> {
     config::load_default_options()
         .map(|loaded| loaded.options.plugins)
         .unwrap_or_default()
+}
+
+/// What follows upstream's `failed to GetDriver graph NAME ROOT: driver not supported` when
+/// the driver asked for is not registered: which configuration file the plugins were read
+/// from (or that none was found and the built-in default served), and how a component
+/// driver is registered. Empty for any other error.
+pub fn unregistered_driver_hint(e: &StoreError, opts: &StoreOptions) -> String {
+    match e {
+        StoreError::DriverNotSupported { name, .. }
+            if !name.is_empty() && *name == opts.driver_name =>
+        {
+            let read = match config::load_default_options() {
+                Ok(loaded) if loaded.source == config::BUILTIN_CONFIG_NAME => {
+                    "no configuration file was found, the built-in default served, and it has"
+                        .to_string()
+                }
+                Ok(loaded) => format!("configuration file {} has", loaded.source),
+                Err(e) => format!("the configuration could not be read ({e}), so there is"),
+            };
+            format!(
+                " ({read} no [plugins.{name}]; [plugins.{name}] component = \"/path/to/driver.wasm\" \
+                 in the configuration file registers a component driver)"
+            )
+        }
+        _ => String::new(),
+    }
 }
 
 /// The vfs driver as a component (world `driver-plugin`), built by this crate's build

@@ -153,7 +153,8 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     let store = match Store::open(&opts, &drivers::registry(&opts)) {
         Ok(store) => store,
         Err(e) => {
-            let _ = writeln!(out, "error initializing: {e}");
+            let hint = drivers::unregistered_driver_hint(&e, &opts);
+            let _ = writeln!(out, "error initializing: {e}{hint}");
             return 1;
         }
     };

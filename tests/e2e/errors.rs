@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::harness::{run_bare, Scratch};
+use crate::harness::{run_bare, run_env, Scratch};
 
 #[test]
 fn unknown_driver_fails_initialisation_on_stdout() {
@@ -13,6 +13,30 @@ fn unknown_driver_fails_initialisation_on_stdout() {
     assert_eq!(o.code, 1);
     assert!(o.out().starts_with("error initializing: "), "{o:?}");
     assert!(o.out().contains("driver not supported"), "{o:?}");
+}
+
+/// Upstream's words first, then which configuration file was read for `[plugins]` and how a
+/// component driver is registered.
+#[test]
+fn unknown_driver_says_which_configuration_was_read_and_how_to_register_one() {
+    let s = Scratch::new();
+    let conf = s.dir().join("storage.toml");
+    std::fs::write(&conf, "[storage]\ndriver = \"overlay\"\n").unwrap();
+    let graph = s.graph().display().to_string();
+    let run = s.run_root().display().to_string();
+    let o = run_env(
+        &["--graph", &graph, "--run", &run, "-s", "acme", "layers"],
+        &[("CONTAINERS_STORAGE_CONF", &conf.display().to_string())],
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(o.out().lines().count(), 1, "{o:?}");
+    let expected = format!(
+        "error initializing: failed to GetDriver graph acme {graph}: driver not supported \
+         (configuration file {} has no [plugins.acme]; [plugins.acme] component = \
+         \"/path/to/driver.wasm\" in the configuration file registers a component driver)\n",
+        conf.display()
+    );
+    assert_eq!(o.out(), expected);
 }
 
 #[test]
