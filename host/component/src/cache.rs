@@ -288,11 +288,13 @@ fn is_artifact_name(name: &str) -> bool {
 }
 
 /// The start of the artifact names of component `name` (`builtin:vfs` -> `builtin_vfs`, a
-/// plugin's path -> `_usr_lib_..._driver.wasm`): one file name of letters, digits, `.` and
-/// `_`, at most 100 bytes (the end of a longer name; two components sharing it only remove
-/// each other's artifact, which costs a compile).
+/// plugin's path -> its file name, `driver.wasm`): one file name of letters, digits, `.` and
+/// `_`, at most 100 bytes (the end of a longer name). Not the whole path: a plugin copied to
+/// temporary directories (tests) would leave an artifact per directory that nothing removes.
+/// Two components sharing a prefix only remove each other's artifact, which costs a compile.
 fn artifact_prefix(name: &str) -> String {
-    let safe: String = name
+    let file_name = name.rsplit('/').next().unwrap_or(name);
+    let safe: String = file_name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
@@ -353,12 +355,12 @@ mod tests {
     fn artifact_names_start_with_the_component_as_one_file_name() {
         assert_eq!(artifact_prefix("builtin:vfs"), "builtin_vfs");
         assert_eq!(
-            artifact_prefix("/usr/lib/x-y/driver.wasm"),
-            "_usr_lib_x_y_driver.wasm"
+            artifact_prefix("/usr/lib/x/my-driver.wasm"),
+            "my_driver.wasm"
         );
-        let long = format!("/{}/d.wasm", "a".repeat(300));
+        let long = format!("/x/{}.wasm", "a".repeat(300));
         assert_eq!(artifact_prefix(&long).len(), 100);
-        assert!(artifact_prefix(&long).ends_with("_d.wasm"));
+        assert!(artifact_prefix(&long).ends_with("aa.wasm"));
     }
 
     #[test]
