@@ -21,6 +21,15 @@ pub fn bypasses_config(flags: &FlagValues) -> bool {
         || !flags.list("storage-opt").is_empty()
 }
 
+/// Whether the command line changes the options the configuration gives: one of the flags of
+/// [`bypasses_config`], `--image-store` or `--transient-store`. `config` then prints the
+/// options the command runs with instead of the configuration's.
+pub fn changes_options(flags: &FlagValues) -> bool {
+    bypasses_config(flags)
+        || flags.value("image-store").is_some_and(|v| !v.is_empty())
+        || flags.bool("transient-store")
+}
+
 /// Resolves the options from the flags, loading the configuration with `load_default`
 /// only when no flag bypasses it; when one does, a root the flags do not name is the
 /// user's default from `default_roots` (graph root, run root: root's or a rootless user's).

@@ -485,3 +485,67 @@ fn debug_logs_what_a_driver_plugin_wrote_during_a_call_that_succeeded() {
         o.stderr
     );
 }
+
+/// Issue #14 item 5: `[plugins]` are read from the configuration file in effect whatever the
+/// flags; the roots follow upstream's rule (a store flag skips the file's); `config` prints
+/// the roots and driver the command uses, so a plugin selected by flag is where `config`
+/// says.
+#[test]
+fn config_names_the_roots_a_plugin_selected_by_flag_uses() {
+    let s = Scratch::new();
+    let wasm = s.dir().join("example.wasm");
+    std::fs::copy(example_driver(), &wasm).unwrap();
+    // The file's own roots are elsewhere than the flags'.
+    let file_graph = s.dir().join("file-graph");
+    let file_run = s.dir().join("file-run");
+    let conf = s.dir().join("storage.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"example\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n\n\
+             [plugins.example]\ncomponent = \"{}\"\n",
+            file_graph.display(),
+            file_run.display(),
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    let env = [("CONTAINERS_STORAGE_CONF", conf.as_path())];
+
+    // Flags: the flags' roots, the plugin from the file.
+    let globals = globals_with(&s, "example");
+    let o = run(&globals, &["config"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let config = o.json();
+    assert_eq!(config["root"], s.graph().display().to_string(), "{config}");
+    assert_eq!(
+        config["runroot"],
+        s.run_root().display().to_string(),
+        "{config}"
+    );
+    assert_eq!(config["driver"], "example", "{config}");
+    let o = run(&globals, &["create-layer"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let layer = o.out().trim().to_string();
+    let root = PathBuf::from(config["root"].as_str().unwrap());
+    assert!(root.join("example/dir").join(&layer).is_dir());
+    assert!(!file_graph.exists(), "the file's graph root was not used");
+
+    // No flags: the file's roots and driver, for `config` and the command alike.
+    let o = run(&[], &["config"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let config = o.json();
+    assert_eq!(config["root"], file_graph.display().to_string(), "{config}");
+    assert_eq!(
+        config["runroot"],
+        file_run.display().to_string(),
+        "{config}"
+    );
+    assert_eq!(config["driver"], "example", "{config}");
+    let o = run(&[], &["create-layer"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let layer = o.out().trim().to_string();
+    assert!(file_graph.join("example/dir").join(&layer).is_dir());
+    let o = run(&[], &["shutdown"], &env);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+}

@@ -60,15 +60,31 @@ pub fn version(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     Ok(0)
 }
 
-/// `config [FILE]`: the options the configuration resolves to (not the command line's),
-/// as upstream's JSON of `StoreOptions`.
+/// `config [FILE]`: as upstream's JSON of `StoreOptions`, the options of `FILE`; without it,
+/// the options every command runs with: the configuration's (upstream prints those whatever
+/// the flags say), or, when the command line changes them (`--graph`, `--run`,
+/// `--storage-driver`, `--storage-opt`, which skip the configuration file, `--image-store`,
+/// `--transient-store`), the ones the command line resolves to, with the driver the store
+/// started, so that `config` names the roots and driver the same flags give any command.
 pub fn config(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
-    let loaded = match ctx.inv.args.first() {
-        Some(path) => config::load_file(std::path::Path::new(path), &config::ProcessEnvironment)
-            .map_err(|e| CliError::context("reload", e))?,
-        None => config::load_default_options().map_err(|e| CliError::context("default", e))?,
+    let options = match ctx.inv.args.first() {
+        Some(path) => {
+            config::load_file(std::path::Path::new(path), &config::ProcessEnvironment)
+                .map_err(|e| CliError::context("reload", e))?
+                .options
+        }
+        None if crate::options::changes_options(&ctx.inv.flags) => {
+            let mut options = ctx.store.options().clone();
+            options.driver_name = ctx.store.driver_name().to_string();
+            options
+        }
+        None => {
+            config::load_default_options()
+                .map_err(|e| CliError::context("default", e))?
+                .options
+        }
     };
-    print_json(ctx.out, &loaded.options.to_go_json())?;
+    print_json(ctx.out, &options.to_go_json())?;
     Ok(0)
 }
 
