@@ -176,6 +176,30 @@ fn fingerprint(path: &Path) -> (u32, u32, u32, i64, i64, Vec<String>) {
     )
 }
 
+/// What the hostile guest reports of running `cmd` in `dir`: one `name=result` line per
+/// attempt, sent back as its refusal.
+fn hostile_report(dir: &Path, cmd: &str) -> String {
+    let err = hostile(PluginLimits::default())
+        .apply_diff(dir, command(cmd), &Default::default())
+        .err()
+        .unwrap();
+    match err {
+        ComponentError::Archive {
+            source: storage_archive::ArchiveError::Refused { reason, .. },
+            ..
+        } => reason,
+        other => panic!("unexpected {other}"),
+    }
+}
+
+/// The `name=result` lines of a [`hostile_report`].
+fn report_lines(report: &str) -> BTreeMap<&str, &str> {
+    report
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .collect()
+}
+
 #[test]
 fn the_host_refuses_overlay_xattrs_but_the_opaque_mark_on_a_directory() {
     if !rustix::process::geteuid().is_root() {
@@ -183,21 +207,8 @@ fn the_host_refuses_overlay_xattrs_but_the_opaque_mark_on_a_directory() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let err = hostile(PluginLimits::default())
-        .apply_diff(tmp.path(), command("policy"), &Default::default())
-        .err()
-        .unwrap();
-    let report = match err {
-        ComponentError::Archive {
-            source: storage_archive::ArchiveError::Refused { reason, .. },
-            ..
-        } => reason,
-        other => panic!("unexpected {other}"),
-    };
-    let results: BTreeMap<&str, &str> = report
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .collect();
+    let report = hostile_report(tmp.path(), "policy");
+    let results = report_lines(&report);
     for refused in [
         "redirect",
         "metacopy",
@@ -241,25 +252,8 @@ fn escape_attempts_touch_nothing_outside_the_lent_directory() {
     let watched = [base.to_path_buf(), outside.clone(), outside.join("secret")];
     let before: Vec<_> = watched.iter().map(|p| fingerprint(p)).collect();
 
-    let err = hostile(PluginLimits::default())
-        .apply_diff(
-            &lent,
-            command(&format!("escape {}", outside.display())),
-            &Default::default(),
-        )
-        .err()
-        .unwrap();
-    let report = match err {
-        ComponentError::Archive {
-            source: storage_archive::ArchiveError::Refused { reason, .. },
-            ..
-        } => reason,
-        other => panic!("unexpected {other}"),
-    };
-    let results: BTreeMap<&str, &str> = report
-        .lines()
-        .filter_map(|line| line.split_once('='))
-        .collect();
+    let report = hostile_report(&lent, &format!("escape {}", outside.display()));
+    let results = report_lines(&report);
     assert!(results.len() > 25, "{report}");
     println!("{report}");
 
