@@ -15,6 +15,7 @@ mod containers;
 mod copy;
 mod corpus;
 mod crash;
+mod crash_points;
 mod data;
 mod dedup;
 mod diff;

@@ -24,6 +24,8 @@ pub fn write_file(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         std::process::id(),
         rand::random::<u32>()
     ));
+    let point =
+        |step: &str| crate::crash_point::crash_point_with(|| format!("atomic-write:{name}:{step}"));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -34,7 +36,9 @@ pub fn write_file(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         if durable {
             file.sync_all()?;
         }
+        point("before-rename");
         std::fs::rename(&tmp, path)?;
+        point("after-rename");
         if durable {
             File::open(dir)?.sync_all()?;
         }

@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod compress;
 pub mod config;
 pub mod containers;
+pub mod crash_point;
 pub mod digest;
 pub mod error;
 pub mod gojson;

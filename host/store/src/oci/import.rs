@@ -265,6 +265,7 @@ fn store_image(
                 let record = apply_layer(store, blobs, desc, &id, parent.as_deref(), progress)?;
                 created.layers.push(record.id.clone());
                 check_layer(&record, desc, diff_id, i)?;
+                crate::crash_point::crash_point("oci-import:layer-stored");
                 record.id
             }
         };
@@ -312,7 +313,9 @@ fn store_image(
         };
         store.create_image_with(parent.as_deref(), &opts, &content)?;
         created.images.push(image_id.clone());
+        crate::crash_point::crash_point("oci-import:image-created");
     }
+    crate::crash_point::crash_point("oci-import:image-stored");
     let names = if p.names.is_empty() {
         store.image(&image_id)?.names
     } else {

@@ -30,9 +30,11 @@ impl Ctx<'_> {
         };
         self.st.containers.remove_id(&c.id);
         self.save_containers()?;
+        crate::crash_point::crash_point("container-remove:record-removed");
         for dir in self.store.container_dirs(&c.id) {
             remove_path(&dir)?;
         }
+        crate::crash_point::crash_point("container-remove:dirs-removed");
         match layer {
             Some(layer) => self.finish_layer_removal(&layer),
             None => Ok(()),
@@ -103,6 +105,7 @@ impl Store {
                 volatile,
             };
             let layer = ctx.create_layer(top.as_deref(), &layer_opts, true)?;
+            crate::crash_point::crash_point("container-create:layer-created");
             let mut record = ContainerRecord {
                 id: id.clone(),
                 names,
@@ -132,6 +135,7 @@ impl Store {
                 for dir in self.container_dirs(&id) {
                     mkdir_0700(&dir.join("userdata"))?;
                 }
+                crate::crash_point::crash_point("container-create:dirs-made");
                 ctx.st.containers.records.push(record.clone());
                 ctx.save_containers()
             })();
@@ -152,6 +156,7 @@ impl Store {
                 }
                 return Err(e);
             }
+            crate::crash_point::crash_point("container-create:record-saved");
             Ok(record)
         })
     }

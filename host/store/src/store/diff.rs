@@ -49,6 +49,7 @@ impl Ctx<'_> {
         ));
         let applied = self.store.apply_archive(record, diff, &tmp).and_then(|n| {
             publish(&tmp, &path)?;
+            crate::crash_point::crash_point("apply-diff:tar-split-published");
             Ok(n)
         });
         if applied.is_err() {
@@ -64,6 +65,7 @@ impl Ctx<'_> {
 /// Renames a finished file into place and flushes the directory that holds it.
 pub(super) fn publish(from: &Path, to: &Path) -> Result<(), StoreError> {
     std::fs::rename(from, to).map_err(|e| StoreError::io("renaming", from, e))?;
+    crate::crash_point::crash_point("publish:renamed");
     let dir = to.parent().unwrap_or(Path::new("."));
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -93,6 +95,7 @@ impl Store {
         let mut applied = 0u64;
         let mut apply = |tar: &mut dyn Read| -> Result<u64, DriverError> {
             let n = driver.apply_diff(&id, parent.as_deref(), tar, &opts)?;
+            crate::crash_point::crash_point("apply-archive:applied");
             applied = n;
             Ok(n)
         };
@@ -105,12 +108,14 @@ impl Store {
             .map_err(|e| StoreError::io("creating", tarsplit_path, e))?;
         let mut tarsplit = std::io::BufWriter::new(file);
         let summary = crate::ingest::ingest_layer(diff, &mut tarsplit, &mut apply)?;
+        crate::crash_point::crash_point("apply-archive:ingested");
         let file = tarsplit
             .into_inner()
             .map_err(|e| StoreError::io("writing", tarsplit_path, e.into_error()))?;
         file.sync_all()
             .map_err(|e| StoreError::io("flushing", tarsplit_path, e))?;
         sync_filesystem(self.syscalls.as_ref(), self.driver.home())?;
+        crate::crash_point::crash_point("apply-archive:flushed");
         record.compressed_digest = summary.compressed_digest;
         record.compressed_size = summary.compressed_size as i64;
         record.uncompressed_digest = summary.uncompressed_digest;

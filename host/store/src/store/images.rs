@@ -32,6 +32,7 @@ impl Ctx<'_> {
         if let Some(image) = self.st.images.get(id).cloned() {
             self.st.images.remove_id(&image.id);
             self.save_images()?;
+            crate::crash_point::crash_point("image-remove:record-removed");
             return remove_path(&self.store.images_dir.join(&image.id));
         }
         // The graph root's image of a split store.
@@ -151,6 +152,7 @@ impl Store {
                 image
                     .big_data_digests
                     .insert(key.clone(), sha256_digest(data));
+                crate::crash_point::crash_point("image-create:big-data-written");
             }
             image.recompute_digests();
             ctx.st.images.records.push(image.clone());
@@ -163,6 +165,7 @@ impl Store {
                 );
                 return Err(e);
             }
+            crate::crash_point::crash_point("image-create:record-saved");
             Ok(image)
         })
     }
@@ -200,8 +203,10 @@ impl Store {
             let deleted_layers = layers_freed_by_image(ctx.st, &image);
             if commit {
                 ctx.remove_image(&image.id)?;
+                crate::crash_point::crash_point("image-delete:image-removed");
                 for layer in &deleted_layers {
                     ctx.remove_layer(layer)?;
+                    crate::crash_point::crash_point("image-delete:layer-removed");
                 }
             }
             Ok(DeleteImageReport { deleted_layers })

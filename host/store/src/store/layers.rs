@@ -242,8 +242,10 @@ impl Ctx<'_> {
         // something the next writer knows to clean up.
         self.st.layers.records.push(record.clone());
         self.save_layers()?;
+        crate::crash_point::crash_point("layer-create:record-incomplete-saved");
         match self.populate_layer(&record, writable, template) {
             Ok(()) => {
+                crate::crash_point::crash_point("layer-create:driver-populated");
                 record.flags.remove(INCOMPLETE_FLAG);
                 if let Some(i) = self.st.layers.find(&id) {
                     // In place of the incomplete record: the records before it keep the
@@ -251,6 +253,7 @@ impl Ctx<'_> {
                     self.st.layers.records.replace(i, record.clone());
                 }
                 self.save_layers()?;
+                crate::crash_point::crash_point("layer-create:record-completed");
                 Ok(record)
             }
             Err(e) => {
@@ -301,11 +304,13 @@ impl Ctx<'_> {
         // vfs and overlay `CreateFromTemplate` do); the record keeps the real parent.
         let driver_parent = template.map(|t| t.id.as_str()).or(parent);
         self.create_in_driver(&record.id, driver_parent, writable, &opts)?;
+        crate::crash_point::crash_point("layer-populate:driver-created");
         if let Some(t) = template {
             let from = self.tar_split_path(&t.id);
             if from.exists() {
                 let to = self.tar_split_path(&record.id);
                 std::fs::copy(&from, &to).map_err(|e| StoreError::io("copying", from, e))?;
+                crate::crash_point::crash_point("layer-populate:template-tar-split-copied");
             }
         }
         // A child whose mapping differs from its parent's (or a copy from its template's)
@@ -340,6 +345,7 @@ impl Ctx<'_> {
                     ))
                 }
             }
+            crate::crash_point::crash_point("layer-populate:reowned");
         }
         Ok(())
     }
@@ -368,11 +374,13 @@ impl Ctx<'_> {
             self.st.layers.records[i].mount_count = 0;
             self.st.layers.records[i].mount_point.clear();
             self.save_mounts()?;
+            crate::crash_point::crash_point("layer-remove:unmounted");
         }
         self.st.layers.records[i]
             .flags
             .insert(INCOMPLETE_FLAG.to_string(), serde_json::Value::Bool(true));
         self.save_layers()?;
+        crate::crash_point::crash_point("layer-remove:marked-incomplete");
         Ok(id)
     }
 
@@ -383,8 +391,11 @@ impl Ctx<'_> {
         self.driver()
             .remove(&id)
             .map_err(|e| StoreError::driver(format!("removing layer {id}"), e))?;
+        crate::crash_point::crash_point("layer-remove:driver-removed");
         remove_path(&self.tar_split_path(&id))?;
+        crate::crash_point::crash_point("layer-remove:tar-split-removed");
         remove_path(&self.layer_data_dir(&id).join(&id))?;
+        crate::crash_point::crash_point("layer-remove:big-data-removed");
         self.st.layers.remove_id(&id);
         self.save_layers()
     }

@@ -50,6 +50,7 @@ impl Ctx<'_> {
         };
         let parent = (!top.parent.is_empty()).then_some(top.parent.as_str());
         let copy = self.create_layer_from(parent, &opts, false, Some(&top))?;
+        crate::crash_point::crash_point("mapped-layer:copy-created");
         let Some(i) = self.st.images.find(&image.id) else {
             return Err(StoreError::ImageUnknown);
         };
@@ -70,6 +71,7 @@ impl Ctx<'_> {
             );
             return Err(e);
         }
+        crate::crash_point::crash_point("mapped-layer:image-saved");
         Ok(copy.id)
     }
 }

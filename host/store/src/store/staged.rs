@@ -110,6 +110,7 @@ impl Ctx<'_> {
         if !try_lock(&marker).map_err(|e| StoreError::io("locking", path.as_path(), e))? {
             return Err(StoreError::DuplicateId);
         }
+        crate::crash_point::crash_point("layer-import:marker-locked");
         let staged = StagedLayer {
             record,
             dir,
@@ -119,6 +120,7 @@ impl Ctx<'_> {
             self.discard_staged(&staged);
             return Err(e);
         }
+        crate::crash_point::crash_point("layer-import:staged-in-driver");
         Ok(staged)
     }
 
@@ -138,6 +140,7 @@ impl Ctx<'_> {
                     format_args!("removing the staging marker of layer {}", record.id),
                     remove_path(&staged.marker_path()),
                 );
+                crate::crash_point::crash_point("layer-import:marker-removed");
                 Ok(record)
             }
             Err(e) => {
@@ -167,11 +170,13 @@ impl Ctx<'_> {
                 .writable_layer_data_dir(record.in_image_store)
                 .join(format!("{}.tar-split.gz", record.id)),
         )?;
+        crate::crash_point::crash_point("layer-import:tar-split-published");
         self.st.layers.records.push(record.clone());
         if let Err(e) = self.save_layers() {
             self.st.layers.remove_id(&record.id);
             return Err(e);
         }
+        crate::crash_point::crash_point("layer-import:record-saved");
         Ok(record)
     }
 
