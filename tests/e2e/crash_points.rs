@@ -12,6 +12,10 @@
 //!   has a record;
 //! - `layers.json`, `images.json`, `containers.json` and `mountpoints.json` parse.
 //!
+//! The cleanup that next command does (incomplete layers, dead imports, interrupted container
+//! deletions) has crash points too: after each crash, a copy of the crashed store has its
+//! cleanup killed at each of them in turn, and the same must hold after the command after.
+//!
 //! A point passed more than once by a command (two saves of `layers.json`) is killed at each
 //! pass (`NAME#N`).
 
@@ -59,7 +63,7 @@ fn copy_of(template: &Scratch) -> Scratch {
 }
 
 /// A store with a parent and a child layer, a spare leaf layer, an image on the child, an
-/// image alone on its own layer and a container of the first image.
+/// image alone on its own layer, a container of the first image and an empty layer.
 fn prepare() -> Scratch {
     let s = Scratch::new();
     let base = s.import_layer(&["-n", "base"], &sample_tar());
@@ -69,6 +73,9 @@ fn prepare() -> Scratch {
     s.ok(&["create-image", "-n", "img", "top"]);
     s.ok(&["create-image", "-n", "img-del", "solo"]);
     s.ok(&["create-container", "-n", "ctr", "img"]);
+    // For `applydiff`: a layer with no archive yet (applied over an imported one, the new
+    // tar-split describes only the new archive and `check` calls the old files a change).
+    s.create_layer(&["-n", "blank"]);
     s
 }
 
@@ -159,6 +166,17 @@ fn commands(layout: &str) -> Vec<WriteCommand> {
         cmd("set-metadata", &["set-metadata", "-m", "{\"k\":1}", "ctr"]),
         cmd("create-container (mapped layer)", &mapped),
         cmd("import-oci", &["import-oci", layout]),
+        WriteCommand {
+            stdin: tar_of(&[("n", b"new in top")]),
+            ..cmd("applydiff", &["applydiff", "blank"])
+        },
+        WriteCommand {
+            stdin: b"{\"some\":\"data\"}".to_vec(),
+            ..cmd("set-image-data", &["set-image-data", "img", "key"])
+        },
+        cmd("remove-names", &["remove-names", "-n", "img", "img"]),
+        cmd("delete (no checks)", &["delete", "spare"]),
+        cmd("mount", &["mount", "ctr"]),
     ]
 }
 
@@ -309,6 +327,7 @@ fn a_kill_at_every_crash_point_leaves_a_working_store() {
     // The template is as sound as the stores made from it must end.
     assert_eq!(inspect(&template), Vec::<String>::new());
     let mut covered = 0;
+    let mut cleanup_covered = 0;
     let mut problems = Vec::new();
     let mut distinct = BTreeSet::new();
     for c in commands(&layout) {
@@ -323,6 +342,32 @@ fn a_kill_at_every_crash_point_leaves_a_working_store() {
             }
             covered += 1;
             distinct.insert(point.split('#').next().unwrap_or(point).to_string());
+            // The cleanup the next command does may be killed too: at each of its points,
+            // on a copy of the crashed store, and then the command after must finish it.
+            let cleanup = points_of(&s, &cmd("layers", &["layers"]));
+            for again in &cleanup {
+                let twice = copy_of(&s);
+                let o = run(
+                    &twice,
+                    &cmd("layers", &["layers"]),
+                    &[("STORAGE_CRASH_AT", again)],
+                );
+                if o.code != -9 {
+                    problems.push(format!(
+                        "{} at {point}, cleanup at {again}: not killed there ({o:?})",
+                        c.label
+                    ));
+                    continue;
+                }
+                cleanup_covered += 1;
+                distinct.insert(again.split('#').next().unwrap_or(again).to_string());
+                for problem in inspect(&twice) {
+                    problems.push(format!(
+                        "{} at {point}, cleanup at {again}: {problem}",
+                        c.label
+                    ));
+                }
+            }
             for problem in inspect(&s) {
                 problems.push(format!("{} at {point}: {problem}", c.label));
             }
@@ -330,7 +375,8 @@ fn a_kill_at_every_crash_point_leaves_a_working_store() {
         eprintln!("{}: {} points", c.label, points.len());
     }
     eprintln!(
-        "crash points on {}: {covered} covered ({} distinct names), {} problems",
+        "crash points on {}: {covered} covered, {cleanup_covered} more in the cleanup after \
+         them ({} distinct names), {} problems",
         crate::DRIVER,
         distinct.len(),
         problems.len()

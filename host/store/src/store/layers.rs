@@ -53,6 +53,7 @@ impl Ctx<'_> {
             return;
         }
         self.finish_interrupted_container_deletes(&ids);
+        crate::crash_point::crash_point("crash-cleanup:containers-finished");
         for id in &ids {
             log::debug!("Found incomplete layer {id:?}, deleting it");
             // A layer that was never mounted has nothing to release; one that stays
@@ -62,6 +63,7 @@ impl Ctx<'_> {
                 self.driver().put(id),
             );
             self.discard_layer(id);
+            crate::crash_point::crash_point("crash-cleanup:layer-discarded");
         }
         // Until these land, the records on disk still call the layers incomplete: a failed
         // save leaves them for the next writer to clean up again, nothing is lost.

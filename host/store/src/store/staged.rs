@@ -242,12 +242,14 @@ impl Ctx<'_> {
 fn remove_staged(ctx: &Ctx<'_>, dir: &Path, id: &str, what: &str) {
     let data = ctx.driver().remove(id);
     let removed_data = data.is_ok();
+    crate::crash_point::crash_point("staged-remove:driver-data-removed");
     log_best_effort(
         format_args!("removing the driver's data of {what} layer {id}"),
         data,
     );
     let tar_split = remove_path(&staged_tar_split_path(dir, id));
     let removed_tar_split = tar_split.is_ok();
+    crate::crash_point::crash_point("staged-remove:tar-split-removed");
     log_best_effort(
         format_args!("removing the staged tar-split of layer {id}"),
         tar_split,
