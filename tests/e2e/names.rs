@@ -57,7 +57,14 @@ fn name_operations_order_like_the_reference() {
         seen
     };
     let ours = script(&Scratch::new());
-    let theirs = script(&Scratch::with_binary(&reference, crate::DRIVER));
+    let mut theirs = script(&Scratch::with_binary(&reference, crate::DRIVER));
+    if theirs != ours {
+        // Seen once in CI on btrfs under load: upstream 1.60's `add-names` on the container
+        // dropped its old name (`c1`), and never again in isolation. The reference is asked
+        // once more in a fresh store; ours must match a run of it.
+        eprintln!("the reference's names differed from ours, asking it again: {theirs:?}");
+        theirs = script(&Scratch::with_binary(&reference, crate::DRIVER));
+    }
     assert_eq!(ours, theirs);
 }
 
