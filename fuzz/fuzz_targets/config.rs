@@ -29,6 +29,24 @@ impl Environment for FuzzEnv<'_> {
             _ => None,
         }
     }
+
+    // Root's view: the rootless defaults read the process's own user and home, which a
+    // fuzzer's input does not describe.
+    fn uid(&self) -> u32 {
+        0
+    }
+
+    fn euid(&self) -> u32 {
+        0
+    }
+
+    fn passwd_home(&self, _uid: u32) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    fn can_use_rootless_overlay(&self) -> bool {
+        false
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
