@@ -183,14 +183,16 @@ fn runc_available() -> bool {
     found
 }
 
-/// The host's busybox, when installed.
-fn host_busybox() -> Option<PathBuf> {
+/// The host's busybox (Debian's `busybox` or `busybox-static`), when installed.
+pub(crate) fn host_busybox() -> Option<PathBuf> {
     let found = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.is_file());
     if found.is_none() {
-        eprintln!("busybox is not installed: skipping the podman run test");
+        eprintln!(
+            "busybox is not installed (busybox or busybox-static): skipping the podman run test"
+        );
     }
     found
 }

@@ -723,21 +723,6 @@ fn oci_runtime() -> Option<&'static str> {
     found
 }
 
-/// The host's busybox (Debian's `busybox` or `busybox-static`); `None`, with a note, when
-/// neither is installed.
-fn host_busybox() -> Option<PathBuf> {
-    let found = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file());
-    if found.is_none() {
-        eprintln!(
-            "busybox is not installed (busybox or busybox-static): skipping the rootless podman run test"
-        );
-    }
-    found
-}
-
 /// A root filesystem that runs: `busybox` (a static one alone; a dynamic one with the
 /// libraries `ldd` names, under the paths the loader asks for), `/etc/motd`, `/etc/passwd`,
 /// and a home directory and file of container UID/GID 1000. Built in memory, so the owners
@@ -865,7 +850,7 @@ fn rootless_podman_runs_what_storage_imported_and_storage_uses_what_podman_made(
     let Some(runtime) = oci_runtime() else {
         return;
     };
-    let Some(busybox) = host_busybox() else {
+    let Some(busybox) = crate::podman::host_busybox() else {
         return;
     };
     let mut user = ThrowawayUser::create("r");
