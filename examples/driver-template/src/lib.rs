@@ -2,12 +2,15 @@
 //! the `storage:plugin` WIT package in `wit/`). Copy it, rename it, change what it does to the
 //! layers; docs/driver-guide.md explains the contract this file implements.
 //!
-//! What it does: every layer is a directory `layers/<id>` in the home the host lends. A layer
+//! What it does: every layer is a directory `dir/<id>` in the home the host lends (the layout of
+//! upstream's vfs driver), or in the home of the store's image store (`homes`). A layer
 //! with a parent starts as a copy of the parent (the host's `copy-tree`, reflinked where the
 //! filesystem can); `get` asks the host for a bind mount of that directory (or, with the option
-//! `<driver>.get=directory`, answers with the directory and nothing is mounted). Applying a
-//! layer tar, diffs, changes and diff sizes are the naive ones of the `storage-archive` crate
-//! (AUFS whiteouts), run over the lent directories.
+//! `<driver>.get=directory`, answers with the directory and nothing is mounted). It has no tar
+//! code: it answers `unsupported` to `apply-diff`, `diff`, `changes` and `diff-size`, and the
+//! host does them (upstream's naive diff: the host `get`s the layer and runs its sandboxed
+//! archive logic over the directory, AUFS whiteouts), as for any driver that keeps plain
+//! directories. A driver that can do better implements them itself.
 //!
 //! The contract, for every function below:
 //! - **State lives on disk, in the home.** The host makes a fresh instance for every call and
@@ -23,17 +26,6 @@
 //!   panic traps and stops only this call's instance (the host reports it as a trap).
 //! - **Limits.** Each call runs under the plugin's memory limit and deadline
 //!   (`memory_limit`, `deadline_ms` in `storage.toml`); past either the instance is stopped.
-
-// The guest side of the `filesystem` and `streams` interfaces (`GuestDir`, `GuestInput`,
-// `GuestOutput`: the `storage-archive` filesystem traits over the lent handles) and the
-// WIT <-> archive conversions, compiled from the storage repository as drivers/vfs does:
-// wit-bindgen generates the WIT types per crate, so the same source is built against this
-// crate's own `crate::bindings`. A copy outside the repository points these paths at a
-// checkout of storage.
-#[path = "../../../archive/component/src/convert.rs"]
-pub mod convert;
-#[path = "../../../archive/component/src/guest_fs.rs"]
-pub mod guest_fs;
 
 /// Bindings generated from `wit/` for the `driver-plugin` world.
 #[allow(
@@ -59,10 +51,9 @@ use bindings::storage::plugin::archive_types::{ApplyOptions, Change};
 use bindings::storage::plugin::filesystem::Directory;
 use bindings::storage::plugin::streams::{InputStream, OutputStream};
 use bindings::storage::plugin::types::{FsError, IdMapping, IdRange};
-use guest_fs::{GuestDir, GuestInput, GuestOutput};
 
-/// Where the layers live inside the home.
-const LAYERS_DIR: &[u8] = b"layers";
+/// Where the layers live inside a home (upstream's vfs keeps `<home>/dir/<id>` too).
+const LAYERS_DIR: &[u8] = b"dir";
 
 /// How `get` makes a layer available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,14 +68,49 @@ enum GetAnswer {
 #[derive(Debug, Clone, Copy)]
 struct Options {
     get: GetAnswer,
-    ignore_chown_errors: bool,
 }
 
 /// What `init` was given. One instance serves one call on one thread, so a thread-local is
 /// all the state there is; it is gone when the call returns.
 struct State {
     home: Directory,
+    /// The split image store's home (`--image-store`), where image layers are created.
+    image_home: Option<Directory>,
+    /// The homes of the additional read-only image stores, searched last; never written.
+    read_only_homes: Vec<Directory>,
     options: Options,
+}
+
+/// Which home a layer is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Home {
+    Own,
+    Image,
+    ReadOnly(usize),
+}
+
+impl State {
+    /// Every home, with which it is: own, image store, read-only stores.
+    fn homes(&self) -> impl Iterator<Item = (Home, &Directory)> {
+        std::iter::once((Home::Own, &self.home))
+            .chain(self.image_home.iter().map(|d| (Home::Image, d)))
+            .chain(
+                self.read_only_homes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (Home::ReadOnly(i), d)),
+            )
+    }
+
+    /// The home holding layer `id`, if any.
+    fn locate(&self, id: &str) -> Result<Option<(Home, &Directory)>, DriverError> {
+        for (which, dir) in self.homes() {
+            if layer_exists(dir, id)? {
+                return Ok(Some((which, dir)));
+            }
+        }
+        Ok(None)
+    }
 }
 
 thread_local! {
@@ -110,7 +136,6 @@ mod exports {
 fn parse_options(options: &[String]) -> Result<Options, DriverError> {
     let mut parsed = Options {
         get: GetAnswer::BindMount,
-        ignore_chown_errors: false,
     };
     for option in options {
         let (key, value) = option.split_once('=').ok_or_else(|| {
@@ -121,11 +146,11 @@ fn parse_options(options: &[String]) -> Result<Options, DriverError> {
         match (name, value.trim()) {
             ("get", "bind") => parsed.get = GetAnswer::BindMount,
             ("get", "directory") => parsed.get = GetAnswer::Directory,
-            ("ignore_chown_errors", "true") => parsed.ignore_chown_errors = true,
-            ("ignore_chown_errors", "false") => parsed.ignore_chown_errors = false,
-            // `imagestore` is read by the host too, which lends the image stores' homes
-            // through the `homes` interface; this template keeps every layer in its own
-            // home (drivers/vfs shows the image stores), so it refuses the option.
+            // Read by the host, which applies layers for this driver (as upstream's vfs
+            // option of that name): accepted here so that it is not refused as unknown.
+            ("ignore_chown_errors", "true" | "false") => {}
+            // Read by the host, which lends the image stores' homes through `homes`.
+            ("imagestore", _) => {}
             _ => {
                 return Err(DriverError::BadOption(format!(
                     "template driver does not support {key} options"
@@ -149,12 +174,7 @@ fn fs(what: &str, e: FsError) -> DriverError {
     DriverError::Fs((what.to_string(), e))
 }
 
-/// A failed archive operation.
-fn archive(e: storage_archive::ArchiveError) -> DriverError {
-    DriverError::Archive(convert::archive_error(e))
-}
-
-/// `layers/<id>`. IDs come from the host (hex digests), but a driver checks what it builds
+/// `dir/<id>`. IDs come from the host (hex digests), but a driver checks what it builds
 /// paths from: an ID is one plain name.
 fn layer_path(id: &str) -> Result<Vec<u8>, DriverError> {
     if id.is_empty() || id == "." || id == ".." || id.contains('/') || id.contains('\0') {
@@ -172,24 +192,6 @@ fn layer_exists(home: &Directory, id: &str) -> Result<bool, DriverError> {
     Ok(home.lstat(&path).map_err(|e| fs("lstat", e))?.is_some())
 }
 
-/// Lends layer `id`'s directory as a handle of its own (for the archive functions).
-fn open_layer(home: &Directory, id: &str) -> Result<Directory, DriverError> {
-    if !layer_exists(home, id)? {
-        return Err(DriverError::LayerNotFound(id.to_string()));
-    }
-    home.open_dir(&layer_path(id)?)
-        .map_err(|e| fs(&format!("open layer {id}"), e))
-}
-
-/// The parent a diff is taken against, if any (the host passes none, or an empty ID, for a
-/// layer without parent).
-fn open_parent(home: &Directory, parent: Option<String>) -> Result<Option<Directory>, DriverError> {
-    parent
-        .filter(|p| !p.is_empty())
-        .map(|p| open_layer(home, &p))
-        .transpose()
-}
-
 /// The host IDs container root maps to: a new layer's root belongs to them.
 fn root_owner(mapping: &IdMapping) -> (u32, u32) {
     let root = |ranges: &[IdRange]| {
@@ -201,8 +203,26 @@ fn root_owner(mapping: &IdMapping) -> (u32, u32) {
     (root(&mapping.uids), root(&mapping.gids))
 }
 
-/// `create` and `create-read-write`: this driver stores both kinds of layer alike.
-fn create_layer(id: &str, parent: Option<String>, opts: &CreateOptions) -> Result<(), DriverError> {
+/// Makes the layers directory of a writable home if it is missing.
+fn ensure_layers_dir(home: &Directory) -> Result<(), DriverError> {
+    if home
+        .lstat(LAYERS_DIR)
+        .map_err(|e| fs("lstat", e))?
+        .is_none()
+    {
+        home.mkdir(LAYERS_DIR, 0o700).map_err(|e| fs("mkdir", e))?;
+    }
+    Ok(())
+}
+
+/// `create` and `create-read-write`: both kinds of layer are stored alike, an image's layer
+/// (`image_layer`) in the split image store's home when there is one.
+fn create_layer(
+    id: &str,
+    parent: Option<String>,
+    opts: &CreateOptions,
+    image_layer: bool,
+) -> Result<(), DriverError> {
     // Per-layer options (`size`...) this driver cannot honour are refused, not ignored.
     if !opts.storage_opt.is_empty() {
         return Err(DriverError::BadOption(
@@ -210,19 +230,24 @@ fn create_layer(id: &str, parent: Option<String>, opts: &CreateOptions) -> Resul
         ));
     }
     with_state(|state| {
-        let home = &state.home;
-        if layer_exists(home, id)? {
+        if state.locate(id)?.is_some() {
             return Err(DriverError::LayerExists(id.to_string()));
         }
+        let home = match (&state.image_home, image_layer) {
+            (Some(image_home), true) => image_home,
+            _ => &state.home,
+        };
+        ensure_layers_dir(home)?;
         let path = layer_path(id)?;
         match parent.filter(|p| !p.is_empty()) {
             // The host copies the tree (owners, modes, times, xattrs, hard links) without the
-            // bytes passing through the component.
+            // bytes passing through the component, from whichever home the parent is in.
             Some(parent) => {
-                if !layer_exists(home, &parent)? {
+                let Some((_, parent_home)) = state.locate(&parent)? else {
                     return Err(DriverError::LayerNotFound(parent));
-                }
-                home.copy_tree(&layer_path(&parent)?, home, &path)
+                };
+                parent_home
+                    .copy_tree(&layer_path(&parent)?, home, &path)
                     .map_err(|e| fs("copy parent layer", e))
             }
             None => {
@@ -243,14 +268,18 @@ impl Guest for TemplateDriver {
     /// when it starts, so a bad option fails the command at once.
     fn init(home: Directory, init: InitOptions) -> Result<(), DriverError> {
         let options = parse_options(&init.options)?;
-        if home
-            .lstat(LAYERS_DIR)
-            .map_err(|e| fs("lstat", e))?
-            .is_none()
-        {
-            home.mkdir(LAYERS_DIR, 0o700).map_err(|e| fs("mkdir", e))?;
-        }
-        STATE.with(|state| *state.borrow_mut() = Some(State { home, options }));
+        ensure_layers_dir(&home)?;
+        // The image stores' homes, lent for this call (none without image stores).
+        let image_home = bindings::storage::plugin::homes::image_home();
+        let read_only_homes = bindings::storage::plugin::homes::read_only_homes();
+        STATE.with(|state| {
+            *state.borrow_mut() = Some(State {
+                home,
+                image_home,
+                read_only_homes,
+                options,
+            })
+        });
         Ok(())
     }
 
@@ -258,26 +287,26 @@ impl Guest for TemplateDriver {
     /// the ID is taken, `layer-not-found` if the parent is missing. The store then applies
     /// the layer's tar with `apply-diff`, or removes the layer if anything fails.
     fn create(id: String, parent: Option<String>, opts: CreateOptions) -> Result<(), DriverError> {
-        create_layer(&id, parent, &opts)
+        create_layer(&id, parent, &opts, true)
     }
 
-    /// A container's writable layer: as `create` here.
+    /// A container's writable layer: as `create` here, always in the driver's own home.
     fn create_read_write(
         id: String,
         parent: Option<String>,
         opts: CreateOptions,
     ) -> Result<(), DriverError> {
-        create_layer(&id, parent, &opts)
+        create_layer(&id, parent, &opts, false)
     }
 
     /// Removes everything kept for the layer; a missing layer is not an error. The host has
-    /// already undone the mounts `get` asked for.
+    /// already undone the mounts `get` asked for. A read-only store's layer is left alone.
     fn remove(id: String) -> Result<(), DriverError> {
-        with_state(|state| {
-            state
-                .home
+        with_state(|state| match state.locate(&id)? {
+            Some((Home::Own | Home::Image, home)) => home
                 .remove_all(&layer_path(&id)?)
-                .map_err(|e| fs("remove layer", e))
+                .map_err(|e| fs("remove layer", e)),
+            _ => Ok(()),
         })
     }
 
@@ -295,6 +324,9 @@ impl Guest for TemplateDriver {
     ///                options: ["lowerdir=<lower1>:<lower2>", "upperdir=<upper>",
     ///                          "workdir=<work>"] }
     /// ```
+    ///
+    /// Mount sources must be in the driver's own home: a layer in an image store's home is
+    /// answered with its directory there (`image-home-directory`, `read-only-directory`).
     fn get(id: String, options: GetOptions) -> Result<LayerLocation, DriverError> {
         // The store asks for `ro` when it only reads a layer (a diff); other mount options
         // mean nothing to a directory, so they are refused as upstream's vfs refuses them.
@@ -308,10 +340,18 @@ impl Guest for TemplateDriver {
             }
         };
         with_state(|state| {
-            if !layer_exists(&state.home, &id)? {
-                return Err(DriverError::LayerNotFound(id.clone()));
-            }
             let path = layer_path(&id)?;
+            match state.locate(&id)? {
+                None => return Err(DriverError::LayerNotFound(id.clone())),
+                Some((Home::Image, _)) => return Ok(LayerLocation::ImageHomeDirectory(path)),
+                Some((Home::ReadOnly(i), _)) => {
+                    return Ok(LayerLocation::ReadOnlyDirectory((
+                        u32::try_from(i).unwrap_or(u32::MAX),
+                        path,
+                    )))
+                }
+                Some((Home::Own, _)) => {}
+            }
             match state.options.get {
                 GetAnswer::Directory => Ok(LayerLocation::Directory(path)),
                 GetAnswer::BindMount => Ok(LayerLocation::Mounts(vec![MountRequest {
@@ -334,22 +374,31 @@ impl Guest for TemplateDriver {
         Ok(())
     }
 
-    /// Whether the layer exists; a failure counts as "no".
+    /// Whether the layer exists, in any home; a failure counts as "no".
     fn exists(id: String) -> bool {
-        with_state(|state| layer_exists(&state.home, &id)).unwrap_or(false)
+        with_state(|state| Ok(state.locate(&id)?.is_some())).unwrap_or(false)
     }
 
     /// Every layer this driver holds, for `check` (layers the store has no record of are
-    /// reported, and removed by `check -r`).
+    /// reported, and removed by `check -r`): those of its own home and its image store's.
     fn list_layers() -> Result<Vec<String>, DriverError> {
         with_state(|state| {
-            let mut ids: Vec<String> = state
-                .home
-                .read_dir(LAYERS_DIR)
-                .map_err(|e| fs("read-dir", e))?
-                .into_iter()
-                .map(|e| String::from_utf8_lossy(&e.name).into_owned())
-                .collect();
+            let mut ids: Vec<String> = Vec::new();
+            for home in std::iter::once(&state.home).chain(&state.image_home) {
+                if home
+                    .lstat(LAYERS_DIR)
+                    .map_err(|e| fs("lstat", e))?
+                    .is_none()
+                {
+                    continue;
+                }
+                ids.extend(
+                    home.read_dir(LAYERS_DIR)
+                        .map_err(|e| fs("read-dir", e))?
+                        .into_iter()
+                        .map(|e| String::from_utf8_lossy(&e.name).into_owned()),
+                );
+            }
             ids.sort();
             Ok(ids)
         })
@@ -376,106 +425,50 @@ impl Guest for TemplateDriver {
         Ok(())
     }
 
-    /// Applies an uncompressed layer tar to layer `id` and returns the sum of its entries'
-    /// sizes. `options` says how owners are mapped, whether to skip device nodes, and so on;
-    /// the host always asks for AUFS whiteouts from a component driver. File contents go
-    /// from the stream into the files inside the host (`write-file-from-input`), only the
-    /// tar headers enter the component's memory.
+    /// Left to the host: it applies the uncompressed layer tar to the directory `get`
+    /// answers for `id` (the naive diff of upstream's `drivers/fsdiff.go`, in the host's
+    /// sandboxed archive logic). A driver that implements it returns the sum of the entries'
+    /// sizes; it must answer `unsupported` before reading `input` for the host to take over.
     fn apply_diff(
-        id: String,
+        _id: String,
         _parent: Option<String>,
-        input: &InputStream,
-        options: ApplyOptions,
+        _input: &InputStream,
+        _options: ApplyOptions,
     ) -> Result<u64, DriverError> {
-        with_state(|state| {
-            let layer = open_layer(&state.home, &id)?;
-            let mut opts = convert::apply_options(options);
-            opts.ignore_chown_errors |= state.options.ignore_chown_errors;
-            let mut dir = GuestDir::new(&layer);
-            let mut input = GuestInput::new(input);
-            storage_archive::apply_layer(&mut dir, &mut input, &opts).map_err(archive)
-        })
+        Err(DriverError::Unsupported("apply-diff".into()))
     }
 
-    /// Writes the tar of `id`'s changes against `parent` (the whole tree without one): the
-    /// naive diff, which compares the two trees. `mapping` maps `id`'s owners back to
-    /// container IDs, `parent-mapping` the parent's. The store calls this for a layer it has
-    /// no tar-split of (created, not imported) or a diff against another layer than the
-    /// parent: an imported layer's own `diff` is re-created by the host from tar-split and
-    /// the files `get` shows.
+    /// Left to the host: the tar of `id`'s changes against `parent` (all of `id` without
+    /// one), made from the directories `get` answers. The store asks for it only for a layer
+    /// it has no tar-split of, or against another layer than the parent: an imported layer's
+    /// `diff` is re-created by the host from tar-split and the layer's files.
     fn diff(
-        id: String,
-        mapping: IdMapping,
-        parent: Option<String>,
-        parent_mapping: IdMapping,
-        out: &OutputStream,
+        _id: String,
+        _mapping: IdMapping,
+        _parent: Option<String>,
+        _parent_mapping: IdMapping,
+        _out: &OutputStream,
     ) -> Result<(), DriverError> {
-        with_state(|state| {
-            let layer = open_layer(&state.home, &id)?;
-            let parent = open_parent(&state.home, parent)?;
-            let opts = storage_archive::DiffOptions {
-                id_mapping: convert::id_mapping(mapping),
-                ..Default::default()
-            };
-            let mut layer = GuestDir::new(&layer);
-            let mut parent = parent.as_ref().map(GuestDir::new);
-            let mut output = GuestOutput::new(out);
-            storage_archive::write_diff_naive(
-                &mut layer,
-                parent.as_mut(),
-                &convert::id_mapping(parent_mapping),
-                &mut output,
-                &opts,
-            )
-            .map_err(archive)?;
-            // `GuestOutput` buffers: what is left must reach the host before the call ends.
-            std::io::Write::flush(&mut output)
-                .map_err(|e| archive(storage_archive::ArchiveError::Stream(e)))
-        })
+        Err(DriverError::Unsupported("diff".into()))
     }
 
-    /// The paths that differ between `id` and `parent`, in walk order.
+    /// Left to the host: the paths that differ between `id` and `parent`.
     fn changes(
-        id: String,
-        mapping: IdMapping,
-        parent: Option<String>,
-        parent_mapping: IdMapping,
+        _id: String,
+        _mapping: IdMapping,
+        _parent: Option<String>,
+        _parent_mapping: IdMapping,
     ) -> Result<Vec<Change>, DriverError> {
-        with_state(|state| {
-            let layer = open_layer(&state.home, &id)?;
-            let parent = open_parent(&state.home, parent)?;
-            let mut layer = GuestDir::new(&layer);
-            let mut parent = parent.as_ref().map(GuestDir::new);
-            storage_archive::changes_naive(
-                &mut layer,
-                parent.as_mut(),
-                &convert::id_mapping(mapping),
-                &convert::id_mapping(parent_mapping),
-            )
-            .map(convert::changes)
-            .map_err(archive)
-        })
+        Err(DriverError::Unsupported("changes".into()))
     }
 
-    /// The size of what `changes` lists.
+    /// Left to the host: the size of what `changes` lists.
     fn diff_size(
-        id: String,
-        mapping: IdMapping,
-        parent: Option<String>,
-        parent_mapping: IdMapping,
+        _id: String,
+        _mapping: IdMapping,
+        _parent: Option<String>,
+        _parent_mapping: IdMapping,
     ) -> Result<u64, DriverError> {
-        with_state(|state| {
-            let layer = open_layer(&state.home, &id)?;
-            let parent = open_parent(&state.home, parent)?;
-            let mut layer = GuestDir::new(&layer);
-            let mut parent = parent.as_ref().map(GuestDir::new);
-            storage_archive::diff_size_naive(
-                &mut layer,
-                parent.as_mut(),
-                &convert::id_mapping(mapping),
-                &convert::id_mapping(parent_mapping),
-            )
-            .map_err(archive)
-        })
+        Err(DriverError::Unsupported("diff-size".into()))
     }
 }

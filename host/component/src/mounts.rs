@@ -175,6 +175,18 @@ impl LayerMounts {
         self.sys.as_ref()
     }
 
+    /// The mount point of layer `id` when its mounts are in place (a `get` not yet `put`,
+    /// by this process or another one), for work that must not mount it a second time.
+    pub fn current(&self, id: &str) -> DriverResult<Option<PathBuf>> {
+        let merged = self.dir(id)?.join("merged");
+        match self.sys.is_mount_point(&merged) {
+            Ok(true) => Ok(Some(merged)),
+            Ok(false) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(DriverError::io(format!("stat {}", merged.display()), e)),
+        }
+    }
+
     /// Where the mounts of layer `id` go.
     fn dir(&self, id: &str) -> DriverResult<PathBuf> {
         if id.is_empty() || id.contains('/') || id == "." || id == ".." {

@@ -223,9 +223,38 @@ fn the_host_refuses_overlay_xattrs_but_the_opaque_mark_on_a_directory() {
             "{refused}: {report}"
         );
     }
-    for allowed in ["opaque-dir", "user-opaque-dir", "plain-user"] {
+    // Also when set with the calls that set several attributes at once.
+    for refused in ["meta-redirect", "new-file-metacopy"] {
+        let result = results[refused];
+        assert!(
+            result
+                .starts_with("FsErrorKind::PermissionDenied: refused by the host's policy: xattr "),
+            "{refused}: {report}"
+        );
+    }
+    for allowed in [
+        "opaque-dir",
+        "user-opaque-dir",
+        "plain-user",
+        "meta-opaque-dir",
+    ] {
         assert_eq!(results[allowed], "ok", "{allowed}: {report}");
     }
+    assert!(!tmp.path().join("g").exists(), "refused before it was made");
+    // `mknod` makes device nodes only; root outside a user namespace makes them as
+    // upstream does (in one, only the whiteout: the rule's unit tests in host_fs::rules).
+    for refused in ["mknod-regular", "mknod-fifo"] {
+        assert!(
+            results[refused].starts_with(
+                "FsErrorKind::PermissionDenied: refused by the host's policy: mknod of "
+            ),
+            "{refused}: {report}"
+        );
+    }
+    if !storage_driver::idmap::running_in_user_namespace() {
+        assert_eq!(results["dev-null"], "ok", "{report}");
+    }
+    assert_eq!(results["whiteout"], "ok", "{report}");
     let mut buf = [0u8; 64];
     assert!(
         rustix::fs::lgetxattr(tmp.path().join("d"), "trusted.overlay.redirect", &mut buf).is_err(),

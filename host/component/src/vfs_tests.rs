@@ -376,6 +376,120 @@ fn a_plugin_from_the_configuration_is_a_driver_and_its_mounts_are_performed() {
 }
 
 #[test]
+fn a_driver_leaving_the_archive_work_to_the_host_gets_the_naive_diff() {
+    // The example driver answers `unsupported` to apply-diff, diff, changes and diff-size:
+    // the host applies and diffs its directories with the archive component.
+    let roots = Roots::new();
+    let wasm_file = roots.tmp.path().join("example.wasm");
+    std::fs::write(&wasm_file, wasm("storage-test-guest-example-driver")).unwrap();
+    let mut registry = DriverRegistry::new();
+    let plugins = BTreeMap::from([(
+        "example".to_string(),
+        PluginConfig {
+            component: wasm_file,
+            memory_limit: None,
+            deadline_ms: None,
+        },
+    )]);
+    register_plugins(&mut registry, &plugins);
+    let init = roots.init("example", &[]);
+    let driver = start(&registry, "example", &init);
+    let home = init.home.clone();
+    let opts = CreateOpts::default();
+    let none = storage_driver::idmap::IdMappings::default();
+
+    driver.create("base", None, &opts).unwrap();
+    let base = layer(&[
+        ("etc/", None),
+        ("etc/hostname", Some(b"base\n")),
+        ("gone", Some(b"deleted by the child")),
+    ]);
+    let applied = driver
+        .apply_diff("base", None, &mut base.as_slice(), &Default::default())
+        .unwrap();
+    assert_eq!(applied, 5 + 20);
+    assert_eq!(
+        std::fs::read(home.join("dir/base/etc/hostname")).unwrap(),
+        b"base\n"
+    );
+
+    driver.create("child", Some("base"), &opts).unwrap();
+    let upper = layer(&[("new", Some(b"added")), (".wh.gone", Some(b""))]);
+    driver
+        .apply_diff(
+            "child",
+            Some("base"),
+            &mut upper.as_slice(),
+            &Default::default(),
+        )
+        .unwrap();
+    assert!(!home.join("dir/child/gone").exists());
+    assert!(home.join("dir/base/gone").exists());
+
+    let changes = driver.changes("child", &none, Some("base"), &none).unwrap();
+    let by_path: BTreeMap<&str, ChangeKind> = changes
+        .iter()
+        .map(|c| (std::str::from_utf8(&c.path).unwrap(), c.kind))
+        .collect();
+    assert_eq!(
+        by_path,
+        BTreeMap::from([("/gone", ChangeKind::Delete), ("/new", ChangeKind::Add)]),
+        "{changes:?}"
+    );
+    assert_eq!(
+        driver
+            .diff_size("child", &none, Some("base"), &none)
+            .unwrap(),
+        5
+    );
+
+    // With the child's layer mounted by the store (a bind mount the host made for the
+    // guest's `get`), the naive diff reads it there and leaves the mount alone.
+    let bind = MountOpts {
+        options: vec!["bind".into()],
+        ..Default::default()
+    };
+    let mounted = driver.get("child", &bind).unwrap();
+    let _guard = Unmount(mounted.clone());
+    let mut diff = Vec::new();
+    driver
+        .diff("child", &none, Some("base"), &none, &mut diff)
+        .unwrap();
+    let mut names = tar_names(&diff);
+    names.sort();
+    assert_eq!(names, [".wh.gone", "new"], "{names:?}");
+    assert!(is_mount_point(&mounted), "the store's mount stays");
+    driver.put("child").unwrap();
+    assert!(!is_mount_point(&mounted));
+
+    // The whole layer without a parent; whiteouts are dated now, not 1970.
+    let mut full = Vec::new();
+    driver.diff("base", &none, None, &none, &mut full).unwrap();
+    let names = tar_names(&full);
+    assert!(names.contains(&"etc/hostname".to_string()), "{names:?}");
+    let mut archive = tar::Archive::new(diff.as_slice());
+    let whiteout_mtime = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| e.path().unwrap().to_str() == Some(".wh.gone"))
+        .map(|e| e.header().mtime().unwrap())
+        .unwrap();
+    assert!(whiteout_mtime > 1_600_000_000, "{whiteout_mtime}");
+
+    // A layer that is not there is the driver's error, through the fallback too.
+    let err = driver
+        .apply_diff("missing", None, &mut base.as_slice(), &Default::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, DriverError::LayerNotFound(ref id) if id == "missing"),
+        "{err}"
+    );
+    // Nothing was left mounted or behind in the run root.
+    assert!(!init.run_root.join("example-mounts/child").exists());
+}
+
+#[test]
 fn a_component_that_is_not_a_driver_is_refused_in_one_line() {
     let roots = Roots::new();
     let wasm = roots.tmp.path().join("archive.wasm");

@@ -71,8 +71,8 @@ pub enum DriverError {
     #[error(transparent)]
     Archive(#[from] storage_archive::ArchiveError),
     /// The component runtime failed (loading or compiling a component, a guest stopped):
-    /// the component host's error.
-    #[error("component: {0}")]
+    /// the component host's error, whose text names the component.
+    #[error("{0}")]
     Component(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A driver component cannot be used: it does not compile, asks for what the host
     /// never grants, or does not instantiate (upstream's words for a driver that cannot

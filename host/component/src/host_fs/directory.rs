@@ -145,8 +145,15 @@ impl filesystem::HostDirectory for HostState {
         major: u32,
         minor: u32,
     ) -> FsResult<()> {
-        self.writable_dir(&h, &path)?
-            .confined
+        let dir = self.writable_dir(&h, &path)?;
+        super::rules::check_device_node(
+            &path,
+            kind,
+            major,
+            minor,
+            storage_driver::idmap::running_in_user_namespace(),
+        )?;
+        dir.confined
             .mknod(&path, kind_from_wit(kind), mode, major, minor)
             .map_err(error_to_wit)
     }
@@ -180,33 +187,13 @@ impl filesystem::HostDirectory for HostState {
         value: Vec<u8>,
     ) -> FsResult<()> {
         let dir = self.writable_dir(&h, &path)?;
-        if is_overlay_xattr(&name) {
-            // The one overlay attribute a layer may carry is the opaque mark, `y`, on a
-            // directory (the archive logic writes it for `.wh..wh..opq`); any other (redirect,
-            // metacopy, origin, ...) would make the kernel's overlay follow what the guest
-            // wrote, so no component sets one, whatever its code says.
-            let is_dir = dir
+        super::rules::check_xattr(&path, &name, &value, || {
+            Ok(dir
                 .confined
                 .lstat(&path)
                 .map_err(error_to_wit)?
-                .is_some_and(|st| st.kind == storage_archive::fs::FileKind::Directory);
-            if !(name.ends_with(".overlay.opaque") && value == b"y" && is_dir) {
-                return Err(types::FsError {
-                    kind: types::FsErrorKind::PermissionDenied,
-                    errno: 0,
-                    message: format!(
-                        "refused by the host's policy: xattr {name} = {:?} on {:?} (only {name_opaque} = \"y\" on a directory)",
-                        String::from_utf8_lossy(&value),
-                        String::from_utf8_lossy(&path),
-                        name_opaque = if name.starts_with("user.") {
-                            "user.overlay.opaque"
-                        } else {
-                            "trusted.overlay.opaque"
-                        },
-                    ),
-                });
-            }
-        }
+                .is_some_and(|st| st.kind == storage_archive::fs::FileKind::Directory))
+        })?;
         dir.confined
             .set_xattr(&path, &name, &value)
             .map_err(error_to_wit)
@@ -359,9 +346,4 @@ impl filesystem::HostDirectory for HostState {
         }
         Ok(())
     }
-}
-
-/// Whether `name` is one of overlayfs's own attributes, which the kernel acts on.
-fn is_overlay_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
 }

@@ -1,6 +1,6 @@
 //! The `entries` interface: an entry created or finished with all its metadata in one call.
 
-use storage_archive::fs::{self as afs, FsWrite};
+use storage_archive::fs::{self as afs, FsRead, FsWrite};
 use wasmtime::component::Resource;
 
 use super::convert::{error_to_wit, metadata_from_wit};
@@ -14,8 +14,17 @@ impl entries::Host for HostState {
         path: Vec<u8>,
         meta: entries::EntryMetadata,
     ) -> FsResult<()> {
-        self.writable_dir(&h, &path)?
-            .confined
+        let dir = self.writable_dir(&h, &path)?;
+        for (name, value) in &meta.xattrs {
+            super::rules::check_xattr(&path, name, value, || {
+                Ok(dir
+                    .confined
+                    .lstat(&path)
+                    .map_err(error_to_wit)?
+                    .is_some_and(|st| st.kind == afs::FileKind::Directory))
+            })?;
+        }
+        dir.confined
             .set_metadata(&path, &metadata_from_wit(meta))
             .map_err(error_to_wit)
     }
@@ -29,6 +38,7 @@ impl entries::Host for HostState {
         input: Resource<LentInput>,
         meta: entries::EntryMetadata,
     ) -> FsResult<()> {
+        check_new_file_xattrs(&path, &meta)?;
         let meta = metadata_from_wit(meta);
         self.with_input(&h, &path, &input, |dir, reader| {
             dir.confined
@@ -46,6 +56,7 @@ impl entries::Host for HostState {
         input: Resource<LentInput>,
         meta: entries::EntryMetadata,
     ) -> FsResult<()> {
+        check_new_file_xattrs(&path, &meta)?;
         let meta = metadata_from_wit(meta);
         let map = afs::SparseMap {
             real_size: layout.real_size,
@@ -64,4 +75,12 @@ impl entries::Host for HostState {
                 .map_err(error_to_wit)
         })
     }
+}
+
+/// The host's xattr rules for a new regular file's attributes (never a directory).
+fn check_new_file_xattrs(path: &[u8], meta: &entries::EntryMetadata) -> FsResult<()> {
+    for (name, value) in &meta.xattrs {
+        super::rules::check_xattr(path, name, value, || Ok(false))?;
+    }
+    Ok(())
 }

@@ -25,6 +25,7 @@ mod convert;
 mod directory;
 mod entries;
 mod homes;
+mod rules;
 mod streams;
 
 pub(crate) use convert::io_error;

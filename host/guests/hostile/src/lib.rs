@@ -23,9 +23,10 @@ use bindings::exports::storage::plugin::archive::Guest;
 use bindings::storage::plugin::archive_types::{
     ApplyOptions, ArchiveError, Change, DiffOptions, EntryProblem, OverlayOptions,
 };
+use bindings::storage::plugin::entries::{self, EntryMetadata};
 use bindings::storage::plugin::filesystem::Directory;
 use bindings::storage::plugin::streams::{InputStream, OutputStream};
-use bindings::storage::plugin::types::{FsError, IdMapping, Timestamp};
+use bindings::storage::plugin::types::{FileKind, FsError, IdMapping, Timestamp};
 
 /// The hostile component.
 pub struct Hostile;
@@ -243,6 +244,59 @@ impl Guest for Hostile {
                         Err(e) => format!("{:?}: {}", e.kind, e.message),
                     };
                     report.push(format!("{name}={result}"));
+                }
+                // The same attributes through the calls that set several at once.
+                let meta = |name: &str, value: &[u8]| EntryMetadata {
+                    uid: 0,
+                    gid: 0,
+                    ignore_chown_errors: true,
+                    xattrs: vec![(name.to_string(), value.to_vec())],
+                    mode: None,
+                    atime: Timestamp { secs: 0, nanos: 0 },
+                    mtime: Timestamp { secs: 0, nanos: 0 },
+                };
+                let outcome = |r: Result<(), FsError>| match r {
+                    Ok(()) => "ok".to_string(),
+                    Err(e) => format!("{:?}: {}", e.kind, e.message),
+                };
+                report.push(format!(
+                    "meta-redirect={}",
+                    outcome(entries::set_metadata(
+                        dir,
+                        b"d",
+                        &meta("trusted.overlay.redirect", b"/etc")
+                    ))
+                ));
+                report.push(format!(
+                    "meta-opaque-dir={}",
+                    outcome(entries::set_metadata(
+                        dir,
+                        b"d",
+                        &meta("trusted.overlay.opaque", b"y")
+                    ))
+                ));
+                report.push(format!(
+                    "new-file-metacopy={}",
+                    outcome(entries::create_file_with_metadata(
+                        dir,
+                        b"g",
+                        0o644,
+                        0,
+                        input,
+                        &meta("user.overlay.metacopy", b"")
+                    ))
+                ));
+                // Device nodes: `mknod` makes character and block devices only.
+                for (name, path, kind, major, minor) in [
+                    ("mknod-regular", &b"r"[..], FileKind::Regular, 0, 0),
+                    ("mknod-fifo", b"p", FileKind::Fifo, 0, 0),
+                    ("dev-null", b"null", FileKind::CharDevice, 1, 3),
+                    ("whiteout", b"wh", FileKind::CharDevice, 0, 0),
+                ] {
+                    report.push(format!(
+                        "{name}={}",
+                        outcome(dir.mknod(path, kind, 0o600, major, minor))
+                    ));
                 }
                 Err(ArchiveError::Refused(EntryProblem {
                     path: Vec::new(),

@@ -12,6 +12,10 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+mod bridge;
+mod naive;
 
 use super::driver::{DriverComponent, LayerLocation};
 use super::engine::{LoadedComponent, Runtime, RuntimeConfig};
@@ -19,6 +23,7 @@ use super::error::{ComponentError, Rephrased};
 use super::host_fs::DriverHomes;
 use super::limits::PluginLimits;
 use super::mounts::LayerMounts;
+use storage_driver::archive_runtime::ArchiveProvider;
 use storage_driver::dedup::{DedupResult, HashMethod};
 use storage_driver::idmap::IdMappings;
 use storage_driver::PluginConfig;
@@ -53,6 +58,11 @@ pub struct ComponentGraphDriver {
     image_stores: Vec<PathBuf>,
     /// The mounts the host performs for the component's layers.
     mounts: LayerMounts,
+    /// The archive logic of the host's naive diff ([`naive`]), for a component that leaves
+    /// apply-diff, diff, changes or diff-size to the host.
+    archive: Arc<dyn ArchiveProvider>,
+    /// The driver's `ignore_chown_errors` option, for the naive diff's apply.
+    ignore_chown_errors: bool,
 }
 
 /// Registers a component embedded in the binary as driver `name` (the binary decides the
@@ -173,6 +183,21 @@ fn image_stores(name: &str, options: &[String]) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The `ignore_chown_errors` option of driver `name` (`<name>.ignore_chown_errors=true`,
+/// `.ignore_chown_errors=true`; the last one given wins), which upstream's vfs honours when it
+/// applies a layer: the host's naive diff does the same for any component it applies for.
+fn ignore_chown_errors(name: &str, options: &[String]) -> bool {
+    let own = format!("{name}.ignore_chown_errors");
+    options
+        .iter()
+        .filter_map(|o| o.split_once('='))
+        .rfind(|(k, _)| {
+            let k = k.trim().to_ascii_lowercase();
+            k == own || k == ".ignore_chown_errors"
+        })
+        .is_some_and(|(_, v)| v.trim().eq_ignore_ascii_case("true"))
+}
+
 /// The driver's homes in the split image store (created) and in the read-only image stores
 /// (those that exist): `<root>/<driver>`.
 fn other_homes(
@@ -258,8 +283,10 @@ impl ComponentGraphDriver {
             image_stores,
             mounts: LayerMounts::new(
                 init.run_root.join(format!("{name}-mounts")),
-                std::sync::Arc::clone(&init.syscalls),
+                Arc::clone(&init.syscalls),
             ),
+            archive: Arc::clone(&init.archive),
+            ignore_chown_errors: ignore_chown_errors(name, &init.options),
         })
     }
 
@@ -346,20 +373,27 @@ impl GraphDriver for ComponentGraphDriver {
         opts: &ApplyDiffOpts,
     ) -> DriverResult<u64> {
         // The guest's stream must own its reader, and `diff` is borrowed: the guest runs on
-        // a scoped thread reading chunks this thread feeds from `diff`, a few at a time.
-        let (sender, reader) = bridge::input();
-        std::thread::scope(|scope| {
+        // a scoped thread reading chunks this thread feeds from `diff`, a few at a time, once
+        // it has asked for the first.
+        let (feeder, reader) = bridge::input();
+        let (result, fed) = std::thread::scope(|scope| {
             let guest = scope.spawn(|| {
                 self.component
                     .apply_diff(id, parent, Box::new(reader), opts)
             });
-            let fed = bridge::feed(diff, sender);
-            let result = join_guest(guest)?;
+            let fed = bridge::feed(diff, feeder);
+            (join_guest(guest), fed)
+        });
+        match (result?, fed) {
+            // Left to the host before a byte was read: the naive diff applies it.
+            (Err(DriverError::Unsupported(_)), Ok(bridge::Fed::Untouched)) => {
+                naive::apply_diff(self, id, diff, opts)
+            }
             // A guest that stopped early closed the channel: its error is the one to report.
-            let size = result.map_err(tidy)?;
-            fed.map_err(|e| DriverError::io("read layer", e))?;
-            Ok(size)
-        })
+            (Err(e), _) => Err(tidy(e)),
+            (Ok(_), Err(e)) => Err(DriverError::io("read layer", e)),
+            (Ok(size), Ok(_)) => Ok(size),
+        }
     }
 
     fn diff(
@@ -371,7 +405,7 @@ impl GraphDriver for ComponentGraphDriver {
         out: &mut dyn Write,
     ) -> DriverResult<()> {
         let (writer, receiver) = bridge::output();
-        std::thread::scope(|scope| {
+        let (result, drained) = std::thread::scope(|scope| {
             let guest = scope.spawn(|| {
                 // Dropping the writer it gives back closes the channel and ends the drain.
                 self.component
@@ -379,9 +413,18 @@ impl GraphDriver for ComponentGraphDriver {
                     .map(drop)
             });
             let drained = bridge::drain(receiver, out);
-            join_guest(guest)?.map_err(tidy)?;
-            drained.map_err(|e| DriverError::io("write diff", e))
-        })
+            (join_guest(guest), drained)
+        });
+        match (result?, drained) {
+            // Left to the host before a byte was written: the naive diff writes it.
+            (Err(DriverError::Unsupported(_)), Ok(0)) => {
+                naive::diff(self, id, id_mappings, parent, parent_mappings, out)
+            }
+            (Err(e), _) => Err(tidy(e)),
+            (Ok(()), drained) => drained
+                .map(drop)
+                .map_err(|e| DriverError::io("write diff", e)),
+        }
     }
 
     fn changes(
@@ -391,9 +434,15 @@ impl GraphDriver for ComponentGraphDriver {
         parent: Option<&str>,
         parent_mappings: &IdMappings,
     ) -> DriverResult<Vec<Change>> {
-        self.component
+        match self
+            .component
             .changes(id, id_mappings, parent, parent_mappings)
-            .map_err(tidy)
+        {
+            Err(DriverError::Unsupported(_)) => {
+                naive::changes(self, id, id_mappings, parent, parent_mappings)
+            }
+            other => other.map_err(tidy),
+        }
     }
 
     fn diff_size(
@@ -403,9 +452,15 @@ impl GraphDriver for ComponentGraphDriver {
         parent: Option<&str>,
         parent_mappings: &IdMappings,
     ) -> DriverResult<u64> {
-        self.component
+        match self
+            .component
             .diff_size(id, id_mappings, parent, parent_mappings)
-            .map_err(tidy)
+        {
+            Err(DriverError::Unsupported(_)) => {
+                naive::diff_size(self, id, id_mappings, parent, parent_mappings)
+            }
+            other => other.map_err(tidy),
+        }
     }
 
     fn additional_image_stores(&self) -> Vec<PathBuf> {
@@ -474,110 +529,39 @@ fn join_guest<T>(
     })
 }
 
-/// Streams between a borrowed reader or writer and the owned ones a guest call needs.
-mod bridge {
-    use std::io::{self, Read, Write};
-    use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// Chunks in flight: enough to keep both sides busy, little memory.
-    const DEPTH: usize = 4;
-    const CHUNK: usize = 256 * 1024;
-
-    /// An owned reader over chunks sent by [`feed`].
-    pub struct ChannelReader {
-        receiver: Receiver<Vec<u8>>,
-        chunk: Vec<u8>,
-        pos: usize,
-    }
-
-    impl Read for ChannelReader {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            while self.pos >= self.chunk.len() {
-                match self.receiver.recv() {
-                    Ok(chunk) => {
-                        self.chunk = chunk;
-                        self.pos = 0;
-                    }
-                    // The feeder is done: end of input.
-                    Err(_) => return Ok(0),
-                }
-            }
-            let n = buf.len().min(self.chunk.len() - self.pos);
-            buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-            self.pos += n;
-            Ok(n)
-        }
-    }
-
-    /// A channel and the owned reader at its end.
-    pub fn input() -> (SyncSender<Vec<u8>>, ChannelReader) {
-        let (sender, receiver) = sync_channel(DEPTH);
-        let reader = ChannelReader {
-            receiver,
-            chunk: Vec::new(),
-            pos: 0,
-        };
-        (sender, reader)
-    }
-
-    /// Sends what `from` reads until its end, or until the reader is gone (the guest
-    /// finished or was stopped: what it did not read is not needed).
-    pub fn feed(from: &mut dyn Read, sender: SyncSender<Vec<u8>>) -> io::Result<()> {
-        loop {
-            let mut chunk = vec![0; CHUNK];
-            let n = match from.read(&mut chunk) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                return Ok(());
-            }
-            chunk.truncate(n);
-            if sender.send(chunk).is_err() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// An owned writer sending chunks to [`drain`].
-    pub struct ChannelWriter {
-        sender: SyncSender<Vec<u8>>,
-    }
-
-    impl Write for ChannelWriter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.sender
-                .send(buf.to_vec())
-                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "diff output closed"))?;
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    /// A channel and the owned writer at its start.
-    pub fn output() -> (ChannelWriter, Receiver<Vec<u8>>) {
-        let (sender, receiver) = sync_channel(DEPTH);
-        (ChannelWriter { sender }, receiver)
-    }
-
-    /// Writes every chunk to `out` until the writer is dropped. After a failed write the
-    /// rest is received and dropped so the guest is not blocked; the error is returned.
-    pub fn drain(receiver: Receiver<Vec<u8>>, out: &mut dyn Write) -> io::Result<()> {
-        let mut failed = None;
-        for chunk in receiver {
-            if failed.is_none() {
-                if let Err(e) = out.write_all(&chunk) {
-                    failed = Some(e);
-                }
-            }
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => out.flush(),
-        }
+    #[test]
+    fn driver_options_the_host_reads_take_the_name_or_the_bare_prefix() {
+        let options = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(ignore_chown_errors(
+            "acme",
+            &options(&["acme.ignore_chown_errors=true"])
+        ));
+        assert!(ignore_chown_errors(
+            "acme",
+            &options(&[".IGNORE_CHOWN_ERRORS = True"])
+        ));
+        // The last one given wins; another driver's is not ours.
+        assert!(!ignore_chown_errors(
+            "acme",
+            &options(&[
+                "acme.ignore_chown_errors=true",
+                ".ignore_chown_errors=false"
+            ])
+        ));
+        assert!(!ignore_chown_errors(
+            "acme",
+            &options(&["vfs.ignore_chown_errors=true"])
+        ));
+        assert_eq!(
+            image_stores(
+                "acme",
+                &options(&["acme.imagestore=/a,/b", ".imagestore=/c"])
+            ),
+            [PathBuf::from("/a"), "/b".into(), "/c".into()]
+        );
     }
 }

@@ -1,0 +1,198 @@
+//! The host's naive diff, for driver components that keep plain directories (upstream's
+//! `NaiveDiffDriver`, `drivers/fsdiff.go`): a component that answers `unsupported` to
+//! `apply-diff`, `diff`, `changes` or `diff-size` (without reading its input or writing its
+//! output) gets the work done by the host, which makes the layer available with the
+//! component's own `get`, runs the archive logic over the directory (the sandboxed archive
+//! component in the default configuration, see [`storage_driver::archive_runtime`]) and
+//! releases the layer with `put`. So a driver needs no tar code of its own, and the archive
+//! rules are the same for every driver.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use storage_archive::WhiteoutFormat;
+use storage_driver::archive_runtime::{ArchiveOps, ArchiveSettings, ParentTree};
+use storage_driver::cleanup::log_failure;
+use storage_driver::confined;
+use storage_driver::idmap::IdMappings;
+use storage_driver::{ApplyDiffOpts, Change, DriverResult, GraphDriver, MountOpts};
+
+use super::ComponentGraphDriver;
+
+/// A layer's directory for the naive diff: the mount point of mounts already in place
+/// (the store's, for a mounted layer or container: left as they are), or what the
+/// component's `get` answers now (released by `put` when done).
+struct LayerTree<'a> {
+    driver: &'a ComponentGraphDriver,
+    id: &'a str,
+    path: PathBuf,
+    /// Whether this `get` is ours to `put`.
+    ours: bool,
+}
+
+impl<'a> LayerTree<'a> {
+    fn get(
+        driver: &'a ComponentGraphDriver,
+        id: &'a str,
+        mount_label: &str,
+        read_only: bool,
+    ) -> DriverResult<Self> {
+        if let Some(path) = driver.mounts.current(id)? {
+            return Ok(LayerTree {
+                driver,
+                id,
+                path,
+                ours: false,
+            });
+        }
+        let opts = MountOpts {
+            mount_label: mount_label.to_string(),
+            options: if read_only {
+                vec!["ro".to_string()]
+            } else {
+                Vec::new()
+            },
+            ..Default::default()
+        };
+        let path = driver.get(id, &opts)?;
+        Ok(LayerTree {
+            driver,
+            id,
+            path,
+            ours: true,
+        })
+    }
+
+    /// `put`, reporting its failure (dropping the tree `put`s too, logging a failure).
+    fn release(mut self) -> DriverResult<()> {
+        if std::mem::take(&mut self.ours) {
+            self.driver.put(self.id)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LayerTree<'_> {
+    fn drop(&mut self) {
+        if self.ours {
+            log_failure(
+                format_args!("releasing layer {} after a failed diff", self.id),
+                self.driver.put(self.id),
+            );
+        }
+    }
+}
+
+/// The archive logic the registry's provider gives drivers, with default settings.
+fn archive(driver: &ComponentGraphDriver) -> DriverResult<std::sync::Arc<dyn ArchiveOps>> {
+    driver.archive.archive(&ArchiveSettings::default())
+}
+
+/// The parent of a diff, if any (an empty ID is none).
+fn parent_tree<'a>(
+    driver: &'a ComponentGraphDriver,
+    parent: Option<&'a str>,
+) -> DriverResult<Option<LayerTree<'a>>> {
+    parent
+        .filter(|p| !p.is_empty())
+        .map(|p| LayerTree::get(driver, p, "", true))
+        .transpose()
+}
+
+/// Releases the trees (the layer's first), reporting the first failure after `result`'s.
+fn finish<T>(
+    result: DriverResult<T>,
+    layer: LayerTree<'_>,
+    parent: Option<LayerTree<'_>>,
+) -> DriverResult<T> {
+    let value = result?;
+    layer.release()?;
+    if let Some(parent) = parent {
+        parent.release()?;
+    }
+    Ok(value)
+}
+
+/// Applies the uncompressed layer tar `diff` to layer `id` (AUFS whiteouts, as the layer is
+/// a plain directory); the size is the sum of the entries' sizes, as upstream's.
+pub(super) fn apply_diff(
+    driver: &ComponentGraphDriver,
+    id: &str,
+    diff: &mut dyn Read,
+    opts: &ApplyDiffOpts,
+) -> DriverResult<u64> {
+    let archive = archive(driver)?;
+    let layer = LayerTree::get(driver, id, &opts.mount_label, false)?;
+    let mut options = confined::apply_options(opts, WhiteoutFormat::Aufs, false);
+    options.ignore_chown_errors |= driver.ignore_chown_errors;
+    let result = archive.apply_tar(&layer.path, diff, &options);
+    finish(result, layer, None)
+}
+
+/// Writes the tar of `id`'s changes against `parent` (all of `id` without one).
+pub(super) fn diff(
+    driver: &ComponentGraphDriver,
+    id: &str,
+    id_mappings: &IdMappings,
+    parent: Option<&str>,
+    parent_mappings: &IdMappings,
+    out: &mut dyn Write,
+) -> DriverResult<()> {
+    let archive = archive(driver)?;
+    let layer = LayerTree::get(driver, id, "", true)?;
+    let parent = parent_tree(driver, parent)?;
+    let result = archive.write_naive_diff(
+        &layer.path,
+        parent.as_ref().map(|p| ParentTree {
+            path: &p.path,
+            mappings: parent_mappings,
+        }),
+        out,
+        &confined::diff_options(id_mappings),
+    );
+    finish(result, layer, parent)
+}
+
+/// The changes of `id` against `parent`.
+pub(super) fn changes(
+    driver: &ComponentGraphDriver,
+    id: &str,
+    id_mappings: &IdMappings,
+    parent: Option<&str>,
+    parent_mappings: &IdMappings,
+) -> DriverResult<Vec<Change>> {
+    let archive = archive(driver)?;
+    let layer = LayerTree::get(driver, id, "", true)?;
+    let parent = parent_tree(driver, parent)?;
+    let result = archive.changes_naive(
+        &layer.path,
+        id_mappings,
+        parent.as_ref().map(|p| ParentTree {
+            path: &p.path,
+            mappings: parent_mappings,
+        }),
+    );
+    finish(result, layer, parent)
+}
+
+/// The size of what [`changes`] lists.
+pub(super) fn diff_size(
+    driver: &ComponentGraphDriver,
+    id: &str,
+    id_mappings: &IdMappings,
+    parent: Option<&str>,
+    parent_mappings: &IdMappings,
+) -> DriverResult<u64> {
+    let archive = archive(driver)?;
+    let layer = LayerTree::get(driver, id, "", true)?;
+    let parent = parent_tree(driver, parent)?;
+    let result = archive.diff_size_naive(
+        &layer.path,
+        id_mappings,
+        parent.as_ref().map(|p| ParentTree {
+            path: &p.path,
+            mappings: parent_mappings,
+        }),
+    );
+    finish(result, layer, parent)
+}
