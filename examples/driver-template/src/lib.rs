@@ -251,7 +251,9 @@ fn create_layer(
                     .map_err(|e| fs("copy parent layer", e))
             }
             None => {
-                home.mkdir(&path, 0o755).map_err(|e| fs("mkdir", e))?;
+                // Upstream's vfs `defaultPerms`: a layer without parent starts read-only to
+                // all; its archive's root entry, if any, then sets what it says.
+                home.mkdir(&path, 0o555).map_err(|e| fs("mkdir", e))?;
                 let (uid, gid) = root_owner(&opts.id_mapping);
                 if (uid, gid) != (0, 0) {
                     home.lchown(&path, uid, gid).map_err(|e| fs("lchown", e))?;

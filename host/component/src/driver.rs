@@ -83,6 +83,7 @@ impl DriverComponent {
         .map_err(instantiate_error)?;
         super::archive::define_used_resources(&mut linker).map_err(instantiate_error)?;
         define_homes_resources(&mut linker).map_err(instantiate_error)?;
+        define_archive_resources(&mut linker).map_err(instantiate_error)?;
         // The WASI a component is granted (random, wall clock, stderr: `crate::wasi`);
         // whatever else std pulled in traps if called, naming the import.
         crate::wasi::define_granted(&mut linker, runtime.engine(), &loaded.component)
@@ -471,6 +472,27 @@ fn define_homes_resources(linker: &mut Linker<HostState>) -> wasmtime::Result<()
             wasmtime::component::ResourceType::host::<LentDir>(),
             |_, _| Ok(()),
         )?;
+    Ok(())
+}
+
+/// Defines in the `archive` instance a driver imports the resources it `use`s (as
+/// [`define_homes_resources`] does for `homes`).
+fn define_archive_resources(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::component::ResourceType;
+    let version = crate::WIT_PACKAGE
+        .split_once('@')
+        .map(|(_, v)| v)
+        .unwrap_or_default();
+    let mut archive = linker.instance(&format!("storage:plugin/archive@{version}"))?;
+    archive.resource("directory", ResourceType::host::<LentDir>(), |_, _| Ok(()))?;
+    archive.resource("input-stream", ResourceType::host::<LentInput>(), |_, _| {
+        Ok(())
+    })?;
+    archive.resource(
+        "output-stream",
+        ResourceType::host::<LentOutput>(),
+        |_, _| Ok(()),
+    )?;
     Ok(())
 }
 

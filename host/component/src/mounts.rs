@@ -175,18 +175,6 @@ impl LayerMounts {
         self.sys.as_ref()
     }
 
-    /// The mount point of layer `id` when its mounts are in place (a `get` not yet `put`,
-    /// by this process or another one), for work that must not mount it a second time.
-    pub fn current(&self, id: &str) -> DriverResult<Option<PathBuf>> {
-        let merged = self.dir(id)?.join("merged");
-        match self.sys.is_mount_point(&merged) {
-            Ok(true) => Ok(Some(merged)),
-            Ok(false) => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(DriverError::io(format!("stat {}", merged.display()), e)),
-        }
-    }
-
     /// Where the mounts of layer `id` go.
     fn dir(&self, id: &str) -> DriverResult<PathBuf> {
         if id.is_empty() || id.contains('/') || id == "." || id == ".." {
@@ -195,10 +183,27 @@ impl LayerMounts {
         Ok(self.root.join(id))
     }
 
+    /// A directory of this process's own for mounts of layer `id` that nobody else counts
+    /// (the host's naive diff reads a layer there, whatever the store has mounted):
+    /// `<root>/.private-<pid>-<n>-<id>`.
+    pub fn private_dir(&self, id: &str) -> DriverResult<PathBuf> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // `dir` checks that the ID is one name.
+        self.dir(id)?;
+        Ok(self
+            .root
+            .join(format!(".private-{}-{n}-{id}", std::process::id())))
+    }
+
     /// Performs checked mounts in order; on a failure undoes what was done. Returns the
     /// layer's mount point (where the last one went).
     pub fn perform(&self, id: &str, mounts: &[CheckedMount]) -> DriverResult<PathBuf> {
-        let dir = self.dir(id)?;
+        self.perform_in(&self.dir(id)?, mounts)
+    }
+
+    /// [`LayerMounts::perform`] with the mounts in `dir` (`dir/<n>`, the last on `dir/merged`).
+    pub fn perform_in(&self, dir: &Path, mounts: &[CheckedMount]) -> DriverResult<PathBuf> {
         let mut done: Vec<PathBuf> = Vec::new();
         let result = (|| {
             for (index, mount) in mounts.iter().enumerate() {
@@ -216,8 +221,8 @@ impl LayerMounts {
         })();
         if result.is_err() {
             // Rolling back: the mount's error is the one to report. A mount that cannot be
-            // undone is logged, and then the directory stays: removing it recursively
-            // would delete through that mount, in the layer it shows.
+            // undone is logged, and then the directory stays: removing it would go through
+            // that mount, into the layer it shows.
             let mut all_undone = true;
             for target in done.iter().rev() {
                 all_undone &= log_failure(
@@ -227,9 +232,15 @@ impl LayerMounts {
                 .is_some();
             }
             if all_undone {
+                let targets: Vec<PathBuf> = (0..mounts.len())
+                    .map(|index| match index + 1 == mounts.len() {
+                        true => dir.join("merged"),
+                        false => dir.join(index.to_string()),
+                    })
+                    .collect();
                 log_failure(
                     format_args!("removing {}", dir.display()),
-                    std::fs::remove_dir_all(&dir),
+                    remove_mount_dirs(dir, &targets),
                 );
             }
         }
@@ -240,8 +251,15 @@ impl LayerMounts {
     /// the numbered mounts from the last (found on disk: `put` may run in another process
     /// than `get`).
     pub fn undo(&self, id: &str) -> DriverResult<()> {
-        let dir = self.dir(id)?;
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        self.undo_in(&self.dir(id)?)
+    }
+
+    /// [`LayerMounts::undo`] of the mounts in `dir`. Every mount stacked on a target goes (a
+    /// mount left by a process that died, or by a tool that does not unmount, below ours),
+    /// and the directories are removed one by one, never recursively: what is still mounted
+    /// makes the removal fail instead of reaching into the layer it shows.
+    pub fn undo_in(&self, dir: &Path) -> DriverResult<()> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             return Ok(());
         };
         let mut numbered: Vec<(usize, PathBuf)> = entries
@@ -255,20 +273,44 @@ impl LayerMounts {
         let mut targets = vec![dir.join("merged")];
         targets.extend(numbered.into_iter().rev().map(|(_, p)| p));
         for target in &targets {
+            self.unmount_all(target)?;
+        }
+        remove_mount_dirs(dir, &targets)
+            .map_err(|e| DriverError::io(format!("remove {}", dir.display()), e))
+    }
+
+    /// Unmounts `target` until nothing is mounted there (bounded: a target that stays
+    /// mounted after that many is an error).
+    fn unmount_all(&self, target: &Path) -> DriverResult<()> {
+        const MOST_STACKED: usize = 64;
+        for _ in 0..MOST_STACKED {
             match self.sys.unmount(target, UnmountFlags::empty()) {
                 Ok(()) => {}
-                // Not mounted (EINVAL) or gone (ENOENT): nothing to undo.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => {}
+                // Not mounted (EINVAL) or gone (ENOENT): nothing (more) to undo.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) => {
+                    return Ok(())
+                }
                 Err(e) => return Err(DriverError::io(format!("unmount {}", target.display()), e)),
             }
         }
-        std::fs::remove_dir_all(&dir)
-            .or_else(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Ok(()),
-                _ => Err(e),
-            })
-            .map_err(|e| DriverError::io(format!("remove {}", dir.display()), e))
+        Err(DriverError::io(
+            format!("unmount {}", target.display()),
+            std::io::Error::other(format!("still mounted after {MOST_STACKED} unmounts")),
+        ))
     }
+}
+
+/// Removes the (unmounted, empty) mount targets and then `dir`, each with `rmdir`; a missing
+/// one is no error.
+fn remove_mount_dirs(dir: &Path, targets: &[PathBuf]) -> std::io::Result<()> {
+    let gone_is_fine = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    };
+    for target in targets {
+        gone_is_fine(std::fs::remove_dir(target))?;
+    }
+    gone_is_fine(std::fs::remove_dir(dir))
 }
 
 /// The kernel flags of a checked mount's flag options, and its other options as data.
@@ -486,23 +528,69 @@ mod without_root {
             ]
         );
         mounts.undo("L1").unwrap();
+        // Each target is unmounted until the kernel says nothing is mounted there (EINVAL).
+        let unmount = |target: PathBuf| Call::Unmount {
+            target,
+            flags: UnmountFlags::empty(),
+        };
         assert_eq!(
             sys.take_calls(),
             vec![
-                Call::Unmount {
-                    target: dir.join("merged"),
-                    flags: UnmountFlags::empty()
-                },
-                Call::Unmount {
-                    target: dir.join("0"),
-                    flags: UnmountFlags::empty()
-                },
+                unmount(dir.join("merged")),
+                unmount(dir.join("merged")),
+                unmount(dir.join("0")),
+                unmount(dir.join("0")),
             ]
         );
         assert!(sys.mounted().is_empty());
         assert!(!dir.exists());
         // Nothing left: undoing again is no error.
         mounts.undo("L1").unwrap();
+    }
+
+    /// A mount stacked below ours on the mount point (left by a process that died, or by a
+    /// tool that does not unmount) goes too; a mount that cannot be undone keeps its
+    /// directories: nothing is removed through it.
+    #[test]
+    fn undo_removes_stacked_mounts_and_never_removes_through_a_mount() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = Arc::new(RecordingSyscalls::new());
+        let mounts = LayerMounts::new(tmp.path().join("m"), sys.clone());
+        let bind = [checked("bind", &["/h/l/a"], &[])];
+        mounts.perform("L1", &bind).unwrap();
+        mounts.perform("L1", &bind).unwrap();
+        assert_eq!(sys.mounted().len(), 2);
+        mounts.undo("L1").unwrap();
+        assert!(sys.mounted().is_empty());
+        assert!(!tmp.path().join("m/L1").exists());
+
+        let merged = mounts.perform("L2", &bind).unwrap();
+        // What the mount would show, were it real: it must survive a failed undo.
+        std::fs::write(merged.join("layer-file"), b"data").unwrap();
+        sys.fail_when(|c| matches!(c, Call::Unmount { .. }), libc::EBUSY);
+        let err = mounts.undo("L2").unwrap_err();
+        assert!(err.to_string().starts_with("unmount "), "{err}");
+        assert_eq!(std::fs::read(merged.join("layer-file")).unwrap(), b"data");
+    }
+
+    #[test]
+    fn private_mount_directories_are_apart_from_the_layers_mount_point() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = Arc::new(RecordingSyscalls::new());
+        let mounts = LayerMounts::new(tmp.path().join("m"), sys.clone());
+        let a = mounts.private_dir("L1").unwrap();
+        let b = mounts.private_dir("L1").unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.parent(), Some(tmp.path().join("m").as_path()));
+        assert_ne!(a, tmp.path().join("m/L1"));
+        assert!(mounts.private_dir("../x").is_err());
+        let merged = mounts
+            .perform_in(&a, &[checked("bind", &["/h/l/a"], &[])])
+            .unwrap();
+        assert_eq!(merged, a.join("merged"));
+        mounts.undo_in(&a).unwrap();
+        assert!(!a.exists());
+        assert!(sys.mounted().is_empty());
     }
 
     #[test]

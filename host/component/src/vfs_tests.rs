@@ -477,6 +477,41 @@ fn a_driver_leaving_the_archive_work_to_the_host_gets_the_naive_diff() {
         .unwrap();
     assert!(whiteout_mtime > 1_600_000_000, "{whiteout_mtime}");
 
+    // A driver applying a layer itself through the host's `archive` interface (the example
+    // does for `self-*` layers, into `root/`): the stream is relayed to the archive
+    // component, and an archive's refusal comes back as the archive error it is.
+    driver.create("self-a", None, &opts).unwrap();
+    let applied = driver
+        .apply_diff("self-a", None, &mut base.as_slice(), &Default::default())
+        .unwrap();
+    assert_eq!(applied, 5 + 20);
+    assert_eq!(
+        std::fs::read(home.join("dir/self-a/root/etc/hostname")).unwrap(),
+        b"base\n"
+    );
+    driver.create("self-b", None, &opts).unwrap();
+    // (The tar crate will not write `..`: the header is made by hand.)
+    let mut header = tar::Header::new_gnu();
+    header.as_mut_bytes()[..9].copy_from_slice(b"../escape");
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(1);
+    header.set_cksum();
+    let mut hostile = header.as_bytes().to_vec();
+    hostile.push(b'x');
+    hostile.resize(512 * 4, 0);
+    let err = driver
+        .apply_diff("self-b", None, &mut hostile.as_slice(), &Default::default())
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DriverError::Archive(storage_archive::ArchiveError::PathEscape(_))
+        ),
+        "{err}"
+    );
+    assert!(!home.join("dir/escape").exists() && !home.join("dir/self-b/escape").exists());
+
     // A layer that is not there is the driver's error, through the fallback too.
     let err = driver
         .apply_diff("missing", None, &mut base.as_slice(), &Default::default())

@@ -18,6 +18,7 @@ use crate::limits::PluginLimits;
 use crate::stream_pump;
 
 mod convert;
+mod relay;
 
 pub(crate) use convert::archive_error_from_wit;
 use convert::{apply_options_to_wit, changes_from_wit, diff_options_to_wit, id_mapping_to_wit};
@@ -480,6 +481,23 @@ impl Call<'_> {
             self.owner
                 .io_error("take output".into(), std::io::Error::other("output lost"))
         })
+    }
+
+    /// The call's outcome as the guest gave it (its own error untouched, for a driver the
+    /// call is relayed for), or why it stopped. What the guest wrote is logged under
+    /// `--debug`.
+    fn finish_raw<T>(
+        &self,
+        call: &'static str,
+        result: wasmtime::Result<Result<T, archive_types::ArchiveError>>,
+    ) -> Result<Result<T, archive_types::ArchiveError>, ComponentError> {
+        match result {
+            Ok(answer) => {
+                super::call::log_guest_output(&self.owner.loaded.name, call, &self.store);
+                Ok(answer)
+            }
+            Err(e) => Err(self.owner.stopped(&self.store, call, e)),
+        }
     }
 
     /// Maps the call's outcome: a trap stops the guest (the Store is dropped with `self`),

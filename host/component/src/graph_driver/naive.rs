@@ -2,9 +2,10 @@
 //! `NaiveDiffDriver`, `drivers/fsdiff.go`): a component that answers `unsupported` to
 //! `apply-diff`, `diff`, `changes` or `diff-size` (without reading its input or writing its
 //! output) gets the work done by the host, which makes the layer available with the
-//! component's own `get`, runs the archive logic over the directory (the sandboxed archive
-//! component in the default configuration, see [`storage_driver::archive_runtime`]) and
-//! releases the layer with `put`. So a driver needs no tar code of its own, and the archive
+//! component's own `get` (performing the mounts it asks for in a directory of its own),
+//! runs the archive logic over the directory (the sandboxed archive component in the default
+//! configuration, see [`storage_driver::archive_runtime`]) and releases the layer with
+//! `put`. So a driver needs no tar code of its own, and the archive
 //! rules are the same for every driver.
 
 use std::io::{Read, Write};
@@ -15,19 +16,23 @@ use storage_driver::archive_runtime::{ArchiveOps, ArchiveSettings, ParentTree};
 use storage_driver::cleanup::log_failure;
 use storage_driver::confined;
 use storage_driver::idmap::IdMappings;
-use storage_driver::{ApplyDiffOpts, Change, DriverResult, GraphDriver, MountOpts};
+use storage_driver::{ApplyDiffOpts, Change, DriverError, DriverResult, MountOpts};
 
-use super::ComponentGraphDriver;
+use super::{tidy, ComponentGraphDriver};
+use crate::driver::LayerLocation;
 
-/// A layer's directory for the naive diff: the mount point of mounts already in place
-/// (the store's, for a mounted layer or container: left as they are), or what the
-/// component's `get` answers now (released by `put` when done).
+/// A layer's directory for the naive diff, from the component's own `get`: a directory in
+/// its home, or mounts the host performs in a directory of this call's own (not the layer's
+/// mount point, which the store counts: a layer or container mounted meanwhile is left
+/// alone). Released with the component's `put` when done.
 struct LayerTree<'a> {
     driver: &'a ComponentGraphDriver,
     id: &'a str,
     path: PathBuf,
-    /// Whether this `get` is ours to `put`.
-    ours: bool,
+    /// The private directory holding this call's mounts, if `get` asked for mounts.
+    mounts: Option<PathBuf>,
+    /// Whether the component's `get` is still to be `put`.
+    held: bool,
 }
 
 impl<'a> LayerTree<'a> {
@@ -37,14 +42,6 @@ impl<'a> LayerTree<'a> {
         mount_label: &str,
         read_only: bool,
     ) -> DriverResult<Self> {
-        if let Some(path) = driver.mounts.current(id)? {
-            return Ok(LayerTree {
-                driver,
-                id,
-                path,
-                ours: false,
-            });
-        }
         let opts = MountOpts {
             mount_label: mount_label.to_string(),
             options: if read_only {
@@ -54,30 +51,63 @@ impl<'a> LayerTree<'a> {
             },
             ..Default::default()
         };
-        let path = driver.get(id, &opts)?;
-        Ok(LayerTree {
+        let mut tree = LayerTree {
             driver,
             id,
-            path,
-            ours: true,
-        })
+            path: PathBuf::new(),
+            mounts: None,
+            held: false,
+        };
+        let location = driver.component.get(id, &opts).map_err(tidy)?;
+        tree.held = true;
+        match location {
+            LayerLocation::Directory(dir) => tree.path = dir,
+            LayerLocation::Mounts(mounts) if mounts.is_empty() => {
+                return Err(DriverError::NotSupported(format!(
+                    "{}: get asked for no mount",
+                    driver.name
+                )))
+            }
+            LayerLocation::Mounts(mounts) => {
+                let dir = driver.mounts.private_dir(id)?;
+                tree.path = driver.mounts.perform_in(&dir, &mounts)?;
+                tree.mounts = Some(dir);
+            }
+        }
+        Ok(tree)
     }
 
-    /// `put`, reporting its failure (dropping the tree `put`s too, logging a failure).
+    /// Undoes this call's mounts and `put`s the layer, reporting the first failure
+    /// (dropping the tree does the same, logging a failure).
     fn release(mut self) -> DriverResult<()> {
-        if std::mem::take(&mut self.ours) {
-            self.driver.put(self.id)?;
-        }
-        Ok(())
+        let unmounted = match self.mounts.take() {
+            Some(dir) => self.driver.mounts.undo_in(&dir),
+            None => Ok(()),
+        };
+        let put = if std::mem::take(&mut self.held) {
+            self.driver.component.put(self.id).map_err(tidy)
+        } else {
+            Ok(())
+        };
+        unmounted.and(put)
     }
 }
 
 impl Drop for LayerTree<'_> {
     fn drop(&mut self) {
-        if self.ours {
+        if let Some(dir) = self.mounts.take() {
+            log_failure(
+                format_args!(
+                    "undoing the mounts of layer {} after a failed diff",
+                    self.id
+                ),
+                self.driver.mounts.undo_in(&dir),
+            );
+        }
+        if self.held {
             log_failure(
                 format_args!("releasing layer {} after a failed diff", self.id),
-                self.driver.put(self.id),
+                self.driver.component.put(self.id),
             );
         }
     }

@@ -120,6 +120,15 @@ impl LentDir {
         Ok(())
     }
 
+    /// The same directory lent again (to another component's Store for one call), with the
+    /// same read-only rule; a fresh confined handle, sharing nothing cached.
+    pub(crate) fn lend_again(&self) -> io::Result<Self> {
+        let root = rustix::io::fcntl_dupfd_cloexec(&self.root, 0)?;
+        let mut dir = Self::from_fd(root, self.display.clone())?;
+        dir.read_only = self.read_only;
+        Ok(dir)
+    }
+
     /// The directory, for messages.
     pub fn path(&self) -> &Path {
         &self.display
@@ -149,6 +158,21 @@ impl LentInput {
             reader: Some(reader),
         }
     }
+
+    /// Takes the reader back after the call.
+    pub fn into_reader(self) -> Option<Box<InputReader>> {
+        self.reader
+    }
+
+    /// Lends the reader to another Store for one call ([`LentInput::give_back`] after).
+    pub(crate) fn take_reader(&mut self) -> Option<Box<InputReader>> {
+        self.reader.take()
+    }
+
+    /// Puts back what [`LentInput::take_reader`] took.
+    pub(crate) fn give_back(&mut self, reader: Box<InputReader>) {
+        self.reader = Some(reader);
+    }
 }
 
 /// The output tar, or any output, lent to the guest.
@@ -168,6 +192,16 @@ impl LentOutput {
     /// Takes the writer back after the call.
     pub fn into_writer(self) -> Option<Box<OutputWriter>> {
         self.writer
+    }
+
+    /// Lends the writer to another Store for one call ([`LentOutput::give_back`] after).
+    pub(crate) fn take_writer(&mut self) -> Option<Box<OutputWriter>> {
+        self.writer.take()
+    }
+
+    /// Puts back what [`LentOutput::take_writer`] took.
+    pub(crate) fn give_back(&mut self, writer: Box<OutputWriter>) {
+        self.writer = Some(writer);
     }
 }
 type FsResult<T> = Result<T, types::FsError>;

@@ -2,7 +2,8 @@
 //! directories `dir/<id>` in the home the host lends; a child starts as a host `copy-tree` of
 //! its parent; `get` answers with the directory, or (asked with the option `bind`) with a
 //! read-only bind mount request the host checks and performs. Archive functions are left to
-//! the host (`unsupported`).
+//! the host (`unsupported`), but for `diff-size` and the `apply-diff` of layers named `self-*`,
+//! which the driver does itself through the host's `archive` interface.
 
 /// Bindings generated from `wit/`.
 #[allow(
@@ -26,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bindings::exports::storage::plugin::driver::{
     CreateOptions, DriverError, GetOptions, Guest, InitOptions, LayerLocation, MountRequest,
 };
+use bindings::storage::plugin::archive;
 use bindings::storage::plugin::archive_types::{ApplyOptions, Change};
 use bindings::storage::plugin::filesystem::Directory;
 use bindings::storage::plugin::streams::{InputStream, OutputStream};
@@ -190,13 +192,26 @@ impl Guest for ExampleDriver {
         Ok(())
     }
 
+    /// A layer whose ID starts with `self-` is applied by the driver, on its own terms,
+    /// through the host's `archive` interface (into a `root` subdirectory of the layer); the
+    /// others are left to the host.
     fn apply_diff(
-        _: String,
+        id: String,
         _: Option<String>,
-        _: &InputStream,
-        _: ApplyOptions,
+        input: &InputStream,
+        options: ApplyOptions,
     ) -> Result<u64, DriverError> {
-        Err(unsupported("apply-diff"))
+        if !id.starts_with("self-") {
+            return Err(unsupported("apply-diff"));
+        }
+        with_home(|home| {
+            let root = [layer_path(&id)?, b"/root".to_vec()].concat();
+            if home.lstat(&root).map_err(|e| fs("lstat", e))?.is_none() {
+                home.mkdir(&root, 0o755).map_err(|e| fs("mkdir", e))?;
+            }
+            let dir = home.open_dir(&root).map_err(|e| fs("open", e))?;
+            archive::apply_diff(&dir, input, &options).map_err(DriverError::Archive)
+        })
     }
 
     fn diff(
@@ -218,12 +233,22 @@ impl Guest for ExampleDriver {
         Err(unsupported("changes"))
     }
 
+    /// Through the host's `archive` interface, over the layer's directories.
     fn diff_size(
-        _: String,
-        _: IdMapping,
-        _: Option<String>,
-        _: IdMapping,
+        id: String,
+        mapping: IdMapping,
+        parent: Option<String>,
+        parent_mapping: IdMapping,
     ) -> Result<u64, DriverError> {
-        Err(unsupported("diff-size"))
+        with_home(|home| {
+            let open = |id: &str| {
+                home.open_dir(&layer_path(id)?)
+                    .map_err(|e| fs("open layer", e))
+            };
+            let layer = open(&id)?;
+            let parent = parent.as_deref().map(open).transpose()?;
+            archive::diff_size(&layer, parent.as_ref(), &mapping, &parent_mapping)
+                .map_err(DriverError::Archive)
+        })
     }
 }
