@@ -31,6 +31,7 @@ mod names;
 mod oci;
 mod parsing;
 mod podman;
+mod power_loss;
 mod ro_stores;
 mod skopeo;
 mod soak;

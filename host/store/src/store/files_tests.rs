@@ -123,3 +123,55 @@ fn a_failed_flush_fails_the_import_and_the_layer_is_never_complete() {
     assert_eq!(after.uncompressed_digest, layer.uncompressed_digest);
     assert_eq!(after.uncompressed_size, layer.uncompressed_size);
 }
+
+#[test]
+fn a_created_layer_is_flushed_before_it_is_complete_and_a_failed_flush_fails_it() {
+    let root = TestRoot::new();
+    let graph = root.opts.graph_root.clone();
+    let sys = Arc::new(RecordingSyscalls::new());
+    let store = open_with(&root, &sys);
+    let tar = tar_with(&[("etc/hostname", b"box\n")]);
+    store
+        .import_layer(None, &named(&["base"]), &mut &tar[..])
+        .unwrap();
+    // A child (a copy of its parent, for a driver that copies) is flushed while its record
+    // still says incomplete.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let seen = Arc::clone(&seen);
+        let graph = graph.clone();
+        sys.fail_when(
+            move |c| {
+                if matches!(c, Call::Syncfs { .. }) {
+                    seen.lock()
+                        .unwrap()
+                        .push(recorded_incomplete(&graph, "copy"));
+                }
+                false
+            },
+            0,
+        );
+    }
+    store.create_layer(Some("base"), &named(&["copy"])).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![Some(true)]);
+    assert_eq!(recorded_incomplete(&graph, "copy"), Some(false));
+
+    // A failed flush fails the creation, which is rolled back.
+    let failing = Arc::new(RecordingSyscalls::new());
+    failing.fail_when(|c| matches!(c, Call::Syncfs { .. }), libc::EIO);
+    let store = open_with(&root, &failing);
+    let err = store
+        .create_layer(Some("base"), &named(&["copy2"]))
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("flushing the filesystem of"),
+        "{err}"
+    );
+    assert!(store.layer("copy2").is_err(), "rolled back");
+    assert_eq!(recorded_incomplete(&graph, "copy2"), None);
+    assert_eq!(
+        std::fs::read_dir(root.graph("testfs/dir")).unwrap().count(),
+        2,
+        "only base's and copy's data"
+    );
+}

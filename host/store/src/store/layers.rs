@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use super::files::{log_best_effort, remove_path};
+use super::files::{log_best_effort, remove_path, sync_filesystem};
 use super::locking::Need;
 use super::{Ctx, LayerOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
@@ -245,7 +245,13 @@ impl Ctx<'_> {
         self.st.layers.records.push(record.clone());
         self.save_layers()?;
         crate::crash_point::crash_point("layer-create:record-incomplete-saved");
-        match self.populate_layer(&record, writable, template) {
+        // The layer's data (a copy of its parent or template, or a new empty directory) is
+        // flushed before the record calls the layer complete, as an import's is: a power cut
+        // must not leave a complete layer without its files (tests/e2e/power_loss.rs).
+        let populated = self
+            .populate_layer(&record, writable, template)
+            .and_then(|()| sync_filesystem(self.store.syscalls.as_ref(), self.driver().home()));
+        match populated {
             Ok(()) => {
                 crate::crash_point::crash_point("layer-create:driver-populated");
                 record.flags.remove(INCOMPLETE_FLAG);
