@@ -34,6 +34,7 @@ mod names;
 mod oci;
 mod parsing;
 mod podman;
+mod power_loss;
 mod quota;
 mod ro_stores;
 mod rootless;

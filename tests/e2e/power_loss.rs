@@ -18,15 +18,17 @@
 //! sends `FUSE_SYNCFS` only for virtiofs; for a `/dev/fuse` mount without writeback cache it
 //! has nothing to do), so such a filesystem could not tell what was flushed. Beneath ext4,
 //! syncfs is the real one: ext4 writes back the data, commits its journal and flushes the
-//! device, which arrives here as `FSYNC`.
+//! device, which arrives here as `FSYNC`. It also lets overlay run on it (an upper directory
+//! cannot be on FUSE, but this one is on ext4), so both suites run it: `e2e` on overlay and
+//! `e2e-vfs` on vfs.
 //!
 //! # What must hold after every cut
 //!
 //! - the store opens (`layers` succeeds, quietly);
 //! - `check` is clean, or `check -r` repairs it and `check` is then clean;
-//! - every layer the store lists is one the workload made, and `diff` of it gives the bytes
-//!   it gave right after it was made (for an imported layer, the imported tar itself): a
-//!   layer recorded complete has all its data;
+//! - every layer the store lists is one the workload made, and `diff -u` of it gives the
+//!   bytes it gave right after it was made (for an imported layer, the imported tar itself,
+//!   uncompressed): a layer recorded complete has all its data;
 //! - what a command that had returned before the last flush made is there, and what it
 //!   deleted is gone (the store syncs its records before it returns), unless a later command
 //!   that had started by the cut removes it.
@@ -491,6 +493,33 @@ fn gnu_tar_layer(rng: &mut Rng, dir: &Path, files: usize, big: usize) -> Vec<u8>
     o.stdout
 }
 
+/// A gzipped layer made by Python's tarfile (a directory, a file, a hard link to it and a
+/// symlink), written to `path`.
+fn python_tar_gz(path: &Path, round: usize) -> PathBuf {
+    let script = r#"
+import io, sys, tarfile
+path, round = sys.argv[1], sys.argv[2]
+with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as t:
+    def add(name, kind, data=b"", target=""):
+        info = tarfile.TarInfo(name)
+        info.type, info.mtime, info.mode = kind, 1700000000, 0o755 if kind == tarfile.DIRTYPE else 0o644
+        info.size, info.linkname = len(data), target
+        t.addfile(info, io.BytesIO(data) if data else None)
+    add("opt/", tarfile.DIRTYPE)
+    add("opt/top", tarfile.REGTYPE, ("top %s\n" % round).encode() * 1000)
+    add("opt/top-hardlink", tarfile.LNKTYPE, target="opt/top")
+    add("opt/top-symlink", tarfile.SYMTYPE, target="top")
+"#;
+    let o = Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(round.to_string())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "python3 tarfile: {o:?}");
+    path.to_path_buf()
+}
+
 /// What the workload left to check against: its steps, and each layer's `diff` right after
 /// it was made, by name.
 struct Workload {
@@ -527,10 +556,23 @@ fn run_workload(rig: &Rig, rng: &mut Rng, rounds: usize) -> Workload {
         for e in &effects {
             if let Effect::Made("layers", name) = e {
                 layer_names.insert(first_line(&o.out()), name.clone());
-                let o = s.run(&["diff", name]);
+                let o = s.run(&["diff", "-u", name]);
                 assert_eq!(o.code, 0, "diff {name}: {o:?}");
-                if !stdin.is_empty() {
-                    assert!(o.stdout == stdin, "diff {name} is not the imported tar");
+                let imported = match args.iter().position(|a| a == "-f") {
+                    Some(i) => {
+                        let gz = std::fs::read(&args[i + 1]).unwrap();
+                        let mut tar = Vec::new();
+                        std::io::Read::read_to_end(
+                            &mut flate2::read::GzDecoder::new(&gz[..]),
+                            &mut tar,
+                        )
+                        .unwrap();
+                        tar
+                    }
+                    None => stdin.clone(),
+                };
+                if !imported.is_empty() {
+                    assert!(o.stdout == imported, "diff {name} is not the imported tar");
                 }
                 diffs.insert(name.clone(), o.stdout);
             }
@@ -596,10 +638,17 @@ fn run_workload(rig: &Rig, rng: &mut Rng, rounds: usize) -> Workload {
             vec![],
             vec![made("layers", &copy)],
         );
-        let tar = tar_of(&[("opt/", b""), ("opt/top", format!("top {r}").as_bytes())]);
+        let gz = python_tar_gz(&work.path().join(format!("{top}.tar.gz")), r);
         run(
-            v(&["import-layer", "-n", &top, &copy]),
-            tar,
+            v(&[
+                "import-layer",
+                "-n",
+                &top,
+                "-f",
+                gz.to_str().unwrap(),
+                &copy,
+            ]),
+            vec![],
             vec![made("layers", &top)],
         );
         run(
@@ -697,7 +746,7 @@ fn inspect(s: &Scratch, w: &Workload, cut: usize, durable: usize) -> (Vec<String
             problems.push(format!("layer {name} was never made"));
             continue;
         };
-        let o = s.run(&["diff", name]);
+        let o = s.run(&["diff", "-u", name]);
         if o.code != 0 {
             problems.push(format!("diff {name}: {o:?}"));
         } else if &o.stdout != expected {
@@ -803,6 +852,11 @@ fn power_cuts_leave_a_store_that_opens_checks_and_keeps_its_data() {
     let survivor = rig.base_path.with_file_name("survivor.img");
     let mut problems: Vec<String> = Vec::new();
     let mut repaired = 0;
+    let mut flush_points = BTreeSet::new();
+    let inside = cuts
+        .iter()
+        .filter(|&&(cut, _)| workload.steps.iter().any(|s| s.start < cut && cut < s.end))
+        .count();
     for (trial, &(cut, keep)) in cuts.iter().enumerate() {
         let durable = events[..cut]
             .iter()
@@ -812,6 +866,7 @@ fn power_cuts_leave_a_store_that_opens_checks_and_keeps_its_data() {
             apply(&mut durable_image, e);
         }
         applied = durable;
+        flush_points.insert(durable);
         let mut image = durable_image.clone();
         let mut kept = 0;
         for e in &events[durable..cut] {
@@ -850,8 +905,10 @@ fn power_cuts_leave_a_store_that_opens_checks_and_keeps_its_data() {
         );
     }
     eprintln!(
-        "power-cut trials: {}, repaired by check -r: {repaired}, problems: {}",
+        "power-cut trials: {} ({inside} in the middle of a command, after {} different \
+         flushes), repaired by check -r: {repaired}, problems: {}",
         cuts.len(),
+        flush_points.len(),
         problems.len()
     );
     assert!(problems.is_empty(), "{problems:#?}");
