@@ -524,7 +524,8 @@ with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as t:
 /// it was made, by name.
 struct Workload {
     steps: Vec<Step>,
-    diffs: BTreeMap<String, Vec<u8>>,
+    /// By layer ID: the name the workload gave it and its `diff -u`.
+    diffs: BTreeMap<String, (String, Vec<u8>)>,
 }
 
 /// Imports, creates and deletes on the rig's store, `rounds` times; every command must work.
@@ -534,7 +535,7 @@ fn run_workload(rig: &Rig, rng: &mut Rng, rounds: usize) -> Workload {
     let mut steps = Vec::new();
     let mut diffs = BTreeMap::new();
     // Layer IDs to names: `delete-image` names the layers it removed with it by ID.
-    let mut layer_names: BTreeMap<String, String> = BTreeMap::new();
+    let mut layer_names: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut run = |args: Vec<String>, stdin: Vec<u8>, mut effects: Vec<Effect>| {
         let start = rig.disk.events();
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -545,17 +546,33 @@ fn run_workload(rig: &Rig, rng: &mut Rng, rounds: usize) -> Workload {
             // `IMAGE: LAYER-ID` for each layer that went with the image, as upstream says.
             for line in o.stderr.lines() {
                 let id = line.rsplit(": ").next().unwrap_or_default();
-                let name = layer_names
+                let names = layer_names
                     .get(id)
                     .unwrap_or_else(|| panic!("{args:?} removed an unknown layer: {line}"));
-                effects.push(Effect::Gone("layers", name.clone()));
+                for name in names {
+                    effects.push(Effect::Gone("layers", name.clone()));
+                }
             }
         } else {
             assert_eq!(o.stderr, "", "{args:?} wrote to stderr");
         }
-        for e in &effects {
+        if args[0] == "add-names" {
+            let target = args.last().unwrap();
+            let names = layer_names
+                .values_mut()
+                .find(|names| names.contains(target))
+                .unwrap();
+            for e in &effects {
+                if let Effect::Made(_, alias) = e {
+                    names.push(alias.clone());
+                }
+            }
+        }
+        let makes_a_layer = ["import-layer", "create-layer"].contains(&args[0].as_str());
+        for e in effects.iter().filter(|_| makes_a_layer) {
             if let Effect::Made("layers", name) = e {
-                layer_names.insert(first_line(&o.out()), name.clone());
+                let id = first_line(&o.out());
+                layer_names.insert(id.clone(), vec![name.clone()]);
                 let o = s.run(&["diff", "-u", name]);
                 assert_eq!(o.code, 0, "diff {name}: {o:?}");
                 let imported = match args.iter().position(|a| a == "-f") {
@@ -574,8 +591,18 @@ fn run_workload(rig: &Rig, rng: &mut Rng, rounds: usize) -> Workload {
                 if !imported.is_empty() {
                     assert!(o.stdout == imported, "diff {name} is not the imported tar");
                 }
-                diffs.insert(name.clone(), o.stdout);
+                diffs.insert(id, (name.clone(), o.stdout));
             }
+        }
+        if args[0] == "create-container" {
+            // The container's own layer: listed with the others, unnamed.
+            let name = &args[2];
+            let v: serde_json::Value =
+                serde_json::from_str(&s.ok(&["container", "-j", name])).unwrap();
+            let id = v[0]["layer"].as_str().unwrap().to_string();
+            let o = s.run(&["diff", "-u", &id]);
+            assert_eq!(o.code, 0, "diff of {name}'s layer: {o:?}");
+            diffs.insert(id, (format!("{name}'s layer"), o.stdout));
         }
         steps.push(Step {
             args,
@@ -607,6 +634,17 @@ fn run_workload(rig: &Rig, rng: &mut Rng, rounds: usize) -> Workload {
             v(&["import-layer", "-n", &base]),
             tar,
             vec![made("layers", &base)],
+        );
+        let (spare, alias) = (format!("spare{r}"), format!("alias{r}"));
+        run(
+            v(&["create-layer", "-n", &spare, &base]),
+            vec![],
+            vec![made("layers", &spare)],
+        );
+        run(
+            v(&["add-names", "-n", &alias, &base]),
+            vec![],
+            vec![made("layers", &alias)],
         );
         run(
             v(&["create-image", "-n", &img, &base]),
@@ -671,6 +709,11 @@ fn run_workload(rig: &Rig, rng: &mut Rng, rounds: usize) -> Workload {
             vec![],
             vec![gone("containers", &ctr_top)],
         );
+        run(
+            v(&["delete-layer", &spare]),
+            vec![],
+            vec![gone("layers", &spare)],
+        );
         // Takes top, copy and child with it (no other image uses them).
         run(
             v(&["delete-image", &img_top]),
@@ -678,7 +721,7 @@ fn run_workload(rig: &Rig, rng: &mut Rng, rounds: usize) -> Workload {
             vec![gone("images", &img_top)],
         );
         if r > 0 {
-            // Takes the previous round's base with it.
+            // Takes the previous round's base (and its alias) with it.
             let old = format!("img{}", r - 1);
             run(
                 v(&["delete-image", &old]),
@@ -741,14 +784,15 @@ fn inspect(s: &Scratch, w: &Workload, cut: usize, durable: usize) -> (Vec<String
     for kind in ["layers", "images", "containers"] {
         present.insert(kind, names(s, kind, &mut problems));
     }
-    for name in &present["layers"] {
-        let Some(expected) = w.diffs.get(name) else {
-            problems.push(format!("layer {name} was never made"));
+    let listed = s.run(&["layers", "-q"]);
+    for id in listed.out().lines() {
+        let Some((name, expected)) = w.diffs.get(id) else {
+            problems.push(format!("layer {id} was never made"));
             continue;
         };
-        let o = s.run(&["diff", "-u", name]);
+        let o = s.run(&["diff", "-u", id]);
         if o.code != 0 {
-            problems.push(format!("diff {name}: {o:?}"));
+            problems.push(format!("diff {name} ({id}): {o:?}"));
         } else if &o.stdout != expected {
             problems.push(format!(
                 "layer {name} is listed and its diff differs ({} bytes, made with {})",
