@@ -130,15 +130,12 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     } else {
         actions::unshare::unshare_by_default()
     };
+    Logger::install(inv.flags.bool("debug"));
     if unshare && !actions::unshare::in_configured_user_namespace() {
-        if inv.flags.bool("debug") {
-            DebugLogger::install();
-        }
         let _ = out.flush();
         return actions::unshare::reexec_in_user_namespace(args, err);
     }
     if inv.flags.bool("debug") {
-        DebugLogger::install();
         for warning in &warnings {
             let _ = writeln!(err, "level=warning msg={}", gostr::quote(warning));
         }
@@ -184,26 +181,33 @@ fn global_flags_with_help() -> Vec<FlagSpec> {
     v
 }
 
-/// Where the libraries' diagnostics (the `log` facade) go under `--debug`: stderr, in
-/// logrus' text format, as upstream prints its own. Without `--debug` no logger is set and
-/// they go nowhere.
-struct DebugLogger;
+/// Where the libraries' diagnostics (the `log` facade) go: stderr, in logrus' text format,
+/// as upstream prints its own. Warnings and errors always (logrus' default level shows them:
+/// a driver whose `exists` trapped, a cleanup that could not finish), debug lines too under
+/// `--debug`.
+struct Logger;
 
-impl DebugLogger {
-    fn install() {
-        static LOGGER: DebugLogger = DebugLogger;
-        // Another logger already set (a test in the same process) is as good.
-        if log::set_logger(&LOGGER).is_ok() {
-            log::set_max_level(log::LevelFilter::Debug);
+impl Logger {
+    fn install(debug: bool) {
+        static LOGGER: Logger = Logger;
+        let level = if debug {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Warn
+        };
+        log::set_max_level(level);
+        if log::set_logger(&LOGGER).is_err() {
+            // Another logger already set (a test in the same process) is as good.
+            log::debug!("a logger was set already: keeping it");
         }
     }
 }
 
-impl log::Log for DebugLogger {
-    /// Only the project's own crates: what wasmtime and cranelift log at debug level is
-    /// their business, and upstream prints nothing like it.
+impl log::Log for Logger {
+    /// Only the project's own crates: what wasmtime and cranelift log is their business, and
+    /// upstream prints nothing like it.
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= log::Level::Debug && metadata.target().starts_with("storage")
+        metadata.level() <= log::max_level() && metadata.target().starts_with("storage")
     }
 
     fn log(&self, record: &log::Record<'_>) {

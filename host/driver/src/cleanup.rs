@@ -8,13 +8,14 @@
 
 use std::fmt::Display;
 
-/// Logs `result`'s error, if any, as a warning naming the step (`what`); gives back the
-/// value when there is one.
+/// Logs `result`'s error, if any, naming the step (`what`); gives back the value when there
+/// is one. At debug level: the error that matters is the one being reported (a rollback's
+/// failure after a full disk would otherwise bury it under lines of consequences).
 pub fn log_failure<T, E: Display>(what: impl Display, result: Result<T, E>) -> Option<T> {
     match result {
         Ok(value) => Some(value),
         Err(e) => {
-            log::warn!("{what} (carrying on): {e}");
+            log::debug!("{what} (carrying on): {e}");
             None
         }
     }

@@ -49,7 +49,7 @@ pub fn write_file(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         // (no reader opens it). After a successful rename there is none to remove.
         match std::fs::remove_file(&tmp) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                log::warn!("removing {}: {e}", tmp.display());
+                log::debug!("removing {}: {e}", tmp.display());
             }
             _ => {}
         }

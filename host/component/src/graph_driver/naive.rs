@@ -9,7 +9,7 @@
 //! rules are the same for every driver.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use storage_archive::WhiteoutFormat;
 use storage_driver::archive_runtime::{ArchiveOps, ArchiveSettings, ParentTree};
@@ -118,15 +118,30 @@ fn archive(driver: &ComponentGraphDriver) -> DriverResult<std::sync::Arc<dyn Arc
     driver.archive.archive(&ArchiveSettings::default())
 }
 
-/// The parent of a diff, if any (an empty ID is none).
-fn parent_tree<'a>(
-    driver: &'a ComponentGraphDriver,
-    parent: Option<&'a str>,
-) -> DriverResult<Option<LayerTree<'a>>> {
-    parent
+/// Runs `work` with the archive logic, layer `id`'s tree and, if there is a parent (an
+/// empty ID is none), the parent's with its mappings (both read-only), then releases them.
+fn with_trees<T>(
+    driver: &ComponentGraphDriver,
+    id: &str,
+    parent: Option<&str>,
+    parent_mappings: &IdMappings,
+    work: impl FnOnce(&dyn ArchiveOps, &Path, Option<ParentTree<'_>>) -> DriverResult<T>,
+) -> DriverResult<T> {
+    let archive = archive(driver)?;
+    let layer = LayerTree::get(driver, id, "", true)?;
+    let parent = parent
         .filter(|p| !p.is_empty())
         .map(|p| LayerTree::get(driver, p, "", true))
-        .transpose()
+        .transpose()?;
+    let result = work(
+        archive.as_ref(),
+        &layer.path,
+        parent.as_ref().map(|p| ParentTree {
+            path: &p.path,
+            mappings: parent_mappings,
+        }),
+    );
+    finish(result, layer, parent)
 }
 
 /// Releases the trees (the layer's first), reporting the first failure after `result`'s.
@@ -168,19 +183,15 @@ pub(super) fn diff(
     parent_mappings: &IdMappings,
     out: &mut dyn Write,
 ) -> DriverResult<()> {
-    let archive = archive(driver)?;
-    let layer = LayerTree::get(driver, id, "", true)?;
-    let parent = parent_tree(driver, parent)?;
-    let result = archive.write_naive_diff(
-        &layer.path,
-        parent.as_ref().map(|p| ParentTree {
-            path: &p.path,
-            mappings: parent_mappings,
-        }),
-        out,
-        &confined::diff_options(id_mappings),
-    );
-    finish(result, layer, parent)
+    with_trees(
+        driver,
+        id,
+        parent,
+        parent_mappings,
+        |archive, layer, parent| {
+            archive.write_naive_diff(layer, parent, out, &confined::diff_options(id_mappings))
+        },
+    )
 }
 
 /// The changes of `id` against `parent`.
@@ -191,18 +202,13 @@ pub(super) fn changes(
     parent: Option<&str>,
     parent_mappings: &IdMappings,
 ) -> DriverResult<Vec<Change>> {
-    let archive = archive(driver)?;
-    let layer = LayerTree::get(driver, id, "", true)?;
-    let parent = parent_tree(driver, parent)?;
-    let result = archive.changes_naive(
-        &layer.path,
-        id_mappings,
-        parent.as_ref().map(|p| ParentTree {
-            path: &p.path,
-            mappings: parent_mappings,
-        }),
-    );
-    finish(result, layer, parent)
+    with_trees(
+        driver,
+        id,
+        parent,
+        parent_mappings,
+        |archive, layer, parent| archive.changes_naive(layer, id_mappings, parent),
+    )
 }
 
 /// The size of what [`changes`] lists.
@@ -213,16 +219,11 @@ pub(super) fn diff_size(
     parent: Option<&str>,
     parent_mappings: &IdMappings,
 ) -> DriverResult<u64> {
-    let archive = archive(driver)?;
-    let layer = LayerTree::get(driver, id, "", true)?;
-    let parent = parent_tree(driver, parent)?;
-    let result = archive.diff_size_naive(
-        &layer.path,
-        id_mappings,
-        parent.as_ref().map(|p| ParentTree {
-            path: &p.path,
-            mappings: parent_mappings,
-        }),
-    );
-    finish(result, layer, parent)
+    with_trees(
+        driver,
+        id,
+        parent,
+        parent_mappings,
+        |archive, layer, parent| archive.diff_size_naive(layer, id_mappings, parent),
+    )
 }

@@ -497,7 +497,7 @@ impl LayoutWriter {
     fn roll_back(&self) {
         if self.made_dir {
             if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-                log::warn!(
+                log::debug!(
                     "rolling back the export: removing {}: {e}",
                     self.dir.display()
                 );
@@ -515,7 +515,7 @@ impl LayoutWriter {
 /// a file left behind is named in the log.
 fn remove_leftover(path: &Path) {
     if let Err(e) = std::fs::remove_file(path) {
-        log::warn!("removing {}: {e}", path.display());
+        log::debug!("removing {}: {e}", path.display());
     }
 }
 

@@ -219,12 +219,12 @@ impl Created {
     fn roll_back(&self, store: &Store) {
         for image in self.images.iter().rev() {
             if let Err(e) = store.delete(image) {
-                log::warn!("rolling back the import: deleting image {image}: {e}");
+                log::debug!("rolling back the import: deleting image {image}: {e}");
             }
         }
         for layer in self.layers.iter().rev() {
             if let Err(e) = store.delete_layer(layer) {
-                log::warn!("rolling back the import: deleting layer {layer}: {e}");
+                log::debug!("rolling back the import: deleting layer {layer}: {e}");
             }
         }
     }

@@ -52,7 +52,7 @@ pub(super) fn log_best_effort<T, E: std::fmt::Display>(
     result: Result<T, E>,
 ) {
     if let Err(e) = result {
-        log::warn!("{what} (best effort, carrying on): {e}");
+        log::debug!("{what} (best effort, carrying on): {e}");
     }
 }
 

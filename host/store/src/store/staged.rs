@@ -260,7 +260,7 @@ fn remove_staged(ctx: &Ctx<'_>, dir: &Path, id: &str, what: &str) {
             remove_path(&marker_path(dir, id)),
         );
     } else {
-        log::warn!("keeping the staging marker of layer {id}: the next command removes the rest");
+        log::debug!("keeping the staging marker of layer {id}: the next command removes the rest");
     }
 }
 
