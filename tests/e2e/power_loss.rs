@@ -761,12 +761,15 @@ fn names(s: &Scratch, kind: &str, problems: &mut Vec<String>) -> BTreeSet<String
 /// What is wrong with the store on the disk as a cut after request `cut` left it; `durable`
 /// is the number of requests up to and including the last flush before the cut. Returns the
 /// problems and whether `check -r` had to repair.
-fn inspect(s: &Scratch, w: &Workload, cut: usize, durable: usize) -> (Vec<String>, bool) {
+fn inspect(s: &Scratch, w: &Workload, cut: usize, durable: usize) -> Found {
     let mut problems = Vec::new();
     let next = s.run(&["layers"]);
     if next.code != 0 || !next.stderr.is_empty() {
         problems.push(format!("the first command: {next:?}"));
-        return (problems, false);
+        return Found {
+            problems,
+            ..Found::default()
+        };
     }
     let mut repaired = false;
     let check = s.run(&["check"]);
@@ -785,11 +788,14 @@ fn inspect(s: &Scratch, w: &Workload, cut: usize, durable: usize) -> (Vec<String
         present.insert(kind, names(s, kind, &mut problems));
     }
     let listed = s.run(&["layers", "-q"]);
+    let mut layers_compared = 0;
+    let mut effects_checked = 0;
     for id in listed.out().lines() {
         let Some((name, expected)) = w.diffs.get(id) else {
             problems.push(format!("layer {id} was never made"));
             continue;
         };
+        layers_compared += 1;
         let o = s.run(&["diff", "-u", id]);
         if o.code != 0 {
             problems.push(format!("diff {name} ({id}): {o:?}"));
@@ -806,6 +812,7 @@ fn inspect(s: &Scratch, w: &Workload, cut: usize, durable: usize) -> (Vec<String
             continue;
         }
         for effect in &step.effects {
+            effects_checked += 1;
             match effect {
                 Effect::Made(kind, name) => {
                     let removed_later = w.steps[i + 1..].iter().any(|later| {
@@ -835,7 +842,24 @@ fn inspect(s: &Scratch, w: &Workload, cut: usize, durable: usize) -> (Vec<String
             }
         }
     }
-    (problems, repaired)
+    Found {
+        problems,
+        repaired,
+        layers_compared,
+        effects_checked,
+    }
+}
+
+/// What [`inspect`] found, and how much it looked at.
+#[derive(Default)]
+struct Found {
+    problems: Vec<String>,
+    /// Whether `check -r` had to repair.
+    repaired: bool,
+    /// Listed layers whose `diff -u` was compared.
+    layers_compared: usize,
+    /// Effects of commands that returned before the last flush, checked.
+    effects_checked: usize,
 }
 
 fn trials() -> usize {
@@ -895,7 +919,7 @@ fn power_cuts_leave_a_store_that_opens_checks_and_keeps_its_data() {
     };
     let survivor = rig.base_path.with_file_name("survivor.img");
     let mut problems: Vec<String> = Vec::new();
-    let mut repaired = 0;
+    let (mut repaired, mut compared, mut effects) = (0, 0, 0);
     let mut flush_points = BTreeSet::new();
     let inside = cuts
         .iter()
@@ -933,8 +957,11 @@ fn power_cuts_leave_a_store_that_opens_checks_and_keeps_its_data() {
             s.run(&["shutdown", "-f"]);
             found
         };
-        let (found, fixed) = found;
+        let fixed = found.repaired;
         repaired += usize::from(fixed);
+        compared += found.layers_compared;
+        effects += found.effects_checked;
+        let found = found.problems;
         eprintln!(
             "cut {trial}: after request {cut} of {total}, {} unflushed writes, {kept} kept \
              ({keep:?}): {}{}",
@@ -950,7 +977,8 @@ fn power_cuts_leave_a_store_that_opens_checks_and_keeps_its_data() {
     }
     eprintln!(
         "power-cut trials: {} ({inside} in the middle of a command, after {} different \
-         flushes), repaired by check -r: {repaired}, problems: {}",
+         flushes; {compared} layers' data and {effects} effects of finished commands \
+         checked), repaired by check -r: {repaired}, problems: {}",
         cuts.len(),
         flush_points.len(),
         problems.len()
