@@ -37,9 +37,12 @@
 //!
 //! [`an_io_error_names_eio_and_rolls_back`]: while the disk fails every data write (every
 //! write outside ext4's journal and the block group descriptors, so ext4 stays healthy and
-//! only the files' data is lost), an import must fail with one line naming "Input/output
-//! error" (the write-back error surfaces at the store's fsync or syncfs: a failed flush),
-//! and once the disk works again the store is as it was and `check` is clean.
+//! only the files' data is lost), `import-layer` (alone, on a parent) and `create-layer` must
+//! each fail with one line naming "Input/output error" (the write-back error surfaces at the
+//! store's first fsync: a failed flush) and leave the store as it was with a clean `check`.
+//! Once the disk works again, the next command's syncfs reports the write-back error no
+//! flush had reported yet: a `create-layer` or an import then fails the same way and records
+//! no layer (a layer is never complete after a failed flush); the one after works.
 //!
 //! `STORAGE_POWERCUT_TRIALS` sets the number of cuts (default 12; CI runs more);
 //! `STORAGE_TEST_SEED` the seed.
@@ -1056,11 +1059,11 @@ fn an_io_error_names_eio_and_rolls_back() {
     let work = tempfile::tempdir().unwrap();
     let tar = gnu_tar_layer(&mut rng, work.path(), 8, 2 << 20);
     let ranges = metadata_ranges(&rig.base_path);
-    let mut cases: Vec<(&str, Vec<&str>)> = vec![
+    let cases: [(&str, Vec<&str>); 3] = [
         ("import-layer", vec!["import-layer", "-n", "new"]),
         ("import-layer on a parent", vec!["import-layer", &base]),
+        ("create-layer on a parent", vec!["create-layer", "base"]),
     ];
-    cases.push(("create-layer (copying)", vec!["create-layer", "base"]));
     let fails_naming_eio = |what: &str, o: &Output| {
         assert_eq!(o.code, 1, "{what}: {o:?}");
         let line = o.stderr.trim_end();
@@ -1077,35 +1080,51 @@ fn an_io_error_names_eio_and_rolls_back() {
         assert_eq!(before, after, "{what} left the store changed");
         assert_eq!(s.ok(&["check"]), "");
     };
-    for (what, args) in &cases {
-        rig.disk.journal().fail_outside = Some(ranges.clone());
-        let o = s.run_with_input(args, &tar);
-        let failed_writes = {
-            let mut j = rig.disk.journal();
-            j.fail_outside = None;
-            std::mem::take(&mut j.failed_writes)
-        };
-        eprintln!("{what}: {failed_writes} writes failed with EIO");
+    // After the failures, the disk works again, but the filesystem remembers that data was
+    // lost, and no syncfs has said so yet (the failures surfaced at an fsync first): the next
+    // flush of the whole filesystem, the one before a layer is recorded complete, reports it
+    // (errseq of the superblock, Linux >= 5.8). The store cannot tell whose data it was, so
+    // the layer must not be recorded: a failed flush is a failed command. Once with a
+    // `create-layer` next (whose flush power cuts showed missing), once with an import.
+    let small = tar_of(&[("fits", b"yes")]);
+    let next_commands: [(&str, Vec<&str>, &[u8]); 2] = [
+        (
+            "the next create-layer",
+            vec!["create-layer", "-n", "fits", "base"],
+            b"",
+        ),
+        (
+            "the next import",
+            vec!["import-layer", "-n", "fits too"],
+            &small,
+        ),
+    ];
+    for (next, next_args, next_input) in &next_commands {
+        for (what, args) in &cases {
+            rig.disk.journal().fail_outside = Some(ranges.clone());
+            let o = s.run_with_input(args, &tar);
+            let failed_writes = {
+                let mut j = rig.disk.journal();
+                j.fail_outside = None;
+                std::mem::take(&mut j.failed_writes)
+            };
+            eprintln!("{what}: {failed_writes} writes failed with EIO");
+            assert!(
+                failed_writes > 0,
+                "{what}: no write reached the disk: {o:?}"
+            );
+            fails_naming_eio(what, &o);
+        }
+        let o = s.run_with_input(next_args, next_input);
         assert!(
-            failed_writes > 0,
-            "{what}: no write reached the disk: {o:?}"
+            o.stderr.contains("flushing the filesystem"),
+            "{next}: the write-back error was not reported by the flush: {o:?}"
         );
-        fails_naming_eio(what, &o);
+        fails_naming_eio(&format!("{next} (syncfs reports the lost write-back)"), &o);
     }
-    // The disk works again, but the filesystem remembers that data was lost, and no syncfs
-    // has said so yet (the failures above surfaced at an fsync first): the next flush of the
-    // whole filesystem, the one before a layer is recorded complete, reports it (errseq of
-    // the superblock, Linux >= 5.8). The store cannot tell whose data it was, so the layer
-    // must not be recorded: a failed flush is a failed import.
-    let tar = tar_of(&[("fits", b"yes")]);
-    let o = s.run_with_input(&["import-layer", "-n", "fits"], &tar);
-    assert!(
-        o.stderr.contains("flushing the filesystem"),
-        "the write-back error was not reported by the flush: {o:?}"
-    );
-    fails_naming_eio("the next import (syncfs reports the lost write-back)", &o);
-    // Reported once: the store takes a layer again.
-    s.import_layer(&["-n", "fits"], &tar);
+    // Reported once: the store makes and takes layers again.
+    s.create_layer(&["-n", "fits", "base"]);
+    s.import_layer(&["-n", "fits too"], &small);
     assert_eq!(s.ok(&["check"]), "");
     rig.finish();
 }
