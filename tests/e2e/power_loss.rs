@@ -64,7 +64,7 @@ use crate::harness::{first_line, tar_of, Output, Scratch};
 use crate::mixed_go::{base_seed, Rng};
 
 /// The size of the disk.
-const DISK_BYTES: u64 = 128 << 20;
+const DISK_BYTES: u64 = 64 << 20;
 /// The one file's inode; the root is 1.
 const DISK_INO: u64 = 2;
 /// The file's name in the FUSE mount.
