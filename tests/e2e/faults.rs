@@ -3,8 +3,8 @@
 //! names the cause, and leave the store as it was: the same records, the same files in the
 //! driver's home and in the layer store (tar-splits), and a clean `check`.
 //!
-//! EIO is not here: it needs a filesystem that fails reads or writes on demand (issue #13,
-//! item 3's test filesystem), which this suite does not have.
+//! EIO is in `power_loss.rs`: it needs a disk that fails writes on demand, which that
+//! module's test disk (a loop device over a FUSE file of the test's) is.
 
 use std::collections::BTreeMap;
 use std::path::Path;
