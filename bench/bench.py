@@ -75,8 +75,14 @@ def reference_binary(explicit=None):
 
 def binary_version(binary):
     """What `BINARY version` says; Debian's 1.43 build says nothing, its package does."""
-    # 1.60 prints its version on stderr.
-    res = subprocess.run([binary, "version"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # 1.60 prints its version on stderr. `version` opens a store like any command: a scratch
+    # one, so the system's (/var/lib/containers/storage) is neither made nor mounted. The
+    # driver is vfs, which leaves no mount behind.
+    with tempfile.TemporaryDirectory(prefix="storage-bench-version-") as scratch:
+        res = subprocess.run(
+            [binary, "--graph", os.path.join(scratch, "graph"), "--run",
+             os.path.join(scratch, "run"), "--storage-driver", "vfs", "version"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     for line in res.stdout.decode(errors="replace").splitlines():
         if line.startswith("Version:"):
             return line.split(":", 1)[1].strip()
