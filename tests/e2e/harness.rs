@@ -62,10 +62,22 @@ pub fn reference_binary() -> Option<PathBuf> {
     }
 }
 
-/// What `BINARY version` says; Debian's 1.43 build says nothing, its package does.
+/// What `BINARY version` says; Debian's 1.43 build says nothing, its package does. The
+/// command opens a store like any other: a scratch vfs one, so the system's
+/// (`/var/lib/containers/storage`) is neither made nor mounted by the tests.
 fn reference_version(path: &Path) -> String {
+    let Ok(scratch) = tempfile::Builder::new()
+        .prefix("storage-e2e-version-")
+        .tempdir()
+    else {
+        return "version unknown".to_string();
+    };
     let said = Command::new(path)
-        .arg("version")
+        .arg("--graph")
+        .arg(scratch.path().join("graph"))
+        .arg("--run")
+        .arg(scratch.path().join("run"))
+        .args(["--storage-driver", "vfs", "version"])
         .output()
         .map(|o| {
             // 1.60 prints its version on stderr.
