@@ -469,18 +469,31 @@ impl Call<'_> {
     }
 
     fn take_output(mut self, rep: u32) -> Result<Box<dyn Write + Send>, ComponentError> {
-        let handle = Resource::<LentOutput>::new_own(rep);
-        let taken = self
-            .store
-            .data_mut()
-            .table
-            .delete(handle)
-            .ok()
-            .and_then(LentOutput::into_writer);
-        taken.ok_or_else(|| {
+        self.reclaim_output(rep).ok_or_else(|| {
             self.owner
                 .io_error("take output".into(), std::io::Error::other("output lost"))
         })
+    }
+
+    /// The writer lent as output handle `rep`, out of the Store (none if the guest dropped
+    /// the handle it owned).
+    fn reclaim_output(&mut self, rep: u32) -> Option<Box<dyn Write + Send>> {
+        self.store
+            .data_mut()
+            .table
+            .delete(Resource::<LentOutput>::new_own(rep))
+            .ok()
+            .and_then(LentOutput::into_writer)
+    }
+
+    /// The reader lent as input handle `rep`, out of the Store.
+    fn reclaim_input(&mut self, rep: u32) -> Option<Box<dyn Read + Send>> {
+        self.store
+            .data_mut()
+            .table
+            .delete(Resource::<LentInput>::new_own(rep))
+            .ok()
+            .and_then(LentInput::into_reader)
     }
 
     /// The call's outcome as the guest gave it (its own error untouched, for a driver the

@@ -92,28 +92,14 @@ impl HostState {
 
     /// Gives the reader back to the driver's input `handle` (after the archive call).
     fn input_back(&mut self, call: &mut Call<'_>, rep: u32, handle: &Resource<LentInput>) {
-        let taken = call
-            .store
-            .data_mut()
-            .table
-            .delete(Resource::<LentInput>::new_own(rep))
-            .ok()
-            .and_then(LentInput::into_reader);
-        if let (Some(reader), Ok(lent)) = (taken, self.table.get_mut(handle)) {
+        if let (Some(reader), Ok(lent)) = (call.reclaim_input(rep), self.table.get_mut(handle)) {
             lent.give_back(reader);
         }
     }
 
     /// Gives the writer back to the driver's output `handle` (after the archive call).
     fn output_back(&mut self, call: &mut Call<'_>, rep: u32, handle: &Resource<LentOutput>) {
-        let taken = call
-            .store
-            .data_mut()
-            .table
-            .delete(Resource::<LentOutput>::new_own(rep))
-            .ok()
-            .and_then(LentOutput::into_writer);
-        if let (Some(writer), Ok(lent)) = (taken, self.table.get_mut(handle)) {
+        if let (Some(writer), Ok(lent)) = (call.reclaim_output(rep), self.table.get_mut(handle)) {
             lent.give_back(writer);
         }
     }

@@ -166,17 +166,27 @@ fn tidy(e: DriverError) -> DriverError {
     }
 }
 
-/// The `imagestore` options of driver `name` (`<name>.imagestore=/a,/b`, `.imagestore=/c`).
-fn image_stores(name: &str, options: &[String]) -> Vec<PathBuf> {
-    let own = format!("{name}.imagestore");
+/// The values of driver `name`'s option `key` (`<name>.<key>=...` or `.<key>=...`, keys
+/// without regard to case), in the order given.
+fn option_values<'a>(name: &str, key: &str, options: &'a [String]) -> Vec<&'a str> {
+    let own = format!("{name}.{key}");
+    let bare = format!(".{key}");
     options
         .iter()
         .filter_map(|o| o.split_once('='))
         .filter(|(k, _)| {
             let k = k.trim().to_ascii_lowercase();
-            k == own || k == ".imagestore"
+            k == own || k == bare
         })
-        .flat_map(|(_, v)| v.split(','))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The `imagestore` options of driver `name` (`<name>.imagestore=/a,/b`, `.imagestore=/c`).
+fn image_stores(name: &str, options: &[String]) -> Vec<PathBuf> {
+    option_values(name, "imagestore", options)
+        .into_iter()
+        .flat_map(|v| v.split(','))
         .map(str::trim)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -187,15 +197,9 @@ fn image_stores(name: &str, options: &[String]) -> Vec<PathBuf> {
 /// `.ignore_chown_errors=true`; the last one given wins), which upstream's vfs honours when it
 /// applies a layer: the host's naive diff does the same for any component it applies for.
 fn ignore_chown_errors(name: &str, options: &[String]) -> bool {
-    let own = format!("{name}.ignore_chown_errors");
-    options
-        .iter()
-        .filter_map(|o| o.split_once('='))
-        .rfind(|(k, _)| {
-            let k = k.trim().to_ascii_lowercase();
-            k == own || k == ".ignore_chown_errors"
-        })
-        .is_some_and(|(_, v)| v.trim().eq_ignore_ascii_case("true"))
+    option_values(name, "ignore_chown_errors", options)
+        .last()
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 /// The driver's homes in the split image store (created) and in the read-only image stores
