@@ -73,6 +73,7 @@ pub fn apply_layer<F: FsWrite>(
     let mut state = ApplyState {
         opts,
         unpacked: PathSet::new(),
+        made_dirs: PathSet::new(),
         dirs: Vec::new(),
         size: 0,
         ensured_dir: None,
@@ -91,9 +92,14 @@ pub fn apply_layer<F: FsWrite>(
 
 struct ApplyState<'a> {
     opts: &'a ApplyOptions,
-    /// Paths created by this archive (kept by an opaque marker in the AUFS format), 16 bytes
-    /// each: the one per-entry state of an apply.
+    /// In the AUFS format, the paths this archive named (an opaque marker keeps them) whose
+    /// directory it did not make: 16 bytes each, only for entries put into directories the
+    /// layer found (a base layer's are its top-level entries).
     unpacked: PathSet,
+    /// In the AUFS format, the directories this archive made, for an entry or as a missing
+    /// parent: everything beneath one is this archive's, so its entries need no record and an
+    /// opaque marker keeps it whole. One record a directory.
+    made_dirs: PathSet,
     /// Directories whose times are restored at the end.
     dirs: Vec<(Vec<u8>, Timestamp, Timestamp)>,
     size: u64,
@@ -128,7 +134,7 @@ impl ApplyState<'_> {
         let base = base_name(&path).to_vec();
         let dir = parent(&path).to_vec();
         if !path.is_empty() && self.ensured_dir.as_deref() != Some(dir.as_slice()) {
-            ensure_dir_all(fs, &dir)?;
+            self.ensure_dir_all(fs, &dir)?;
             self.ensured_dir = Some(dir.clone());
         }
         if base.starts_with(WHITEOUT_PREFIX) {
@@ -189,7 +195,7 @@ impl ApplyState<'_> {
                 }
             })?;
             reader.payload_consumed(len);
-            self.remember_unpacked(&path);
+            self.remember_unpacked(&path, false);
             return Ok(());
         }
         let mut existing = fs
@@ -204,12 +210,14 @@ impl ApplyState<'_> {
                 existing = None;
             }
         }
+        let mut made_dir = false;
         match entry.kind {
             EntryKind::Directory => {
                 // The root exists already; only its metadata applies.
                 if !path.is_empty() && existing.is_none() {
                     fs.mkdir(&path, create_mode)
                         .map_err(|e| ArchiveError::fs("mkdir", &path, e))?;
+                    made_dir = true;
                 }
             }
             EntryKind::Regular => {} // created above, with its metadata
@@ -267,16 +275,43 @@ impl ApplyState<'_> {
             let (atime, mtime) = entry_times(&entry);
             self.dirs.push((path.clone(), atime, mtime));
         }
-        self.remember_unpacked(&path);
+        self.remember_unpacked(&path, made_dir);
         Ok(())
     }
 
-    /// Notes a path this archive created, for the AUFS opaque markers that must keep it; the
-    /// overlay format marks opaque directories with an xattr and needs no list.
-    fn remember_unpacked(&mut self, path: &[u8]) {
-        if self.opts.whiteout_format == WhiteoutFormat::Aufs {
+    /// Notes a path this archive named (`made_dir`: a directory it made for it), for the AUFS
+    /// opaque markers that must keep it; the overlay format marks opaque directories with an
+    /// xattr and needs no list.
+    fn remember_unpacked(&mut self, path: &[u8], made_dir: bool) {
+        if self.opts.whiteout_format != WhiteoutFormat::Aufs {
+            return;
+        }
+        if made_dir {
+            self.made_dirs.insert(path);
+        }
+        if !self.made_dirs.contains(parent(path)) {
             self.unpacked.insert(path);
         }
+    }
+
+    /// Creates the missing directories of `dir` (mode 0755), like Go's `MkdirAll` of the
+    /// parent, noting the ones it makes (AUFS format).
+    fn ensure_dir_all<F: FsWrite>(&mut self, fs: &mut F, dir: &[u8]) -> Result<(), ArchiveError> {
+        if dir.is_empty()
+            || fs
+                .lstat(dir)
+                .map_err(|e| ArchiveError::fs("lstat", dir, e))?
+                .is_some()
+        {
+            return Ok(());
+        }
+        self.ensure_dir_all(fs, parent(dir))?;
+        fs.mkdir(dir, 0o755)
+            .map_err(|e| ArchiveError::fs("mkdir", dir, e))?;
+        if self.opts.whiteout_format == WhiteoutFormat::Aufs {
+            self.made_dirs.insert(dir);
+        }
+        Ok(())
     }
 
     /// Owner, xattrs, mode and times of a created entry (Go's `createTarFile` tail).
@@ -397,11 +432,17 @@ impl ApplyState<'_> {
 
     /// AUFS opaque marker: removes everything beneath `dir` this archive did not create.
     fn remove_not_unpacked<F: FsWrite>(&self, fs: &mut F, dir: &[u8]) -> Result<(), ArchiveError> {
+        if self.made_dirs.contains(dir) {
+            return Ok(()); // all of it is this archive's
+        }
         let children = fs
             .read_dir(dir)
             .map_err(|e| ArchiveError::fs("read dir", dir, e))?;
         for child in children {
             let path = join(dir, &child.name);
+            if self.made_dirs.contains(&path) {
+                continue;
+            }
             if !self.unpacked.contains(&path) {
                 fs.remove_all(&path)
                     .map_err(|e| ArchiveError::fs("remove", &path, e))?;
@@ -424,23 +465,6 @@ fn check_xattrs(entry: &TarEntryHeader) -> Result<(), ArchiveError> {
         }
     }
     Ok(())
-}
-
-/// Creates the missing directories of `dir` (mode 0755), like Go's `MkdirAll` of the parent.
-fn ensure_dir_all<F: FsWrite>(fs: &mut F, dir: &[u8]) -> Result<(), ArchiveError> {
-    if dir.is_empty() {
-        return Ok(());
-    }
-    if fs
-        .lstat(dir)
-        .map_err(|e| ArchiveError::fs("lstat", dir, e))?
-        .is_some()
-    {
-        return Ok(());
-    }
-    ensure_dir_all(fs, parent(dir))?;
-    fs.mkdir(dir, 0o755)
-        .map_err(|e| ArchiveError::fs("mkdir", dir, e))
 }
 
 /// Access and modification time of an entry; Go uses the mtime when the atime is older.
@@ -547,6 +571,47 @@ mod tests {
         assert!(fs.node(b"d/sub").is_some(), "recreated by this tar");
         assert!(fs.node(b"d/old").is_none());
         assert!(fs.node(b"d/sub/old").is_none());
+    }
+
+    #[test]
+    fn aufs_opaque_keeps_what_this_tar_made_beneath_it() {
+        let mut fs = MemFs::new(1, 10);
+        fs.put_dir(b"d", 1);
+        fs.put_file(b"d/old", b"o", 1);
+        fs.put_dir(b"d/kept", 1);
+        fs.put_file(b"d/kept/old", b"o", 1);
+        fs.put_file(b"d/kept/renamed", b"o", 1);
+        let input = tar_of(|b| {
+            dir(b, "d/", 0o755);
+            dir(b, "d/new/", 0o755);
+            file(b, "d/new/a", b"a");
+            // Parents the tar does not name: made, so this tar's.
+            file(b, "d/new/deep/er/b", b"b");
+            file(b, "d/implied/c", b"c");
+            dir(b, "d/kept/", 0o755);
+            file(b, "d/kept/renamed", b"n");
+            // A directory of this tar replaced by a file of it.
+            dir(b, "d/gone/", 0o755);
+            file(b, "d/gone/x", b"x");
+            file(b, "d/.wh.gone", b"");
+            file(b, "d/gone", b"f");
+            file(b, "d/.wh..wh..opq", b"");
+            // An opaque marker of a directory this tar made removes nothing.
+            file(b, "d/new/.wh..wh..opq", b"");
+        });
+        apply(&mut fs, input, &ApplyOptions::default()).unwrap();
+        for kept in [
+            &b"d/new/a"[..],
+            b"d/new/deep/er/b",
+            b"d/implied/c",
+            b"d/kept/renamed",
+            b"d/gone",
+        ] {
+            assert!(fs.node(kept).is_some(), "{}", String::from_utf8_lossy(kept));
+        }
+        assert!(fs.node(b"d/old").is_none());
+        assert!(fs.node(b"d/kept/old").is_none());
+        assert!(fs.node(b"d/gone/x").is_none());
     }
 
     #[test]

@@ -31,5 +31,5 @@ pub use diff::{
 };
 pub use error::ArchiveError;
 pub use idmap::{IdMapping, IdRange};
-pub use path_set::PathSet;
+pub use path_set::{path_hash, PathSet};
 pub use tar_stream::{EntryKind, TarEntryHeader, TarStreamReader};

@@ -75,15 +75,7 @@ impl PathSet {
     }
 
     fn hash(&self, path: &[u8]) -> u128 {
-        let half = |domain: u8| {
-            // `DefaultHasher::new` is SipHash-1-3 of fixed keys within one build of the
-            // program, which is all a set that is never stored needs.
-            let mut h = DefaultHasher::new();
-            h.write_u8(domain);
-            h.write(path);
-            h.finish()
-        };
-        (u128::from(half(1)) << 64) | u128::from(half(2))
+        path_hash(path)
     }
 
     /// Moves the recent hashes into the sorted sequence, merging from the back so that no
@@ -107,6 +99,20 @@ impl PathSet {
             }
         }
     }
+}
+
+/// The 128-bit hash a [`PathSet`] keeps of `path` (two SipHash-1-3 values, domain-separated):
+/// equal within one build of the program, which is all a set that is never stored across
+/// builds needs.
+pub fn path_hash(path: &[u8]) -> u128 {
+    let half = |domain: u8| {
+        // `DefaultHasher::new` is SipHash-1-3 of fixed keys within one build of the program.
+        let mut h = DefaultHasher::new();
+        h.write_u8(domain);
+        h.write(path);
+        h.finish()
+    };
+    (u128::from(half(1)) << 64) | u128::from(half(2))
 }
 
 /// log2 of the hashes in one chunk of the sorted sequence (16 Ki hashes, 256 KiB).

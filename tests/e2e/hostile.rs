@@ -543,3 +543,41 @@ fn replacing_links_never_writes_through_them() {
     assert_eq!(std::fs::read(diff.join("orig")).unwrap(), b"orig");
     assert_eq!(std::fs::read(diff.join("alias")).unwrap(), b"pwned");
 }
+
+/// A path named twice far apart: GNU tar's `--append` adds `d/f0` again after 17 000 other
+/// entries, more than tar-split keeps in memory, so the repeat is found when the spilled paths
+/// are merged at the end. The import fails in one line naming it, as for a repeat close by,
+/// and leaves the store as it was.
+#[test]
+fn a_path_repeated_far_apart_is_refused_and_leaves_nothing() {
+    let (s, t, base) = prepared();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("d")).unwrap();
+    for i in 0..17_000 {
+        std::fs::write(work.path().join(format!("d/f{i}")), b"").unwrap();
+    }
+    let archive = work.path().join("layer.tar");
+    for (mode, what) in [("-cf", "d"), ("-rf", "d/f0")] {
+        let status = std::process::Command::new("tar")
+            .arg("-C")
+            .arg(work.path())
+            .arg(mode)
+            .arg(&archive)
+            .arg(what)
+            .status()
+            .unwrap();
+        assert!(status.success(), "tar {mode} {what}");
+    }
+    let tar = std::fs::read(&archive).unwrap();
+    let before = Snapshot::take(&s, &t);
+    let o = s.run_with_input(&["import-layer", &base], &tar);
+    assert_refused("repeated far apart", &o);
+    assert!(
+        o.stderr
+            .contains("duplicates of file paths not supported: \"d/f0\""),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(Snapshot::take(&s, &t), before, "store changed");
+    assert_eq!(s.ok(&["layers", "-q"]), format!("{base}\n"));
+}

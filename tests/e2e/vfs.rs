@@ -548,3 +548,140 @@ fn config_names_the_roots_a_plugin_selected_by_flag_uses() {
     let o = run(&[], &["shutdown"], &env);
     assert_eq!(o.code, 0, "{}", o.stderr);
 }
+
+/// The tree beneath `dir`, as sorted relative paths.
+fn tree(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.symlink_metadata().unwrap().is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    walk(dir, dir, &mut paths);
+    paths.sort();
+    paths
+}
+
+/// An opaque marker (AUFS format, as vfs stores layers) keeps what the layer made, also the
+/// parents it did not name: GNU tar writes `d/implied/c` without `d/implied/`. Upstream 1.60
+/// removes `d/implied` and the layer's own `c` with it (README: where we differ on purpose).
+#[test]
+fn an_opaque_marker_keeps_the_parents_the_layer_made() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(work.path().join("d/implied")).unwrap();
+    std::fs::write(work.path().join("d/implied/c"), b"c\n").unwrap();
+    std::fs::write(work.path().join("d/.wh..wh..opq"), b"").unwrap();
+    let child = Command::new("tar")
+        .args(["--format=gnu", "-C"])
+        .arg(work.path())
+        .args(["-cf", "-", "d/implied/c", "d/.wh..wh..opq"])
+        .output()
+        .unwrap();
+    assert!(child.status.success(), "GNU tar failed");
+    let parent = tar_of(&[("d/old", b"o\n"), ("d/kept/old", b"o\n")]);
+
+    let s = Scratch::new();
+    let lower = s.import_layer(&[], &parent);
+    let upper = s.import_layer(&[&lower], &child.stdout);
+    assert_eq!(
+        tree(&crate::harness::layer_dir(&s.graph(), "vfs", &upper)),
+        ["d", "d/implied", "d/implied/c"]
+    );
+
+    let Some(reference) = crate::harness::reference_binary() else {
+        return;
+    };
+    let go = Scratch::with_binary(&reference, "vfs");
+    let lower = go.import_layer(&[], &parent);
+    let upper = go.import_layer(&[&lower], &child.stdout);
+    assert_eq!(
+        tree(&crate::harness::layer_dir(&go.graph(), "vfs", &upper)),
+        ["d"],
+        "upstream keeps only the paths a layer names"
+    );
+}
+
+/// A configuration file with keys upstream 1.60 no longer decodes and a mount option vfs
+/// refuses: one warning naming every key (shown without `--debug`, as logrus shows
+/// warnings), then upstream's own error for mount options, as the reference prints them.
+#[test]
+fn config_warnings_and_the_vfs_mount_option_error_read_as_upstream() {
+    let s = Scratch::new();
+    let conf = s.dir().join("storage.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n\
+             [storage.options]\noverride_kernel_check = \"true\"\nmountopt = \"nodev\"\n\
+             [storage.options.thinpool]\nsize = \"1G\"\n",
+            s.graph().display(),
+            s.run_root().display()
+        ),
+    )
+    .unwrap();
+    let conf_env = conf.display().to_string();
+    let o = crate::harness::run_env(&["layers"], &[("CONTAINERS_STORAGE_CONF", &conf_env)]);
+    let warning = format!(
+        "level=warning msg=\"Failed to decode the keys [\\\"storage.options.override_kernel_check\\\" \
+         \\\"storage.options.thinpool.size\\\"] from \\\"{}\\\"\"",
+        conf.display()
+    );
+    assert_eq!(o.code, 1, "{o:?}");
+    assert_eq!(o.stderr, format!("{warning}\n"));
+    assert_eq!(
+        o.out(),
+        "error initializing: vfs driver does not support mount options\n"
+    );
+
+    let Some(reference) = crate::harness::reference_binary() else {
+        return;
+    };
+    let go = Command::new(reference)
+        .arg("layers")
+        .env("CONTAINERS_STORAGE_CONF", &conf)
+        .env_remove("STORAGE_DRIVER")
+        .env_remove("STORAGE_OPTS")
+        .output()
+        .unwrap();
+    let go_err = String::from_utf8_lossy(&go.stderr);
+    let go_out = String::from_utf8_lossy(&go.stdout);
+    // logrus puts a time first: `time="..." level=warning msg=...`.
+    assert!(go_err.ends_with(&format!(" {warning}\n")), "{go_err}");
+    assert_eq!(go_out, o.out(), "stdout as upstream's");
+}
+
+/// A component driver's private mount (the host's naive diff reads a layer there) left by a
+/// process that was killed is undone by the next command: unmounted, its directories
+/// removed one by one, nothing removed through the mount.
+#[test]
+fn a_private_mount_left_by_a_dead_process_is_undone_by_the_next_command() {
+    let s = Scratch::new();
+    let layer = s.import_layer(&[], &tar_of(&[("f", b"layer file\n")]));
+    // A PID above the kernel's largest: no such process.
+    let private = s
+        .run_root()
+        .join(format!("vfs-mounts/.private-4294967295-0-{layer}"));
+    let merged = private.join("merged");
+    std::fs::create_dir_all(&merged).unwrap();
+    let source = crate::harness::layer_dir(&s.graph(), "vfs", &layer);
+    let status = Command::new("mount")
+        .arg("--bind")
+        .arg(&source)
+        .arg(&merged)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount --bind");
+    assert!(crate::harness::is_mountpoint(&merged));
+
+    s.ok(&["layers"]);
+    assert!(
+        !crate::harness::is_mountpoint(&merged),
+        "the private mount stayed"
+    );
+    assert!(!private.exists(), "its directory stayed");
+    assert_eq!(std::fs::read(source.join("f")).unwrap(), b"layer file\n");
+}

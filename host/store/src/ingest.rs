@@ -17,6 +17,7 @@
 //! ([`IngestError::TarSplit`]), or the driver fails ([`IngestError::Apply`]).
 
 use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use crate::compress::{self, CompressError, Compression};
@@ -90,13 +91,15 @@ pub enum IngestError {
 pub fn ingest_layer(
     input: &mut (dyn Read + Send),
     tarsplit_out: &mut (dyn Write + Send),
+    spill_dir: Option<&Path>,
     apply: &mut dyn FnMut(&mut dyn Read) -> Result<u64, DriverError>,
 ) -> Result<DiffSummary, IngestError> {
+    let spill_dir = spill_dir.map(Path::to_path_buf);
     std::thread::scope(|scope| {
         let (chunks, receiver) = mpsc::sync_channel::<io::Result<Chunk>>(CHANNEL_CHUNKS);
         let (split_chunks, split_receiver) = mpsc::sync_channel::<Chunk>(CHANNEL_CHUNKS);
         let producer = scope.spawn(move || produce(input, chunks, split_chunks));
-        let recorder = scope.spawn(move || record(split_receiver, tarsplit_out));
+        let recorder = scope.spawn(move || record(split_receiver, tarsplit_out, spill_dir));
         let mut reader = ChunkReader {
             receiver,
             chunk: Chunk::default(),
@@ -240,8 +243,9 @@ fn produce(
 fn record(
     chunks: mpsc::Receiver<Chunk>,
     out: &mut (dyn Write + Send),
+    spill_dir: Option<PathBuf>,
 ) -> Result<IdSets, (TarSplitError, u64)> {
-    let mut disassembler = Disassembler::new(out);
+    let mut disassembler = Disassembler::with_spill_dir(out, spill_dir);
     for chunk in chunks {
         disassembler
             .feed(&chunk)
@@ -314,11 +318,16 @@ mod tests {
     fn ingest_all(blob: &[u8]) -> (DiffSummary, Vec<u8>, Vec<u8>) {
         let mut tarsplit = Vec::new();
         let mut applied = Vec::new();
-        let summary = ingest_layer(&mut &blob[..], &mut tarsplit, &mut |r: &mut dyn Read| {
-            r.read_to_end(&mut applied)
-                .map(|n| n as u64)
-                .map_err(|e| DriverError::io("apply", e))
-        })
+        let summary = ingest_layer(
+            &mut &blob[..],
+            &mut tarsplit,
+            None,
+            &mut |r: &mut dyn Read| {
+                r.read_to_end(&mut applied)
+                    .map(|n| n as u64)
+                    .map_err(|e| DriverError::io("apply", e))
+            },
+        )
         .expect("ingest");
         (summary, tarsplit, applied)
     }
@@ -370,12 +379,17 @@ mod tests {
         t.raw(&[1u8; 100_000]);
         let blob = compressed(Compression::Gzip, &t.bytes);
         let mut tarsplit = Vec::new();
-        let summary = ingest_layer(&mut &blob[..], &mut tarsplit, &mut |r: &mut dyn Read| {
-            let mut first = [0u8; 512];
-            r.read_exact(&mut first)
-                .map_err(|e| DriverError::io("apply", e))?;
-            Ok(512)
-        })
+        let summary = ingest_layer(
+            &mut &blob[..],
+            &mut tarsplit,
+            None,
+            &mut |r: &mut dyn Read| {
+                let mut first = [0u8; 512];
+                r.read_exact(&mut first)
+                    .map_err(|e| DriverError::io("apply", e))?;
+                Ok(512)
+            },
+        )
         .expect("ingest");
         assert_eq!(summary.uncompressed_size, t.bytes.len() as u64);
         assert_eq!(summary.uncompressed_digest, sha256_digest(&t.bytes));
@@ -395,6 +409,7 @@ mod tests {
         let err = ingest_layer(
             &mut &t.bytes[..],
             &mut Vec::new(),
+            None,
             &mut |_r: &mut dyn Read| Err(DriverError::Unsupported("testing")),
         )
         .expect_err("apply fails");
@@ -417,6 +432,7 @@ mod tests {
         let err = ingest_layer(
             &mut &t.bytes[..],
             &mut Vec::new(),
+            None,
             &mut |r: &mut dyn Read| {
                 let mut some = vec![0u8; 600_000];
                 r.read_exact(&mut some)
@@ -432,19 +448,22 @@ mod tests {
         assert!(err.to_string().contains("No space left on device"), "{err}");
     }
 
+    /// An `apply` that reads the whole tar and writes nothing.
+    fn read_all(r: &mut dyn Read) -> Result<u64, DriverError> {
+        let mut sink = Vec::new();
+        r.read_to_end(&mut sink)
+            .map_err(|e| DriverError::io("apply", e))?;
+        Ok(0)
+    }
+
     /// A blob that does not decompress is the first cause, not the truncated tar behind it.
     #[test]
     fn a_corrupt_compressed_blob_is_the_first_cause() {
         let mut blob = compressed(Compression::Gzip, &varied().bytes);
         let middle = blob.len() / 2;
         blob[middle..].iter_mut().for_each(|b| *b ^= 0x5a);
-        let err = ingest_layer(&mut &blob[..], &mut Vec::new(), &mut |r: &mut dyn Read| {
-            let mut sink = Vec::new();
-            r.read_to_end(&mut sink)
-                .map_err(|e| DriverError::io("apply", e))?;
-            Ok(0)
-        })
-        .expect_err("corrupt gzip");
+        let err = ingest_layer(&mut &blob[..], &mut Vec::new(), None, &mut read_all)
+            .expect_err("corrupt gzip");
         assert!(matches!(err, IngestError::Io { .. }), "{err}");
     }
 
@@ -452,17 +471,8 @@ mod tests {
     fn a_malformed_tar_is_reported_as_such_even_through_the_driver() {
         let mut t = TestTar::default();
         t.file(b"a", b"1", (0, 0)).file(b"./a", b"2", (0, 0)).end();
-        let err = ingest_layer(
-            &mut &t.bytes[..],
-            &mut Vec::new(),
-            &mut |r: &mut dyn Read| {
-                let mut sink = Vec::new();
-                r.read_to_end(&mut sink)
-                    .map_err(|e| DriverError::io("apply", e))?;
-                Ok(0)
-            },
-        )
-        .expect_err("duplicate");
+        let err = ingest_layer(&mut &t.bytes[..], &mut Vec::new(), None, &mut read_all)
+            .expect_err("duplicate");
         assert!(
             matches!(err, IngestError::TarSplit(TarSplitError::DuplicatePath(_))),
             "{err}"
@@ -471,6 +481,7 @@ mod tests {
         let err = ingest_layer(
             &mut &truncated[..],
             &mut Vec::new(),
+            None,
             &mut |_r: &mut dyn Read| Ok(0),
         )
         .expect_err("truncated");
@@ -516,7 +527,7 @@ mod tests {
             tail: vec![0u8; 1024],
         };
         let mut tarsplit = Vec::new();
-        let summary = ingest_layer(&mut input, &mut tarsplit, &mut |r: &mut dyn Read| {
+        let summary = ingest_layer(&mut input, &mut tarsplit, None, &mut |r: &mut dyn Read| {
             io::copy(r, &mut io::sink()).map_err(|e| DriverError::io("apply", e))
         })
         .expect("ingest");

@@ -502,7 +502,7 @@ impl<T: Record> RecordSet<T> {
         self.load_with(&mut Vec::new())
     }
 
-    /// [`RecordSet::load`], reading the files into `scratch` (see [`read_records`]).
+    /// [`RecordSet::load`], reading the files into `scratch` (see `read_records`).
     pub fn load_with(&mut self, scratch: &mut Vec<u8>) -> Result<()> {
         let mut records: Vec<T> = Vec::new();
         for (path, location) in &self.files {

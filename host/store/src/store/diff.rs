@@ -107,7 +107,9 @@ impl Store {
             .open(tarsplit_path)
             .map_err(|e| StoreError::io("creating", tarsplit_path, e))?;
         let mut tarsplit = std::io::BufWriter::new(file);
-        let summary = crate::ingest::ingest_layer(diff, &mut tarsplit, &mut apply)?;
+        // The paths tar-split has seen spill next to the tar-split being written.
+        let summary =
+            crate::ingest::ingest_layer(diff, &mut tarsplit, tarsplit_path.parent(), &mut apply)?;
         crate::crash_point::crash_point("apply-archive:ingested");
         let file = tarsplit
             .into_inner()

@@ -73,8 +73,14 @@ struct PassingFile {
 impl<W: Write> Disassembler<W> {
     /// A disassembler writing tar-split to `tarsplit_out`.
     pub fn new(tarsplit_out: W) -> Self {
+        Self::with_spill_dir(tarsplit_out, None)
+    }
+
+    /// A disassembler writing tar-split to `tarsplit_out` whose writer spills the paths it
+    /// has seen into `spill_dir` ([`TarSplitWriter::with_spill_dir`]).
+    pub fn with_spill_dir(tarsplit_out: W, spill_dir: Option<std::path::PathBuf>) -> Self {
         Disassembler {
-            packer: TarSplitWriter::new(tarsplit_out),
+            packer: TarSplitWriter::with_spill_dir(tarsplit_out, spill_dir),
             parser: TarParser::new(),
             phase: Phase::Tar,
             pending: Vec::with_capacity(BLOCK * 2),

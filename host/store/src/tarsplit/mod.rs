@@ -27,6 +27,7 @@ mod crc;
 mod disassemble;
 mod reader;
 mod reassemble;
+mod seen;
 mod writer;
 
 pub use disassemble::{disassemble, Disassembler, IdSets};
@@ -106,7 +107,7 @@ pub enum TarSplitError {
 /// Result of tar-split operations.
 pub type Result<T> = std::result::Result<T, TarSplitError>;
 
-fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> TarSplitError {
+fn io_err(context: &'static str) -> impl Fn(io::Error) -> TarSplitError + Copy {
     move |source| TarSplitError::Io { context, source }
 }
 

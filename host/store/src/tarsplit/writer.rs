@@ -1,32 +1,41 @@
 //! Writing tar-split: the records packed as Go's `jsonPacker` packs them.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use storage_archive::PathSet;
 
-use super::{io_err, Result, TarSplitEntry, TarSplitError};
+use super::seen::SeenPaths;
+
+use super::{io_err, Result, TarSplitEntry};
 
 /// Writes tar-split records: gzip (fastest level, as upstream's pgzip `BestSpeed`) of
 /// JSON lines, rejecting repeated paths as Go's `jsonPacker` does.
 ///
-/// The paths seen are the writer's one state that grows with the archive: 16 bytes an
-/// entry ([`PathSet`]), where Go keeps every cleaned path as a string in a map.
+/// The paths seen are kept in bounded memory, the older ones in a spill file (`seen.rs`),
+/// where Go keeps every cleaned path as a string in a map.
 pub struct TarSplitWriter<W: Write> {
     out: flate2::write::GzEncoder<W>,
     position: u64,
-    seen: PathSet,
+    seen: SeenPaths,
     line: Vec<u8>,
 }
 
 impl<W: Write> TarSplitWriter<W> {
-    /// A writer packing into `out`.
+    /// A writer packing into `out`, spilling the paths it has seen into the system's
+    /// temporary directory if the archive has many.
     pub fn new(out: W) -> Self {
+        Self::with_spill_dir(out, None)
+    }
+
+    /// A writer packing into `out`, spilling the paths it has seen into an unnamed file in
+    /// `spill_dir` (the system's temporary directory if `None`) if the archive has many.
+    pub fn with_spill_dir(out: W, spill_dir: Option<PathBuf>) -> Self {
         TarSplitWriter {
             out: flate2::write::GzEncoder::new(out, flate2::Compression::fast()),
             position: 0,
-            seen: PathSet::new(),
+            seen: SeenPaths::new(spill_dir),
             line: Vec::new(),
         }
     }
@@ -34,12 +43,7 @@ impl<W: Write> TarSplitWriter<W> {
     /// Appends one record.
     pub fn add(&mut self, entry: &TarSplitEntry) -> Result<()> {
         if let TarSplitEntry::File { name, .. } = entry {
-            let cleaned = clean_path(name);
-            if !self.seen.insert(&cleaned) {
-                return Err(TarSplitError::DuplicatePath(
-                    String::from_utf8_lossy(name).into_owned(),
-                ));
-            }
+            self.seen.insert(&clean_path(name), name)?;
         }
         self.line.clear();
         encode_line(&mut self.line, entry, self.position);
@@ -60,8 +64,10 @@ impl<W: Write> TarSplitWriter<W> {
         self.position
     }
 
-    /// Writes the gzip trailer and returns the underlying writer.
+    /// Refuses a path recorded twice that the bounded check has not seen yet, writes the gzip
+    /// trailer and returns the underlying writer.
     pub fn finish(self) -> Result<W> {
+        self.seen.finish()?;
         self.out.finish().map_err(io_err("finishing tar-split"))
     }
 }
