@@ -135,10 +135,12 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = out.flush();
         return actions::unshare::reexec_in_user_namespace(args, err);
     }
+    // What the configuration files gave that upstream warns about (logrus shows warnings
+    // without `--debug` too).
+    for warning in &warnings {
+        let _ = writeln!(err, "level=warning msg={}", gostr::quote(warning));
+    }
     if inv.flags.bool("debug") {
-        for warning in &warnings {
-            let _ = writeln!(err, "level=warning msg={}", gostr::quote(warning));
-        }
         debug_line(err, &format!("Root: {}", opts.graph_root.display()));
         debug_line(err, &format!("Run Root: {}", opts.run_root.display()));
         debug_line(err, &format!("Driver Name: {}", opts.driver_name));

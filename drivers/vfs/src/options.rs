@@ -31,6 +31,8 @@ pub fn parse(options: &[String]) -> Result<VfsOptions, String> {
                     format!("strconv.ParseBool: parsing {value:?}: invalid syntax")
                 })?
             }
+            // Upstream names this one apart (`mountopt` of a configuration file lands here).
+            "vfs.mountopt" => return Err("vfs driver does not support mount options".into()),
             _ => return Err(format!("vfs driver does not support {key} options")),
         }
     }

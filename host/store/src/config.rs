@@ -694,7 +694,7 @@ fn parse_config_without_defaults(
             source: e,
         })?;
     let mut reader = TableReader {
-        warnings: Vec::new(),
+        unknown_keys: Vec::new(),
         source,
     };
     let mut opts = StoreOptions::default();
@@ -770,13 +770,13 @@ fn parse_config_without_defaults(
     Ok(LoadedConfig {
         options: opts,
         source: source.to_string(),
-        warnings: reader.warnings,
+        warnings: reader.warnings(),
     })
 }
 
 /// Typed access to TOML values with upstream-style messages, collecting unknown keys.
 struct TableReader<'a> {
-    warnings: Vec<String>,
+    unknown_keys: Vec<String>,
     source: &'a str,
 }
 
@@ -835,10 +835,21 @@ impl TableReader<'_> {
     }
 
     fn unknown(&mut self, key: &str) {
-        self.warnings.push(format!(
-            "Failed to decode the keys [{key:?}] from {:?}",
+        self.unknown_keys.push(key.to_string());
+    }
+
+    /// The file's warnings: upstream's one line naming every key it did not decode, quoted
+    /// and space-separated as Go's `%q` prints a list of strings.
+    fn warnings(&self) -> Vec<String> {
+        if self.unknown_keys.is_empty() {
+            return Vec::new();
+        }
+        let keys: Vec<String> = self.unknown_keys.iter().map(|k| format!("{k:?}")).collect();
+        vec![format!(
+            "Failed to decode the keys [{}] from {:?}",
+            keys.join(" "),
             self.source
-        ));
+        )]
     }
 
     fn string(&self, key: &str, v: &toml::Value) -> Result<String, ConfigError> {
@@ -1137,8 +1148,12 @@ mod tests {
             "[storage]\nbogus = 1\n[storage.options]\nnope = \"x\"\n",
             &[],
         );
-        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
-        assert!(c.warnings[0].contains("storage.bogus"));
+        assert_eq!(
+            c.warnings,
+            [
+                r#"Failed to decode the keys ["storage.bogus" "storage.options.nope"] from "test.toml""#
+            ],
+        );
     }
 
     #[test]
