@@ -196,6 +196,35 @@ impl LayerMounts {
             .join(format!(".private-{}-{n}-{id}", std::process::id())))
     }
 
+    /// Undoes the private mount directories ([`LayerMounts::private_dir`]) of processes that
+    /// are gone (killed during a naive diff, say): their mounts would otherwise stay until
+    /// the run root goes. A directory of a live process, or one that cannot be undone, stays
+    /// (the failure is logged).
+    pub fn reclaim_private_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return; // no mounts made yet
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(".private-"))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if Path::new("/proc").join(pid.to_string()).exists() {
+                continue;
+            }
+            let dir = entry.path();
+            log_failure(
+                format_args!("undoing the private mounts in {}", dir.display()),
+                self.undo_in(&dir),
+            );
+        }
+    }
+
     /// Performs checked mounts in order; on a failure undoes what was done. Returns the
     /// layer's mount point (where the last one went).
     pub fn perform(&self, id: &str, mounts: &[CheckedMount]) -> DriverResult<PathBuf> {
@@ -591,6 +620,29 @@ mod without_root {
         mounts.undo_in(&a).unwrap();
         assert!(!a.exists());
         assert!(sys.mounted().is_empty());
+    }
+
+    /// The private directory of a process that died is undone by the next start; a live
+    /// process's is left alone.
+    #[test]
+    fn private_directories_of_dead_processes_are_reclaimed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sys = Arc::new(RecordingSyscalls::new());
+        let mounts = LayerMounts::new(tmp.path().join("m"), sys.clone());
+        let bind = [checked("bind", &["/h/l/a"], &[])];
+        let live = mounts.private_dir("L1").unwrap();
+        mounts.perform_in(&live, &bind).unwrap();
+        // Above the kernel's largest PID (4194304): no such process.
+        let dead = tmp.path().join("m/.private-4294967295-0-L2");
+        mounts.perform_in(&dead, &bind).unwrap();
+        let layer = mounts.perform("L3", &bind).unwrap();
+        assert_eq!(sys.mounted().len(), 3);
+
+        mounts.reclaim_private_dirs();
+        assert!(!dead.exists());
+        assert!(live.join("merged").exists());
+        assert!(layer.exists(), "a layer's mount point is not private");
+        assert_eq!(sys.mounted().len(), 2);
     }
 
     #[test]

@@ -280,15 +280,17 @@ impl ComponentGraphDriver {
         // `init` runs at every call; running it once now reports bad options at start-up,
         // as upstream's drivers do.
         component.list_layers().map_err(tidy)?;
+        let mounts = LayerMounts::new(
+            init.run_root.join(format!("{name}-mounts")),
+            Arc::clone(&init.syscalls),
+        );
+        mounts.reclaim_private_dirs();
         Ok(ComponentGraphDriver {
             name: name.to_string(),
             component,
             _runtime: runtime,
             image_stores,
-            mounts: LayerMounts::new(
-                init.run_root.join(format!("{name}-mounts")),
-                Arc::clone(&init.syscalls),
-            ),
+            mounts,
             archive: Arc::clone(&init.archive),
             ignore_chown_errors: ignore_chown_errors(name, &init.options),
         })
