@@ -620,9 +620,16 @@ fn reference_binary() -> Option<PathBuf> {
         .into_iter()
         .find(|p| p.exists())?,
     };
+    // Asked of a scratch vfs store: with no roots the binary opens, and on overlay mounts the
+    // home of, the system's store (/var/lib/containers/storage), which outlives the tests.
     // 1.60 prints its version on stderr.
+    let scratch = tempfile::tempdir().ok()?;
     let said = std::process::Command::new(&path)
-        .arg("version")
+        .arg("--graph")
+        .arg(scratch.path().join("graph"))
+        .arg("--run")
+        .arg(scratch.path().join("run"))
+        .args(["--storage-driver", "vfs", "version"])
         .output()
         .map(|o| {
             format!(

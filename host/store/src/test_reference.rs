@@ -50,10 +50,22 @@ pub(crate) fn reference_binary() -> Option<PathBuf> {
     }
 }
 
-/// What `BINARY version` says; Debian's 1.43 build says nothing, its package does.
+/// What `BINARY version` says; Debian's 1.43 build says nothing, its package does. Asked of a
+/// scratch vfs store: with no roots the binary opens (and, on overlay, mounts the home of)
+/// the system's store, `/var/lib/containers/storage`, which then outlives the tests.
 fn version(path: &Path) -> String {
+    let Ok(scratch) = tempfile::Builder::new()
+        .prefix("storage-store-version-")
+        .tempdir()
+    else {
+        return "version unknown".to_string();
+    };
     let said = Command::new(path)
-        .arg("version")
+        .arg("--graph")
+        .arg(scratch.path().join("graph"))
+        .arg("--run")
+        .arg(scratch.path().join("run"))
+        .args(["--storage-driver", "vfs", "version"])
         .output()
         .map(|o| {
             // 1.60 prints its version on stderr.
