@@ -9,11 +9,6 @@ use crate::harness::{first_line, tar_of, Scratch};
 /// Upstream overlay's `maxDepth`: the most lowers a mounted layer may have.
 const MAX_DEPTH: usize = 500;
 
-fn is_mountpoint(path: &str) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines().any(|l| l.split(' ').nth(4) == Some(path))
-}
-
 #[test]
 fn a_container_on_a_chain_of_500_layers_mounts_and_one_more_is_refused() {
     if !crate::harness::overlay_only("a_container_on_a_chain_of_500_layers_mounts") {
@@ -37,13 +32,16 @@ fn a_container_on_a_chain_of_500_layers_mounts_and_one_more_is_refused() {
     // The container's layer has the 500 layers of the chain as lowers.
     s.ok(&["create-container", "-n", "c", "deep"]);
     let mp = s.ok(&["mount", "c"]).trim_end().to_string();
-    assert!(is_mountpoint(&mp), "{mp} is not a mount point");
+    assert!(
+        crate::harness::is_mountpoint(&mp),
+        "{mp} is not a mount point"
+    );
     let merged = Path::new(&mp);
     assert_eq!(std::fs::read(merged.join("bottom.txt")).unwrap(), b"b");
     assert_eq!(std::fs::read(merged.join("top.txt")).unwrap(), b"t");
     std::fs::write(merged.join("new.txt"), b"n").unwrap();
     assert_eq!(s.ok(&["unmount", "c"]), "c mountpoint unmounted\n");
-    assert!(!is_mountpoint(&mp));
+    assert!(!crate::harness::is_mountpoint(&mp));
     // The top image layer mounted alone (its diff on top of 499 lowers).
     let mp = s.ok(&["mount", "top"]).trim_end().to_string();
     assert!(Path::new(&mp).join("bottom.txt").exists());

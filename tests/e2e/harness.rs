@@ -340,6 +340,16 @@ pub fn unmount_below(dir: &Path) {
     }
 }
 
+/// Whether `path` is a mount point now (`/proc/self/mountinfo`).
+pub fn is_mountpoint(path: impl AsRef<Path>) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|p| Path::new(&unescape_mountinfo(p)) == path.as_ref())
+}
+
 /// mountinfo escapes space, tab, newline and backslash as `\ooo`.
 fn unescape_mountinfo(s: &str) -> String {
     let bytes = s.as_bytes();

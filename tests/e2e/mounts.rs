@@ -4,11 +4,6 @@ use std::path::Path;
 
 use crate::harness::{id, tar_of, Scratch};
 
-fn is_mountpoint(path: &str) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    info.lines().any(|l| l.split(' ').nth(4) == Some(path))
-}
-
 #[test]
 fn mount_mounted_unmount() {
     if !crate::harness::overlay_only("mount_mounted_unmount") {
@@ -22,7 +17,10 @@ fn mount_mounted_unmount() {
     let out = s.ok(&["mount", "ml"]);
     let mp = out.trim_end_matches('\n').to_string();
     assert_eq!(out, format!("{mp}\n"));
-    assert!(is_mountpoint(&mp), "{mp} is not a mount point");
+    assert!(
+        crate::harness::is_mountpoint(&mp),
+        "{mp} is not a mount point"
+    );
     assert_eq!(
         std::fs::read(Path::new(&mp).join("hello.txt")).unwrap(),
         b"hi"
@@ -33,9 +31,9 @@ fn mount_mounted_unmount() {
     // A second mount only counts; the first unmount keeps it mounted.
     assert_eq!(s.ok(&["mount", &l]), format!("{mp}\n"));
     assert_eq!(s.ok(&["unmount", &l]), "");
-    assert!(is_mountpoint(&mp));
+    assert!(crate::harness::is_mountpoint(&mp));
     assert_eq!(s.ok(&["umount", "ml"]), "ml mountpoint unmounted\n");
-    assert!(!is_mountpoint(&mp));
+    assert!(!crate::harness::is_mountpoint(&mp));
     assert_eq!(s.ok(&["mounted", &l]), "");
 }
 
@@ -73,7 +71,7 @@ fn shutdown_refuses_while_mounted_unless_forced() {
         "shutdown: a layer is mounted: layer is in use by a container\n"
     );
     assert_eq!(s.ok(&["shutdown", "-f", "-j"]), "\"\"\n");
-    assert!(!is_mountpoint(mp.trim_end()));
+    assert!(!crate::harness::is_mountpoint(mp.trim_end()));
     assert_eq!(s.ok(&["shutdown"]), "");
 }
 
