@@ -14,6 +14,7 @@ mod drivers;
 pub mod flags;
 mod gostr;
 mod idmaps;
+mod logrus;
 mod options;
 pub mod parse;
 mod progress;
@@ -38,6 +39,7 @@ pub const EXIT_FLAG_ERROR: i32 = 125;
 
 /// Runs one command line (without the program name); returns the exit status.
 pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    logrus::start_clock();
     // Output failures below are ignored: there is nowhere left to report them.
     let global_defaults = |err: &mut dyn Write, current: &FlagValues| {
         let _ = err.write_all(usage::flag_defaults(&global_flags_with_help(), current).as_bytes());
@@ -138,7 +140,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     // What the configuration files gave that upstream warns about (logrus shows warnings
     // without `--debug` too).
     for warning in &warnings {
-        let _ = writeln!(err, "level=warning msg={}", gostr::quote(warning));
+        let _ = err.write_all(logrus::line(logrus::Level::Warning, warning).as_bytes());
     }
     if inv.flags.bool("debug") {
         debug_line(err, &format!("Root: {}", opts.graph_root.display()));
@@ -217,15 +219,12 @@ impl log::Log for Logger {
             return;
         }
         let level = match record.level() {
-            log::Level::Error => "error",
-            log::Level::Warn => "warning",
-            log::Level::Info => "info",
-            _ => "debug",
+            log::Level::Error => logrus::Level::Error,
+            log::Level::Warn => logrus::Level::Warning,
+            log::Level::Info => logrus::Level::Info,
+            _ => logrus::Level::Debug,
         };
-        let line = format!(
-            "level={level} msg={}\n",
-            gostr::quote(&record.args().to_string())
-        );
+        let line = logrus::line(level, &record.args().to_string());
         // Straight to the file descriptor, not through `std::io::stderr()`: the command holds
         // that lock while it runs, and a message from another thread (a compile worker, a
         // pipeline thread) would wait for it forever.
@@ -243,7 +242,7 @@ impl log::Log for Logger {
 
 /// A debug line in logrus' text format.
 fn debug_line(err: &mut dyn Write, msg: &str) {
-    let _ = writeln!(err, "level=debug msg={}", gostr::quote(msg));
+    let _ = err.write_all(logrus::line(logrus::Level::Debug, msg).as_bytes());
 }
 
 #[cfg(test)]

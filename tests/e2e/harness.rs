@@ -340,6 +340,26 @@ pub fn unmount_below(dir: &Path) {
     }
 }
 
+/// A log line of a non-terminal stderr without its logrus time, `time="<RFC 3339>" `: what
+/// follows it (`level=... msg=...`), or `None` when the line does not start with a time in
+/// Go's `time.RFC3339` form (`2006-01-02T15:04:05Z` or with an offset, `+01:00`).
+pub fn log_body(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("time=\"")?;
+    let (time, body) = rest.split_once("\" ")?;
+    let (stamp, zone) = time.split_at(time.len().min(19));
+    let digits_at = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    let stamp_ok = stamp.len() == 19
+        && digits_at
+            .iter()
+            .all(|&i| stamp.as_bytes()[i].is_ascii_digit())
+        && stamp.as_bytes()[10] == b'T';
+    let zone_ok = zone == "Z"
+        || (zone.len() == 6
+            && matches!(zone.as_bytes()[0], b'+' | b'-')
+            && zone.as_bytes()[3] == b':');
+    (stamp_ok && zone_ok).then_some(body)
+}
+
 /// Whether `path` is a mount point now (`/proc/self/mountinfo`).
 pub fn is_mountpoint(path: impl AsRef<Path>) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
