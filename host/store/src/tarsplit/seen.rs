@@ -20,6 +20,8 @@ use std::path::PathBuf;
 
 use storage_archive::path_hash;
 
+use crate::records::FastHash;
+
 use super::{io_err, Result, TarSplitError};
 
 /// Paths kept in memory before they are spilled as one run.
@@ -32,8 +34,8 @@ const MERGE_BUFFERS: usize = 1 << 20;
 /// The paths recorded so far (see the module docs).
 pub(super) struct SeenPaths {
     window: usize,
-    /// Hashes of the window's paths.
-    index: HashSet<u128>,
+    /// Hashes of the window's paths (already hashes: a cheap hasher spreads them).
+    index: HashSet<u128, FastHash>,
     /// The window's entries: hash and the span of its name in `names`.
     entries: Vec<(u128, usize, usize)>,
     names: Vec<u8>,
@@ -58,7 +60,7 @@ impl SeenPaths {
     fn with_window(spill_dir: Option<PathBuf>, window: usize) -> Self {
         SeenPaths {
             window: window.max(1),
-            index: HashSet::new(),
+            index: HashSet::with_hasher(FastHash),
             entries: Vec::new(),
             names: Vec::new(),
             spill_dir,
