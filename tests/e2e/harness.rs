@@ -16,91 +16,9 @@ pub mod loop_btrfs;
 /// The binary under test.
 pub const STORAGE: &str = env!("CARGO_BIN_EXE_storage");
 
-/// The Go `containers-storage` that differential tests compare with: `$STORAGE_REFERENCE`
-/// if set, else upstream's 1.60 build in `/work/shared/reference`, else the one beside the
-/// repository (`<repo>/../shared/reference`), else Debian's `/usr/bin/containers-storage`
-/// (1.43). `None` when none exists (the caller skips, saying so). Says on stderr, once per
-/// test, which binary and version it used.
-pub fn reference_binary() -> Option<PathBuf> {
-    static FOUND: std::sync::OnceLock<Option<(PathBuf, String)>> = std::sync::OnceLock::new();
-    let found = FOUND.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let path = match std::env::var_os("STORAGE_REFERENCE").filter(|v| !v.is_empty()) {
-            Some(p) => {
-                let p = PathBuf::from(p);
-                assert!(
-                    p.exists(),
-                    "STORAGE_REFERENCE={} does not exist",
-                    p.display()
-                );
-                p
-            }
-            None => [
-                PathBuf::from("/work/shared/reference/containers-storage"),
-                repo.join("../shared/reference/containers-storage"),
-                PathBuf::from("/usr/bin/containers-storage"),
-            ]
-            .into_iter()
-            .find(|p| p.exists())?,
-        };
-        let version = reference_version(&path);
-        Some((path, version))
-    });
-    match found {
-        Some((path, version)) => {
-            // Once per test (each runs on its own thread), not on every call.
-            thread_local!(static SAID: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
-            if !SAID.with(|said| said.replace(true)) {
-                eprintln!("reference binary: {} ({version})", path.display());
-            }
-            Some(path.clone())
-        }
-        None => {
-            eprintln!("no reference containers-storage binary found");
-            None
-        }
-    }
-}
-
-/// What `BINARY version` says; Debian's 1.43 build says nothing, its package does. The
-/// command opens a store like any other: a scratch vfs one, so the system's
-/// (`/var/lib/containers/storage`) is neither made nor mounted by the tests.
-fn reference_version(path: &Path) -> String {
-    let Ok(scratch) = tempfile::Builder::new()
-        .prefix("storage-e2e-version-")
-        .tempdir()
-    else {
-        return "version unknown".to_string();
-    };
-    let said = Command::new(path)
-        .arg("--graph")
-        .arg(scratch.path().join("graph"))
-        .arg("--run")
-        .arg(scratch.path().join("run"))
-        .args(["--storage-driver", "vfs", "version"])
-        .output()
-        .map(|o| {
-            // 1.60 prints its version on stderr.
-            let mut text = String::from_utf8_lossy(&o.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&o.stderr));
-            text
-        })
-        .unwrap_or_default();
-    if let Some(v) = said.lines().find_map(|l| l.strip_prefix("Version:")) {
-        return format!("version {}", v.trim());
-    }
-    if path == Path::new("/usr/bin/containers-storage") {
-        if let Ok(o) = Command::new("dpkg-query")
-            .args(["-W", "-f", "${Version}", "containers-storage"])
-            .output()
-        {
-            if o.status.success() {
-                return format!("Debian package {}", String::from_utf8_lossy(&o.stdout));
-            }
-        }
-    }
-    "version unknown".to_string()
-}
+/// The Go `containers-storage` that differential tests compare with (the workspace's one
+/// finder, shared with the unit tests).
+pub use storage_test_support::reference_binary;
 
 /// What one run of a command gave.
 #[derive(Debug, Clone)]

@@ -555,7 +555,7 @@ fn mount_program_does_the_mounts() {
 
 #[test]
 fn mounts_layers_made_by_the_go_driver() {
-    let Some(go) = reference_binary() else {
+    let Some(go) = storage_test_support::reference_binary() else {
         eprintln!("no reference containers-storage; skipping");
         return;
     };
@@ -602,49 +602,6 @@ fn mounts_layers_made_by_the_go_driver() {
         lower,
         format!("l/{}:l/{}", link_of(&d, &b), link_of(&d, &a))
     );
-}
-
-/// The Go `containers-storage` to compare with: `$STORAGE_REFERENCE` if set, else upstream's
-/// 1.60 build in `/work/shared/reference`, else the one beside the repository
-/// (`<repo>/../shared/reference`), else Debian's `/usr/bin/containers-storage` (1.43). Says
-/// on stderr which binary and version the test used.
-fn reference_binary() -> Option<PathBuf> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let path = match std::env::var_os("STORAGE_REFERENCE").filter(|v| !v.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => [
-            PathBuf::from("/work/shared/reference/containers-storage"),
-            repo.join("../shared/reference/containers-storage"),
-            PathBuf::from("/usr/bin/containers-storage"),
-        ]
-        .into_iter()
-        .find(|p| p.exists())?,
-    };
-    // Asked of a scratch vfs store: with no roots the binary opens, and on overlay mounts the
-    // home of, the system's store (/var/lib/containers/storage), which outlives the tests.
-    // 1.60 prints its version on stderr.
-    let scratch = tempfile::tempdir().ok()?;
-    let said = std::process::Command::new(&path)
-        .arg("--graph")
-        .arg(scratch.path().join("graph"))
-        .arg("--run")
-        .arg(scratch.path().join("run"))
-        .args(["--storage-driver", "vfs", "version"])
-        .output()
-        .map(|o| {
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        })
-        .unwrap_or_default();
-    let version = said
-        .lines()
-        .find_map(|l| l.strip_prefix("Version:"))
-        .map_or("no version printed: Debian's 1.43 prints none", str::trim);
-    eprintln!("reference binary: {} ({version})", path.display());
-    Some(path)
 }
 
 #[test]

@@ -547,7 +547,7 @@ mod tests {
 
     /// The Go reference CLI; these tests need it.
     fn go_binary() -> PathBuf {
-        crate::test_reference::reference_binary()
+        storage_test_support::reference_binary()
             .expect("containers-storage (the Go reference CLI) must be installed")
     }
 

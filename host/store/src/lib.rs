@@ -24,5 +24,3 @@ pub mod oci;
 pub mod records;
 pub mod store;
 pub mod tarsplit;
-#[cfg(test)]
-mod test_reference;

@@ -37,7 +37,7 @@ fn wipe_removes_everything() {
 
 /// Runs the Go reference CLI on `root` with the vfs driver; `None` when it is not installed.
 fn go_cli(root: &TestRoot, args: &[&str]) -> Option<std::process::Output> {
-    let out = std::process::Command::new(crate::test_reference::reference_binary()?)
+    let out = std::process::Command::new(storage_test_support::reference_binary()?)
         .arg("--graph")
         .arg(root.graph(""))
         .arg("--run")
@@ -81,7 +81,7 @@ fn go_cli_interoperates_on_files_and_locks() {
     let started = std::time::Instant::now();
     let graph = root.graph("");
     let run = root.run("");
-    let go = crate::test_reference::reference_binary().expect("found above");
+    let go = storage_test_support::reference_binary().expect("found above");
     let child = std::thread::spawn(move || {
         std::process::Command::new(go)
             .arg("--graph")

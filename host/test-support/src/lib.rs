@@ -1,36 +1,20 @@
-//! Where the unit tests find the Go reference `containers-storage` they compare with.
+//! What the workspace's tests share: the Go reference `containers-storage` that differential
+//! tests compare with (unit tests of the store and the overlay driver, the end-to-end suites).
+//! A dev-dependency only; nothing of the product links it.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The Go `containers-storage` of the differential tests: `$STORAGE_REFERENCE` if set,
-/// else upstream's 1.60 build in `/work/shared/reference`, else the one beside the
-/// repository (`<repo>/../shared/reference`), else Debian's `/usr/bin/containers-storage`
-/// (1.43). `None` when none exists. Says on stderr, once per test, which binary and
-/// version it used.
-pub(crate) fn reference_binary() -> Option<PathBuf> {
+/// The Go `containers-storage` of the differential tests: `$STORAGE_REFERENCE` if set (it
+/// must exist), else upstream's 1.60 build in `/work/shared/reference`, else the one beside
+/// the repository (`<repo>/../shared/reference`), else Debian's `/usr/bin/containers-storage`
+/// (1.43). `None` when none exists (the caller skips, saying so). Says on stderr, once per
+/// test thread, which binary and version it used.
+pub fn reference_binary() -> Option<PathBuf> {
     static FOUND: OnceLock<Option<(PathBuf, String)>> = OnceLock::new();
     let found = FOUND.get_or_init(|| {
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let path = match std::env::var_os("STORAGE_REFERENCE").filter(|v| !v.is_empty()) {
-            Some(p) => {
-                let p = PathBuf::from(p);
-                assert!(
-                    p.exists(),
-                    "STORAGE_REFERENCE={} does not exist",
-                    p.display()
-                );
-                p
-            }
-            None => [
-                PathBuf::from("/work/shared/reference/containers-storage"),
-                repo.join("../shared/reference/containers-storage"),
-                PathBuf::from("/usr/bin/containers-storage"),
-            ]
-            .into_iter()
-            .find(|p| p.exists())?,
-        };
+        let path = find()?;
         let version = version(&path);
         Some((path, version))
     });
@@ -50,12 +34,33 @@ pub(crate) fn reference_binary() -> Option<PathBuf> {
     }
 }
 
+fn find() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STORAGE_REFERENCE").filter(|v| !v.is_empty()) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.exists(),
+            "STORAGE_REFERENCE={} does not exist",
+            p.display()
+        );
+        return Some(p);
+    }
+    // This crate is `<repo>/host/test-support`.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    [
+        PathBuf::from("/work/shared/reference/containers-storage"),
+        repo.join("../shared/reference/containers-storage"),
+        PathBuf::from("/usr/bin/containers-storage"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}
+
 /// What `BINARY version` says; Debian's 1.43 build says nothing, its package does. Asked of a
 /// scratch vfs store: with no roots the binary opens (and, on overlay, mounts the home of)
 /// the system's store, `/var/lib/containers/storage`, which then outlives the tests.
 fn version(path: &Path) -> String {
     let Ok(scratch) = tempfile::Builder::new()
-        .prefix("storage-store-version-")
+        .prefix("storage-reference-version-")
         .tempdir()
     else {
         return "version unknown".to_string();
