@@ -63,7 +63,15 @@ fn create_and_list_containers() {
 fn create_container_errors() {
     let s = Scratch::new();
     let o = s.fails(&["create-container", "no-such-image"]);
-    assert_eq!(o.stderr, "image not known\n");
+    let unknown = "locating image with ID \"no-such-image\": image not known\n";
+    assert_eq!(o.stderr, unknown);
+    if let Some(reference) = crate::harness::reference_binary() {
+        let go = Scratch::with_binary(&reference, crate::DRIVER);
+        assert_eq!(
+            go.fails(&["create-container", "no-such-image"]).stderr,
+            unknown
+        );
+    }
     let (_, img) = image(&s);
     s.ok(&["create-container", "-n", "busy", &img]);
     assert_eq!(

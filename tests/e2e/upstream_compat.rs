@@ -79,6 +79,10 @@ fn missing_big_data_says_what_upstream_says() {
             "locating image with ID \"nosuchimage\": image not known".to_string(),
         ),
         (
+            vec!["create-container", "nosuchimage"],
+            "locating image with ID \"nosuchimage\": image not known".to_string(),
+        ),
+        (
             vec!["get-image-data-size", &image, "nosuch"],
             "size is not known".to_string(),
         ),

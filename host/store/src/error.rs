@@ -19,6 +19,13 @@ pub enum StoreError {
     /// No image has that ID, name or ID prefix.
     #[error("image not known")]
     ImageUnknown,
+    /// The image a new container was to be made from is not known (upstream's
+    /// `CreateContainer` says which name it looked for).
+    #[error("locating image with ID {image:?}: image not known")]
+    ContainerImageUnknown {
+        /// The name, ID or ID prefix given.
+        image: String,
+    },
     /// No container has that ID, name or ID prefix.
     #[error("container not known")]
     ContainerUnknown,

@@ -321,6 +321,7 @@ impl State {
                 Err(
                     StoreError::LayerUnknown
                     | StoreError::ImageUnknown
+                    | StoreError::ContainerImageUnknown { .. }
                     | StoreError::ContainerUnknown
                     | StoreError::NotAnId
                     | StoreError::NotAContainer
