@@ -18,7 +18,8 @@ pub struct CommandSpec {
     pub usage: &'static str,
     /// Fewest positional arguments.
     pub min_args: usize,
-    /// Most positional arguments; `None` is unlimited (upstream's `maxArgs: 0`).
+    /// Most positional arguments; `None` is unlimited (upstream's `maxArgs: -1`; a command
+    /// that sets none has 0 there, and takes no argument).
     pub max_args: Option<usize>,
     /// Its own flags (the global flags come on top).
     pub flags: &'static [FlagSpec],
@@ -92,8 +93,8 @@ const READONLY: FlagSpec = f(
 );
 const CREATE_LAYER_FLAGS: &[FlagSpec] = &[
     LABEL,
-    NAME,
-    ID,
+    NAME.with_help("Layer name"),
+    ID.with_help("Layer ID"),
     READONLY,
     JSON,
     ID_MAP_FLAGS[0],
@@ -105,7 +106,7 @@ const CREATE_LAYER_FLAGS: &[FlagSpec] = &[
 ];
 const CREATE_STORAGE_LAYER_FLAGS: &[FlagSpec] = &[
     LABEL,
-    ID,
+    ID.with_help("Layer ID"),
     READONLY,
     JSON,
     ID_MAP_FLAGS[0],
@@ -117,8 +118,8 @@ const CREATE_STORAGE_LAYER_FLAGS: &[FlagSpec] = &[
 ];
 const IMPORT_LAYER_FLAGS: &[FlagSpec] = &[
     LABEL,
-    NAME,
-    ID,
+    NAME.with_help("Layer name"),
+    ID.with_help("Layer ID"),
     READONLY,
     JSON,
     f(
@@ -135,25 +136,20 @@ const IMPORT_LAYER_FLAGS: &[FlagSpec] = &[
     ID_MAP_FLAGS[5],
 ];
 const CREATE_IMAGE_FLAGS: &[FlagSpec] = &[
-    NAME,
-    ID,
+    NAME.with_help("Image name"),
+    ID.with_help("Image ID"),
     f(&["digest"], Some('d'), FlagKind::Value, "Image Digest"),
     METADATA,
     METADATA_FILE,
     JSON,
 ];
 const CREATE_CONTAINER_FLAGS: &[FlagSpec] = &[
-    NAME,
-    ID,
+    NAME.with_help("Container name"),
+    ID.with_help("Container ID"),
     METADATA,
     METADATA_FILE,
     JSON,
-    f(
-        &["volatile"],
-        None,
-        FlagKind::Bool,
-        "Create a volatile container",
-    ),
+    f(&["volatile"], None, FlagKind::Bool, "Mark as volatile"),
     ID_MAP_FLAGS[0],
     ID_MAP_FLAGS[1],
     ID_MAP_FLAGS[2],
@@ -163,9 +159,10 @@ const CREATE_CONTAINER_FLAGS: &[FlagSpec] = &[
 ];
 const JSON_ONLY: &[FlagSpec] = &[JSON];
 const JSON_QUIET: &[FlagSpec] = &[JSON, QUIET];
-const FILE_ONLY: &[FlagSpec] = &[FILE];
+const WRITE_FILE: &[FlagSpec] = &[FILE.with_help("Write data to file")];
+const READ_FILE: &[FlagSpec] = &[FILE.with_help("Read data from file")];
 const EXISTS_FLAGS: &[FlagSpec] = &[
-    QUIET,
+    QUIET.with_help("Don't print names"),
     f(
         &["layer"],
         Some('l'),
@@ -191,7 +188,10 @@ const DELETE_IMAGE_FLAGS: &[FlagSpec] = &[
     JSON,
 ];
 const SET_METADATA_FLAGS: &[FlagSpec] = &[METADATA, METADATA_FILE];
-const NAMES_FLAGS: &[FlagSpec] = &[NAME, JSON];
+const ADD_NAMES_FLAGS: &[FlagSpec] = &[NAME.with_help("Name to add"), JSON];
+const REMOVE_NAMES_FLAGS: &[FlagSpec] = &[NAME.with_help("Name to remove"), JSON];
+const SET_NAMES_FLAGS: &[FlagSpec] = &[NAME.with_help("New name"), JSON];
+const METADATA_FLAGS: &[FlagSpec] = &[JSON, QUIET.with_help("Omit names and IDs")];
 const MOUNT_FLAGS: &[FlagSpec] = &[
     f(&["opt"], Some('o'), FlagKind::Value, "Mount Options"),
     LABEL,
@@ -203,7 +203,8 @@ const MOUNT_FLAGS: &[FlagSpec] = &[
     ),
     JSON,
 ];
-const FORCE_JSON: &[FlagSpec] = &[FORCE, JSON];
+const UNMOUNT_FLAGS: &[FlagSpec] = &[FORCE.with_help("Force the umount"), JSON];
+const SHUTDOWN_FLAGS: &[FlagSpec] = &[FORCE.with_help("Unmount mounted layers first"), JSON];
 const DIFF_FLAGS: &[FlagSpec] = &[
     f(
         &["file"],
@@ -271,7 +272,7 @@ const CHECK_FLAGS: &[FlagSpec] = &[
         &["quick"],
         Some('q'),
         FlagKind::Bool,
-        "Perform only quicker checks",
+        "Perform only quick checks",
     ),
 ];
 const DEDUP_FLAGS: &[FlagSpec] = &[
@@ -317,14 +318,15 @@ const PRUNE_FLAGS: &[FlagSpec] = &[
     JSON,
 ];
 
-/// Every command, in the order upstream's usage lists them.
+/// Every command, in the order upstream's usage lists them; ours (the OCI layout commands,
+/// `verify`, `prune`) after them.
 pub const COMMANDS: &[CommandSpec] = &[
     cmd(
         &["check"],
-        "[options [...]]",
+        "",
         "Check storage consistency",
         0,
-        None,
+        Some(0),
         CHECK_FLAGS,
         actions::misc::check,
     )
@@ -401,8 +403,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] containerNameOrID dataName",
         "Get data that is attached to an container",
         2,
-        None,
-        FILE_ONLY,
+        Some(2),
+        WRITE_FILE,
         actions::data::get_container_data,
     )
     .doc(
@@ -420,7 +422,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] containerNameOrID dataName",
         "Get size of data that is attached to an container",
         2,
-        None,
+        Some(2),
         &[],
         actions::data::get_container_data_size,
     )
@@ -435,7 +437,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] containerNameOrID dataName",
         "Get digest of data that is attached to an container",
         2,
-        None,
+        Some(2),
         &[],
         actions::data::get_container_data_digest,
     )
@@ -450,8 +452,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] containerNameOrID dataName",
         "Set data that is attached to an container",
         2,
-        None,
-        FILE_ONLY,
+        Some(2),
+        READ_FILE,
         actions::data::set_container_data,
     )
     .doc(
@@ -466,7 +468,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] containerNameOrID",
         "Find the container's associated data directory",
         1,
-        None,
+        Some(1),
         &[],
         actions::data::get_container_dir,
     )
@@ -482,7 +484,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] containerNameOrID",
         "Find the container's associated runtime directory",
         1,
-        None,
+        Some(1),
         &[],
         actions::data::get_container_run_dir,
     )
@@ -515,7 +517,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]]",
         "List containers",
         0,
-        None,
+        Some(0),
         JSON_ONLY,
         actions::containers::containers,
     )
@@ -529,7 +531,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         &["copy"],
-        "[options [...]] [sourceLayerNameOrID:]/path [...] [destinationLayerNameOrID:]/path",
+        "[options [...]] [sourceLayerNameOrID:]/path [...] targetLayerNameOrID:/path",
         "Copy files or directories into a layer, possibly from another layer",
         2,
         None,
@@ -556,6 +558,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
     ),
     cmd(
+        &["create-storage-layer"],
+        "[options [...]] [parentLayerNameOrID]",
+        "Create a new layer only in the storage driver",
+        0,
+        Some(1),
+        CREATE_STORAGE_LAYER_FLAGS,
+        actions::layers::create_storage_layer,
+    )
+    .doc(
+        "Creates a layer in the storage driver only, without a record in the layer store, \
+         and prints its ID. check reports such layers, and gc removes them.",
+        &[
+            ex("storage create-storage-layer", ""),
+        ],
+    ),
+    cmd(
         &["create-layer", "createlayer"],
         "[options [...]] [parentLayerNameOrID]",
         "Create a new layer",
@@ -576,22 +594,6 @@ pub const COMMANDS: &[CommandSpec] = &[
                 "storage create-layer -n child --uidmap 0:100000:65536 --gidmap 0:100000:65536 base",
                 "Create a child of base whose root is UID and GID 100000 on the host.",
             ),
-        ],
-    ),
-    cmd(
-        &["create-storage-layer"],
-        "[options [...]] [parentLayerNameOrID]",
-        "Create a new layer only in the storage driver",
-        0,
-        Some(1),
-        CREATE_STORAGE_LAYER_FLAGS,
-        actions::layers::create_storage_layer,
-    )
-    .doc(
-        "Creates a layer in the storage driver only, without a record in the layer store, \
-         and prints its ID. check reports such layers, and gc removes them.",
-        &[
-            ex("storage create-storage-layer", ""),
         ],
     ),
     cmd(
@@ -639,88 +641,6 @@ pub const COMMANDS: &[CommandSpec] = &[
         ],
     ),
     cmd(
-        &["import-oci"],
-        "[options [...]] layoutDirectory[:reference]",
-        "Import an image from an OCI image layout",
-        1,
-        Some(1),
-        IMPORT_OCI_FLAGS,
-        actions::oci::import_oci,
-    )
-    .doc(
-        "Imports an image from an OCI image layout (as written by skopeo, buildah or \
-         umoci): layoutDirectory, and in it the image that reference names in the layout's \
-         index, or its only image. Every blob's digest and size are checked while it is \
-         read, layers the store already holds (same diff digest on the same parent) are \
-         reused, and the image is stored as skopeo's containers-storage transport stores \
-         it, with the same layer and image IDs and big-data keys. From a multi-platform \
-         index the host's platform is taken unless --platform says otherwise; --all \
-         imports every image the index lists, each named after its reference. A failed \
-         import leaves nothing behind.",
-        &[
-            ex("storage import-oci ./layout:v1", "Import the image tagged v1 in ./layout."),
-            ex(
-                "storage import-oci -n web --platform linux/arm64 ./layout",
-                "Import the arm64 image of a multi-platform layout as web.",
-            ),
-        ],
-    ),
-    cmd(
-        &["export-oci"],
-        "[options [...]] imageNameOrID layoutDirectory[:reference]",
-        "Export an image to an OCI image layout",
-        2,
-        Some(2),
-        JSON_ONLY,
-        actions::oci::export_oci,
-    )
-    .doc(
-        "Writes an image to an OCI image layout, creating layoutDirectory or adding to it, \
-         and tags it with reference when one is given. Layers are re-created from their \
-         tar-split records and compressed as they were recorded; the stored manifest and \
-         configuration are kept when the blobs come out identical.",
-        &[
-            ex("storage export-oci myimage ./out:v1", "Export myimage to ./out, tagged v1."),
-        ],
-    ),
-    cmd(
-        &["verify"],
-        "[options [...]] imageNameOrID [...]",
-        "Verify that an image's layers and data are present and intact",
-        1,
-        None,
-        JSON_ONLY,
-        actions::oci::verify,
-    )
-    .doc(
-        "Checks each image against what was recorded for it: every layer is re-created \
-         from its tar-split record and compared with its diff digest and size, and every \
-         big-data item with its digest. The exit status is 1 if any check fails.",
-        &[
-            ex("storage verify myimage", ""),
-        ],
-    ),
-    cmd(
-        &["prune"],
-        "[options [...]]",
-        "Remove layers no image or container uses",
-        0,
-        None,
-        PRUNE_FLAGS,
-        actions::oci::prune,
-    )
-    .doc(
-        "Removes the layers that no image and no container reaches; with --dangling, \
-         images that have no names are removed first. --dry-run prints what would be \
-         removed and removes nothing.",
-        &[
-            ex(
-                "storage prune --dry-run --dangling",
-                "Show what a prune of unnamed images and unused layers would remove.",
-            ),
-        ],
-    ),
-    cmd(
         &["create-container", "createcontainer"],
         "[options [...]] parentImageNameOrID",
         "Create a new container from an image",
@@ -744,10 +664,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         &["dedup"],
-        "[options [...]]",
+        "",
         "Dedup all images",
         0,
-        None,
+        Some(0),
         DEDUP_FLAGS,
         actions::misc::dedup,
     )
@@ -940,10 +860,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         &["gc"],
-        "[options [...]]",
+        "",
         "Perform garbage collection",
         0,
-        None,
+        Some(0),
         JSON_ONLY,
         actions::misc::gc,
     )
@@ -991,8 +911,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] imageNameOrID dataName",
         "Get data that is attached to an image",
         2,
-        None,
-        FILE_ONLY,
+        Some(2),
+        WRITE_FILE,
         actions::data::get_image_data,
     )
     .doc(
@@ -1007,7 +927,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] imageNameOrID dataName",
         "Get size of data that is attached to an image",
         2,
-        None,
+        Some(2),
         &[],
         actions::data::get_image_data_size,
     )
@@ -1022,7 +942,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] imageNameOrID dataName",
         "Get digest of data that is attached to an image",
         2,
-        None,
+        Some(2),
         &[],
         actions::data::get_image_data_digest,
     )
@@ -1035,10 +955,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     cmd(
         &["set-image-data", "setimagedata"],
         "[options [...]] imageNameOrID dataName",
-        "Set data that is attached to an image",
+        "Set data that is attached to an image (with sometimes wrong digest)",
         2,
-        None,
-        FILE_ONLY,
+        Some(2),
+        READ_FILE,
         actions::data::set_image_data,
     )
     .doc(
@@ -1054,7 +974,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] imageNameOrID",
         "Find the image's associated data directory",
         1,
-        None,
+        Some(1),
         &[],
         actions::data::get_image_dir,
     )
@@ -1071,7 +991,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] imageNameOrID",
         "Find the image's associated runtime directory",
         1,
-        None,
+        Some(1),
         &[],
         actions::data::get_image_run_dir,
     )
@@ -1088,7 +1008,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]]",
         "List images",
         0,
-        None,
+        Some(0),
         JSON_QUIET,
         actions::images::images,
     )
@@ -1171,8 +1091,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] layerID dataName",
         "Get data that is attached to a layer",
         2,
-        None,
-        FILE_ONLY,
+        Some(2),
+        WRITE_FILE,
         actions::data::get_layer_data,
     )
     .doc(
@@ -1187,8 +1107,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] layerID dataName",
         "Set data that is attached to a layer",
         2,
-        None,
-        FILE_ONLY,
+        Some(2),
+        READ_FILE,
         actions::data::set_layer_data,
     )
     .doc(
@@ -1203,7 +1123,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]]",
         "List layers",
         0,
-        None,
+        Some(0),
         LAYERS_FLAGS,
         actions::layers::layers,
     )
@@ -1222,7 +1142,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]]",
         "List storage layers",
         0,
-        None,
+        Some(0),
         JSON_ONLY,
         actions::layers::storage_layers,
     )
@@ -1239,7 +1159,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Retrieve layer, image, or container metadata",
         1,
         None,
-        JSON_QUIET,
+        METADATA_FLAGS,
         actions::names::metadata,
     )
     .doc(
@@ -1292,7 +1212,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Unmount an image, layer or container",
         1,
         None,
-        FORCE_JSON,
+        UNMOUNT_FLAGS,
         actions::mounts::unmount,
     )
     .doc(
@@ -1339,8 +1259,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] imageOrContainerNameOrID",
         "Add layer, image, or container name or names",
         1,
-        Some(1),
-        NAMES_FLAGS,
+        None,
+        ADD_NAMES_FLAGS,
         actions::names::add_names,
     )
     .doc(
@@ -1356,8 +1276,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] imageOrContainerNameOrID",
         "Remove layer, image, or container name or names",
         1,
-        Some(1),
-        NAMES_FLAGS,
+        None,
+        REMOVE_NAMES_FLAGS,
         actions::names::remove_names,
     )
     .doc(
@@ -1371,8 +1291,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         "[options [...]] imageOrContainerNameOrID",
         "Set layer, image, or container name or names",
         1,
-        Some(1),
-        NAMES_FLAGS,
+        None,
+        SET_NAMES_FLAGS,
         actions::names::set_names,
     )
     .doc(
@@ -1384,11 +1304,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         &["shutdown"],
-        "[options [...]]",
+        "",
         "Shut down layer storage",
         0,
-        None,
-        FORCE_JSON,
+        Some(0),
+        SHUTDOWN_FLAGS,
         actions::misc::shutdown,
     )
     .doc(
@@ -1401,10 +1321,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         &["status"],
-        "[options [...]]",
+        "",
         "Check on graph driver status",
         0,
-        None,
+        Some(0),
         JSON_ONLY,
         actions::misc::status,
     )
@@ -1417,7 +1337,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         &["unshare"],
-        "[options [...]] [command [...]]",
+        "[command [...]]",
         "Run a command in a user namespace",
         0,
         None,
@@ -1433,10 +1353,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         &["version"],
-        "[options [...]]",
+        "",
         "Return containers-storage version information",
         0,
-        None,
+        Some(0),
         JSON_ONLY,
         actions::misc::version,
     )
@@ -1449,10 +1369,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         &["wipe"],
-        "[options [...]]",
+        "",
         "Wipe all layers, images, and containers",
         0,
-        None,
+        Some(0),
         JSON_ONLY,
         actions::misc::wipe,
     )
@@ -1460,6 +1380,88 @@ pub const COMMANDS: &[CommandSpec] = &[
         "Deletes every container, image and layer of the store.",
         &[
             ex("storage wipe", ""),
+        ],
+    ),
+    cmd(
+        &["import-oci"],
+        "[options [...]] layoutDirectory[:reference]",
+        "Import an image from an OCI image layout",
+        1,
+        Some(1),
+        IMPORT_OCI_FLAGS,
+        actions::oci::import_oci,
+    )
+    .doc(
+        "Imports an image from an OCI image layout (as written by skopeo, buildah or \
+         umoci): layoutDirectory, and in it the image that reference names in the layout's \
+         index, or its only image. Every blob's digest and size are checked while it is \
+         read, layers the store already holds (same diff digest on the same parent) are \
+         reused, and the image is stored as skopeo's containers-storage transport stores \
+         it, with the same layer and image IDs and big-data keys. From a multi-platform \
+         index the host's platform is taken unless --platform says otherwise; --all \
+         imports every image the index lists, each named after its reference. A failed \
+         import leaves nothing behind.",
+        &[
+            ex("storage import-oci ./layout:v1", "Import the image tagged v1 in ./layout."),
+            ex(
+                "storage import-oci -n web --platform linux/arm64 ./layout",
+                "Import the arm64 image of a multi-platform layout as web.",
+            ),
+        ],
+    ),
+    cmd(
+        &["export-oci"],
+        "[options [...]] imageNameOrID layoutDirectory[:reference]",
+        "Export an image to an OCI image layout",
+        2,
+        Some(2),
+        JSON_ONLY,
+        actions::oci::export_oci,
+    )
+    .doc(
+        "Writes an image to an OCI image layout, creating layoutDirectory or adding to it, \
+         and tags it with reference when one is given. Layers are re-created from their \
+         tar-split records and compressed as they were recorded; the stored manifest and \
+         configuration are kept when the blobs come out identical.",
+        &[
+            ex("storage export-oci myimage ./out:v1", "Export myimage to ./out, tagged v1."),
+        ],
+    ),
+    cmd(
+        &["verify"],
+        "[options [...]] imageNameOrID [...]",
+        "Verify that an image's layers and data are present and intact",
+        1,
+        None,
+        JSON_ONLY,
+        actions::oci::verify,
+    )
+    .doc(
+        "Checks each image against what was recorded for it: every layer is re-created \
+         from its tar-split record and compared with its diff digest and size, and every \
+         big-data item with its digest. The exit status is 1 if any check fails.",
+        &[
+            ex("storage verify myimage", ""),
+        ],
+    ),
+    cmd(
+        &["prune"],
+        "[options [...]]",
+        "Remove layers no image or container uses",
+        0,
+        None,
+        PRUNE_FLAGS,
+        actions::oci::prune,
+    )
+    .doc(
+        "Removes the layers that no image and no container reaches; with --dangling, \
+         images that have no names are removed first. --dry-run prints what would be \
+         removed and removes nothing.",
+        &[
+            ex(
+                "storage prune --dry-run --dangling",
+                "Show what a prune of unnamed images and unused layers would remove.",
+            ),
         ],
     ),
 ];

@@ -27,8 +27,11 @@ pub struct FlagSpec {
     /// One line of help.
     pub help: &'static str,
     /// The value a value flag has when it is not given, where that is not empty (shown in the
-    /// man pages; the action applies it).
+    /// man pages and, as upstream's flag list shows it, after `=`; the action applies it).
     pub default: Option<&'static str>,
+    /// How many of `long` upstream's flag list shows: spellings after them are ours (accepted
+    /// and in the man pages, left out of the list so that it reads as upstream's).
+    pub listed: usize,
 }
 
 impl FlagSpec {
@@ -41,6 +44,25 @@ impl FlagSpec {
     pub const fn with_default(mut self, default: &'static str) -> Self {
         self.default = Some(default);
         self
+    }
+
+    /// The same flag with another line of help (upstream words a shared flag per command:
+    /// `--id` is "Layer ID" for create-layer, "Image ID" for create-image).
+    pub const fn with_help(mut self, help: &'static str) -> Self {
+        self.help = help;
+        self
+    }
+
+    /// The same flag with only its first `count` long spellings in the flag list (see
+    /// [`FlagSpec::listed`]).
+    pub const fn listing_only(mut self, count: usize) -> Self {
+        self.listed = count;
+        self
+    }
+
+    /// The long spellings the flag list shows.
+    pub fn listed_long(&self) -> &'static [&'static str] {
+        &self.long[..self.listed.min(self.long.len())]
     }
 
     /// Whether `token` (a flag name with its dashes, without `=value`) names this flag.
@@ -68,6 +90,7 @@ pub const fn flag(
         kind,
         help,
         default: None,
+        listed: usize::MAX,
     }
 }
 
@@ -86,12 +109,14 @@ pub const GLOBAL_FLAGS: &[FlagSpec] = &[
         FlagKind::Value,
         "Root of the storage tree",
     ),
+    // `--driver` is ours.
     flag(
         &["storage-driver", "driver"],
         Some('s'),
         FlagKind::Value,
         "Storage driver to use ($STORAGE_DRIVER)",
-    ),
+    )
+    .listing_only(1),
     flag(
         &["storage-opt"],
         None,
@@ -108,7 +133,7 @@ pub const GLOBAL_FLAGS: &[FlagSpec] = &[
         &["transient-store"],
         None,
         FlagKind::Bool,
-        "Keep container records and volatile layers in the run root",
+        "Transient store",
     ),
     flag(
         &["debug"],
@@ -116,6 +141,8 @@ pub const GLOBAL_FLAGS: &[FlagSpec] = &[
         FlagKind::Bool,
         "Print debugging information",
     ),
+    // The flag list says what the default is for the user running it (see
+    // `usage::flag_defaults`).
     flag(
         &["unshare"],
         Some('U'),

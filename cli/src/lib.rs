@@ -65,14 +65,16 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return 1;
         }
     };
+    // Upstream's main usage lists the global flags without the values given (its flag set
+    // there is not the one the command parses).
     if global.help {
         let _ = out.write_all(usage::main_usage().as_bytes());
-        global_defaults(err, &global.flags);
+        global_defaults(err, &FlagValues::default());
         return 0;
     }
     let Some((name, rest)) = global.rest.split_first() else {
         let _ = out.write_all(usage::main_usage().as_bytes());
-        global_defaults(err, &global.flags);
+        global_defaults(err, &FlagValues::default());
         return 1;
     };
     let Some(command) = parse::find_command(name) else {

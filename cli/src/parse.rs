@@ -85,13 +85,7 @@ impl Invocation {
 }
 
 /// Upstream's global flag set has `--help` (and only the global one does).
-pub const HELP_FLAG: FlagSpec = FlagSpec {
-    long: &["help"],
-    short: None,
-    kind: FlagKind::Bool,
-    help: "Print usage",
-    default: None,
-};
+pub const HELP_FLAG: FlagSpec = crate::flags::flag(&["help"], None, FlagKind::Bool, "Print usage");
 
 /// Parses the global flags before the command (`args` excludes the program name).
 pub fn parse_global(args: &[String]) -> Result<GlobalParse, FlagError> {

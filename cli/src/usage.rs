@@ -25,16 +25,26 @@ pub fn command_usage(command: &CommandSpec, name: &str) -> String {
     )
 }
 
+/// A flag's line of help as upstream's list shows it: `--unshare` says its default, which
+/// depends on the user (`unshare.IsRootless()`).
+fn help_text(f: &FlagSpec) -> String {
+    if f.key() == "unshare" {
+        let default = crate::actions::unshare::unshare_by_default();
+        return format!("{} (default {default})", f.help);
+    }
+    f.help.to_string()
+}
+
 /// The flag list (stderr part): one line per flag, sorted by long name, with the current
 /// value of value flags shown as `=value` (`=[]` for empty lists), aligned like Go's
 /// tabwriter (minimum width 20, padding 3).
 pub fn flag_defaults(flags: &[FlagSpec], current: &FlagValues) -> String {
     let mut sorted: Vec<&FlagSpec> = flags.iter().collect();
     sorted.sort_by_key(|f| f.key());
-    let cells: Vec<(String, &str)> = sorted
+    let cells: Vec<(String, String)> = sorted
         .iter()
         .map(|f| {
-            let mut names: Vec<String> = f.long.iter().map(|l| format!("--{l}")).collect();
+            let mut names: Vec<String> = f.listed_long().iter().map(|l| format!("--{l}")).collect();
             if let Some(s) = f.short {
                 names.push(format!("-{s}"));
             }
@@ -42,7 +52,8 @@ pub fn flag_defaults(flags: &[FlagSpec], current: &FlagValues) -> String {
             match f.kind {
                 FlagKind::Bool => {}
                 FlagKind::Value => {
-                    if let Some(v) = current.value(f.key()).filter(|v| !v.is_empty()) {
+                    let value = current.value(f.key()).or(f.default);
+                    if let Some(v) = value.filter(|v| !v.is_empty()) {
                         cell.push('=');
                         cell.push_str(v);
                     }
@@ -51,7 +62,7 @@ pub fn flag_defaults(flags: &[FlagSpec], current: &FlagValues) -> String {
                     cell.push_str(&format!("=[{}]", current.list(f.key()).join(" ")));
                 }
             }
-            (cell, f.help)
+            (cell, help_text(f))
         })
         .collect();
     let width = cells

@@ -265,3 +265,124 @@ fn any_store_flag_ignores_configuration_and_environment() {
     assert_eq!(pairs[2][1], "overlay");
     assert_eq!(pairs[3], serde_json::json!(["Driver Options", "[]"]));
 }
+
+/// The commands the reference lists in its usage, in its order.
+fn reference_commands(reference: &std::path::Path) -> Vec<String> {
+    let o = std::process::Command::new(reference)
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text.lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("Options:"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+/// What a binary prints for `args` on a scratch vfs store, stdout then stderr, with its own
+/// name and the store's paths made neutral.
+fn said(binary: &std::path::Path, scratch: &Scratch, args: &[&str]) -> (i32, String) {
+    let o = std::process::Command::new(binary)
+        .arg("--graph")
+        .arg(scratch.graph())
+        .arg("--run")
+        .arg(scratch.run_root())
+        .args(["--storage-driver", "vfs"])
+        .args(args)
+        .env_remove("STORAGE_DRIVER")
+        .env_remove("STORAGE_OPTS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+    .replace(&binary.display().to_string(), "PROGRAM")
+    .replace(&scratch.graph().display().to_string(), "GRAPH")
+    .replace(&scratch.run_root().display().to_string(), "RUN")
+    .replace("containers-storage", "PROGRAM")
+    .replace("Usage: storage ", "Usage: PROGRAM ")
+    .replace("See 'storage ", "See 'PROGRAM ");
+    (o.status.code().unwrap_or(-1), text)
+}
+
+/// Every command's usage (`CMD --help`: the usage line, what it does, every flag with its
+/// spellings, default and help) and the command list read as upstream 1.60's, byte for byte
+/// but for the program's name; the commands that are ours come after upstream's.
+#[test]
+fn every_usage_text_reads_as_the_references() {
+    let Some(reference) = crate::harness::reference_binary() else {
+        return;
+    };
+    let ours = std::path::Path::new(STORAGE);
+    let (s, go) = (Scratch::new(), Scratch::new());
+    let (_, our_list) = said(ours, &s, &["--help"]);
+    let (_, go_list) = said(&reference, &go, &["--help"]);
+    let our_lines: Vec<&str> = our_list.lines().collect();
+    let go_lines: Vec<&str> = go_list.lines().collect();
+    let commands_end = |lines: &[&str]| lines.iter().position(|l| l.starts_with("Options:"));
+    let (Some(our_end), Some(go_end)) = (commands_end(&our_lines), commands_end(&go_lines)) else {
+        panic!("no Options: line\n{our_list}\n{go_list}");
+    };
+    // Upstream's list, then (ours) our own commands, then the blank line before `Options:`.
+    assert_eq!(
+        our_lines[..go_end - 1],
+        go_lines[..go_end - 1],
+        "upstream's commands first"
+    );
+    assert_eq!(our_lines[our_end..], go_lines[go_end..], "the global flags");
+    let commands = reference_commands(&reference);
+    assert!(commands.len() > 50, "{commands:?}");
+    for command in &commands {
+        let (our_code, our_text) = said(ours, &s, &[command, "--help"]);
+        let (go_code, go_text) = said(&reference, &go, &[command, "--help"]);
+        let our_text = our_text.replace(&s.dir().display().to_string(), "DIR");
+        let go_text = go_text.replace(&go.dir().display().to_string(), "DIR");
+        assert_eq!((our_code, our_text), (go_code, go_text), "{command} --help");
+    }
+}
+
+/// How many arguments each command takes, as upstream 1.60 counts them: for 0 to 3
+/// arguments (names that name nothing), both binaries agree on "more arguments required",
+/// "too many arguments" or neither.
+#[test]
+fn every_command_takes_as_many_arguments_as_the_references() {
+    let Some(reference) = crate::harness::reference_binary() else {
+        return;
+    };
+    let ours = std::path::Path::new(STORAGE);
+    let verdict = |text: &str| {
+        if text.contains("more arguments required") {
+            "too few"
+        } else if text.contains("too many arguments") {
+            "too many"
+        } else {
+            "taken"
+        }
+    };
+    let (s, go) = (Scratch::new(), Scratch::new());
+    let mut differ = Vec::new();
+    for command in reference_commands(&reference) {
+        for count in 0..=3 {
+            let mut args = vec![command.as_str()];
+            let names = ["zz-none-1", "zz-none-2", "zz-none-3"];
+            args.extend_from_slice(&names[..count]);
+            let ours = verdict(&said(ours, &s, &args).1);
+            let upstream = verdict(&said(&reference, &go, &args).1);
+            if ours != upstream {
+                differ.push(format!(
+                    "{command} with {count}: {ours}, upstream {upstream}"
+                ));
+            }
+        }
+    }
+    assert!(differ.is_empty(), "{differ:#?}");
+}
