@@ -83,7 +83,8 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     };
     let command_flags: Vec<FlagSpec> = GLOBAL_FLAGS.iter().chain(command.flags).copied().collect();
     let command_defaults = |err: &mut dyn Write| {
-        let _ = err.write_all(usage::flag_defaults(&command_flags, &global.flags).as_bytes());
+        let shown = options::shown_in_usage(&global.flags);
+        let _ = err.write_all(usage::flag_defaults(&command_flags, &shown).as_bytes());
     };
     let mut inv = match parse::parse_command(command, rest) {
         Ok(inv) => inv,

@@ -96,6 +96,38 @@ pub fn resolve_for_process(flags: &FlagValues) -> Result<(StoreOptions, Vec<Stri
     Ok((opts, warnings))
 }
 
+/// The values a command's flag list shows (upstream makes the command's flag set with the
+/// options it has so far as the defaults): the global flags as given when any store flag
+/// (`--run`, `--graph`, `--storage-driver`, `--storage-opt`) was given, else the options
+/// of the configuration files, which then replace `--image-store` and `--transient-store`
+/// too; `--debug` as given. The given flags when the configuration cannot be read.
+pub fn shown_in_usage(given: &FlagValues) -> FlagValues {
+    const STORE_FLAGS: [&str; 4] = ["run", "graph", "storage-driver", "storage-opt"];
+    if STORE_FLAGS.iter().any(|key| given.given(key)) {
+        return given.clone();
+    }
+    let Ok((opts, _)) = resolve_for_process(&FlagValues::default()) else {
+        return given.clone();
+    };
+    let mut shown = FlagValues::default();
+    if given.bool("debug") {
+        shown.push("debug", "true".to_string());
+    }
+    shown.push("run", opts.run_root.display().to_string());
+    shown.push("graph", opts.graph_root.display().to_string());
+    shown.push("storage-driver", opts.driver_name.clone());
+    for option in &opts.driver_options {
+        shown.push("storage-opt", option.clone());
+    }
+    if let Some(image_store) = &opts.image_store {
+        shown.push("image-store", image_store.display().to_string());
+    }
+    if opts.transient_store {
+        shown.push("transient-store", "true".to_string());
+    }
+    shown
+}
+
 /// Go's `filepath.Abs`: joined with the working directory and cleaned lexically.
 fn absolute(path: &Path, cwd: &Path) -> PathBuf {
     if path.as_os_str().is_empty() {

@@ -35,6 +35,17 @@ fn help_text(f: &FlagSpec) -> String {
     f.help.to_string()
 }
 
+/// A value as mflag shows it: starting with `$HOME` (a plain prefix, as mflag compares), `~`
+/// in its place; not when `HOME` is `/` or unset.
+fn home_shortened(value: &str) -> String {
+    match std::env::var("HOME") {
+        Ok(home) if !home.is_empty() && home != "/" && value.starts_with(&home) => {
+            format!("~{}", &value[home.len()..])
+        }
+        _ => value.to_string(),
+    }
+}
+
 /// The flag list (stderr part): one line per flag, sorted by long name, with the current
 /// value of value flags shown as `=value` (`=[]` for empty lists), aligned like Go's
 /// tabwriter (minimum width 20, padding 3).
@@ -50,12 +61,24 @@ pub fn flag_defaults(flags: &[FlagSpec], current: &FlagValues) -> String {
             }
             let mut cell = format!("  {}", names.join(", "));
             match f.kind {
-                FlagKind::Bool => {}
+                FlagKind::Bool => {
+                    // `--unshare`'s default is the user's (upstream registers it with
+                    // `unshare.IsRootless()` whatever was given); the others show their value.
+                    let on = if f.key() == "unshare" {
+                        crate::actions::unshare::unshare_by_default()
+                    } else {
+                        current.bool(f.key())
+                    };
+                    if on {
+                        cell.push_str("=true");
+                    }
+                }
                 FlagKind::Value => {
-                    let value = current.value(f.key()).or(f.default);
-                    if let Some(v) = value.filter(|v| !v.is_empty()) {
+                    let value = current.value(f.key()).or(f.default).unwrap_or("");
+                    // mflag leaves out Go's zero values ("", "0", "false").
+                    if !matches!(value, "" | "0" | "false") {
                         cell.push('=');
-                        cell.push_str(v);
+                        cell.push_str(&home_shortened(value));
                     }
                 }
                 FlagKind::List => {

@@ -386,3 +386,54 @@ fn every_command_takes_as_many_arguments_as_the_references() {
     }
     assert!(differ.is_empty(), "{differ:#?}");
 }
+
+/// Without a store flag a command's flag list shows the options of the configuration files
+/// as its defaults (upstream makes the command's flag set from them), and `--debug` as
+/// given; `--image-store` and `--transient-store` alone do not count as store flags (the
+/// configuration replaces them). `--help` opens no store, so the system's is not touched.
+#[test]
+fn usage_without_store_flags_shows_the_configured_options() {
+    let Some(reference) = crate::harness::reference_binary() else {
+        return;
+    };
+    let run = |binary: &std::path::Path, args: &[&str]| {
+        let o = std::process::Command::new(binary)
+            .args(args)
+            .env_remove("STORAGE_DRIVER")
+            .env_remove("STORAGE_OPTS")
+            .env_remove("CONTAINERS_STORAGE_CONF")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // Log lines (the debug ones) carry the time; the usage is what is compared.
+        let usage: Vec<String> = text
+            .lines()
+            .filter(|l| crate::harness::log_body(l).is_none())
+            .map(|l| l.replace("containers-storage", "storage"))
+            .collect();
+        (o.status.code(), usage)
+    };
+    for args in [
+        &["layers", "--help"][..],
+        &["--debug", "check", "--help"],
+        &[
+            "--transient-store",
+            "--image-store",
+            "/nonexistent",
+            "create-layer",
+            "--help",
+        ],
+    ] {
+        let ours = run(std::path::Path::new(STORAGE), args);
+        assert!(
+            ours.1.iter().any(|l| l.starts_with("  --graph, -g=")),
+            "{args:?}: {ours:?}"
+        );
+        assert_eq!(ours, run(&reference, args), "{args:?}");
+    }
+}
