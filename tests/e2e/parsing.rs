@@ -268,15 +268,7 @@ fn any_store_flag_ignores_configuration_and_environment() {
 
 /// The commands the reference lists in its usage, in its order.
 fn reference_commands(reference: &std::path::Path) -> Vec<String> {
-    let o = std::process::Command::new(reference)
-        .arg("--help")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (_, text) = printed(std::process::Command::new(reference).arg("--help"));
     text.lines()
         .skip_while(|l| !l.starts_with("Commands:"))
         .skip(1)
@@ -285,18 +277,13 @@ fn reference_commands(reference: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-/// What a binary prints for `args` on a scratch vfs store, stdout then stderr, with its own
-/// name and the store's paths made neutral.
-fn said(binary: &std::path::Path, scratch: &Scratch, args: &[&str]) -> (i32, String) {
-    let o = std::process::Command::new(binary)
-        .arg("--graph")
-        .arg(scratch.graph())
-        .arg("--run")
-        .arg(scratch.run_root())
-        .args(["--storage-driver", "vfs"])
-        .args(args)
+/// Runs `cmd` with no input, no driver or configuration file from the environment: its exit
+/// status (-1 when killed) and what it printed, stdout then stderr.
+fn printed(cmd: &mut std::process::Command) -> (i32, String) {
+    let o = cmd
         .env_remove("STORAGE_DRIVER")
         .env_remove("STORAGE_OPTS")
+        .env_remove("CONTAINERS_STORAGE_CONF")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -304,14 +291,30 @@ fn said(binary: &std::path::Path, scratch: &Scratch, args: &[&str]) -> (i32, Str
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
-    )
-    .replace(&binary.display().to_string(), "PROGRAM")
-    .replace(&scratch.graph().display().to_string(), "GRAPH")
-    .replace(&scratch.run_root().display().to_string(), "RUN")
-    .replace("containers-storage", "PROGRAM")
-    .replace("Usage: storage ", "Usage: PROGRAM ")
-    .replace("See 'storage ", "See 'PROGRAM ");
+    );
     (o.status.code().unwrap_or(-1), text)
+}
+
+/// What a binary prints for `args` on a scratch vfs store, stdout then stderr, with its own
+/// name and the store's paths made neutral.
+fn said(binary: &std::path::Path, scratch: &Scratch, args: &[&str]) -> (i32, String) {
+    let (code, text) = printed(
+        std::process::Command::new(binary)
+            .arg("--graph")
+            .arg(scratch.graph())
+            .arg("--run")
+            .arg(scratch.run_root())
+            .args(["--storage-driver", "vfs"])
+            .args(args),
+    );
+    let text = text
+        .replace(&binary.display().to_string(), "PROGRAM")
+        .replace(&scratch.graph().display().to_string(), "GRAPH")
+        .replace(&scratch.run_root().display().to_string(), "RUN")
+        .replace("containers-storage", "PROGRAM")
+        .replace("Usage: storage ", "Usage: PROGRAM ")
+        .replace("See 'storage ", "See 'PROGRAM ");
+    (code, text)
 }
 
 /// Every command's usage (`CMD --help`: the usage line, what it does, every flag with its
@@ -397,26 +400,14 @@ fn usage_without_store_flags_shows_the_configured_options() {
         return;
     };
     let run = |binary: &std::path::Path, args: &[&str]| {
-        let o = std::process::Command::new(binary)
-            .args(args)
-            .env_remove("STORAGE_DRIVER")
-            .env_remove("STORAGE_OPTS")
-            .env_remove("CONTAINERS_STORAGE_CONF")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let (code, text) = printed(std::process::Command::new(binary).args(args));
         // Log lines (the debug ones) carry the time; the usage is what is compared.
         let usage: Vec<String> = text
             .lines()
             .filter(|l| crate::harness::log_body(l).is_none())
             .map(|l| l.replace("containers-storage", "storage"))
             .collect();
-        (o.status.code(), usage)
+        (code, usage)
     };
     for args in [
         &["layers", "--help"][..],
