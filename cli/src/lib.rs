@@ -40,13 +40,16 @@ pub const EXIT_FLAG_ERROR: i32 = 125;
 /// Runs one command line (without the program name); returns the exit status.
 pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     logrus::start_clock();
-    // Output failures below are ignored: there is nowhere left to report them.
-    let global_defaults = |err: &mut dyn Write, current: &FlagValues| {
-        let _ = err.write_all(usage::flag_defaults(&global_flags_with_help(), current).as_bytes());
+    // Output failures below are ignored: there is nowhere left to report them. Upstream's
+    // main usage lists the global flags without the values given (its flag set there is not
+    // the one the command parses).
+    let global_defaults = |err: &mut dyn Write| {
+        let flags = global_flags_with_help();
+        let _ = err.write_all(usage::flag_defaults(&flags, &FlagValues::default()).as_bytes());
     };
     if args.is_empty() {
         let _ = out.write_all(usage::main_usage().as_bytes());
-        global_defaults(err, &FlagValues::default());
+        global_defaults(err);
         return 1;
     }
     let global = match parse::parse_global(args) {
@@ -54,27 +57,25 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Err(e) => {
             if e == FlagError::Help {
                 let _ = out.write_all(usage::main_usage().as_bytes());
-                global_defaults(err, &FlagValues::default());
+                global_defaults(err);
             } else {
                 let _ = writeln!(err, "{e}\nSee '{PROGRAM} --help'.");
-                global_defaults(err, &FlagValues::default());
+                global_defaults(err);
             }
             let _ = writeln!(out, "{e} while parsing arguments (1)");
             let _ = out.write_all(usage::main_usage().as_bytes());
-            global_defaults(err, &FlagValues::default());
+            global_defaults(err);
             return 1;
         }
     };
-    // Upstream's main usage lists the global flags without the values given (its flag set
-    // there is not the one the command parses).
     if global.help {
         let _ = out.write_all(usage::main_usage().as_bytes());
-        global_defaults(err, &FlagValues::default());
+        global_defaults(err);
         return 0;
     }
     let Some((name, rest)) = global.rest.split_first() else {
         let _ = out.write_all(usage::main_usage().as_bytes());
-        global_defaults(err, &FlagValues::default());
+        global_defaults(err);
         return 1;
     };
     let Some(command) = parse::find_command(name) else {

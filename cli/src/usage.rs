@@ -25,16 +25,6 @@ pub fn command_usage(command: &CommandSpec, name: &str) -> String {
     )
 }
 
-/// A flag's line of help as upstream's list shows it: `--unshare` says its default, which
-/// depends on the user (`unshare.IsRootless()`).
-fn help_text(f: &FlagSpec) -> String {
-    if f.key() == "unshare" {
-        let default = crate::actions::unshare::unshare_by_default();
-        return format!("{} (default {default})", f.help);
-    }
-    f.help.to_string()
-}
-
 /// A value as mflag shows it: starting with `$HOME` (a plain prefix, as mflag compares), `~`
 /// in its place; not when `HOME` is `/` or unset.
 fn home_shortened(value: &str) -> String {
@@ -50,6 +40,9 @@ fn home_shortened(value: &str) -> String {
 /// value of value flags shown as `=value` (`=[]` for empty lists), aligned like Go's
 /// tabwriter (minimum width 20, padding 3).
 pub fn flag_defaults(flags: &[FlagSpec], current: &FlagValues) -> String {
+    // `--unshare` is registered with the user's default (upstream's `unshare.IsRootless()`,
+    // whatever was given): its help says it, and it shows `=true` for a rootless user.
+    let unshare_default = crate::actions::unshare::unshare_by_default();
     let mut sorted: Vec<&FlagSpec> = flags.iter().collect();
     sorted.sort_by_key(|f| f.key());
     let cells: Vec<(String, String)> = sorted
@@ -62,10 +55,8 @@ pub fn flag_defaults(flags: &[FlagSpec], current: &FlagValues) -> String {
             let mut cell = format!("  {}", names.join(", "));
             match f.kind {
                 FlagKind::Bool => {
-                    // `--unshare`'s default is the user's (upstream registers it with
-                    // `unshare.IsRootless()` whatever was given); the others show their value.
                     let on = if f.key() == "unshare" {
-                        crate::actions::unshare::unshare_by_default()
+                        unshare_default
                     } else {
                         current.bool(f.key())
                     };
@@ -85,7 +76,12 @@ pub fn flag_defaults(flags: &[FlagSpec], current: &FlagValues) -> String {
                     cell.push_str(&format!("=[{}]", current.list(f.key()).join(" ")));
                 }
             }
-            (cell, help_text(f))
+            let help = if f.key() == "unshare" {
+                format!("{} (default {unshare_default})", f.help)
+            } else {
+                f.help.to_string()
+            };
+            (cell, help)
         })
         .collect();
     let width = cells
