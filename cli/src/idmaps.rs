@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use storage_driver::idmap::{IdMap, IdMappings};
+use storage_store::gostr::quote as go_quote;
 
 use crate::flags::FlagValues;
 
@@ -17,32 +18,25 @@ pub enum IdMapError {
     /// `--hostgidmap` together with an explicit GID mapping.
     #[error("host gid map specified along with GID mapping")]
     HostGidWithMap,
-    /// A `C:H:N[:C:H:N...]` list that is not triples of numbers.
-    #[error("parsing {kind} ID map {spec:?}: {reason}")]
+    /// A `C:H:N[:C:H:N...]` list that is not triples of numbers (upstream's words).
+    #[error(
+        "initializing ID mappings: {kind} setting is malformed expected [\"uint32:uint32:uint32\"]: [{}]",
+        go_quote(spec)
+    )]
     Malformed {
         /// `uid` or `gid`.
         kind: &'static str,
         /// The flag's value.
         spec: String,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A number of a `C:H:N` list does not parse.
-    #[error("parsing {kind} ID map {spec:?}: {number:?}: {source}")]
-    NotANumber {
-        /// `uid` or `gid`.
-        kind: &'static str,
-        /// The flag's value.
-        spec: String,
-        /// The piece that is not a number.
-        number: String,
-        /// The parser's error.
+        /// The number that did not parse, if that was the fault.
         #[source]
-        source: std::num::ParseIntError,
+        cause: Option<std::num::ParseIntError>,
     },
-    /// The user or group has no ranges in /etc/subuid or /etc/subgid.
-    #[error("no subordinate ranges for {name:?} found in {file}")]
+    /// The user or group has no ranges in /etc/subuid or /etc/subgid (upstream's words).
+    #[error("no sub{ids} ranges found for {} {} in {file}", if *ids == "uid" { "user" } else { "group" }, go_quote(name))]
     NoRanges {
+        /// `uid` (a user in the subordinate user file) or `gid` (a group).
+        ids: &'static str,
         /// The user or group.
         name: String,
         /// The file searched.
@@ -80,8 +74,8 @@ pub fn from_flags_with(
     }
     let mut mappings = IdMappings::default();
     if !subuid.is_empty() {
-        mappings.uids = subordinate_ranges(&subuid, subuid_file)?;
-        mappings.gids = subordinate_ranges(&subgid, subgid_file)?;
+        mappings.uids = subordinate_ranges(&subuid, subuid_file, "uid")?;
+        mappings.gids = subordinate_ranges(&subgid, subgid_file, "gid")?;
     }
     mappings.uids.extend(parse_id_map(uidmap, "uid")?);
     mappings.gids.extend(parse_id_map(gidmap, "gid")?);
@@ -93,27 +87,24 @@ pub fn parse_id_map(spec: &str, kind: &'static str) -> Result<Vec<IdMap>, IdMapE
     if spec.is_empty() {
         return Ok(Vec::new());
     }
-    let malformed = |reason: String| IdMapError::Malformed {
+    let malformed = |cause| IdMapError::Malformed {
         kind,
         spec: spec.to_string(),
-        reason,
+        cause,
     };
+    if !spec.split(':').count().is_multiple_of(3) {
+        return Err(malformed(None));
+    }
+    // Go's `ParseUint(n, 10, 32)`: decimal digits only (no sign, unlike Rust's parser).
     let numbers = spec
         .split(':')
         .map(|n| {
-            n.parse::<u32>().map_err(|source| IdMapError::NotANumber {
-                kind,
-                spec: spec.to_string(),
-                number: n.to_string(),
-                source,
-            })
+            if n.starts_with('+') {
+                return Err(malformed(None));
+            }
+            n.parse::<u32>().map_err(|e| malformed(Some(e)))
         })
         .collect::<Result<Vec<u32>, _>>()?;
-    if numbers.len() % 3 != 0 {
-        return Err(malformed(
-            "expected container:host:size triples".to_string(),
-        ));
-    }
     Ok(numbers
         .chunks_exact(3)
         .map(|t| IdMap {
@@ -125,7 +116,12 @@ pub fn parse_id_map(spec: &str, kind: &'static str) -> Result<Vec<IdMap>, IdMapE
 }
 
 /// The ranges of `name` in a subordinate ID file, mapped to consecutive container IDs from 0.
-pub fn subordinate_ranges(name: &str, file: &Path) -> Result<Vec<IdMap>, IdMapError> {
+/// `ids` says which file it is (`uid`: /etc/subuid, `gid`: /etc/subgid) for the error.
+pub fn subordinate_ranges(
+    name: &str,
+    file: &Path,
+    ids: &'static str,
+) -> Result<Vec<IdMap>, IdMapError> {
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let mut ranges: Vec<(u32, u32)> = text
         .lines()
@@ -140,6 +136,7 @@ pub fn subordinate_ranges(name: &str, file: &Path) -> Result<Vec<IdMap>, IdMapEr
         .collect();
     if ranges.is_empty() {
         return Err(IdMapError::NoRanges {
+            ids,
             name: name.to_string(),
             file: file.display().to_string(),
         });
@@ -196,14 +193,18 @@ mod tests {
     }
 
     #[test]
-    fn a_number_that_does_not_parse_keeps_the_parsers_error() {
+    fn a_malformed_map_is_upstreams_message_and_keeps_the_parsers_error() {
         let err = parse_id_map("0:x:1", "gid").expect_err("x");
         assert_eq!(
             err.to_string(),
-            "parsing gid ID map \"0:x:1\": \"x\": invalid digit found in string"
+            "initializing ID mappings: gid setting is malformed expected \
+             [\"uint32:uint32:uint32\"]: [\"0:x:1\"]"
         );
         let source = std::error::Error::source(&err).expect("a source");
         assert!(source.is::<std::num::ParseIntError>(), "{source:?}");
+        for bad in ["bad", "0:1", "0:1:2:", "+0:1:2", "0:1:4294967296"] {
+            assert!(parse_id_map(bad, "uid").is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -251,9 +252,14 @@ mod tests {
             }]
         );
         let f = flags(&[("subgidmap", "nobody-here")]);
-        assert!(matches!(
-            from_flags_with(&f, &subuid, &subgid),
-            Err(IdMapError::NoRanges { .. })
-        ));
+        let err = from_flags_with(&f, &subuid, &subgid).expect_err("no ranges");
+        assert!(matches!(err, IdMapError::NoRanges { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no subuid ranges found for user \"nobody-here\" in {}",
+                subuid.display()
+            )
+        );
     }
 }

@@ -12,7 +12,6 @@ mod actions;
 pub mod commands;
 mod drivers;
 pub mod flags;
-mod gostr;
 mod idmaps;
 mod logrus;
 mod options;

@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::gostr;
+use storage_store::gostr;
 
 /// A line's level, named as logrus names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

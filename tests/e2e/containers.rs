@@ -73,10 +73,13 @@ fn create_container_errors() {
         );
     }
     let (_, img) = image(&s);
-    s.ok(&["create-container", "-n", "busy", &img]);
+    let busy = crate::harness::first_line(&s.ok(&["create-container", "-n", "busy", &img]));
     assert_eq!(
         s.fails(&["create-container", "-n", "busy", &img]).stderr,
-        "that name is already in use\n"
+        format!(
+            "the container name \"busy\" is already in use by {busy}. You have to remove that \
+             container to be able to reuse that name: that name is already in use\n"
+        )
     );
 }
 

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use crate::harness::{run_bare, run_env, Scratch};
+use crate::harness::{
+    log_body, overlay_only, reference_binary, run_bare, run_binary_env, run_env, Scratch, STORAGE,
+};
 
 #[test]
 fn unknown_driver_fails_initialisation_on_stdout() {
@@ -37,6 +39,87 @@ fn unknown_driver_says_which_configuration_was_read_and_how_to_register_one() {
         conf.display()
     );
     assert_eq!(o.out(), expected);
+}
+
+/// Without a configured driver (a store flag but no `--storage-driver`), the driver is chosen
+/// as upstream 1.60 chooses it (`drivers.New`): a driver with state in the graph root first
+/// (its failure to start is the answer; vfs only from a configured priority list; state of
+/// two makes the user choose), then the priority list, passing over the drivers that cannot
+/// run here. Same verdict, same lines, same homes as the reference's.
+#[test]
+fn without_a_driver_the_choice_and_its_errors_are_upstreams() {
+    if !overlay_only("without_a_driver_the_choice_and_its_errors_are_upstreams") {
+        return;
+    }
+    let Some(reference) = reference_binary() else {
+        return;
+    };
+    let cases: [(&[&str], &[&str]); 5] = [
+        (&[], &["--storage-opt", "a=b", "layers"]),
+        (&["vfs", "btrfs"], &["--storage-opt", "a=b", "layers"]),
+        (
+            &["vfs", "overlay"],
+            &["--storage-opt", "overlay.mountopt=nodev", "layers"],
+        ),
+        (
+            &["vfs"],
+            &["--storage-opt", "vfs.ignore_chown_errors=true", "status"],
+        ),
+        (
+            &["vfs"],
+            &["--storage-opt", "overlay.mountopt=nodev", "layers"],
+        ),
+    ];
+    for (homes, args) in cases {
+        let mut seen = Vec::new();
+        for binary in [Path::new(STORAGE), reference.as_path()] {
+            let s = Scratch::with_binary(binary, "overlay");
+            for home in homes {
+                std::fs::create_dir_all(s.graph().join(home)).unwrap();
+            }
+            let graph = s.graph().display().to_string();
+            let run = s.run_root().display().to_string();
+            let mut full = vec!["--graph", &graph, "--run", &run];
+            full.extend_from_slice(args);
+            let o = run_binary_env(binary, &full, &[]);
+            // The two stores are in different directories.
+            let dir = s.dir().display().to_string();
+            let logs: Vec<String> = o
+                .stderr
+                .lines()
+                .map(|l| log_body(l).unwrap_or(l).replace(&dir, "DIR"))
+                .collect();
+            let mut left: Vec<String> = std::fs::read_dir(s.graph())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            seen.push((
+                o.code,
+                same_order(&o.out()).replace(&dir, "DIR"),
+                logs,
+                left,
+            ));
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "{homes:?} {args:?}: ours, then upstream's"
+        );
+    }
+}
+
+/// Upstream lists the drivers of `several valid graphdrivers: a, b` in Go's map order,
+/// which varies: sorted, for comparing.
+fn same_order(line: &str) -> String {
+    let Some((head, rest)) = line.split_once("graphdrivers: ") else {
+        return line.to_string();
+    };
+    let Some((names, tail)) = rest.split_once(';') else {
+        return line.to_string();
+    };
+    let mut names: Vec<&str> = names.split(", ").collect();
+    names.sort_unstable();
+    format!("{head}graphdrivers: {};{tail}", names.join(", "))
 }
 
 #[test]

@@ -173,7 +173,13 @@ pub fn run_bare(args: &[&str]) -> Output {
 
 /// Runs `args` with the binary, no store flags, and extra environment variables.
 pub fn run_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(STORAGE);
+    run_binary_env(Path::new(STORAGE), args, env)
+}
+
+/// Runs `args` with `binary` (ours or the Go reference), no store flags, and extra
+/// environment variables.
+pub fn run_binary_env(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary);
     cmd.args(args)
         .env_remove("STORAGE_DRIVER")
         .env_remove("STORAGE_OPTS")

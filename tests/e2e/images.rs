@@ -94,7 +94,10 @@ fn create_image_errors() {
     );
     assert_eq!(
         s.fails(&["create-image", "-n", "name"]).stderr,
-        "that name is already in use\n"
+        format!(
+            "image name \"name\" is already associated with image \"{img}\": that name is \
+             already in use\n"
+        )
     );
 }
 

@@ -50,7 +50,10 @@ pub fn parse_chown(spec: &str) -> Result<(u32, u32), CliError> {
     let num = |s: &str, what: &str| {
         s.parse::<u32>().map_err(|e| {
             CliError::context(
-                format!("error {} as a numeric {what}", crate::gostr::quote(s)),
+                format!(
+                    "error {} as a numeric {what}",
+                    storage_store::gostr::quote(s)
+                ),
                 e,
             )
         })
@@ -85,7 +88,7 @@ impl Mounts<'_> {
         };
         let layer = self.store.layer(name).map_err(|e| {
             CliError::context(
-                format!("error finding layer {}", crate::gostr::quote(name)),
+                format!("error finding layer {}", storage_store::gostr::quote(name)),
                 e,
             )
         })?;
@@ -95,7 +98,10 @@ impl Mounts<'_> {
         };
         let root = self.store.mount(&layer.id, &opts).map_err(|e| {
             CliError::context(
-                format!("error mounting layer {}", crate::gostr::quote(&layer.id)),
+                format!(
+                    "error mounting layer {}",
+                    storage_store::gostr::quote(&layer.id)
+                ),
                 e,
             )
         })?;
@@ -145,8 +151,8 @@ pub fn copy(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
             CliError::io(
                 format!(
                     "error copying {} to {}",
-                    crate::gostr::quote(source_spec),
-                    crate::gostr::quote(target_spec)
+                    storage_store::gostr::quote(source_spec),
+                    storage_store::gostr::quote(target_spec)
                 ),
                 e,
             )

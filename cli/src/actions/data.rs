@@ -1,6 +1,7 @@
 //! Big-data and directory commands: list/get/set-{layer,image,container}-data,
 //! get-{image,container}-data-{size,digest}, get-{image,container}-[run-]dir.
 
+use std::io::Write;
 use storage_store::store::{Kind, StoreError};
 
 use super::{print_json, read_input, CliError, Ctx};
@@ -15,10 +16,10 @@ fn resolve(ctx: &Ctx<'_>, kind: Kind) -> Result<String, CliError> {
         Kind::Image => match ctx.store.image(arg) {
             Ok(image) => image.id,
             Err(StoreError::ImageUnknown) => {
-                return Err(CliError::Message(format!(
-                    "locating image with ID {}: image not known",
-                    crate::gostr::quote(arg)
-                )))
+                return Err(StoreError::ImageNotLocated {
+                    image: arg.to_string(),
+                }
+                .into())
             }
             Err(e) => return Err(e.into()),
         },
@@ -45,11 +46,19 @@ fn list_data(ctx: &mut Ctx<'_>, kind: Kind) -> Result<i32, CliError> {
 
 fn get_data(ctx: &mut Ctx<'_>, kind: Kind) -> Result<i32, CliError> {
     let id = resolve(ctx, kind)?;
+    // As upstream: the output file is made before the item is looked up.
+    let file = match ctx.inv.flags.value("file").filter(|f| !f.is_empty()) {
+        Some(path) => Some((
+            path,
+            std::fs::File::create(path).map_err(|e| CliError::io(format!("open {path}"), e))?,
+        )),
+        None => None,
+    };
     let data = ctx.store.big_data(kind, &id, &key_arg(ctx))?;
-    match ctx.inv.flags.value("file").filter(|f| !f.is_empty()) {
-        Some(path) => {
-            std::fs::write(path, &data).map_err(|e| CliError::io(format!("writing {path}"), e))?
-        }
+    match file {
+        Some((path, mut file)) => file
+            .write_all(&data)
+            .map_err(|e| CliError::io(format!("write {path}"), e))?,
         None => ctx
             .out
             .write_all(&data)
@@ -75,7 +84,7 @@ fn data_size(ctx: &mut Ctx<'_>, kind: Kind) -> Result<i32, CliError> {
 fn data_digest(ctx: &mut Ctx<'_>, kind: Kind) -> Result<i32, CliError> {
     let id = resolve(ctx, kind)?;
     let digest = ctx.store.big_data_digest(kind, &id, &key_arg(ctx))?;
-    super::images::validate_digest(&digest).map_err(CliError::Message)?;
+    storage_store::digest::validate(&digest).map_err(|e| CliError::Message(e.to_string()))?;
     outln!(ctx.out, "{digest}")?;
     Ok(0)
 }

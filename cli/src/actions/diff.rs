@@ -9,8 +9,8 @@ use storage_store::store::DiffCompression;
 
 use super::{open_input, CliError, Ctx};
 use crate::flags::FlagValues;
-use crate::gostr;
 use crate::outln;
+use storage_store::gostr;
 
 /// One entry of `changes -j`: upstream's `archive.Change` fields (a path that is not
 /// UTF-8 comes out with replacement characters, as Go's JSON encoder writes it).
@@ -93,8 +93,8 @@ pub fn diff(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let compression = compression(&ctx.inv.flags);
     match ctx.inv.flags.value("file").filter(|f| !f.is_empty()) {
         Some(path) => {
-            let file = std::fs::File::create(path)
-                .map_err(|e| CliError::io(format!("creating {path}"), e))?;
+            let file =
+                std::fs::File::create(path).map_err(|e| CliError::io(format!("open {path}"), e))?;
             let mut out = std::io::BufWriter::new(file);
             ctx.store
                 .diff(&layer, from.as_deref(), compression, &mut out)?;

@@ -55,55 +55,12 @@ pub fn images(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     Ok(0)
 }
 
-/// Checks a digest the way go-digest's `Validate` does, with its messages: the algorithm
-/// before the first `:`; an algorithm it does not know is "unsupported" when the digest
-/// is well formed, else a bad format; then the length, then lowercase hex.
-pub fn validate_digest(d: &str) -> Result<(), String> {
-    const FORMAT: &str = "invalid checksum digest format";
-    let (algorithm, encoded) = match d.split_once(':') {
-        Some((a, e)) if !a.is_empty() && !e.is_empty() => (a, e),
-        _ => return Err(FORMAT.to_string()),
-    };
-    let len = match algorithm {
-        "sha256" => 64,
-        "sha384" => 96,
-        "sha512" => 128,
-        _ if well_formed_digest(algorithm, encoded) => {
-            return Err("unsupported digest algorithm".to_string())
-        }
-        _ => return Err(FORMAT.to_string()),
-    };
-    if encoded.len() != len {
-        return Err("invalid checksum digest length".to_string());
-    }
-    if !encoded
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(FORMAT.to_string());
-    }
-    Ok(())
-}
-
-/// go-digest's `DigestRegexpAnchored`:
-/// `^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`, by hand.
-fn well_formed_digest(algorithm: &str, encoded: &str) -> bool {
-    let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let algorithm_ok = algorithm
-        .split(['.', '+', '_', '-'])
-        .all(|part| !part.is_empty() && part.chars().all(lower_alnum));
-    let encoded_ok = encoded
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '=' | '_' | '-'));
-    algorithm_ok && encoded_ok
-}
-
 /// `images-by-digest DIGEST`.
 pub fn images_by_digest(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let mut found = Vec::new();
     for arg in &ctx.inv.args {
         // Upstream 1.60 prints go-digest's error alone.
-        validate_digest(arg).map_err(CliError::Message)?;
+        storage_store::digest::validate(arg).map_err(|e| CliError::Message(e.to_string()))?;
         found.extend(ctx.store.images_by_digest(arg)?);
     }
     if ctx.inv.json() {
@@ -182,26 +139,6 @@ pub fn create_image(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn digest_validation() {
-        let good = format!("sha256:{}", "a".repeat(64));
-        assert!(validate_digest(&good).is_ok());
-        assert!(validate_digest("sha256:abc").is_err());
-        assert!(validate_digest("nocolon").is_err());
-        assert!(validate_digest(&format!("md5:{}", "a".repeat(32))).is_err());
-        assert!(validate_digest(&format!("sha256:{}", "A".repeat(64))).is_err());
-        // go-digest's messages, as upstream 1.60 prints them.
-        let message = |d: &str| validate_digest(d).expect_err("an invalid digest");
-        assert_eq!(message("foo"), "invalid checksum digest format");
-        assert_eq!(message("sha256:abc"), "invalid checksum digest length");
-        assert_eq!(message("md5:abc"), "unsupported digest algorithm");
-        assert_eq!(message("MD5:abc"), "invalid checksum digest format");
-        assert_eq!(
-            message(&format!("sha256:{}", "A".repeat(64))),
-            "invalid checksum digest format"
-        );
-    }
 
     #[test]
     fn listing_and_description() {

@@ -131,7 +131,7 @@ fn check_inner(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
         let seconds = parse_go_duration(max).ok_or_else(|| {
             CliError::Message(format!(
                 "time: invalid duration {}",
-                crate::gostr::quote(max)
+                storage_store::gostr::quote(max)
             ))
         })?;
         Some(std::time::Duration::from_secs_f64(seconds.max(0.0)))

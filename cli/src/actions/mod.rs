@@ -66,8 +66,9 @@ pub enum CliError {
     /// The store refused or failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Reading or writing a file or a standard stream failed.
-    #[error("{context}: {source}")]
+    /// Reading or writing a file or a standard stream failed (the system's error in Go's
+    /// words, as upstream prints it).
+    #[error("{context}: {}", storage_store::gostr::io_error(source))]
     Io {
         /// What was being done.
         context: String,

@@ -103,14 +103,14 @@ impl NamespacePlan {
     /// files (upstream looks both up by the user's name).
     pub fn new(uid: u32, gid: u32, user: &str, subuid: &Path, subgid: &Path) -> Self {
         let mut warnings = Vec::new();
-        let subuids = idmaps::subordinate_ranges(user, subuid).unwrap_or_else(|_| {
+        let subuids = idmaps::subordinate_ranges(user, subuid, "uid").unwrap_or_else(|_| {
             warnings.push(format!(
                 "Found no UID ranges set aside for user {user:?} in {}.",
                 subuid.display()
             ));
             Vec::new()
         });
-        let subgids = idmaps::subordinate_ranges(user, subgid).unwrap_or_else(|_| {
+        let subgids = idmaps::subordinate_ranges(user, subgid, "gid").unwrap_or_else(|_| {
             warnings.push(format!(
                 "Found no GID ranges set aside for user {user:?} in {}.",
                 subgid.display()

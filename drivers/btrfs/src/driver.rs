@@ -78,14 +78,14 @@ fn existing_ancestor(path: &Path) -> &Path {
     at
 }
 
-/// Fails with `NotSupported` unless `home` (or where it will be made) is on btrfs.
+/// Fails with upstream's `ErrPrerequisites` (`NotSupported`) unless `home` (or where it will be made) is on btrfs.
 fn check_on_btrfs(home: &Path) -> DriverResult<()> {
     let probe = existing_ancestor(home);
     let magic = home::fs_magic(probe).map_err(|e| {
         DriverError::io(format!("checking the filesystem of {}", probe.display()), e)
     })?;
     if magic != home::BTRFS_SUPER_MAGIC {
-        return Err(DriverError::NotSupported(format!(
+        return Err(DriverError::prerequisites(format!(
             "{:?} is not on a btrfs filesystem",
             home.display().to_string()
         )));
@@ -108,11 +108,11 @@ fn name_of(home: &Path) -> PathBuf {
 }
 
 impl BtrfsDriver {
-    /// Starts the driver: parses options, checks that the home is on btrfs, prepares it,
-    /// makes it a private mount, and enables quotas if `btrfs.min_space` asks for them.
-    /// Nothing is created when the options are bad or the home is not on btrfs.
+    /// Starts the driver: checks that the home is on btrfs, parses options (in upstream's
+    /// order, so that a home elsewhere is the error a store choosing a driver passes over),
+    /// prepares the home, makes it a private mount, and enables quotas if `btrfs.min_space`
+    /// asks for them. Nothing is created when the options are bad or the home is not on btrfs.
     pub fn new(init: &DriverInit) -> DriverResult<Self> {
-        let options = parse_options(&init.options)?;
         if init.home.as_os_str().is_empty() {
             return Err(DriverError::BadOption(
                 "btrfs: the driver needs a home".to_string(),
@@ -126,6 +126,7 @@ impl BtrfsDriver {
         if let Some(image_home) = &image_home {
             check_on_btrfs(image_home)?;
         }
+        let options = parse_options(&init.options)?;
         ensure_dir(&init.home.join(SUBVOLUMES_DIR), 0o700)?;
         // Mount points appear resolved in mountinfo: work with the resolved home.
         let home = std::fs::canonicalize(&init.home)

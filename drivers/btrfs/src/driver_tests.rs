@@ -363,7 +363,7 @@ fn init_refuses_a_home_not_on_btrfs_and_creates_nothing() {
     assert_eq!(
         err.to_string(),
         format!(
-            "driver not supported: {:?} is not on a btrfs filesystem",
+            "{:?} is not on a btrfs filesystem: prerequisites for driver not satisfied (wrong filesystem?)",
             home.display().to_string()
         )
     );

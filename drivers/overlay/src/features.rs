@@ -127,9 +127,12 @@ pub fn probe_mount(
         options: options.to_vec(),
         target: base.join("merged"),
     };
+    // As upstream: the kernel's answer is logged at debug level, the reason names the
+    // filesystem and the place.
     let result = mount_overlay(sys, &spec, new_api).map_err(|e| {
+        log::debug!("overlay: test mount failed: {e}");
         format!(
-            "'overlay' is not supported over {} at {:?}: {e}",
+            "'overlay' is not supported over {} at {:?}",
             backing_fs_name(home),
             home
         )
@@ -170,24 +173,36 @@ pub(crate) fn probe_kernel(
     backing_fs: String,
 ) -> DriverResult<Features> {
     if matches!(backing_fs.as_str(), "aufs" | "overlayfs" | "ecryptfs") {
-        return Err(DriverError::NotSupported(format!(
+        return Err(DriverError::incompatible_fs(format!(
             "'overlay' is not supported over {backing_fs}, a mount_program is required"
         )));
     }
     let supports_d_type = supports_d_type(home)
         .map_err(|e| DriverError::io(format!("checking d_type in {}", home.display()), e))?;
     if !supports_d_type {
-        return Err(DriverError::NotSupported(format!(
-            "'overlay' is not supported over {backing_fs} without d_type"
+        // Upstream's `overlayutils.ErrDTypeNotSupported`.
+        let reformat = if backing_fs == "xfs" {
+            " Reformat the filesystem with ftype=1 to enable d_type support."
+        } else {
+            ""
+        };
+        return Err(DriverError::not_supported(format!(
+            "overlay: the backing {backing_fs} filesystem is formatted without d_type support, \
+             which leads to incorrect behavior.{reformat} Running without d_type is not supported."
         )));
     }
-    if !check(run_home, "overlay", || probe_mount(sys, home, &[], new_api)) {
-        let reason = cached(run_home, "overlay")
-            .map(|(_, text)| text)
-            .unwrap_or_default();
-        return Err(DriverError::NotSupported(format!(
-            "kernel does not support overlay fs: {reason}"
-        )));
+    // The answer is cached as upstream caches it: the whole message, given back verbatim.
+    let probe_overlay = || {
+        probe_mount(sys, home, &[], new_api).map_err(|reason| {
+            DriverError::incompatible_fs(format!("kernel does not support overlay fs: {reason}"))
+                .to_string()
+        })
+    };
+    if !check(run_home, "overlay", probe_overlay) {
+        return Err(match cached(run_home, "overlay") {
+            Some((_, text)) if !text.is_empty() => DriverError::NotSupported(text),
+            _ => DriverError::incompatible_fs("kernel does not support overlay fs"),
+        });
     }
     let mountopt = options.mount_options.join(",");
     let metacopy_wanted = options.mount_options.iter().any(|o| o == "metacopy=on");

@@ -222,7 +222,7 @@ impl DriverComponent {
             }
             wit::LayerLocation::ImageHomeDirectory(path) => {
                 let home = self.homes.image_home.as_ref().ok_or_else(|| {
-                    DriverError::NotSupported(format!(
+                    DriverError::not_supported(format!(
                         "{}: get answered a directory in an image store the store does not have",
                         self.loaded.name
                     ))
@@ -234,7 +234,7 @@ impl DriverComponent {
                     .ok()
                     .and_then(|i| self.homes.read_only_homes.get(i))
                     .ok_or_else(|| {
-                        DriverError::NotSupported(format!(
+                        DriverError::not_supported(format!(
                             "{}: get answered a directory in read-only home {index}, which does not exist",
                             self.loaded.name
                         ))
@@ -243,7 +243,7 @@ impl DriverComponent {
             }
             wit::LayerLocation::Mounts(requests) => check_mount_requests(&self.home, &requests)
                 .map(LayerLocation::Mounts)
-                .map_err(|e| DriverError::NotSupported(format!("{}: {e}", self.loaded.name))),
+                .map_err(|e| DriverError::not_supported(format!("{}: {e}", self.loaded.name))),
         }
     }
 
@@ -504,12 +504,12 @@ fn checked_directory(home: &Path, path: &[u8]) -> DriverResult<PathBuf> {
         options: Vec::new(),
     }];
     let checked = check_mount_requests(home, &request)
-        .map_err(|e| DriverError::NotSupported(format!("get answered a bad directory: {e}")))?;
+        .map_err(|e| DriverError::not_supported(format!("get answered a bad directory: {e}")))?;
     checked
         .into_iter()
         .next()
         .and_then(|m| m.sources.into_iter().next())
-        .ok_or_else(|| DriverError::NotSupported("get answered no directory".into()))
+        .ok_or_else(|| DriverError::not_supported("get answered no directory"))
 }
 
 fn create_options(opts: &CreateOpts) -> wit::CreateOptions {
@@ -556,7 +556,7 @@ impl Call<'_> {
 fn driver_error(call: &'static str, e: wit::DriverError) -> DriverError {
     use wit::DriverError as W;
     match e {
-        W::NotSupported(m) => DriverError::NotSupported(m),
+        W::NotSupported(m) => DriverError::not_supported(m),
         W::BadOption(m) => DriverError::BadOption(m),
         W::LayerNotFound(id) => DriverError::LayerNotFound(id),
         W::LayerExists(id) => DriverError::LayerExists(id),

@@ -373,7 +373,7 @@ fn perform_mount(sys: &dyn Syscalls, mount: &CheckedMount, target: &Path) -> Dri
             let source = mount
                 .sources
                 .first()
-                .ok_or_else(|| DriverError::NotSupported("bind mount without a source".into()))?;
+                .ok_or_else(|| DriverError::not_supported("bind mount without a source"))?;
             sys.bind_mount(source, target).map_err(fail)?;
             if !flags.is_empty() {
                 sys.remount(target, flags | MountFlags::BIND, "")

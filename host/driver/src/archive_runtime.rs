@@ -240,10 +240,9 @@ impl ArchiveProvider for NativeOnly {
     fn archive(&self, settings: &ArchiveSettings) -> DriverResult<Arc<dyn ArchiveOps>> {
         match settings.runtime {
             ArchiveRuntime::Native => Ok(Arc::new(NativeArchive)),
-            ArchiveRuntime::Component => Err(DriverError::NotSupported(
+            ArchiveRuntime::Component => Err(DriverError::not_supported(
                 "archive=component: no component runtime is linked into this program \
-                 (archive=native runs the archive logic natively)"
-                    .into(),
+                 (archive=native runs the archive logic natively)",
             )),
         }
     }

@@ -23,8 +23,13 @@ use crate::syscalls::Syscalls;
 /// Errors a graph driver reports.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
-    /// The driver cannot run here (missing kernel feature, wrong filesystem, not root...).
-    #[error("driver not supported: {0}")]
+    /// The driver cannot run here: a missing kernel feature, a wrong or incompatible
+    /// filesystem, a missing prerequisite (upstream's `ErrNotSupported`, `ErrPrerequisites`
+    /// and `ErrIncompatibleFS`). The text is the whole message, ending with upstream's words
+    /// for the kind ([`DriverError::not_supported`], [`DriverError::prerequisites`],
+    /// [`DriverError::incompatible_fs`] add them), so that a message upstream cached on disk
+    /// reads the same when given back. A store choosing a driver by priority tries the next.
+    #[error("{0}")]
     NotSupported(String),
     /// An option given to the driver is unknown or malformed.
     #[error("{0}")]
@@ -91,6 +96,36 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// Upstream's `ErrNotSupported`: `{detail}: driver not supported`.
+    pub fn not_supported(detail: impl std::fmt::Display) -> Self {
+        DriverError::NotSupported(format!("{detail}: driver not supported"))
+    }
+
+    /// Upstream's `ErrPrerequisites`: `{detail}: prerequisites for driver not satisfied
+    /// (wrong filesystem?)`.
+    pub fn prerequisites(detail: impl std::fmt::Display) -> Self {
+        DriverError::NotSupported(format!(
+            "{detail}: prerequisites for driver not satisfied (wrong filesystem?)"
+        ))
+    }
+
+    /// Upstream's `ErrIncompatibleFS`: `{detail}: backing file system is unsupported for this
+    /// graph driver`.
+    pub fn incompatible_fs(detail: impl std::fmt::Display) -> Self {
+        DriverError::NotSupported(format!(
+            "{detail}: backing file system is unsupported for this graph driver"
+        ))
+    }
+
+    /// Whether the driver cannot run here at all (upstream's `isDriverNotSupported`): a store
+    /// choosing by priority goes on to the next driver.
+    pub fn cannot_run_here(&self) -> bool {
+        matches!(
+            self,
+            DriverError::NotSupported(_) | DriverError::ComponentUnusable(_)
+        )
+    }
+
     /// Wraps an I/O error with what the driver was doing.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         DriverError::Io {

@@ -82,6 +82,12 @@ impl crate::records::Record for ContainerRecord {
     fn set_location(&mut self, location: crate::records::Location) {
         self.volatile = location == crate::records::Location::Volatile;
     }
+    fn name_in_use(name: &str, holder: &str) -> crate::error::StoreError {
+        crate::error::StoreError::ContainerNameInUse {
+            name: name.to_string(),
+            container: holder.to_string(),
+        }
+    }
 }
 
 /// The container records of one store: `containers.json` plus `volatile-containers.json`.

@@ -63,9 +63,85 @@ impl<R: Read> Read for DigestingReader<'_, R> {
     }
 }
 
+/// Why a digest is not valid: go-digest's `Validate` errors, in its words (upstream prints
+/// them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    /// Not `algorithm:encoded`, or not lowercase hex.
+    #[error("invalid checksum digest format")]
+    Format,
+    /// Hex of the wrong length for the algorithm.
+    #[error("invalid checksum digest length")]
+    Length,
+    /// A well-formed digest of an algorithm go-digest does not know.
+    #[error("unsupported digest algorithm")]
+    Unsupported,
+}
+
+/// Checks a digest the way go-digest's `Validate` does: the algorithm before the first
+/// `:`; an algorithm it does not know is [`DigestError::Unsupported`] when the digest is
+/// well formed, else a bad format; then the length, then lowercase hex.
+pub fn validate(d: &str) -> Result<(), DigestError> {
+    let (algorithm, encoded) = match d.split_once(':') {
+        Some((a, e)) if !a.is_empty() && !e.is_empty() => (a, e),
+        _ => return Err(DigestError::Format),
+    };
+    let len = match algorithm {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ if well_formed(algorithm, encoded) => return Err(DigestError::Unsupported),
+        _ => return Err(DigestError::Format),
+    };
+    if encoded.len() != len {
+        return Err(DigestError::Length);
+    }
+    if !encoded
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(DigestError::Format);
+    }
+    Ok(())
+}
+
+/// go-digest's `DigestRegexpAnchored`:
+/// `^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$`, by hand (one anchored pattern does not
+/// need a regex engine).
+fn well_formed(algorithm: &str, encoded: &str) -> bool {
+    let lower_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let algorithm_ok = algorithm
+        .split(['.', '+', '_', '-'])
+        .all(|part| !part.is_empty() && part.chars().all(lower_alnum));
+    let encoded_ok = encoded
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '=' | '_' | '-'));
+    algorithm_ok && encoded_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digest_validation() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert!(validate(&good).is_ok());
+        assert!(validate("sha256:abc").is_err());
+        assert!(validate("nocolon").is_err());
+        assert!(validate(&format!("md5:{}", "a".repeat(32))).is_err());
+        assert!(validate(&format!("sha256:{}", "A".repeat(64))).is_err());
+        // go-digest's messages, as upstream 1.60 prints them.
+        let message = |d: &str| validate(d).expect_err("an invalid digest").to_string();
+        assert_eq!(message("foo"), "invalid checksum digest format");
+        assert_eq!(message("sha256:abc"), "invalid checksum digest length");
+        assert_eq!(message("md5:abc"), "unsupported digest algorithm");
+        assert_eq!(message("MD5:abc"), "invalid checksum digest format");
+        assert_eq!(
+            message(&format!("sha256:{}", "A".repeat(64))),
+            "invalid checksum digest format"
+        );
+    }
 
     #[test]
     fn digests_match_known_values() {

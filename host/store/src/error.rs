@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use storage_driver::DriverError;
 
+use crate::gostr::quote as go_quote;
+
 /// Everything the store can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -19,10 +21,10 @@ pub enum StoreError {
     /// No image has that ID, name or ID prefix.
     #[error("image not known")]
     ImageUnknown,
-    /// The image a new container was to be made from is not known (upstream's
-    /// `CreateContainer` says which name it looked for).
-    #[error("locating image with ID {image:?}: image not known")]
-    ContainerImageUnknown {
+    /// An image named for something else (a new container's, an image's data) is not known:
+    /// upstream says which name it looked for.
+    #[error("locating image with ID {}: image not known", go_quote(image))]
+    ImageNotLocated {
         /// The name, ID or ID prefix given.
         image: String,
     },
@@ -47,6 +49,26 @@ pub enum StoreError {
     /// A new object asked for a name that is taken.
     #[error("that name is already in use")]
     DuplicateName,
+    /// A new image asked for a name another image has (upstream's words).
+    #[error(
+        "image name {} is already associated with image {}: that name is already in use",
+        go_quote(name),
+        go_quote(image)
+    )]
+    ImageNameInUse {
+        /// The name asked for.
+        name: String,
+        /// The ID of the image that has it.
+        image: String,
+    },
+    /// A new container asked for a name another container has (upstream's words).
+    #[error("the container name {} is already in use by {container}. You have to remove that container to be able to reuse that name: that name is already in use", go_quote(name))]
+    ContainerNameInUse {
+        /// The name asked for.
+        name: String,
+        /// The ID of the container that has it.
+        container: String,
+    },
     /// The layer is the parent of another layer.
     #[error("used by layer {child}: layer has children")]
     LayerHasChildren {
@@ -123,6 +145,19 @@ pub enum StoreError {
         /// The graph root.
         root: PathBuf,
     },
+    /// No driver was configured and more than one has a home in the graph root (upstream
+    /// makes the user choose).
+    #[error("{} contains several valid graphdrivers: {names}; Please cleanup or explicitly choose storage driver (-s <DRIVER>)", root.display())]
+    SeveralDrivers {
+        /// The graph root.
+        root: PathBuf,
+        /// The drivers with a home there, joined with `, `.
+        names: String,
+    },
+    /// No driver was configured and none of the priority list or the registered drivers can
+    /// run here.
+    #[error("no supported storage backend found")]
+    NoSupportedDriver,
     /// The driver refused to start (its message verbatim, as upstream prints it after
     /// `error initializing: `).
     #[error("{0}")]
@@ -159,9 +194,21 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
-    /// A digest argument is not `algorithm:hex`.
-    #[error("invalid digest {0:?}")]
-    InvalidDigest(String),
+    /// A digest argument is not valid (go-digest's words, as upstream prints them).
+    #[error("{0}")]
+    InvalidDigest(#[source] crate::digest::DigestError),
+    /// The digest given to a new image is not valid (upstream's words).
+    #[error(
+        "validating digests for new image: validating image digest {}: {source}",
+        go_quote(digest)
+    )]
+    NewImageDigest {
+        /// The digest given.
+        digest: String,
+        /// Why it is not valid.
+        #[source]
+        source: crate::digest::DigestError,
+    },
     /// Importing a layer archive failed: reading or decompressing the blob, recording its
     /// tar-split, or the driver's apply.
     #[error("{0}")]

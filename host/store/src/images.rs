@@ -87,6 +87,12 @@ impl crate::records::Record for ImageRecord {
     fn digests(&self) -> Vec<&str> {
         self.digests.iter().map(String::as_str).collect()
     }
+    fn name_in_use(name: &str, holder: &str) -> crate::error::StoreError {
+        crate::error::StoreError::ImageNameInUse {
+            name: name.to_string(),
+            image: holder.to_string(),
+        }
+    }
 }
 
 impl ImageRecord {

@@ -16,6 +16,7 @@ pub mod crash_point;
 pub mod digest;
 pub mod error;
 pub mod gojson;
+pub mod gostr;
 pub mod images;
 pub mod ingest;
 pub mod layers;

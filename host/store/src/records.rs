@@ -41,6 +41,12 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn digests(&self) -> Vec<&str> {
         Vec::new()
     }
+    /// The error of a new record asking for `name`, which the record `holder` (an ID) has:
+    /// upstream's bare `ErrDuplicateName` unless its kind words it.
+    fn name_in_use(name: &str, holder: &str) -> StoreError {
+        let _ = (name, holder);
+        StoreError::DuplicateName
+    }
 }
 
 /// What looking a name up found.
@@ -695,8 +701,10 @@ pub fn new_identity<T: Record>(
         return Err(StoreError::DuplicateId);
     }
     let names = dedup(names);
-    if names.iter().any(|n| writable.has_name(n)) {
-        return Err(StoreError::DuplicateName);
+    for name in &names {
+        if let Some(i) = writable.records.position_of_name(name) {
+            return Err(T::name_in_use(name, writable.records[i].id()));
+        }
     }
     Ok((id, names))
 }

@@ -74,7 +74,7 @@ impl OverlayDriver {
             // Layers written through fuse-overlayfs keep AUFS `.wh.` whiteouts that the
             // kernel's overlay would show as files: keep using a mount program.
             options.mount_program = Some(find_in_path("fuse-overlayfs").ok_or_else(|| {
-                DriverError::NotSupported(format!(
+                DriverError::not_supported(format!(
                     "{} was set up with a mount program; set overlay.mount_program",
                     home.display()
                 ))

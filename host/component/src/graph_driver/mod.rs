@@ -334,7 +334,7 @@ impl GraphDriver for ComponentGraphDriver {
     fn get(&self, id: &str, opts: &MountOpts) -> DriverResult<PathBuf> {
         match self.component.get(id, opts).map_err(tidy)? {
             LayerLocation::Directory(dir) => Ok(dir),
-            LayerLocation::Mounts(mounts) if mounts.is_empty() => Err(DriverError::NotSupported(
+            LayerLocation::Mounts(mounts) if mounts.is_empty() => Err(DriverError::not_supported(
                 format!("{}: get asked for no mount", self.name),
             )),
             LayerLocation::Mounts(mounts) => self.mounts.perform(id, &mounts),

@@ -63,7 +63,7 @@ impl<'a> LayerTree<'a> {
         match location {
             LayerLocation::Directory(dir) => tree.path = dir,
             LayerLocation::Mounts(mounts) if mounts.is_empty() => {
-                return Err(DriverError::NotSupported(format!(
+                return Err(DriverError::not_supported(format!(
                     "{}: get asked for no mount",
                     driver.name
                 )))

@@ -85,10 +85,9 @@ impl Store {
             let (image_id, top) = if image.is_empty() {
                 (String::new(), None)
             } else {
-                let img =
-                    find_image(ctx.st, image).ok_or_else(|| StoreError::ContainerImageUnknown {
-                        image: image.to_string(),
-                    })?;
+                let img = find_image(ctx.st, image).ok_or_else(|| StoreError::ImageNotLocated {
+                    image: image.to_string(),
+                })?;
                 let top = if img.top_layer.is_empty() {
                     None
                 } else {

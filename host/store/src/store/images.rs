@@ -85,7 +85,7 @@ impl Store {
 
     /// Images whose digests contain `digest`.
     pub fn images_by_digest(&self, digest: &str) -> Result<Vec<ImageRecord>, StoreError> {
-        validate_digest(digest)?;
+        crate::digest::validate(digest).map_err(StoreError::InvalidDigest)?;
         Ok(self
             .images()?
             .into_iter()
@@ -119,7 +119,10 @@ impl Store {
                 &ctx.st.ro_images,
             )?;
             if let Some(d) = opts.digest.as_deref().filter(|d| !d.is_empty()) {
-                validate_digest(d)?;
+                crate::digest::validate(d).map_err(|source| StoreError::NewImageDigest {
+                    digest: d.to_string(),
+                    source,
+                })?;
             }
             let mut image = ImageRecord {
                 id,
@@ -284,37 +287,6 @@ pub(super) fn layers_freed_by_image(st: &State, image: &ImageRecord) -> Vec<Stri
         }
     }
     freed
-}
-
-/// Checks `algorithm:hex` (the form `images-by-digest` accepts).
-fn validate_digest(digest: &str) -> Result<(), StoreError> {
-    let valid = match digest.split_once(':') {
-        Some(("sha256", hex)) => {
-            hex.len() == 64
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        }
-        Some(("sha512", hex)) => {
-            hex.len() == 128
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        }
-        Some((alg, hex)) => {
-            !alg.is_empty()
-                && !hex.is_empty()
-                && alg
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b))
-        }
-        None => false,
-    };
-    if valid {
-        Ok(())
-    } else {
-        Err(StoreError::InvalidDigest(digest.to_string()))
-    }
 }
 
 #[cfg(test)]

@@ -321,7 +321,7 @@ impl State {
                 Err(
                     StoreError::LayerUnknown
                     | StoreError::ImageUnknown
-                    | StoreError::ContainerImageUnknown { .. }
+                    | StoreError::ImageNotLocated { .. }
                     | StoreError::ContainerUnknown
                     | StoreError::NotAnId
                     | StoreError::NotAContainer

@@ -138,7 +138,9 @@ impl Store {
     /// recorded in the image's mapped top layers when the top layer has a mapping).
     pub fn mount_image(&self, name: &str, opts: &MountOptions) -> Result<PathBuf, StoreError> {
         self.write(|ctx| {
-            let image = find_image(ctx.st, name).ok_or(StoreError::ImageUnknown)?;
+            let image = find_image(ctx.st, name).ok_or_else(|| StoreError::ImageNotLocated {
+                image: name.to_string(),
+            })?;
             if image.top_layer.is_empty() {
                 return Err(StoreError::LayerUnknown);
             }

@@ -23,6 +23,8 @@ impl Store {
             LockFile::open(&path, false).map_err(|e| StoreError::io("opening lock", path, e))
         };
         let graph_lock = open_lock(graph_root.join("storage.lock"))?;
+        // Made before the driver starts, as upstream does.
+        let _userns_lock = open_lock(graph_root.join("userns.lock"))?;
         // The driver starts under storage.lock, as upstream's `load` does under graphLock:
         // two first commands on a fresh store would otherwise both bind-mount the driver
         // home and race on its probes.
@@ -50,7 +52,6 @@ impl Store {
             mkdir_0700(dir)?;
         }
         mkdir_0700(&run_root.join(format!("{drv}-locks")))?;
-        let _userns_lock = open_lock(graph_root.join("userns.lock"))?;
         let layers_lock = open_lock(layers_dir.join("layers.lock"))?;
         let image_store_layers_lock = match &image_store_layers_dir {
             Some(dir) => {
@@ -184,33 +185,63 @@ impl Store {
         if !opts.driver_name.is_empty() {
             return start(&opts.driver_name);
         }
-        // Like upstream: a driver whose home already exists wins, then the priority list.
-        let existing: Vec<&str> = drivers
-            .names()
-            .filter(|n| opts.graph_root.join(n).is_dir())
-            .collect();
-        if let [only] = existing.as_slice() {
-            return start(only);
-        }
-        let priority: Vec<String> = if opts.driver_priority.is_empty() {
-            ["overlay", "btrfs", "zfs"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
+        // Upstream's `drivers.New`. First a driver with state in the graph root, in the order
+        // of the priority list (vfs only when the list is the configuration's): its failure
+        // to start is the answer, and state of more than one driver makes the user choose.
+        let default_list = opts.driver_priority.is_empty();
+        let priority: Vec<String> = if default_list {
+            DEFAULT_PRIORITY.iter().map(|s| s.to_string()).collect()
         } else {
             opts.driver_priority.clone()
         };
-        let mut last = None;
+        let prior: Vec<&str> = drivers
+            .names()
+            .filter(|n| opts.graph_root.join(n).exists())
+            .collect();
         for name in &priority {
+            if (name == "vfs" && default_list) || !prior.contains(&name.as_str()) {
+                continue;
+            }
+            let driver = start(name).inspect_err(|e| {
+                log::error!("[graphdriver] prior storage driver {name} failed: {e}")
+            })?;
+            if prior.len() > 1 {
+                // As upstream, after the driver started (its error comes first).
+                return Err(StoreError::SeveralDrivers {
+                    root: opts.graph_root.clone(),
+                    names: prior.join(", "),
+                });
+            }
+            log::info!("[graphdriver] using prior storage driver: {name}");
+            return Ok(driver);
+        }
+        // Then the first of the priority list, and then of every registered driver, that can
+        // run here; any other failure to start is the answer.
+        let registered: Vec<String> = drivers.names().map(str::to_string).collect();
+        for name in priority.iter().chain(&registered) {
             match start(name) {
-                Ok(d) => return Ok(d),
-                Err(e) => last = Some(e),
+                Ok(driver) => return Ok(driver),
+                Err(e) if cannot_run_here(&e) => {
+                    log::debug!("[graphdriver] {name} cannot be used here: {e}")
+                }
+                Err(e) => return Err(e),
             }
         }
-        Err(last.unwrap_or(StoreError::DriverNotSupported {
-            name: String::new(),
-            root: opts.graph_root.clone(),
-        }))
+        Err(StoreError::NoSupportedDriver)
+    }
+}
+
+/// Upstream's `drivers.Priority`: the order drivers are tried in when none is configured.
+/// Names this build does not register (aufs, zfs) cannot run, as where upstream lacks them.
+const DEFAULT_PRIORITY: [&str; 5] = ["overlay", "aufs", "btrfs", "zfs", "vfs"];
+
+/// Whether a driver's failure to start means it cannot run here (upstream's
+/// `isDriverNotSupported`), so that the next one is tried.
+fn cannot_run_here(e: &StoreError) -> bool {
+    match e {
+        StoreError::DriverNotSupported { .. } => true,
+        StoreError::DriverInit(e) => e.cannot_run_here(),
+        _ => false,
     }
 }
 
@@ -223,8 +254,106 @@ fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::test_support::{registry, TestRoot};
+    use storage_driver::{DriverError, DriverRegistry};
+
+    use crate::store::test_support::{registry, test_driver, TestRoot};
     use crate::store::Store;
+    use crate::store::StoreError;
+
+    /// `overlay` cannot run (upstream's incompatible filesystem), `btrfs` refuses an
+    /// option, `vfs` runs.
+    fn priority_registry() -> DriverRegistry {
+        let mut r = DriverRegistry::new();
+        r.register("overlay", |_| {
+            Err(DriverError::incompatible_fs("no overlay here"))
+        });
+        r.register("btrfs", |_| {
+            Err(DriverError::BadOption("btrfs: unknown option a".into()))
+        });
+        r.register("vfs", test_driver);
+        r
+    }
+
+    fn started(root: &TestRoot, priority: &[&str]) -> Result<String, String> {
+        let mut opts = root.opts.clone();
+        opts.driver_name.clear();
+        opts.driver_priority = priority.iter().map(|s| s.to_string()).collect();
+        Store::open(&opts, &priority_registry())
+            .map(|s| s.driver_name().to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn without_a_driver_the_priority_list_decides_as_upstream() {
+        let root = TestRoot::new();
+        // A driver that cannot run is passed over; any other failure to start is the answer.
+        assert_eq!(started(&root, &["overlay", "vfs"]), Ok("vfs".into()));
+        assert_eq!(
+            started(&TestRoot::new(), &["overlay", "btrfs", "vfs"]),
+            Err("btrfs: unknown option a".into())
+        );
+        // Names nothing registers cannot run; after the list, every registered driver.
+        let other = TestRoot::new();
+        assert_eq!(
+            started(&other, &["zfs", "overlay"]),
+            Err("btrfs: unknown option a".into())
+        );
+        // Upstream's own list ends with vfs.
+        let fresh = TestRoot::new();
+        let mut r = priority_registry();
+        r.register("btrfs", |_| Err(DriverError::prerequisites("not on btrfs")));
+        let mut opts = fresh.opts.clone();
+        opts.driver_name.clear();
+        let store = Store::open(&opts, &r).expect("falls back to vfs");
+        assert_eq!(store.driver_name(), "vfs");
+    }
+
+    #[test]
+    fn state_of_a_driver_decides_and_state_of_two_is_refused() {
+        let root = TestRoot::new();
+        std::fs::create_dir_all(root.graph("btrfs")).expect("mkdir");
+        // The prior driver's failure is the answer, even one that otherwise passes over.
+        assert_eq!(
+            started(&root, &["overlay", "btrfs", "vfs"]),
+            Err("btrfs: unknown option a".into())
+        );
+        let root = TestRoot::new();
+        std::fs::create_dir_all(root.graph("vfs")).expect("mkdir");
+        assert_eq!(started(&root, &["btrfs", "vfs"]), Ok("vfs".into()));
+        // Upstream's own list never picks vfs for its state: overlay and btrfs come first.
+        let mut opts = root.opts.clone();
+        opts.driver_name.clear();
+        let mut r = DriverRegistry::new();
+        r.register("overlay", test_driver);
+        r.register("vfs", test_driver);
+        let store = Store::open(&opts, &r).expect("open");
+        assert_eq!(store.driver_name(), "overlay");
+        drop(store);
+        // Now both have state: the user must choose.
+        let err = Store::open(&opts, &r).err().expect("several");
+        assert!(matches!(err, StoreError::SeveralDrivers { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} contains several valid graphdrivers: overlay, vfs; Please cleanup or \
+                 explicitly choose storage driver (-s <DRIVER>)",
+                opts.graph_root.display()
+            )
+        );
+        opts.driver_name = "vfs".into();
+        assert_eq!(Store::open(&opts, &r).expect("chosen").driver_name(), "vfs");
+    }
+
+    #[test]
+    fn nothing_that_runs_is_upstreams_message() {
+        let root = TestRoot::new();
+        let mut opts = root.opts.clone();
+        opts.driver_name.clear();
+        let mut r = DriverRegistry::new();
+        r.register("overlay", |_| Err(DriverError::not_supported("no")));
+        let err = Store::open(&opts, &r).err().expect("none");
+        assert_eq!(err.to_string(), "no supported storage backend found");
+    }
 
     #[test]
     fn open_creates_layout_and_unknown_driver_fails() {
