@@ -111,9 +111,30 @@ fn copy_errors() {
     let o = s.fails(&["copy", "nope:/x", &format!("{l}:/y")]);
     assert_eq!(o.stderr, "error finding layer \"nope\": layer not known\n");
     let o = s.fails(&["copy", "-o", "bad", "/etc/hostname", &format!("{l}:/y")]);
-    assert!(
-        o.stderr.starts_with("error \"bad\" as a numeric UID"),
-        "{o:?}"
+    assert_eq!(
+        o.stderr,
+        "bad UID: strconv.ParseUint: parsing \"bad\": invalid syntax\n"
     );
+    // A missing source is named by its path on the host and its `stat`, as upstream does.
+    let src = s.create_layer(&[]);
+    let o = s.fails(&["copy", &format!("{src}:/gone"), &format!("{l}:/y")]);
+    let (from, to) = (
+        s.graph().join("overlay").join(&src).join("merged/gone"),
+        s.graph().join("overlay").join(&l).join("merged/y"),
+    );
+    if crate::DRIVER == "overlay" {
+        assert_eq!(
+            o.stderr,
+            format!(
+                "error copying {from:?} to {to:?}: stat {}: no such file or directory\n",
+                from.display()
+            )
+        );
+    } else {
+        assert!(
+            o.stderr.ends_with("/gone: no such file or directory\n"),
+            "{o:?}"
+        );
+    }
     assert_eq!(s.ok(&["mounted", &l]), "");
 }

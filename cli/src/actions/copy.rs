@@ -44,21 +44,27 @@ pub fn parse_location(spec: &str) -> Location {
     }
 }
 
-/// Parses `--chown UID[:GID]` (GID defaults to UID).
+/// Parses `--chown UID[:GID]` (GID defaults to UID), with upstream's messages
+/// (`bad UID: strconv.ParseUint: parsing "x": invalid syntax`).
 pub fn parse_chown(spec: &str) -> Result<(u32, u32), CliError> {
     let (uid, gid) = spec.split_once(':').unwrap_or((spec, spec));
     let num = |s: &str, what: &str| {
-        s.parse::<u32>().map_err(|e| {
-            CliError::context(
-                format!(
-                    "error {} as a numeric {what}",
-                    storage_store::gostr::quote(s)
-                ),
-                e,
-            )
+        go_parse_u32(s).map_err(|reason| {
+            CliError::Message(format!(
+                "bad {what}: strconv.ParseUint: parsing {}: {reason}",
+                storage_store::gostr::quote(s)
+            ))
         })
     };
     Ok((num(uid, "UID")?, num(gid, "GID")?))
+}
+
+/// Go's `strconv.ParseUint(s, 10, 32)`: decimal digits only; the reason in Go's words.
+fn go_parse_u32(s: &str) -> Result<u32, &'static str> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return Err("invalid syntax");
+    }
+    s.parse::<u32>().map_err(|_| "value out of range")
 }
 
 /// A resolved side of the copy: where it is and how its owners map.
@@ -147,15 +153,22 @@ pub fn copy(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     for source_spec in sources {
         let source_loc = parse_location(source_spec);
         let source = mounts.side(&source_loc)?;
+        // Upstream names each side by its path on the host (the mount point joined with the
+        // path in the layer) and a missing source by its `stat`.
+        let (shown_source, shown_target) =
+            (shown(&source, &source_loc), shown(&target, &target_loc));
         copy_one(&source, &source_loc.path, &target, &target_loc.path, chown).map_err(|e| {
-            CliError::io(
-                format!(
-                    "error copying {} to {}",
-                    storage_store::gostr::quote(source_spec),
-                    storage_store::gostr::quote(target_spec)
-                ),
-                e,
-            )
+            let context = format!(
+                "error copying {} to {}",
+                storage_store::gostr::quote(&shown_source),
+                storage_store::gostr::quote(&shown_target)
+            );
+            match e {
+                CopyFailure::SourceStat(e) => {
+                    CliError::io(format!("{context}: stat {shown_source}"), e)
+                }
+                CopyFailure::Other(e) => CliError::io(context, e),
+            }
         })?;
     }
     Ok(0)
@@ -215,25 +228,58 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
+/// How a side of the copy reads in messages: a host path as given, a path in a layer as
+/// the mount point joined with it (Go's `filepath.Join`, which cleans it).
+fn shown(side: &Side, loc: &Location) -> String {
+    if loc.layer.is_none() {
+        return loc.path.clone();
+    }
+    components(&loc.path)
+        .iter()
+        .fold(side.root.clone(), |p, c| p.join(c))
+        .display()
+        .to_string()
+}
+
+/// Why one copy failed: the source cannot be looked up (upstream's `stat` of it fails), or
+/// anything else.
+enum CopyFailure {
+    SourceStat(std::io::Error),
+    Other(std::io::Error),
+}
+
+impl From<std::io::Error> for CopyFailure {
+    fn from(e: std::io::Error) -> Self {
+        CopyFailure::Other(e)
+    }
+}
+
 fn copy_one(
     source: &Side,
     source_path: &str,
     target: &Side,
     target_path: &str,
     chown: Option<(u32, u32)>,
-) -> std::io::Result<()> {
+) -> Result<(), CopyFailure> {
     let parts = components(source_path);
     let source_dir = open_dir(source, &parts, false);
     match source_dir {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(CopyFailure::SourceStat(e)),
         Ok(dir) => {
             let target_dir = open_dir(target, &components(target_path), true)?;
-            copy_tree(&dir, &source.mappings, &target_dir, &target.mappings, chown)
+            Ok(copy_tree(
+                &dir,
+                &source.mappings,
+                &target_dir,
+                &target.mappings,
+                chown,
+            )?)
         }
         Err(e) if e.raw_os_error() == Some(libc_enotdir()) => {
             let (name, parent) = parts
                 .split_last()
                 .ok_or_else(|| std::io::Error::other("nothing to copy"))?;
-            let source_parent = open_dir(source, parent, false)?;
+            let source_parent = open_dir(source, parent, false).map_err(CopyFailure::SourceStat)?;
             let target_parts = components(target_path);
             let into_dir =
                 target_path.ends_with('/') || open_dir(target, &target_parts, false).is_ok();
@@ -246,7 +292,7 @@ fn copy_one(
                 }
             };
             let target_parent = open_dir(target, dir_parts, true)?;
-            copy_file(
+            Ok(copy_file(
                 &source_parent,
                 name,
                 &source.mappings,
@@ -254,9 +300,9 @@ fn copy_one(
                 target_name,
                 &target.mappings,
                 chown,
-            )
+            )?)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -424,8 +470,16 @@ mod tests {
         assert_eq!(parse_chown("5:6").ok(), Some((5, 6)));
         assert_eq!(
             parse_chown("x:6").err().map(|e| e.to_string()),
-            Some("error \"x\" as a numeric UID: invalid digit found in string".to_string())
+            Some("bad UID: strconv.ParseUint: parsing \"x\": invalid syntax".to_string())
         );
+        assert_eq!(
+            parse_chown("5:4294967296").err().map(|e| e.to_string()),
+            Some(
+                "bad GID: strconv.ParseUint: parsing \"4294967296\": value out of range"
+                    .to_string()
+            )
+        );
+        assert!(parse_chown("+5").is_err());
     }
 
     #[test]
