@@ -75,8 +75,9 @@ pub fn diff(
     archive(driver)?.write_naive_diff(&layer, parent, out, &options)
 }
 
-/// Lists the layer's changes against `parent`, sorted by path; each side's owners are read
-/// with its own mappings.
+/// Lists the layer's changes against `parent` in the naive comparison's order (upstream's:
+/// a directory, then its added and changed entries, then its deleted ones); each side's
+/// owners are read with its own mappings.
 pub fn changes(
     driver: &BtrfsDriver,
     id: &str,
@@ -89,9 +90,7 @@ pub fn changes(
         path,
         mappings: parent_mappings,
     });
-    let mut changes = archive(driver)?.changes_naive(&layer, id_mappings, parent)?;
-    changes.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(changes)
+    archive(driver)?.changes_naive(&layer, id_mappings, parent)
 }
 
 /// The size of the layer's changed content against `parent`.

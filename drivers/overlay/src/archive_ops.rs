@@ -184,7 +184,9 @@ pub fn diff(
     )
 }
 
-/// Lists the layer's changes against `parent`, sorted by path.
+/// Lists the layer's changes against `parent`, in upstream's order: the overlay walk's
+/// (pre-order, names sorted), or the naive comparison's (a directory, then its added and
+/// changed entries, then its deleted ones).
 pub fn changes(
     driver: &OverlayDriver,
     id: &str,
@@ -194,7 +196,7 @@ pub fn changes(
 ) -> DriverResult<Vec<Change>> {
     let dir = driver.layout().dir(id)?;
     let archive = archive_runtime::for_driver(driver)?;
-    let mut changes = if native(driver, &dir, parent)? {
+    let changes = if native(driver, &dir, parent)? {
         let lowers = driver.layout().lower_diff_dirs(&dir)?;
         archive.changes_overlay(&dir.join("diff"), &lowers, &overlay_xattrs(driver))?
     } else {
@@ -208,7 +210,6 @@ pub fn changes(
             }),
         )?
     };
-    changes.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(changes)
 }
 

@@ -149,23 +149,19 @@ impl Store {
         })
     }
 
-    /// Changes of a layer against `from` (default: its parent).
+    /// Changes of a layer against `from` (default: its parent), in the driver's order, as
+    /// upstream prints them (not sorted).
     pub fn changes(&self, layer: &str, from: Option<&str>) -> Result<Vec<Change>, StoreError> {
         self.write(|ctx| {
             let pair = Self::diff_pair(ctx.st, layer, from)?;
-            let mut changes = ctx
-                .driver()
+            ctx.driver()
                 .changes(
                     &pair.layer.id,
                     &pair.mappings,
                     pair.from.as_deref(),
                     &pair.from_mappings,
                 )
-                .map_err(|e| {
-                    StoreError::driver(format!("listing changes of {}", pair.layer.id), e)
-                })?;
-            changes.sort();
-            Ok(changes)
+                .map_err(|e| StoreError::driver(format!("listing changes of {}", pair.layer.id), e))
         })
     }
 
