@@ -199,7 +199,7 @@ fn io_err(e: rustix::io::Errno) -> std::io::Error {
 fn open_dir(side: &Side, parts: &[String], create: bool) -> std::io::Result<OwnedFd> {
     let flags = OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC;
     if side.follow {
-        let path = parts.iter().fold(side.root.clone(), |p, c| p.join(c));
+        let path = beneath(&side.root, parts);
         if create {
             std::fs::create_dir_all(&path)?;
         }
@@ -234,11 +234,14 @@ fn shown(side: &Side, loc: &Location) -> String {
     if loc.layer.is_none() {
         return loc.path.clone();
     }
-    components(&loc.path)
-        .iter()
-        .fold(side.root.clone(), |p, c| p.join(c))
+    beneath(&side.root, &components(&loc.path))
         .display()
         .to_string()
+}
+
+/// `root` joined with each of `parts`.
+fn beneath(root: &Path, parts: &[String]) -> PathBuf {
+    parts.iter().fold(root.to_path_buf(), |p, c| p.join(c))
 }
 
 /// Why one copy failed: the source cannot be looked up (upstream's `stat` of it fails), or

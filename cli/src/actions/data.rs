@@ -4,7 +4,7 @@
 use std::io::Write;
 use storage_store::store::{Kind, StoreError};
 
-use super::{print_json, read_input, CliError, Ctx};
+use super::{create_output, print_json, read_input, CliError, Ctx};
 use crate::outln;
 
 /// Resolves the first argument to the ID of an object of `kind`. An unknown image is
@@ -48,10 +48,7 @@ fn get_data(ctx: &mut Ctx<'_>, kind: Kind) -> Result<i32, CliError> {
     let id = resolve(ctx, kind)?;
     // As upstream: the output file is made before the item is looked up.
     let file = match ctx.inv.flags.value("file").filter(|f| !f.is_empty()) {
-        Some(path) => Some((
-            path,
-            std::fs::File::create(path).map_err(|e| CliError::io(format!("open {path}"), e))?,
-        )),
+        Some(path) => Some((path, create_output(path)?)),
         None => None,
     };
     let data = ctx.store.big_data(kind, &id, &key_arg(ctx))?;

@@ -93,8 +93,7 @@ pub fn diff(ctx: &mut Ctx<'_>) -> Result<i32, CliError> {
     let compression = compression(&ctx.inv.flags);
     match ctx.inv.flags.value("file").filter(|f| !f.is_empty()) {
         Some(path) => {
-            let file =
-                std::fs::File::create(path).map_err(|e| CliError::io(format!("open {path}"), e))?;
+            let file = super::create_output(path)?;
             let mut out = std::io::BufWriter::new(file);
             ctx.store
                 .diff(&layer, from.as_deref(), compression, &mut out)?;

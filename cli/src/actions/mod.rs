@@ -169,6 +169,12 @@ pub fn open_input(path: Option<&str>) -> Result<Box<dyn Read + Send>, CliError> 
     }
 }
 
+/// Creates (or truncates) an output file named by a `-f` flag; its failure reads as Go's
+/// `os.Create` error (`open PATH: ...`), as upstream's.
+pub fn create_output(path: &str) -> Result<std::fs::File, CliError> {
+    std::fs::File::create(path).map_err(|e| CliError::io(format!("open {path}"), e))
+}
+
 /// What the create commands print: the record as JSON with `-j`, else the ID and one
 /// `\tNAME` line per name.
 pub fn print_created<T: Serialize>(

@@ -43,8 +43,7 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     }
     /// The error of a new record asking for `name`, which the record `holder` (an ID) has:
     /// upstream's bare `ErrDuplicateName` unless its kind words it.
-    fn name_in_use(name: &str, holder: &str) -> StoreError {
-        let _ = (name, holder);
+    fn name_in_use(_name: &str, _holder: &str) -> StoreError {
         StoreError::DuplicateName
     }
 }

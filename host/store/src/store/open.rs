@@ -217,8 +217,7 @@ impl Store {
         }
         // Then the first of the priority list, and then of every registered driver, that can
         // run here; any other failure to start is the answer.
-        let registered: Vec<String> = drivers.names().map(str::to_string).collect();
-        for name in priority.iter().chain(&registered) {
+        for name in priority.iter().map(String::as_str).chain(drivers.names()) {
             match start(name) {
                 Ok(driver) => return Ok(driver),
                 Err(e) if cannot_run_here(&e) => {
