@@ -32,7 +32,7 @@ pub enum ArchiveError {
         source: crate::fs::FsError,
     },
     /// Reading the input or writing the output failed.
-    #[error("{0}")]
+    #[error("{}", os_error_text(.0))]
     Stream(#[source] std::io::Error),
     /// The archive has a shape this implementation does not handle (an unknown type flag).
     #[error("unsupported entry {}: {reason}", quoted(path))]
@@ -59,7 +59,43 @@ impl ArchiveError {
     }
 }
 
+/// An I/O error in Go's words, as upstream prints the errors it wraps: an error of a system
+/// call as Go's `syscall.Errno` text, which for the errors files fail with is the C library's
+/// message with a lowercase first letter (`no space left on device`, not `No space left on
+/// device (os error 28)`); any other error as it is.
+pub fn os_error_text(e: &std::io::Error) -> String {
+    let Some(code) = e.raw_os_error() else {
+        return e.to_string();
+    };
+    let text = std::io::Error::from_raw_os_error(code).to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {code})"))
+        .unwrap_or(&text);
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => format!("errno {code}"),
+    }
+}
+
 /// A path in a message: quoted, bytes that are not UTF-8 shown as replacement characters.
 pub fn quoted(path: &[u8]) -> String {
     format!("{:?}", String::from_utf8_lossy(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_of_system_calls_read_as_gos() {
+        let enoent = std::io::Error::from_raw_os_error(2);
+        assert_eq!(os_error_text(&enoent), "no such file or directory");
+        let enospc = std::io::Error::from_raw_os_error(28);
+        assert_eq!(os_error_text(&enospc), "no space left on device");
+        let other = std::io::Error::other("short read");
+        assert_eq!(os_error_text(&other), "short read");
+        let stream = ArchiveError::Stream(std::io::Error::from_raw_os_error(32));
+        assert_eq!(stream.to_string(), "broken pipe");
+    }
 }

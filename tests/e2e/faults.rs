@@ -165,7 +165,7 @@ fn one_line_naming(what: &str, o: &Output, cause: &str) {
         line.contains(cause),
         "{what}: the cause is not named: {line}"
     );
-    for consequence in ["unexpected EOF", "Broken pipe", "panicked"] {
+    for consequence in ["unexpected EOF", "broken pipe", "panicked"] {
         assert!(!line.contains(consequence), "{what}: {line}");
     }
     eprintln!("{what}: {line}");
@@ -275,7 +275,7 @@ fn a_full_disk_names_enospc_and_rolls_back() {
     }
     for (what, args, input) in &cases {
         let o = s.run_with_input(args, input);
-        one_line_naming(what, &o, "No space left on device");
+        one_line_naming(what, &o, "no space left on device");
         let changed = differences(&before, &snapshot(&s));
         assert!(
             changed.is_empty(),
@@ -290,7 +290,7 @@ fn a_full_disk_names_enospc_and_rolls_back() {
 
 /// What the vfs component's instantiation says when wasmtime cannot make the memfd of its
 /// memory image: wasmtime 48 keeps the `memfd` crate's message and not the errno under it, so
-/// at the lowest limits the line does not say "Too many open files" (reported; not ours).
+/// at the lowest limits the line does not say "too many open files" (reported; not ours).
 const WASMTIME_MEMFD: &str = "cannot create a memfd";
 
 /// Runs a command with the open-files limit set to `limit` (`prlimit`, util-linux).
@@ -355,7 +355,7 @@ fn too_many_open_files_names_emfile_and_rolls_back() {
             assert_eq!(said.lines().count(), 1, "{o:?}");
             memfd += 1;
         } else {
-            one_line_naming(&what, &o, "Too many open files");
+            one_line_naming(&what, &o, "too many open files");
         }
         for d in differences(&before, &snapshot(&s)) {
             changed.push(format!("nofile {limit}: {d}"));
@@ -406,7 +406,7 @@ fn refused_writes(s: &Scratch, make_read_only: &dyn Fn(bool), commands: &[&[&str
         .collect();
     make_read_only(false);
     for (what, o) in &outputs {
-        one_line_naming(what, o, "Read-only file system");
+        one_line_naming(what, o, "read-only file system");
     }
     let changed = differences(&before, &snapshot(s));
     assert!(
@@ -483,7 +483,7 @@ fn a_failed_container_delete_leaves_the_container_whole_or_finishes_it() {
     let bind = ReadOnlyBind::mount(&home);
     let o = s.run(&["delete-container", "ctr"]);
     drop(bind);
-    one_line_naming("delete-container", &o, "Read-only file system");
+    one_line_naming("delete-container", &o, "read-only file system");
     let containers = s.ok(&["containers", "-j"]);
     if !containers.contains("\"ctr\"") {
         let layers = s.ok(&["layers", "-q"]);

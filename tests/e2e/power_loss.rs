@@ -38,7 +38,7 @@
 //! [`an_io_error_names_eio_and_rolls_back`]: while the disk fails every data write (every
 //! write outside ext4's journal and the block group descriptors, so ext4 stays healthy and
 //! only the files' data is lost), `import-layer` (alone, on a parent) and `create-layer` must
-//! each fail with one line naming "Input/output error" (the write-back error surfaces at the
+//! each fail with one line naming "input/output error" (the write-back error surfaces at the
 //! store's first fsync: a failed flush) and leave the store as it was with a clean `check`.
 //! Once the disk works again, the next command's syncfs reports the write-back error no
 //! flush had reported yet: a `create-layer` or an import then fails the same way and records
@@ -1072,7 +1072,7 @@ fn an_io_error_names_eio_and_rolls_back() {
             "{what}: not one line: {o:?}"
         );
         assert!(
-            line.contains("Input/output error"),
+            line.contains("input/output error"),
             "{what}: the cause is not named: {line}"
         );
         eprintln!("{what}: {line}");

@@ -1059,7 +1059,7 @@ fn rootless_overlay_outside_a_user_namespace_fails_on_the_private_mount_and_cach
     assert_ne!(ours.code, 0, "{ours:?}");
     let text = said(&ours);
     assert!(
-        text.contains("a private mount") && text.contains("Operation not permitted"),
+        text.contains("a private mount") && text.contains("operation not permitted"),
         "{ours:?}"
     );
     assert_eq!(text.lines().count(), 1, "one line: {ours:?}");

@@ -68,7 +68,7 @@ pub enum CliError {
     Store(#[from] StoreError),
     /// Reading or writing a file or a standard stream failed (the system's error in Go's
     /// words, as upstream prints it).
-    #[error("{context}: {}", storage_store::gostr::io_error(source))]
+    #[error("{context}: {}", storage_store::gostr::os_error_text(source))]
     Io {
         /// What was being done.
         context: String,

@@ -43,7 +43,11 @@ struct PathError {
 
 impl std::fmt::Display for PathError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.what, self.path.display(), self.source)
+        write!(f, "{} {}: ", self.what, self.path.display())?;
+        match self.source.downcast_ref::<io::Error>() {
+            Some(e) => f.write_str(&storage_archive::error::os_error_text(e)),
+            None => write!(f, "{}", self.source),
+        }
     }
 }
 

@@ -103,13 +103,24 @@ pub fn probe_mount(
     let scratch = tempfile::Builder::new()
         .prefix("compat")
         .tempdir_in(home)
-        .map_err(|e| format!("creating a test directory in {}: {e}", home.display()))?;
+        .map_err(|e| {
+            format!(
+                "creating a test directory in {}: {}",
+                home.display(),
+                storage_archive::error::os_error_text(&e)
+            )
+        })?;
     let base = scratch.path();
     for sub in ["lower1", "lower2", "upper", "work", "merged"] {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(base.join(sub))
-            .map_err(|e| format!("creating {sub}: {e}"))?;
+            .map_err(|e| {
+                format!(
+                    "creating {sub}: {}",
+                    storage_archive::error::os_error_text(&e)
+                )
+            })?;
     }
     sys.mknod_at(
         rustix::fs::CWD,
@@ -118,7 +129,12 @@ pub fn probe_mount(
         0o600,
         rustix::fs::makedev(0, 0),
     )
-    .map_err(|e| format!("unable to create kernel-style whiteout: {e}"))?;
+    .map_err(|e| {
+        format!(
+            "unable to create kernel-style whiteout: {}",
+            storage_archive::error::os_error_text(&e)
+        )
+    })?;
     let spec = OverlaySpec {
         lowers: vec![base.join("lower1"), base.join("lower2")],
         relative_lowers: vec!["lower1".into(), "lower2".into()],

@@ -142,7 +142,7 @@ fn check_image_store(store: &str) -> DriverResult<PathBuf> {
         )));
     }
     let meta = std::fs::metadata(path).map_err(|source| DriverError::OptionPath {
-        message: format!("overlay: can't stat imageStore dir {store}"),
+        message: format!("overlay: can't stat imageStore dir {store}: stat {store}"),
         source,
     })?;
     if !meta.is_dir() {
@@ -234,7 +234,8 @@ mod tests {
         let err = opts(&["overlay.imagestore=/nonexistent/store"]).expect_err("missing");
         assert_eq!(
             err.to_string(),
-            "overlay: can't stat imageStore dir /nonexistent/store: No such file or directory (os error 2)"
+            "overlay: can't stat imageStore dir /nonexistent/store: stat /nonexistent/store: \
+             no such file or directory"
         );
         let source = std::error::Error::source(&err)
             .and_then(|s| s.downcast_ref::<std::io::Error>())

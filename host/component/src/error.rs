@@ -47,7 +47,10 @@ pub enum ComponentError {
         why: String,
     },
     /// The precompiled-artifact cache could not be used.
-    #[error("component cache {path}: {source}")]
+    #[error(
+        "component cache {path}: {}",
+        storage_archive::error::os_error_text(source)
+    )]
     Cache {
         /// The cache directory or artifact.
         path: PathBuf,
@@ -95,7 +98,10 @@ pub enum ComponentError {
         source: storage_archive::ArchiveError,
     },
     /// Opening a directory or stream to lend failed.
-    #[error("component {name}: {context}: {source}")]
+    #[error(
+        "component {name}: {context}: {}",
+        storage_archive::error::os_error_text(source)
+    )]
     Io {
         /// Which component.
         name: String,

@@ -144,7 +144,13 @@ fn check_source(home: &Path, source: &[u8]) -> Result<PathBuf, String> {
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("open home {}: {e}", home.display()))?;
+    .map_err(|e| {
+        format!(
+            "open home {}: {}",
+            home.display(),
+            storage_archive::error::os_error_text(&e.into())
+        )
+    })?;
     openat_beneath(
         &home_fd,
         source,

@@ -35,7 +35,7 @@ pub enum DriverError {
     #[error("{0}")]
     BadOption(String),
     /// An option names a file or directory that cannot be used.
-    #[error("{message}: {source}")]
+    #[error("{message}: {}", storage_archive::error::os_error_text(source))]
     OptionPath {
         /// What is wrong with the option (`overlay: can't stat imageStore dir /x`).
         message: String,
@@ -85,7 +85,7 @@ pub enum DriverError {
     #[error("driver not supported: {0}")]
     ComponentUnusable(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A filesystem or system call failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", storage_archive::error::os_error_text(source))]
     Io {
         /// What the driver was doing.
         context: String,

@@ -14,7 +14,7 @@ pub enum CompressError {
     #[error("unsupported compression format {0}")]
     UnsupportedFormat(Compression),
     /// Reading the first bytes or starting a codec failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", storage_archive::error::os_error_text(source))]
     Io {
         /// What was being done.
         context: &'static str,

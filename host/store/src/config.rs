@@ -47,7 +47,10 @@ pub const ROOTLESS_GID_ENV: &str = "_CONTAINERS_ROOTLESS_GID";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A configuration file could not be read.
-    #[error("reading configuration file {path}: {source}")]
+    #[error(
+        "reading configuration file {path}: {}",
+        storage_archive::error::os_error_text(source)
+    )]
     Read {
         /// The file.
         path: PathBuf,
@@ -82,7 +85,10 @@ pub enum ConfigError {
         path: PathBuf,
     },
     /// The rootless run root could not be created.
-    #[error("unable to make rootless runtime: {source}")]
+    #[error(
+        "unable to make rootless runtime: {}",
+        storage_archive::error::os_error_text(source)
+    )]
     MakeRunRoot {
         /// The run root.
         path: PathBuf,

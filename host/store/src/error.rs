@@ -175,7 +175,10 @@ pub enum StoreError {
         source: DriverError,
     },
     /// A file system operation failed.
-    #[error("{context} {path:?}: {source}")]
+    #[error(
+        "{context} {path:?}: {}",
+        storage_archive::error::os_error_text(source)
+    )]
     Io {
         /// What the store was doing.
         context: &'static str,
@@ -220,7 +223,7 @@ pub enum StoreError {
     #[error("{0}")]
     TarSplit(#[from] crate::tarsplit::TarSplitError),
     /// Writing the compression trailer of a diff failed.
-    #[error("finishing the diff: {0}")]
+    #[error("finishing the diff: {}", storage_archive::error::os_error_text(.0))]
     FinishDiff(#[source] std::io::Error),
     /// An ID or digest prefix names several objects of one kind.
     #[error("{prefix:?} is ambiguous: it is a prefix of {}", candidates.join(", "))]

@@ -1,5 +1,5 @@
 //! Go's `%q` for strings (`strconv.Quote`), as upstream's messages and `changes` quote names
-//! and paths.
+//! and paths; and, re-exported from the archive crate, OS errors in Go's words.
 //!
 //! Go decides what to escape with `unicode.IsPrint` (letters, marks, numbers, punctuation,
 //! symbols and the ASCII space). Rust's std has no general-category table and pulling a
@@ -8,24 +8,7 @@
 //! ASCII space, format characters, private use and noncharacters. Unassigned code points
 //! are the one difference left (Go escapes them, this prints them).
 
-/// An I/O error as Go prints it: an error of a system call as Go's `syscall.Errno` text,
-/// which for the errors files fail with is the C library's message with a lowercase first
-/// letter (`no such file or directory`, not `No such file or directory (os error 2)`);
-/// any other error as it is.
-pub fn io_error(e: &std::io::Error) -> String {
-    let Some(code) = e.raw_os_error() else {
-        return e.to_string();
-    };
-    let text = std::io::Error::from_raw_os_error(code).to_string();
-    let text = text
-        .strip_suffix(&format!(" (os error {code})"))
-        .unwrap_or(&text);
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => format!("errno {code}"),
-    }
-}
+pub use storage_archive::error::os_error_text;
 
 /// Quotes `s` as Go's `strconv.Quote` does.
 pub fn quote(s: &str) -> String {
@@ -116,16 +99,6 @@ fn is_print(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errors_of_system_calls_read_as_gos() {
-        let enoent = std::io::Error::from_raw_os_error(2);
-        assert_eq!(io_error(&enoent), "no such file or directory");
-        let enospc = std::io::Error::from_raw_os_error(28);
-        assert_eq!(io_error(&enospc), "no space left on device");
-        let other = std::io::Error::other("short read");
-        assert_eq!(io_error(&other), "short read");
-    }
 
     #[test]
     fn plain_paths_are_just_quoted() {

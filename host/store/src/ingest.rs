@@ -62,7 +62,7 @@ pub enum IngestError {
     #[error("{0}")]
     Panicked(&'static str),
     /// Reading or decompressing the blob failed after the driver finished.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", storage_archive::error::os_error_text(source))]
     Io {
         /// What was being done.
         context: &'static str,
@@ -445,7 +445,7 @@ mod tests {
         )
         .expect_err("the driver fails");
         assert!(matches!(err, IngestError::Apply(_)), "{err}");
-        assert!(err.to_string().contains("No space left on device"), "{err}");
+        assert!(err.to_string().contains("no space left on device"), "{err}");
     }
 
     /// An `apply` that reads the whole tar and writes nothing.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::store_dir::DirFile;
 use storage_driver::idmap::IdMap;
 
 /// One layer record, with upstream's JSON keys in upstream's order (upstream's `layers.go`).
@@ -151,25 +152,25 @@ pub struct MountPointRecord {
 }
 
 /// Reads `mountpoints.json`; a missing file means nothing is mounted.
-pub fn load_mount_points(path: &std::path::Path) -> crate::error::Result<Vec<MountPointRecord>> {
-    match std::fs::read(path) {
-        Ok(data) if data.iter().all(u8::is_ascii_whitespace) => Ok(Vec::new()),
-        Ok(data) => serde_json::from_slice::<Option<Vec<MountPointRecord>>>(&data)
-            .map(Option::unwrap_or_default)
-            .map_err(|source| crate::error::StoreError::Json {
-                path: path.to_path_buf(),
-                source,
-            }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(crate::error::StoreError::io("reading", path, e)),
+pub fn load_mount_points(file: &DirFile) -> crate::error::Result<Vec<MountPointRecord>> {
+    let mut data = Vec::new();
+    let found = file
+        .dir()
+        .read_into(file.name(), &mut data)
+        .map_err(|e| crate::error::StoreError::io("reading", file.path(), e))?;
+    if !found || data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
     }
+    serde_json::from_slice::<Option<Vec<MountPointRecord>>>(&data)
+        .map(Option::unwrap_or_default)
+        .map_err(|source| crate::error::StoreError::Json {
+            path: file.path(),
+            source,
+        })
 }
 
 /// Writes `mountpoints.json` with the mounted layers of `layers` (count > 0 only).
-pub fn save_mount_points(
-    path: &std::path::Path,
-    layers: &[LayerRecord],
-) -> crate::error::Result<()> {
+pub fn save_mount_points(file: &DirFile, layers: &[LayerRecord]) -> crate::error::Result<()> {
     let entries: Vec<MountPointRecord> = layers
         .iter()
         .filter(|l| l.mount_count > 0)
@@ -179,8 +180,9 @@ pub fn save_mount_points(
             count: l.mount_count,
         })
         .collect();
-    crate::atomic::write_file(path, &crate::gojson::to_vec(&entries), true)
-        .map_err(|e| crate::error::StoreError::io("writing", path, e))
+    file.dir()
+        .write_atomic(file.name(), &crate::gojson::to_vec(&entries), true)
+        .map_err(|e| crate::error::StoreError::io("writing", file.path(), e))
 }
 
 /// The layer records of one store: `layers.json` plus `volatile-layers.json`.
@@ -216,7 +218,8 @@ mod tests {
     fn mount_points_round_trip() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("mountpoints.json");
-        assert!(load_mount_points(&path).expect("load").is_empty());
+        let file = DirFile::create_at(&path).expect("open");
+        assert!(load_mount_points(&file).expect("load").is_empty());
         let layers = vec![
             LayerRecord {
                 id: "a".into(),
@@ -229,11 +232,11 @@ mod tests {
                 ..Default::default()
             },
         ];
-        save_mount_points(&path, &layers).expect("save");
+        save_mount_points(&file, &layers).expect("save");
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             r#"[{"id":"a","path":"/m/a","count":2}]"#
         );
-        assert_eq!(load_mount_points(&path).expect("load")[0].count, 2);
+        assert_eq!(load_mount_points(&file).expect("load")[0].count, 2);
     }
 }

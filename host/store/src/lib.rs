@@ -4,7 +4,7 @@
 //! The modules are the nouns of the domain: [`store`] is the public entry point the CLI
 //! calls; [`layers`], [`images`] and [`containers`] keep the JSON records; [`lock`] holds
 //! the cross-process lock files; [`config`] reads `storage.toml`; [`ingest`] imports a
-//! layer blob; [`tarsplit`] and [`compress`] re-create imported archives and detect
+//! layer blob; [`store_dir`] holds the store's directories open; [`tarsplit`] and [`compress`] re-create imported archives and detect
 //! compression; [`oci`] moves images in and out as OCI image layouts, verifies them and
 //! prunes what nothing references.
 
@@ -24,4 +24,5 @@ pub mod lock;
 pub mod oci;
 pub mod records;
 pub mod store;
+pub mod store_dir;
 pub mod tarsplit;

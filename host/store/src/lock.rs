@@ -8,15 +8,18 @@
 //! it, as upstream's `lockfile` package does with its RWMutex.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use rustix::fs::OFlags;
 use storage_driver::syscalls::{set_record_lock_wait, RecordLock};
+
+use crate::store_dir::StoreDir;
 
 /// Length of the last-write token at the start of every lock file.
 pub const TOKEN_LEN: usize = 64;
@@ -39,8 +42,11 @@ struct SharedLock {
     changed: Condvar,
 }
 
-fn registry() -> &'static Mutex<HashMap<PathBuf, Arc<SharedLock>>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Arc<SharedLock>>>> = OnceLock::new();
+/// A lock file as the registry knows it: its directory's device and inode, and its name.
+type LockKey = (u64, u64, String);
+
+fn registry() -> &'static Mutex<HashMap<LockKey, Arc<SharedLock>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<LockKey, Arc<SharedLock>>>> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
 }
 
@@ -57,37 +63,36 @@ pub struct LockFile {
 impl LockFile {
     /// Opens (creating it and its parent directory, 0700, when writable) the lock file.
     pub fn open(path: &Path, read_only: bool) -> io::Result<LockFile> {
-        if !read_only {
-            if let Some(parent) = path.parent() {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(parent)?;
-            }
-        }
-        // Two spellings of one file must share one entry, or the process would take the
-        // fcntl lock "twice" without excluding itself.
-        let key = match (path.parent().map(std::fs::canonicalize), path.file_name()) {
-            (Some(Ok(dir)), Some(name)) => dir.join(name),
-            _ => path.to_path_buf(),
+        let parent = path.parent().unwrap_or(Path::new("."));
+        let dir = if read_only {
+            StoreDir::open(parent)?
+        } else {
+            StoreDir::create(parent)?
         };
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} does not end in a UTF-8 file name", path.display()),
+            )
+        })?;
+        Self::open_in(&dir, name, read_only)
+    }
+
+    /// Opens (creating it, 0644, when writable) the lock file `name` of `dir`.
+    pub fn open_in(dir: &StoreDir, name: &str, read_only: bool) -> io::Result<LockFile> {
+        // Two spellings of one file must share one entry, or the process would take the
+        // fcntl lock "twice" without excluding itself: the entry is the directory's identity
+        // and the name.
+        let (dev, ino) = dir.identity()?;
+        let key = (dev, ino, name.to_string());
         let mut reg = registry().lock().unwrap_or_else(PoisonError::into_inner);
         let shared = match reg.get(&key) {
             Some(shared) => Arc::clone(shared),
             None => {
                 let file = if read_only {
-                    OpenOptions::new()
-                        .read(true)
-                        .custom_flags(libc::O_CLOEXEC)
-                        .open(path)?
+                    dir.open_file(name, OFlags::RDONLY, 0)?
                 } else {
-                    OpenOptions::new()
-                        .read(true)
-                        .write(true)
-                        .create(true)
-                        .mode(0o644)
-                        .custom_flags(libc::O_CLOEXEC)
-                        .open(path)?
+                    dir.open_file(name, OFlags::RDWR | OFlags::CREATE, 0o644)?
                 };
                 let shared = Arc::new(SharedLock {
                     file,
@@ -99,7 +104,7 @@ impl LockFile {
             }
         };
         Ok(LockFile {
-            path: path.to_path_buf(),
+            path: dir.path_of(name),
             shared,
             read_only,
             last_seen: Mutex::new(None),

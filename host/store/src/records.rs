@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::DerefMut;
-use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -11,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Result, StoreError};
+use crate::store_dir::DirFile;
 
 /// Which file of its store a record lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,7 +419,7 @@ impl<'a, T> IntoIterator for &'a mut Records<T> {
 pub struct RecordSet<T> {
     /// The records, in creation order.
     pub records: Records<T>,
-    files: Vec<(PathBuf, Location)>,
+    files: Vec<(DirFile, Location)>,
     mtimes: Vec<Option<SystemTime>>,
     loaded: bool,
     /// The last ambiguous prefix [`RecordSet::find`] met, so that the operation's "not
@@ -429,27 +429,15 @@ pub struct RecordSet<T> {
     ambiguity: std::sync::Mutex<Option<Ambiguity>>,
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// The records of the file at `path`, read into `data` (whose memory is reused: a
-/// command that reads several files touches new pages for the largest only).
-fn read_records<T: Record>(path: &Path, data: &mut Vec<u8>) -> Result<Vec<T>> {
-    use std::io::Read;
-    data.clear();
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::io("reading", path, e)),
-    };
-    if let Ok(meta) = file.metadata() {
-        data.reserve(usize::try_from(meta.len()).unwrap_or(0));
-    }
-    file.read_to_end(data)
-        .map_err(|e| StoreError::io("reading", path, e))?;
+/// The records of `file`, read into `data` (whose memory is reused: a command that reads
+/// several files touches new pages for the largest only).
+fn read_records<T: Record>(file: &DirFile, data: &mut Vec<u8>) -> Result<Vec<T>> {
+    let found = file
+        .dir()
+        .read_into(file.name(), data)
+        .map_err(|e| StoreError::io("reading", file.path(), e))?;
     let data = &data[..];
-    if data.iter().all(u8::is_ascii_whitespace) {
+    if !found || data.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
     // One check of the whole file's UTF-8 instead of one per string; a file that is not
@@ -459,7 +447,7 @@ fn read_records<T: Record>(path: &Path, data: &mut Vec<u8>) -> Result<Vec<T>> {
         Err(_) => serde_json::from_slice(data),
     };
     let records: Option<Vec<T>> = parsed.map_err(|source| StoreError::Json {
-        path: path.to_path_buf(),
+        path: file.path(),
         source,
     })?;
     Ok(records.unwrap_or_default())
@@ -467,7 +455,7 @@ fn read_records<T: Record>(path: &Path, data: &mut Vec<u8>) -> Result<Vec<T>> {
 
 impl<T: Record> RecordSet<T> {
     /// A set backed by `stable` and, if given, `volatile` (written without fsync).
-    pub fn new(stable: PathBuf, volatile: Option<PathBuf>) -> Self {
+    pub fn new(stable: DirFile, volatile: Option<DirFile>) -> Self {
         let mut files = vec![(stable, Location::Stable)];
         if let Some(volatile) = volatile {
             files.push((volatile, Location::Volatile));
@@ -481,15 +469,29 @@ impl<T: Record> RecordSet<T> {
         }
     }
 
+    /// A set backed by no file: it has no records and saves nothing.
+    pub fn empty() -> Self {
+        RecordSet {
+            records: Records::default(),
+            mtimes: Vec::new(),
+            files: Vec::new(),
+            loaded: false,
+            ambiguity: std::sync::Mutex::new(None),
+        }
+    }
+
     /// Adds the split image store's file (read after the others).
-    pub fn with_image_store(mut self, path: PathBuf) -> Self {
-        self.files.push((path, Location::ImageStore));
+    pub fn with_image_store(mut self, file: DirFile) -> Self {
+        self.files.push((file, Location::ImageStore));
         self.mtimes.push(None);
         self
     }
 
     fn current_mtimes(&self) -> Vec<Option<SystemTime>> {
-        self.files.iter().map(|(p, _)| mtime(p)).collect()
+        self.files
+            .iter()
+            .map(|(f, _)| f.dir().modified(f.name()))
+            .collect()
     }
 
     /// Whether the files changed since our last load or save (or were never loaded).
@@ -510,8 +512,8 @@ impl<T: Record> RecordSet<T> {
     /// [`RecordSet::load`], reading the files into `scratch` (see `read_records`).
     pub fn load_with(&mut self, scratch: &mut Vec<u8>) -> Result<()> {
         let mut records: Vec<T> = Vec::new();
-        for (path, location) in &self.files {
-            let mut more: Vec<T> = read_records(path, scratch)?;
+        for (file, location) in &self.files {
+            let mut more: Vec<T> = read_records(file, scratch)?;
             for r in &mut more {
                 r.set_location(*location);
             }
@@ -530,16 +532,17 @@ impl<T: Record> RecordSet<T> {
     /// Writes the records; a file is written when it has records or already exists, so an
     /// untouched store has no files (upstream's `store.go`).
     pub fn save(&mut self) -> Result<()> {
-        for (path, location) in &self.files {
+        for (file, location) in &self.files {
             let here = |r: &T| r.location() == *location;
-            if !self.records.iter().any(here) && !path.exists() {
+            if !self.records.iter().any(here) && !file.dir().exists(file.name()) {
                 continue;
             }
             self.records
                 .with_json_list(here, |data| {
-                    crate::atomic::write_file(path, data, *location != Location::Volatile)
+                    let durable = *location != Location::Volatile;
+                    file.dir().write_atomic(file.name(), data, durable)
                 })
-                .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
+                .map_err(|e| StoreError::io("writing", file.path(), e))?;
         }
         self.mtimes = self.current_mtimes();
         self.loaded = true;
@@ -760,6 +763,10 @@ pub fn sha256_digest(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file_at(path: &std::path::Path) -> DirFile {
+        DirFile::create_at(path).expect("open the directory")
+    }
     use crate::layers::LayerRecord;
 
     fn layer(id: &str, names: &[&str]) -> LayerRecord {
@@ -773,7 +780,8 @@ mod tests {
     #[test]
     fn lookup_by_id_name_and_unambiguous_prefix() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        let mut set: RecordSet<LayerRecord> =
+            RecordSet::new(file_at(&dir.path().join("l.json")), None);
         set.records = Records::from(vec![layer("abc1", &["one"]), layer("abd2", &["abc1x"])]);
         assert_eq!(set.find("abc1"), Some(0));
         assert_eq!(set.find("abc1x"), Some(1), "names before prefixes");
@@ -797,7 +805,8 @@ mod tests {
     #[test]
     fn the_index_follows_pushes_removals_and_renames() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        let mut set: RecordSet<LayerRecord> =
+            RecordSet::new(file_at(&dir.path().join("l.json")), None);
         set.records = Records::from(vec![layer("abc1", &["one"]), layer("abd2", &["two"])]);
         assert_eq!(set.find("two"), Some(1), "index built");
         // Appended records are found through the index that was already built.
@@ -837,7 +846,8 @@ mod tests {
     #[test]
     fn repeated_ids_and_names_resolve_to_the_first_record_as_a_scan() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        let mut set: RecordSet<LayerRecord> =
+            RecordSet::new(file_at(&dir.path().join("l.json")), None);
         // A hand-edited file (or a read-only store) may repeat an ID or a name.
         set.records = Records::from(vec![
             layer("dup", &["a"]),
@@ -871,7 +881,8 @@ mod tests {
     #[test]
     fn duplicate_names_go_to_the_newest_record() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        let mut set: RecordSet<LayerRecord> =
+            RecordSet::new(file_at(&dir.path().join("l.json")), None);
         set.records = Records::from(vec![
             layer("a", &["x", "keep-a", "y"]),
             layer("b", &["x", "x", "z"]),
@@ -898,7 +909,8 @@ mod tests {
     #[test]
     fn ambiguous_prefixes_are_remembered_with_their_candidates() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut set: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("l.json"), None);
+        let mut set: RecordSet<LayerRecord> =
+            RecordSet::new(file_at(&dir.path().join("l.json")), None);
         let mut digested = layer("ffff", &[]);
         digested.uncompressed_digest = "sha256:abcd".to_string();
         set.records = Records::from(vec![layer("abc1", &[]), layer("abc2", &[]), digested]);
@@ -925,8 +937,10 @@ mod tests {
     #[test]
     fn lookups_prefer_the_first_set_and_new_identities_are_unique() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut rw: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("rw.json"), None);
-        let mut ro: RecordSet<LayerRecord> = RecordSet::new(dir.path().join("ro.json"), None);
+        let mut rw: RecordSet<LayerRecord> =
+            RecordSet::new(file_at(&dir.path().join("rw.json")), None);
+        let mut ro: RecordSet<LayerRecord> =
+            RecordSet::new(file_at(&dir.path().join("ro.json")), None);
         rw.records = Records::from(vec![layer("aaa", &["shared"])]);
         ro.records = Records::from(vec![layer("bbb", &["shared", "ro-only"])]);
         let sets = || [&rw, &ro];
@@ -967,7 +981,7 @@ mod tests {
         let stable = dir.path().join("layers.json");
         let volatile = dir.path().join("volatile-layers.json");
         let mut set: RecordSet<LayerRecord> =
-            RecordSet::new(stable.clone(), Some(volatile.clone()));
+            RecordSet::new(file_at(&stable), Some(file_at(&volatile)));
         set.save().expect("save");
         assert!(
             !stable.exists() && !volatile.exists(),
@@ -986,7 +1000,8 @@ mod tests {
             std::fs::read_to_string(&volatile).expect("read"),
             r#"[{"id":"b","created":""}]"#
         );
-        let mut again: RecordSet<LayerRecord> = RecordSet::new(stable, Some(volatile));
+        let mut again: RecordSet<LayerRecord> =
+            RecordSet::new(file_at(&stable), Some(file_at(&volatile)));
         assert!(again.needs_reload());
         again.load().expect("load");
         assert!(!again.needs_reload());
@@ -1000,7 +1015,7 @@ mod tests {
         let stable = dir.path().join("layers.json");
         let volatile = dir.path().join("volatile-layers.json");
         let mut set: RecordSet<LayerRecord> =
-            RecordSet::new(stable.clone(), Some(volatile.clone()));
+            RecordSet::new(file_at(&stable), Some(file_at(&volatile)));
         // After every change, each file holds what serializing its records afresh gives.
         let check = |set: &mut RecordSet<LayerRecord>, what: &str| {
             set.save().expect("save");

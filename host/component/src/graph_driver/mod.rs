@@ -158,7 +158,8 @@ fn unusable(e: ComponentError) -> DriverError {
 /// Keeps an error of the guest on one line (see [`one_line`]).
 fn tidy(e: DriverError) -> DriverError {
     match e {
-        DriverError::Io { context, source } => DriverError::Io {
+        // An error of a system call is one line already, and stays one (its number kept).
+        DriverError::Io { context, source } if source.raw_os_error().is_none() => DriverError::Io {
             context,
             source: std::io::Error::new(source.kind(), one_line(&source.to_string())),
         },

@@ -124,30 +124,8 @@ pub(super) fn other_error(message: impl Into<String>) -> types::FsError {
     }
 }
 
-fn errno_error(e: rustix::io::Errno, what: &str) -> types::FsError {
-    use rustix::io::Errno;
-    let kind = match e {
-        Errno::NOENT => types::FsErrorKind::NotFound,
-        Errno::EXIST => types::FsErrorKind::AlreadyExists,
-        Errno::NOTEMPTY => types::FsErrorKind::NotEmpty,
-        Errno::NOTDIR => types::FsErrorKind::NotADirectory,
-        Errno::XDEV => types::FsErrorKind::PathEscape,
-        Errno::PERM | Errno::ACCESS => types::FsErrorKind::PermissionDenied,
-        Errno::OPNOTSUPP | Errno::NOSYS => types::FsErrorKind::Unsupported,
-        _ => types::FsErrorKind::Other,
-    };
-    types::FsError {
-        kind,
-        errno: e.raw_os_error(),
-        message: format!("{what}: {}", io::Error::from(e)),
-    }
-}
-
 pub(crate) fn io_error(e: io::Error, what: &str) -> types::FsError {
-    match e.raw_os_error() {
-        Some(raw) => errno_error(rustix::io::Errno::from_raw_os_error(raw), what),
-        None => other_error(format!("{what}: {e}")),
-    }
+    error_to_wit(storage_driver::confined::io_error(e, what))
 }
 
 /// Handles are checked by the component model before the host sees them, so a missing entry is

@@ -5,8 +5,9 @@ use std::io;
 use rustix::io::Errno;
 use storage_archive::fs::{FsError, FsErrorKind};
 
-/// Maps an OS error to the archive crate's error categories.
-pub(crate) fn fs_error(errno: Errno, what: &str) -> FsError {
+/// An OS error of `what` as the archive crate's error: its category, its number and `what`
+/// with the error in Go's words.
+pub fn fs_error(errno: Errno, what: &str) -> FsError {
     let kind = match errno {
         Errno::NOENT => FsErrorKind::NotFound,
         Errno::EXIST => FsErrorKind::AlreadyExists,
@@ -21,11 +22,15 @@ pub(crate) fn fs_error(errno: Errno, what: &str) -> FsError {
     FsError {
         kind,
         errno: errno.raw_os_error(),
-        message: format!("{what}: {}", io::Error::from(errno)),
+        message: format!(
+            "{what}: {}",
+            storage_archive::error::os_error_text(&io::Error::from(errno))
+        ),
     }
 }
 
-pub(crate) fn io_error(e: io::Error, what: &str) -> FsError {
+/// An I/O error of `what` as the archive crate's error ([`fs_error`] for an OS error).
+pub fn io_error(e: io::Error, what: &str) -> FsError {
     match e.raw_os_error() {
         Some(raw) => fs_error(Errno::from_raw_os_error(raw), what),
         None if e.kind() == io::ErrorKind::UnexpectedEof => {

@@ -31,7 +31,7 @@ mod trees;
 mod write;
 
 use crate::syscalls::Syscalls;
-pub(crate) use errors::{fs_error, io_error};
+pub use errors::{fs_error, io_error};
 pub use trees::{
     apply_options, apply_tar, changes_naive, changes_overlay, diff_options, diff_size_naive,
     id_mapping, to_host_changes, tree_size, write_naive_diff, write_overlay_diff, write_tar,

@@ -37,7 +37,10 @@ use crate::error::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
     /// A file of the layout cannot be read or written.
-    #[error("{context} {path:?}: {source}")]
+    #[error(
+        "{context} {path:?}: {}",
+        storage_archive::error::os_error_text(source)
+    )]
     Io {
         /// What was being done.
         context: &'static str,

@@ -35,19 +35,19 @@ impl Store {
                     .as_ref()
                     .is_some_and(|set| set.has_id(&img.id));
                 let dir = match st.ro_images.iter().position(|s| s.has_id(&img.id)) {
-                    _ if st.images.has_id(&img.id) => self.images_dir.clone(),
+                    _ if st.images.has_id(&img.id) => self.images_dir.path().to_path_buf(),
                     _ if in_graph_root => match &self.graph_images_dir {
-                        Some(dir) => dir.clone(),
-                        None => self.images_dir.clone(),
+                        Some(dir) => dir.path().to_path_buf(),
+                        None => self.images_dir.path().to_path_buf(),
                     },
                     Some(i) => self.ro_root(i).join(format!("{}-images", self.driver_name)),
-                    None => self.images_dir.clone(),
+                    None => self.images_dir.path().to_path_buf(),
                 };
                 Ok((dir.join(&img.id), img.id))
             }
             Kind::Container => {
                 let c = st.containers.get(id).ok_or(StoreError::ContainerUnknown)?;
-                Ok((self.containers_dir.join(&c.id), c.id.clone()))
+                Ok((self.containers_dir.path().join(&c.id), c.id.clone()))
             }
         }
     }
@@ -240,7 +240,7 @@ impl RecordedItems<'_> {
 
 /// Copies a read-only image's big data into the writable image store.
 pub(super) fn copy_image_big_data(image: &ImageRecord, store: &Store) -> Result<(), StoreError> {
-    let st_dir = store.images_dir.join(&image.id);
+    let st_dir = store.images_dir.path().join(&image.id);
     for (i, _) in store.read_only_stores.iter().enumerate() {
         let src = store
             .ro_root(i)

@@ -53,7 +53,7 @@ impl Store {
     /// run root.
     pub(super) fn container_dirs(&self, id: &str) -> [PathBuf; 2] {
         [
-            self.containers_dir.join(id),
+            self.containers_dir.path().join(id),
             self.run_containers_dir().join(id),
         ]
     }
@@ -176,7 +176,7 @@ impl Store {
     /// `<graphroot>/<drv>-containers/<id>/userdata`, created.
     pub fn container_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
         let id = self.container(name)?.id;
-        let dir = self.containers_dir.join(id).join("userdata");
+        let dir = self.containers_dir.path().join(id).join("userdata");
         mkdir_0700(&dir)?;
         Ok(dir)
     }

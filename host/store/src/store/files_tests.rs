@@ -118,7 +118,7 @@ fn a_failed_flush_fails_the_import_and_the_layer_is_never_complete() {
         .create_layer(None, &named(&["l2"]))
         .unwrap();
     let err = store.apply_diff(&layer.id, &mut &tar[..]).unwrap_err();
-    assert!(err.to_string().contains("Input/output error"), "{err}");
+    assert!(err.to_string().contains("input/output error"), "{err}");
     let after = store.layer("l2").unwrap();
     assert_eq!(after.uncompressed_digest, layer.uncompressed_digest);
     assert_eq!(after.uncompressed_size, layer.uncompressed_size);

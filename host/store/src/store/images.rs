@@ -33,7 +33,7 @@ impl Ctx<'_> {
             self.st.images.remove_id(&image.id);
             self.save_images()?;
             crate::crash_point::crash_point("image-remove:record-removed");
-            return remove_path(&self.store.images_dir.join(&image.id));
+            return remove_path(&self.store.images_dir.path().join(&image.id));
         }
         // The graph root's image of a split store.
         let (Some(set), Some(dir)) = (&mut self.st.graph_images, &self.store.graph_images_dir)
@@ -43,7 +43,7 @@ impl Ctx<'_> {
         let Some(image) = set.get(id).cloned() else {
             return Err(StoreError::ImageUnknown);
         };
-        let dir = dir.join(&image.id);
+        let dir = dir.path().join(&image.id);
         set.remove_id(&image.id);
         self.save_graph_images()?;
         remove_path(&dir)
@@ -136,7 +136,7 @@ impl Store {
             if let Some(created) = content.created.as_ref().filter(|c| !c.is_empty()) {
                 image.created = created.clone();
             }
-            let dir = self.images_dir.join(&image.id);
+            let dir = self.images_dir.path().join(&image.id);
             for (key, data) in &content.big_data {
                 let path = dir.join(big_data_file_name(key));
                 if let Err(e) = crate::atomic::write_file(&path, data, true) {
@@ -219,7 +219,7 @@ impl Store {
     /// `<graphroot>/<drv>-images/<arg>/userdata` (arg verbatim, dir created, as upstream: no
     /// lookup).
     pub fn image_dir(&self, arg: &str) -> Result<PathBuf, StoreError> {
-        let dir = self.images_dir.join(arg).join("userdata");
+        let dir = self.images_dir.path().join(arg).join("userdata");
         mkdir_0700(&dir)?;
         Ok(dir)
     }

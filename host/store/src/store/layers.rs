@@ -38,7 +38,7 @@ impl Ctx<'_> {
         // A stale temp dir only takes space, and the next writer tries again.
         log_best_effort(
             "removing the layers' temp dir",
-            remove_path(&self.store.layers_dir.join("tmp")),
+            remove_path(&self.store.layers_dir.path().join("tmp")),
         );
         self.clean_up_staged_leftovers();
         let ids: Vec<String> = self
@@ -569,8 +569,8 @@ impl Store {
     /// (`in_image_store`) or in the graph root.
     pub(super) fn writable_layer_data_dir(&self, in_image_store: bool) -> PathBuf {
         match &self.image_store_layers_dir {
-            Some(dir) if in_image_store => dir.clone(),
-            _ => self.layers_dir.clone(),
+            Some(dir) if in_image_store => dir.path().to_path_buf(),
+            _ => self.layers_dir.path().to_path_buf(),
         }
     }
 }

@@ -142,7 +142,7 @@ impl Store {
             // Duplicate names (hand edits, old bugs) go to the newest record; a writer
             // saves the fix.
             st.layers.resolve_duplicate_names();
-            let mounts = load_mount_points(&self.mount_points_path)?;
+            let mounts = load_mount_points(&self.mount_points)?;
             // One hash lookup per layer, not a search of the mounts per layer; the first
             // entry of an ID counts.
             let mut by_id: FastMap<&str, &MountPointRecord> =
@@ -350,7 +350,7 @@ impl Ctx<'_> {
 
     pub(super) fn save_mounts(&mut self) -> Result<(), StoreError> {
         record_write(&self.store.mount_lock)?;
-        save_mount_points(&self.store.mount_points_path, &self.st.layers.records)
+        save_mount_points(&self.store.mount_points, &self.st.layers.records)
     }
 
     pub(super) fn save_images(&mut self) -> Result<(), StoreError> {

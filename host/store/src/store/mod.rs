@@ -21,7 +21,7 @@
 //! - `files`: the small filesystem helpers they share; `options`: what callers pass in.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::config::StoreOptions;
 use crate::containers::ContainerRecord;
@@ -30,6 +30,7 @@ use crate::images::ImageRecord;
 use crate::layers::LayerRecord;
 use crate::lock::LockFile;
 use crate::records::RecordSet;
+use crate::store_dir::{DirFile, StoreDir};
 use storage_driver::syscalls::Syscalls;
 use storage_driver::GraphDriver;
 
@@ -99,14 +100,15 @@ pub struct Store {
     graph_images_lock: Option<LockFile>,
     containers_lock: LockFile,
     read_only_stores: Vec<ReadOnlyStore>,
-    layers_dir: PathBuf,
+    layers_dir: Arc<StoreDir>,
     /// `<imagestore>/<drv>-layers` with a split image store.
-    image_store_layers_dir: Option<PathBuf>,
-    images_dir: PathBuf,
+    image_store_layers_dir: Option<Arc<StoreDir>>,
+    images_dir: Arc<StoreDir>,
     /// `<graphroot>/<drv>-images` with a split image store.
-    graph_images_dir: Option<PathBuf>,
-    containers_dir: PathBuf,
-    mount_points_path: PathBuf,
+    graph_images_dir: Option<Arc<StoreDir>>,
+    containers_dir: Arc<StoreDir>,
+    /// `<runroot>/<drv>-layers/mountpoints.json`.
+    mount_points: DirFile,
     state: Mutex<State>,
     /// The system calls that decide durability (`syncfs` before a layer is complete).
     syscalls: std::sync::Arc<dyn Syscalls>,

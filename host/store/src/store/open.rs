@@ -2,13 +2,13 @@
 //! `cmd/containers-storage/main.go`).
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use super::files::mkdir_0700;
 use super::{ReadOnlyStore, State, Store, StoreError};
 use crate::config::StoreOptions;
 use crate::lock::LockFile;
-use crate::records::RecordSet;
+use crate::records::{Record, RecordSet};
+use crate::store_dir::{DirFile, StoreDir};
 use storage_driver::{DriverInit, DriverRegistry, GraphDriver};
 
 impl Store {
@@ -17,115 +17,110 @@ impl Store {
     pub fn open(opts: &StoreOptions, drivers: &DriverRegistry) -> Result<Store, StoreError> {
         let graph_root = &opts.graph_root;
         let run_root = &opts.run_root;
-        mkdir_0700(graph_root)?;
-        mkdir_0700(run_root)?;
-        let open_lock = |path: PathBuf| {
-            LockFile::open(&path, false).map_err(|e| StoreError::io("opening lock", path, e))
-        };
-        let graph_lock = open_lock(graph_root.join("storage.lock"))?;
+        let graph_dir = open_dir(graph_root.clone())?;
+        open_dir(run_root.clone())?;
+        let graph_lock = open_lock(&graph_dir, "storage.lock")?;
         // Made before the driver starts, as upstream does.
-        let _userns_lock = open_lock(graph_root.join("userns.lock"))?;
+        let _userns_lock = open_lock(&graph_dir, "userns.lock")?;
         // The driver starts under storage.lock, as upstream's `load` does under graphLock:
         // two first commands on a fresh store would otherwise both bind-mount the driver
         // home and race on its probes.
         let driver = {
             let _guard = graph_lock
                 .lock_exclusive()
-                .map_err(|e| StoreError::io("locking", graph_root.join("storage.lock"), e))?;
+                .map_err(|e| StoreError::io("locking", graph_lock.path(), e))?;
             Self::init_driver(opts, drivers)?
         };
         let drv = driver.name().to_string();
-        let layers_dir = graph_root.join(format!("{drv}-layers"));
+        let layers_dir = open_dir(graph_root.join(format!("{drv}-layers")))?;
         // With a split image store, images and read-only layers live there (upstream's `store.go`).
-        let image_store_layers_dir = opts
-            .image_store
-            .as_ref()
-            .map(|is| is.join(format!("{drv}-layers")));
-        let images_dir = match &opts.image_store {
+        let images_dir = open_dir(match &opts.image_store {
             Some(is) => is.join(format!("{drv}-images")),
             None => graph_root.join(format!("{drv}-images")),
-        };
-        let containers_dir = graph_root.join(format!("{drv}-containers"));
-        let run_layers_dir = run_root.join(format!("{drv}-layers"));
-        let run_containers_dir = run_root.join(format!("{drv}-containers"));
-        for dir in [&layers_dir, &images_dir, &containers_dir, &run_layers_dir] {
-            mkdir_0700(dir)?;
-        }
-        mkdir_0700(&run_root.join(format!("{drv}-locks")))?;
-        let layers_lock = open_lock(layers_dir.join("layers.lock"))?;
-        let image_store_layers_lock = match &image_store_layers_dir {
-            Some(dir) => {
-                mkdir_0700(dir)?;
-                Some(open_lock(dir.join("layers.lock"))?)
-            }
+        })?;
+        let containers_dir = open_dir(graph_root.join(format!("{drv}-containers")))?;
+        let run_layers_dir = open_dir(run_root.join(format!("{drv}-layers")))?;
+        open_dir(run_root.join(format!("{drv}-locks")))?;
+        let layers_lock = open_lock(&layers_dir, "layers.lock")?;
+        let image_store_layers_dir = match &opts.image_store {
+            Some(is) => Some(open_dir(is.join(format!("{drv}-layers")))?),
             None => None,
         };
-        let mount_lock = open_lock(run_layers_dir.join("mountpoints.lock"))?;
-        let images_lock = open_lock(images_dir.join("images.lock"))?;
+        let image_store_layers_lock = match &image_store_layers_dir {
+            Some(dir) => Some(open_lock(dir, "layers.lock")?),
+            None => None,
+        };
+        let mount_lock = open_lock(&run_layers_dir, "mountpoints.lock")?;
+        let images_lock = open_lock(&images_dir, "images.lock")?;
         // With a split image store, the graph root's images stay visible and deletable
         // (upstream's `load` adds the graph root to the image stores, read-write).
         let graph_images_dir = match &opts.image_store {
             Some(is) if !same_dir(is, graph_root) => {
-                let dir = graph_root.join(format!("{drv}-images"));
-                mkdir_0700(&dir)?;
-                Some(dir)
+                Some(open_dir(graph_root.join(format!("{drv}-images")))?)
             }
             _ => None,
         };
         let graph_images_lock = match &graph_images_dir {
-            Some(dir) => Some(open_lock(dir.join("images.lock"))?),
+            Some(dir) => Some(open_lock(dir, "images.lock")?),
             None => None,
         };
-        let (containers_lock, containers_json_dir) = if opts.transient_store {
-            mkdir_0700(&run_containers_dir)?;
-            (
-                open_lock(run_containers_dir.join("containers.lock"))?,
-                run_containers_dir.clone(),
-            )
+        // In transient mode every container is volatile and its file (and lock) is in the
+        // run root; the stable file stays where upstream keeps it (and stays unused).
+        let containers_json_dir = if opts.transient_store {
+            open_dir(run_root.join(format!("{drv}-containers")))?
         } else {
-            (
-                open_lock(containers_dir.join("containers.lock"))?,
-                containers_dir.clone(),
-            )
+            Arc::clone(&containers_dir)
         };
+        let containers_lock = open_lock(&containers_json_dir, "containers.lock")?;
         let volatile_layers_dir = if opts.transient_store {
             &run_layers_dir
         } else {
             &layers_dir
         };
         let mut layers = RecordSet::new(
-            layers_dir.join("layers.json"),
-            Some(volatile_layers_dir.join("volatile-layers.json")),
+            DirFile::new(Arc::clone(&layers_dir), "layers.json"),
+            Some(DirFile::new(
+                Arc::clone(volatile_layers_dir),
+                "volatile-layers.json",
+            )),
         );
         if let Some(dir) = &image_store_layers_dir {
-            layers = layers.with_image_store(dir.join("layers.json"));
+            layers = layers.with_image_store(DirFile::new(Arc::clone(dir), "layers.json"));
         }
-        let images = RecordSet::new(images_dir.join("images.json"), None);
-        // In transient mode every container is volatile and its file is in the run root;
-        // the stable file stays where upstream keeps it (and stays unused).
+        let images = RecordSet::new(DirFile::new(Arc::clone(&images_dir), "images.json"), None);
         let containers = RecordSet::new(
-            containers_dir.join("containers.json"),
-            Some(containers_json_dir.join("volatile-containers.json")),
+            DirFile::new(Arc::clone(&containers_dir), "containers.json"),
+            Some(DirFile::new(
+                containers_json_dir,
+                "volatile-containers.json",
+            )),
         );
         let mut read_only_stores = Vec::new();
         let mut ro_layers = Vec::new();
         let mut ro_images = Vec::new();
         // A read-only store that is our own graph root would share our lock files and
         // deadlock against our own write locks; it adds nothing anyway.
-        let own_root = std::fs::canonicalize(graph_root).unwrap_or_else(|_| graph_root.clone());
+        let own_root = graph_dir.identity().ok();
         for root in driver.additional_image_stores() {
-            if std::fs::canonicalize(&root).unwrap_or_else(|_| root.clone()) == own_root {
+            let identity = StoreDir::open(&root).and_then(|d| d.identity()).ok();
+            if identity.is_some() && identity == own_root {
                 continue;
             }
-            let ro_layers_dir = root.join(format!("{drv}-layers"));
-            let ro_images_dir = root.join(format!("{drv}-images"));
+            // A read-only store holds what it holds when the command starts: a kind it has
+            // no directory of has no records, and its lock is taken only if it exists.
+            let ro_dir = |kind: &str| StoreDir::open(&root.join(format!("{drv}-{kind}"))).ok();
+            let (ro_layers_dir, ro_images_dir) = (ro_dir("layers"), ro_dir("images"));
+            let ro_lock = |dir: &Option<StoreDir>, name: &str| {
+                dir.as_ref()
+                    .and_then(|d| LockFile::open_in(d, name, true).ok())
+            };
             read_only_stores.push(ReadOnlyStore {
                 root: root.clone(),
-                layers_lock: LockFile::open(&ro_layers_dir.join("layers.lock"), true).ok(),
-                images_lock: LockFile::open(&ro_images_dir.join("images.lock"), true).ok(),
+                layers_lock: ro_lock(&ro_layers_dir, "layers.lock"),
+                images_lock: ro_lock(&ro_images_dir, "images.lock"),
             });
-            ro_layers.push(RecordSet::new(ro_layers_dir.join("layers.json"), None));
-            ro_images.push(RecordSet::new(ro_images_dir.join("images.json"), None));
+            ro_layers.push(read_only_set(ro_layers_dir, "layers.json"));
+            ro_images.push(read_only_set(ro_images_dir, "images.json"));
         }
         Ok(Store {
             opts: opts.clone(),
@@ -139,7 +134,7 @@ impl Store {
             graph_images_lock,
             containers_lock,
             read_only_stores,
-            mount_points_path: run_layers_dir.join("mountpoints.json"),
+            mount_points: DirFile::new(run_layers_dir, "mountpoints.json"),
             syscalls: drivers.syscalls(),
             layers_dir,
             image_store_layers_dir,
@@ -153,7 +148,7 @@ impl Store {
                 ro_layers,
                 ro_images,
                 graph_images: graph_images_dir
-                    .map(|dir| RecordSet::new(dir.join("images.json"), None)),
+                    .map(|dir| RecordSet::new(DirFile::new(dir, "images.json"), None)),
             }),
         })
     }
@@ -249,6 +244,28 @@ fn same_dir(a: &std::path::Path, b: &std::path::Path) -> bool {
     let canonical =
         |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     canonical(a) == canonical(b)
+}
+
+/// Creates (0700, with its parents) and opens a directory of the store.
+fn open_dir(path: PathBuf) -> Result<Arc<StoreDir>, StoreError> {
+    match StoreDir::create(&path) {
+        Ok(dir) => Ok(Arc::new(dir)),
+        Err(e) => Err(StoreError::io("creating directory", path, e)),
+    }
+}
+
+/// Opens (creating it) the lock file `name` of `dir`.
+fn open_lock(dir: &StoreDir, name: &str) -> Result<LockFile, StoreError> {
+    LockFile::open_in(dir, name, false)
+        .map_err(|e| StoreError::io("opening lock", dir.path_of(name), e))
+}
+
+/// The records of a read-only store's file `name` in `dir`; none without the directory.
+fn read_only_set<T: Record>(dir: Option<StoreDir>, name: &str) -> RecordSet<T> {
+    match dir {
+        Some(dir) => RecordSet::new(DirFile::new(Arc::new(dir), name), None),
+        None => RecordSet::empty(),
+    }
 }
 
 #[cfg(test)]

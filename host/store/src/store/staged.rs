@@ -270,7 +270,7 @@ impl Store {
     fn staging_markers(&self) -> Vec<(PathBuf, String)> {
         let mut markers = Vec::new();
         for layers_dir in std::iter::once(&self.layers_dir).chain(&self.image_store_layers_dir) {
-            let dir = layers_dir.join(STAGING_DIR);
+            let dir = layers_dir.path().join(STAGING_DIR);
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };

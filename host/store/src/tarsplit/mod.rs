@@ -47,7 +47,7 @@ const TRAILING_CHUNK: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum TarSplitError {
     /// Reading or writing a stream failed.
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", storage_archive::error::os_error_text(source))]
     Io {
         /// What was being done.
         context: &'static str,
@@ -76,7 +76,7 @@ pub enum TarSplitError {
     #[error("corrupt tar-split data: {0}")]
     Corrupt(String),
     /// The stored tar-split cannot be read or gunzipped.
-    #[error("corrupt tar-split data: {0}")]
+    #[error("corrupt tar-split data: {}", storage_archive::error::os_error_text(.0))]
     Unreadable(#[source] io::Error),
     /// A tar-split line is not valid JSON of a record.
     #[error("corrupt tar-split data: {0}")]

@@ -18,7 +18,7 @@ use crate::store::{Ctx, StoreError};
 #[derive(Debug, thiserror::Error)]
 pub(super) enum LayerArchiveError {
     /// The pipe between the producer and the header reader could not be made.
-    #[error("{0}")]
+    #[error("{}", storage_archive::error::os_error_text(.0))]
     Pipe(#[source] std::io::Error),
     /// Re-creating the archive from its tar-split failed.
     #[error("{0}")]

@@ -35,14 +35,17 @@ impl Ctx<'_> {
     /// Big data of a container: present, with its recorded size.
     fn check_container_data(&self, c: &ContainerRecord) -> Vec<String> {
         let id = &c.id;
-        let dir = self.store.containers_dir.join(id);
+        let dir = self.store.containers_dir.path().join(id);
         let mut problems = Vec::new();
         for key in &c.big_data_names {
             match std::fs::read(dir.join(big_data_file_name(key))) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => problems.push(format!(
                     "container {id}: data item {key:?}: {CONTAINER_DATA_MISSING}"
                 )),
-                Err(e) => problems.push(format!("container {id}: data item {key:?}: {e}")),
+                Err(e) => problems.push(format!(
+                    "container {id}: data item {key:?}: {}",
+                    storage_archive::error::os_error_text(&e)
+                )),
                 Ok(data) => {
                     if data.len() as i64 != c.big_data_sizes.get(key).copied().unwrap_or(0) {
                         problems.push(format!(

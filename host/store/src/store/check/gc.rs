@@ -22,8 +22,13 @@ impl Ctx<'_> {
                 }
             }
         }
-        let mut layer_dirs = vec![self.store.layers_dir.clone()];
-        layer_dirs.extend(self.store.image_store_layers_dir.clone());
+        let mut layer_dirs = vec![self.store.layers_dir.path().to_path_buf()];
+        layer_dirs.extend(
+            self.store
+                .image_store_layers_dir
+                .as_ref()
+                .map(|d| d.path().to_path_buf()),
+        );
         for dir in layer_dirs {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
@@ -46,7 +51,7 @@ impl Ctx<'_> {
         }
         for (dir, known) in [
             (
-                self.store.images_dir.clone(),
+                self.store.images_dir.path().to_path_buf(),
                 self.st
                     .images
                     .records
@@ -55,7 +60,7 @@ impl Ctx<'_> {
                     .collect::<BTreeSet<_>>(),
             ),
             (
-                self.store.containers_dir.clone(),
+                self.store.containers_dir.path().to_path_buf(),
                 self.st
                     .containers
                     .records

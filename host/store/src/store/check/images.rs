@@ -44,7 +44,7 @@ impl Ctx<'_> {
                 .store
                 .ro_root(i)
                 .join(format!("{}-images", self.store.driver_name)),
-            None => self.store.images_dir.clone(),
+            None => self.store.images_dir.path().to_path_buf(),
         }
         .join(id);
         let mut problems = Vec::new();
@@ -53,7 +53,10 @@ impl Ctx<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => problems.push(format!(
                     "{desc}image {id}: data item {key:?}: {IMAGE_DATA_MISSING}"
                 )),
-                Err(e) => problems.push(format!("{desc}image {id}: data item {key:?}: {e}")),
+                Err(e) => problems.push(format!(
+                    "{desc}image {id}: data item {key:?}: {}",
+                    storage_archive::error::os_error_text(&e)
+                )),
                 Ok(data) => {
                     if data.len() as i64 != image.big_data_sizes.get(key).copied().unwrap_or(0) {
                         problems.push(format!(

@@ -67,7 +67,10 @@ impl Ctx<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => problems.push(format!(
                     "{desc}layer {id}: data item {key:?}: {LAYER_DATA_MISSING}"
                 )),
-                Err(e) => problems.push(format!("{desc}layer {id}: data item {key:?}: {e}")),
+                Err(e) => problems.push(format!(
+                    "{desc}layer {id}: data item {key:?}: {}",
+                    storage_archive::error::os_error_text(&e)
+                )),
             }
         }
         problems

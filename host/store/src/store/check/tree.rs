@@ -288,7 +288,7 @@ impl Tree {
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ScanError {
     /// A directory or an entry could not be read.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), storage_archive::error::os_error_text(source))]
     Io {
         /// The directory or entry.
         path: PathBuf,
