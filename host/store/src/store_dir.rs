@@ -138,10 +138,10 @@ impl StoreDir {
                 file.sync_all()?;
             }
             point("before-rename");
-            rustix::fs::renameat(&self.fd, tmp.as_str(), &self.fd, name)?;
+            self.rename(&tmp, self, name)?;
             point("after-rename");
             if durable {
-                rustix::fs::fsync(&self.fd)?;
+                self.sync()?;
             }
             Ok(())
         })();
@@ -156,6 +156,69 @@ impl StoreDir {
             }
         }
         result
+    }
+
+    /// Creates (0700; an existing one is fine) and opens the directory `name` in this one,
+    /// never through a symlink.
+    pub fn create_dir(&self, name: &str) -> io::Result<StoreDir> {
+        match rustix::fs::mkdirat(&self.fd, one_component(name)?, Mode::from_raw_mode(0o700)) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.open_dir(name)
+    }
+
+    /// Opens the directory `name` in this one, never through a symlink.
+    pub fn open_dir(&self, name: &str) -> io::Result<StoreDir> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            one_component(name)?,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(StoreDir {
+            fd,
+            path: self.path_of(name),
+        })
+    }
+
+    /// The names in the directory (`.` and `..` left out).
+    pub fn names(&self) -> io::Result<Vec<std::ffi::OsString>> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut dir = rustix::fs::Dir::read_from(&self.fd)?;
+        let mut names = Vec::new();
+        while let Some(entry) = dir.read() {
+            let name = entry?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(std::ffi::OsStr::from_bytes(&name).to_os_string());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Removes the file `name`; a missing one is fine.
+    pub fn remove_file(&self, name: &str) -> io::Result<()> {
+        match rustix::fs::unlinkat(&self.fd, one_component(name)?, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Renames `name` to `to_name` in `to`, replacing what was there.
+    pub fn rename(&self, name: &str, to: &StoreDir, to_name: &str) -> io::Result<()> {
+        rustix::fs::renameat(
+            &self.fd,
+            one_component(name)?,
+            &to.fd,
+            one_component(to_name)?,
+        )?;
+        Ok(())
+    }
+
+    /// Flushes the directory's entries to disk (a rename or a new file in it).
+    pub fn sync(&self) -> io::Result<()> {
+        rustix::fs::fsync(&self.fd)?;
+        Ok(())
     }
 }
 
@@ -199,6 +262,16 @@ impl DirFile {
     /// The file's path, for messages.
     pub fn path(&self) -> PathBuf {
         self.dir.path_of(&self.name)
+    }
+
+    /// The shared handle of the directory.
+    pub fn dir_handle(&self) -> &std::sync::Arc<StoreDir> {
+        &self.dir
+    }
+
+    /// The file `name` of the same directory.
+    pub fn sibling(&self, name: impl Into<String>) -> DirFile {
+        DirFile::new(std::sync::Arc::clone(&self.dir), name)
     }
 }
 
@@ -260,6 +333,27 @@ mod tests {
         dir.write_atomic("x.json", b"[]", true).expect("write");
         assert!(tmp.path().join("b/x.json").exists());
         assert!(!tmp.path().join("a/x.json").exists());
+    }
+
+    #[test]
+    fn subdirectories_renames_and_removals_stay_under_the_handle() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = StoreDir::create(tmp.path()).expect("create");
+        let sub = dir.create_dir("staging").expect("mkdir");
+        assert!(dir.create_dir("staging").is_ok(), "an existing one is fine");
+        sub.write_atomic("a", b"1", false).expect("write");
+        assert_eq!(
+            sub.names().expect("ls"),
+            vec![std::ffi::OsString::from("a")]
+        );
+        sub.rename("a", &dir, "b").expect("rename");
+        assert_eq!(std::fs::read(tmp.path().join("b")).expect("read"), b"1");
+        dir.remove_file("b").expect("remove");
+        dir.remove_file("b").expect("a missing file is fine");
+        // A symlink is not a directory to open.
+        std::os::unix::fs::symlink("/", tmp.path().join("link")).expect("symlink");
+        assert!(dir.open_dir("link").is_err());
+        assert!(dir.create_dir("link").is_err());
     }
 
     #[test]

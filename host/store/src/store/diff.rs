@@ -2,16 +2,21 @@
 //! layer's archive (byte-exact from tar-split when unmodified), changes and diff sizes.
 
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+use rustix::fs::OFlags;
 
 use super::files::sync_filesystem;
 use super::images::find_image;
 use super::layers::{find_layer, layer_mappings, optional_layer_id};
+use super::staged::tar_split_name;
 use super::{Ctx, Kind, State, Store, StoreError};
 use crate::compress::Compression;
 use crate::layers::LayerRecord;
 use crate::records::big_data_file_name;
+use crate::store_dir::DirFile;
 use storage_driver::idmap::IdMappings;
 use storage_driver::{ApplyDiffOpts, Change, DriverError, MountOpts};
 
@@ -41,21 +46,22 @@ impl Ctx<'_> {
         record: &mut LayerRecord,
         diff: &mut (dyn Read + Send),
     ) -> Result<u64, StoreError> {
-        let path = self.tar_split_path(&record.id);
-        let tmp = path.with_file_name(format!(
-            ".{}.tar-split.gz.tmp{}",
-            record.id,
+        let dir = self.store.writable_layer_data_dir(record.in_image_store);
+        let file = DirFile::new(Arc::clone(dir), tar_split_name(&record.id));
+        let tmp = file.sibling(format!(
+            ".{}.tmp{}",
+            tar_split_name(&record.id),
             std::process::id()
         ));
         let applied = self.store.apply_archive(record, diff, &tmp).and_then(|n| {
-            publish(&tmp, &path)?;
+            publish(&tmp, &file)?;
             crate::crash_point::crash_point("apply-diff:tar-split-published");
             Ok(n)
         });
         if applied.is_err() {
             super::files::log_best_effort(
                 format_args!("removing the temp tar-split of layer {}", record.id),
-                super::files::remove_path(&tmp),
+                tmp.dir().remove_file(tmp.name()),
             );
         }
         applied
@@ -63,13 +69,14 @@ impl Ctx<'_> {
 }
 
 /// Renames a finished file into place and flushes the directory that holds it.
-pub(super) fn publish(from: &Path, to: &Path) -> Result<(), StoreError> {
-    std::fs::rename(from, to).map_err(|e| StoreError::io("renaming", from, e))?;
+pub(super) fn publish(from: &DirFile, to: &DirFile) -> Result<(), StoreError> {
+    from.dir()
+        .rename(from.name(), to.dir(), to.name())
+        .map_err(|e| StoreError::io("renaming", from.path(), e))?;
     crate::crash_point::crash_point("publish:renamed");
-    let dir = to.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io("flushing", dir, e))
+    to.dir()
+        .sync()
+        .map_err(|e| StoreError::io("flushing", to.dir().path(), e))
 }
 
 impl Store {
@@ -81,7 +88,7 @@ impl Store {
         &self,
         record: &mut LayerRecord,
         diff: &mut (dyn Read + Send),
-        tarsplit_path: &Path,
+        tarsplit: &DirFile,
     ) -> Result<u64, StoreError> {
         let parent = (!record.parent.is_empty()).then(|| record.parent.clone());
         let opts = ApplyDiffOpts {
@@ -99,23 +106,24 @@ impl Store {
             applied = n;
             Ok(n)
         };
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(tarsplit_path)
-            .map_err(|e| StoreError::io("creating", tarsplit_path, e))?;
-        let mut tarsplit = std::io::BufWriter::new(file);
-        // The paths tar-split has seen spill next to the tar-split being written.
-        let summary =
-            crate::ingest::ingest_layer(diff, &mut tarsplit, tarsplit_path.parent(), &mut apply)?;
-        crate::crash_point::crash_point("apply-archive:ingested");
         let file = tarsplit
+            .dir()
+            .open_file(
+                tarsplit.name(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW,
+                0o600,
+            )
+            .map_err(|e| StoreError::io("creating", tarsplit.path(), e))?;
+        let mut out = std::io::BufWriter::new(file);
+        // The paths tar-split has seen spill next to the tar-split being written.
+        let spill_dir = Some(tarsplit.dir().path());
+        let summary = crate::ingest::ingest_layer(diff, &mut out, spill_dir, &mut apply)?;
+        crate::crash_point::crash_point("apply-archive:ingested");
+        let file = out
             .into_inner()
-            .map_err(|e| StoreError::io("writing", tarsplit_path, e.into_error()))?;
+            .map_err(|e| StoreError::io("writing", tarsplit.path(), e.into_error()))?;
         file.sync_all()
-            .map_err(|e| StoreError::io("flushing", tarsplit_path, e))?;
+            .map_err(|e| StoreError::io("flushing", tarsplit.path(), e))?;
         sync_filesystem(self.syscalls.as_ref(), self.driver.home())?;
         crate::crash_point::crash_point("apply-archive:flushed");
         record.compressed_digest = summary.compressed_digest;

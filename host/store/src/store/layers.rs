@@ -3,6 +3,7 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::files::{log_best_effort, remove_path, sync_filesystem};
 use super::locking::Need;
@@ -10,6 +11,7 @@ use super::{Ctx, LayerOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
 use crate::layers::LayerRecord;
 use crate::records::{all_in_sets, find_in_sets, id_or_random, new_identity};
+use crate::store_dir::StoreDir;
 use storage_driver::idmap::IdMappings;
 use storage_driver::{CreateOpts, DriverError};
 
@@ -133,13 +135,26 @@ impl Ctx<'_> {
         );
         log_best_effort(
             format_args!("removing the tar-split of layer {id}"),
-            remove_path(&self.tar_split_path(id)),
+            self.remove_tar_split(id),
         );
         log_best_effort(
             format_args!("removing the big data of layer {id}"),
             remove_path(&self.layer_data_dir(id).join(id)),
         );
         self.st.layers.remove_id(id);
+    }
+
+    /// Removes the tar-split of the RW-store layer `id` (a missing one is fine).
+    fn remove_tar_split(&self, id: &str) -> Result<(), StoreError> {
+        let in_image_store = self
+            .st
+            .layers
+            .get(id)
+            .is_some_and(|l| l.id == id && l.in_image_store);
+        let dir = self.store.writable_layer_data_dir(in_image_store);
+        let name = super::staged::tar_split_name(id);
+        dir.remove_file(&name)
+            .map_err(|e| StoreError::io("removing", dir.path_of(&name), e))
     }
 
     /// `<drv>-layers/<id>.tar-split.gz`: how to re-create the layer's imported archive.
@@ -400,7 +415,7 @@ impl Ctx<'_> {
             .remove(&id)
             .map_err(|e| StoreError::driver(format!("removing layer {id}"), e))?;
         crate::crash_point::crash_point("layer-remove:driver-removed");
-        remove_path(&self.tar_split_path(&id))?;
+        self.remove_tar_split(&id)?;
         crate::crash_point::crash_point("layer-remove:tar-split-removed");
         remove_path(&self.layer_data_dir(&id).join(&id))?;
         crate::crash_point::crash_point("layer-remove:big-data-removed");
@@ -563,14 +578,16 @@ impl Store {
             .iter()
             .any(|l| l.id == id && l.in_image_store);
         self.writable_layer_data_dir(in_image_store)
+            .path()
+            .to_path_buf()
     }
 
     /// The writable `<drv>-layers` directory of a layer kept in the split image store
     /// (`in_image_store`) or in the graph root.
-    pub(super) fn writable_layer_data_dir(&self, in_image_store: bool) -> PathBuf {
+    pub(super) fn writable_layer_data_dir(&self, in_image_store: bool) -> &Arc<StoreDir> {
         match &self.image_store_layers_dir {
-            Some(dir) if in_image_store => dir.path().to_path_buf(),
-            _ => self.layers_dir.path().to_path_buf(),
+            Some(dir) if in_image_store => dir,
+            _ => &self.layers_dir,
         }
     }
 }

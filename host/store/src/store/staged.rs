@@ -22,17 +22,17 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rustix::fs::FlockOperation;
+use rustix::fs::{FlockOperation, OFlags};
 
 use super::diff::publish;
-use super::files::{log_best_effort, remove_path};
+use super::files::log_best_effort;
 use super::layers::optional_layer_id;
 use super::{Ctx, LayerOptions, Store, StoreError};
 use crate::layers::LayerRecord;
 use crate::records::new_identity;
+use crate::store_dir::{DirFile, StoreDir};
 
 /// The folder of a `<drv>-layers` directory holding the layers being filled.
 pub(super) const STAGING_DIR: &str = "staging";
@@ -43,28 +43,37 @@ pub(super) struct StagedLayer {
     /// The record it gets at the commit (digests filled in by [`Store::fill_staged`]).
     record: LayerRecord,
     /// `<drv>-layers/staging` of the directory the layer's tar-split goes to.
-    dir: PathBuf,
+    dir: Arc<StoreDir>,
     /// The marker, locked (`flock`) while this process owns the layer; closing it (also by
     /// dying) releases the layer to the crash cleanup.
     _marker: File,
 }
 
 impl StagedLayer {
-    fn marker_path(&self) -> PathBuf {
-        marker_path(&self.dir, &self.record.id)
-    }
-
-    fn tar_split_path(&self) -> PathBuf {
-        staged_tar_split_path(&self.dir, &self.record.id)
+    fn tar_split(&self) -> DirFile {
+        DirFile::new(Arc::clone(&self.dir), tar_split_name(&self.record.id))
     }
 }
 
-fn marker_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("{id}.lock"))
+/// The staging marker of layer `id`.
+fn marker_name(id: &str) -> String {
+    format!("{id}.lock")
 }
 
-fn staged_tar_split_path(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("{id}.tar-split.gz"))
+/// The tar-split file of layer `id`, staged or in place.
+pub(super) fn tar_split_name(id: &str) -> String {
+    format!("{id}.tar-split.gz")
+}
+
+/// Opens the marker of layer `id` in `dir` to read (to test its lock).
+fn open_marker(dir: &StoreDir, id: &str) -> std::io::Result<File> {
+    dir.open_file(&marker_name(id), OFlags::RDONLY | OFlags::NOFOLLOW, 0)
+}
+
+/// Removes the file `name` of `dir` (a missing one is fine), naming it on failure.
+fn remove_in(dir: &StoreDir, name: &str) -> Result<(), StoreError> {
+    dir.remove_file(name)
+        .map_err(|e| StoreError::io("removing", dir.path_of(name), e))
 }
 
 /// Takes the marker's lock without waiting: `Ok(false)` when another process holds it.
@@ -87,33 +96,29 @@ impl Ctx<'_> {
         writable: bool,
     ) -> Result<StagedLayer, StoreError> {
         let record = self.new_layer_record(parent, opts, writable, None)?;
-        let dir = self
-            .store
-            .writable_layer_data_dir(record.in_image_store)
-            .join(STAGING_DIR);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .map_err(|e| StoreError::io("creating", dir.as_path(), e))?;
-        let path = marker_path(&dir, &record.id);
-        let marker = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| StoreError::io("creating", path.as_path(), e))?;
+        let layers_dir = self.store.writable_layer_data_dir(record.in_image_store);
+        let dir = layers_dir
+            .create_dir(STAGING_DIR)
+            .map_err(|e| StoreError::io("creating", layers_dir.path_of(STAGING_DIR), e))?;
+        let marker_name = marker_name(&record.id);
+        let marker = dir
+            .open_file(
+                &marker_name,
+                OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW,
+                0o600,
+            )
+            .map_err(|e| StoreError::io("creating", dir.path_of(&marker_name), e))?;
         // Another process filling a layer of this ID got here first (its layer has no record
         // yet, so the ID check above could not see it).
-        if !try_lock(&marker).map_err(|e| StoreError::io("locking", path.as_path(), e))? {
+        if !try_lock(&marker)
+            .map_err(|e| StoreError::io("locking", dir.path_of(&marker_name), e))?
+        {
             return Err(StoreError::DuplicateId);
         }
         crate::crash_point::crash_point("layer-import:marker-locked");
         let staged = StagedLayer {
             record,
-            dir,
+            dir: Arc::new(dir),
             _marker: marker,
         };
         if let Err(e) = self.populate_layer(&staged.record, writable, None) {
@@ -138,7 +143,7 @@ impl Ctx<'_> {
                 // next writer remove it (it never removes a layer that has a record).
                 log_best_effort(
                     format_args!("removing the staging marker of layer {}", record.id),
-                    remove_path(&staged.marker_path()),
+                    remove_in(&staged.dir, &marker_name(&record.id)),
                 );
                 crate::crash_point::crash_point("layer-import:marker-removed");
                 Ok(record)
@@ -163,12 +168,10 @@ impl Ctx<'_> {
             &self.st.layers,
             &self.st.ro_layers,
         )?;
+        let layers_dir = self.store.writable_layer_data_dir(record.in_image_store);
         publish(
-            &staged.tar_split_path(),
-            &self
-                .store
-                .writable_layer_data_dir(record.in_image_store)
-                .join(format!("{}.tar-split.gz", record.id)),
+            &staged.tar_split(),
+            &DirFile::new(Arc::clone(layers_dir), tar_split_name(&record.id)),
         )?;
         crate::crash_point::crash_point("layer-import:tar-split-published");
         self.st.layers.records.push(record.clone());
@@ -209,9 +212,8 @@ impl Ctx<'_> {
         }
     }
 
-    fn clean_up_staged(&mut self, dir: &Path, id: &str) {
-        let path = marker_path(dir, id);
-        let Ok(marker) = File::open(&path) else {
+    fn clean_up_staged(&mut self, dir: &StoreDir, id: &str) {
+        let Ok(marker) = open_marker(dir, id) else {
             return;
         };
         match try_lock(&marker) {
@@ -219,6 +221,7 @@ impl Ctx<'_> {
             // Another process is filling it.
             Ok(false) => return,
             Err(e) => {
+                let path = dir.path_of(&marker_name(id));
                 log::warn!("locking {} (skipped): {e}", path.display());
                 return;
             }
@@ -227,7 +230,7 @@ impl Ctx<'_> {
             // The import died after its commit: only the marker is left.
             log_best_effort(
                 format_args!("removing the staging marker of layer {id}"),
-                remove_path(&path),
+                remove_in(dir, &marker_name(id)),
             );
         } else {
             log::debug!("Found layer {id:?} left half-imported, deleting it");
@@ -239,7 +242,7 @@ impl Ctx<'_> {
 /// Removes the driver's data and the staged tar-split of the layer `id` staged in `dir`,
 /// and then its marker if both went; otherwise the marker stays so that a later command
 /// tries again (best effort: failures are logged).
-fn remove_staged(ctx: &Ctx<'_>, dir: &Path, id: &str, what: &str) {
+fn remove_staged(ctx: &Ctx<'_>, dir: &StoreDir, id: &str, what: &str) {
     let data = ctx.driver().remove(id);
     let removed_data = data.is_ok();
     crate::crash_point::crash_point("staged-remove:driver-data-removed");
@@ -247,7 +250,7 @@ fn remove_staged(ctx: &Ctx<'_>, dir: &Path, id: &str, what: &str) {
         format_args!("removing the driver's data of {what} layer {id}"),
         data,
     );
-    let tar_split = remove_path(&staged_tar_split_path(dir, id));
+    let tar_split = remove_in(dir, &tar_split_name(id));
     let removed_tar_split = tar_split.is_ok();
     crate::crash_point::crash_point("staged-remove:tar-split-removed");
     log_best_effort(
@@ -257,7 +260,7 @@ fn remove_staged(ctx: &Ctx<'_>, dir: &Path, id: &str, what: &str) {
     if removed_data && removed_tar_split {
         log_best_effort(
             format_args!("removing the staging marker of layer {id}"),
-            remove_path(&marker_path(dir, id)),
+            remove_in(dir, &marker_name(id)),
         );
     } else {
         log::debug!("keeping the staging marker of layer {id}: the next command removes the rest");
@@ -267,20 +270,19 @@ fn remove_staged(ctx: &Ctx<'_>, dir: &Path, id: &str, what: &str) {
 impl Store {
     /// Every staging marker of the graph root's and the image store's `<drv>-layers`, as
     /// its folder and the ID of its layer.
-    fn staging_markers(&self) -> Vec<(PathBuf, String)> {
+    fn staging_markers(&self) -> Vec<(Arc<StoreDir>, String)> {
         let mut markers = Vec::new();
         for layers_dir in std::iter::once(&self.layers_dir).chain(&self.image_store_layers_dir) {
-            let dir = layers_dir.path().join(STAGING_DIR);
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+            let Ok(dir) = layers_dir.open_dir(STAGING_DIR) else {
                 continue;
             };
-            for entry in entries.flatten() {
-                if let Some(id) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".lock"))
-                {
-                    markers.push((dir.clone(), id.to_string()));
+            let Ok(names) = dir.names() else {
+                continue;
+            };
+            let dir = Arc::new(dir);
+            for name in names {
+                if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".lock")) {
+                    markers.push((Arc::clone(&dir), id.to_string()));
                 }
             }
         }
@@ -291,7 +293,7 @@ impl Store {
     /// hands to the crash cleanup as it does an incomplete record.
     pub(super) fn has_dead_imports(&self) -> bool {
         self.staging_markers().iter().any(|(dir, id)| {
-            File::open(marker_path(dir, id))
+            open_marker(dir, id)
                 .and_then(|marker| try_lock(&marker))
                 .unwrap_or(false)
         })
@@ -304,7 +306,7 @@ impl Store {
         staged: &mut StagedLayer,
         diff: &mut (dyn Read + Send),
     ) -> Result<(), StoreError> {
-        let tarsplit = staged.tar_split_path();
+        let tarsplit = staged.tar_split();
         self.apply_archive(&mut staged.record, diff, &tarsplit)
             .map(|_| ())
     }
@@ -388,7 +390,7 @@ mod tests {
         let root = TestRoot::new();
         let store = root.open();
         let staged = stage(&store, None, "kept");
-        let marker = staged.marker_path();
+        let marker = staged.dir.path_of(&super::marker_name(&staged.record.id));
         commit(&store, staged, &tar_with(&[("a", b"a\n")])).unwrap();
         // As if the process died after the record was written, before the marker went.
         std::fs::write(&marker, b"").unwrap();
