@@ -8,6 +8,7 @@ use super::layers::find_layer;
 use super::{Kind, State, Store, StoreError};
 use crate::images::ImageRecord;
 use crate::records::{big_data_file_name, sha256_digest};
+use crate::store_dir::StoreDir;
 
 impl Store {
     /// Where the big data of an object lives and its ID (RW stores, then RO).
@@ -108,21 +109,23 @@ impl Store {
         let digest = sha256_digest(data);
         let size = data.len() as i64;
         self.write(|ctx| {
-            let (dir, id) = self.big_data_dir(ctx.st, kind, id)?;
-            let writable = match kind {
-                Kind::Layer => ctx.st.layers.has_id(&id),
-                Kind::Image => ctx.st.images.has_id(&id),
-                Kind::Container => true,
+            let (_, id) = self.big_data_dir(ctx.st, kind, id)?;
+            // The directory of the kind's records in the writable store, if the object is there.
+            let parent = match kind {
+                Kind::Layer => ctx.st.layers.has_id(&id).then(|| {
+                    let in_image_store = ctx.st.layers.get(&id).is_some_and(|l| l.in_image_store);
+                    self.writable_layer_data_dir(in_image_store)
+                }),
+                Kind::Image => ctx.st.images.has_id(&id).then_some(&self.images_dir),
+                Kind::Container => Some(&self.containers_dir),
             };
-            if !writable {
+            let Some(parent) = parent else {
                 return Err(StoreError::ReadOnly {
                     what: kind_name(kind),
                     id,
                 });
-            }
-            let path = dir.join(big_data_file_name(key));
-            crate::atomic::write_file(&path, data, true)
-                .map_err(|e| StoreError::io("writing", path.as_path(), e))?;
+            };
+            write_item(parent, &id, key, data)?;
             match kind {
                 Kind::Layer => {
                     if let Some(i) = ctx.st.layers.find(&id) {
@@ -238,9 +241,24 @@ impl RecordedItems<'_> {
     }
 }
 
+/// Writes the big-data item `key` of the object `id` into `<parent>/<id>/` (created, 0700),
+/// atomically and flushed.
+pub(super) fn write_item(
+    parent: &StoreDir,
+    id: &str,
+    key: &str,
+    data: &[u8],
+) -> Result<(), StoreError> {
+    let name = big_data_file_name(key);
+    let dir = parent
+        .create_dir(id)
+        .map_err(|e| StoreError::io("creating directory", parent.path_of(id), e))?;
+    dir.write_atomic(&name, data, true)
+        .map_err(|e| StoreError::io("writing", dir.path_of(&name), e))
+}
+
 /// Copies a read-only image's big data into the writable image store.
 pub(super) fn copy_image_big_data(image: &ImageRecord, store: &Store) -> Result<(), StoreError> {
-    let st_dir = store.images_dir.path().join(&image.id);
     for (i, _) in store.read_only_stores.iter().enumerate() {
         let src = store
             .ro_root(i)
@@ -252,9 +270,7 @@ pub(super) fn copy_image_big_data(image: &ImageRecord, store: &Store) -> Result<
         for key in &image.big_data_names {
             let name = big_data_file_name(key);
             if let Ok(data) = std::fs::read(src.join(&name)) {
-                let dst = st_dir.join(&name);
-                crate::atomic::write_file(&dst, &data, true)
-                    .map_err(|e| StoreError::io("writing", dst.as_path(), e))?;
+                write_item(&store.images_dir, &image.id, key, &data)?;
             }
         }
         break;

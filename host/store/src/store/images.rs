@@ -8,7 +8,7 @@ use super::locking::Need;
 use super::{Ctx, ImageOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
 use crate::images::ImageRecord;
-use crate::records::{all_in_sets, big_data_file_name, new_identity, sha256_digest};
+use crate::records::{all_in_sets, new_identity, sha256_digest};
 
 /// What an image is created with besides its record's options: big-data items (stored in
 /// this order) and the creation time to record (RFC 3339; now when `None`).
@@ -136,17 +136,17 @@ impl Store {
             if let Some(created) = content.created.as_ref().filter(|c| !c.is_empty()) {
                 image.created = created.clone();
             }
-            let dir = self.images_dir.path().join(&image.id);
             for (key, data) in &content.big_data {
-                let path = dir.join(big_data_file_name(key));
-                if let Err(e) = crate::atomic::write_file(&path, data, true) {
+                if let Err(e) = super::big_data::write_item(&self.images_dir, &image.id, key, data)
+                {
                     // Rolling back a directory no record names yet: the write's error is
                     // the one to report.
+                    let dir = self.images_dir.path_of(&image.id);
                     log_best_effort(
                         format_args!("removing {} of a failed image", dir.display()),
                         remove_path(&dir),
                     );
-                    return Err(StoreError::io("writing", path.as_path(), e));
+                    return Err(e);
                 }
                 if !image.big_data_names.contains(key) {
                     image.big_data_names.push(key.clone());
@@ -162,6 +162,7 @@ impl Store {
             if let Err(e) = ctx.save_images() {
                 ctx.st.images.remove_id(&image.id);
                 // Rolling back: the save's error is the one to report.
+                let dir = self.images_dir.path_of(&image.id);
                 log_best_effort(
                     format_args!("removing {} of a failed image", dir.display()),
                     remove_path(&dir),
