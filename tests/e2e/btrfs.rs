@@ -217,7 +217,17 @@ fn bad_options_fail_initialisation_in_one_line() {
         assert!(o.out().contains(message), "{opt}: {o:?}");
         assert_eq!(o.out().lines().count(), 1, "{opt}: {o:?}");
     }
-    assert!(!s.graph().join("btrfs").exists(), "nothing was made");
+    assert_nothing_made_but_the_home(&s);
+}
+
+/// A driver that did not start made nothing in its home: the store made the home itself
+/// before starting it, empty, as upstream 1.60's `GetStore` does.
+fn assert_nothing_made_but_the_home(s: &Scratch) {
+    let home = s.graph().join("btrfs");
+    let inside: Vec<_> = std::fs::read_dir(&home)
+        .unwrap_or_else(|e| panic!("{}: {e}", home.display()))
+        .collect();
+    assert!(inside.is_empty(), "something was made: {inside:?}");
 }
 
 #[test]
@@ -235,7 +245,7 @@ fn a_home_that_is_not_on_btrfs_is_refused_in_one_line() {
     assert!(line.starts_with("error initializing: "), "{o:?}");
     assert!(line.contains("is not on a btrfs filesystem"), "{o:?}");
     assert_eq!(line.lines().count(), 1, "{o:?}");
-    assert!(!s.graph().join("btrfs").exists(), "nothing was made");
+    assert_nothing_made_but_the_home(&s);
 }
 
 #[test]

@@ -29,6 +29,7 @@ mod layers;
 mod mounts;
 mod names;
 mod oci;
+mod on_disk;
 mod parsing;
 mod podman;
 mod ro_stores;

@@ -32,6 +32,7 @@ mod mixed_go;
 mod mounts;
 mod names;
 mod oci;
+mod on_disk;
 mod parsing;
 mod podman;
 mod power_loss;

@@ -52,6 +52,8 @@ pub struct OverlayDriver {
     sys: Arc<dyn Syscalls>,
     /// Whether the kernel has the new mount API with `lowerdir+` (asked at init).
     new_mount_api: bool,
+    /// Whether `volatile` mounts work, once asked ([`Features::volatile`]).
+    volatile: std::sync::OnceLock<bool>,
 }
 
 /// Creates a directory with `mode` (not subject to the umask), owned by `owner`.
@@ -137,7 +139,16 @@ impl OverlayDriver {
 
     /// Whether the kernel mounts `volatile` overlays here.
     pub fn supports_volatile(&self) -> bool {
-        self.features.volatile
+        *self.volatile.get_or_init(|| {
+            self.features.volatile.unwrap_or_else(|| {
+                crate::features::probe_volatile(
+                    self.syscalls(),
+                    self.new_mount_api,
+                    self.layout.home(),
+                    &self.run_home,
+                )
+            })
+        })
     }
 
     /// Undoes the private bind mount of the home made at init, as upstream's `Cleanup`
@@ -352,7 +363,10 @@ impl GraphDriver for OverlayDriver {
             ("Native Overlay Diff".to_string(), f.native_diff.to_string()),
             ("Using metacopy".to_string(), f.metacopy.to_string()),
             ("Supports shifting".to_string(), false.to_string()),
-            ("Supports volatile".to_string(), f.volatile.to_string()),
+            (
+                "Supports volatile".to_string(),
+                self.supports_volatile().to_string(),
+            ),
         ]
     }
 

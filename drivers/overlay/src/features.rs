@@ -174,12 +174,14 @@ pub(crate) struct Features {
     pub(crate) native_diff: bool,
     /// Whether `metacopy=on` works.
     pub(crate) metacopy: bool,
-    /// Whether `volatile` works.
-    pub(crate) volatile: bool,
+    /// Whether `volatile` works; `None` until asked, when a test mount is made (through the
+    /// cache) by [`probe_volatile`]: upstream's `getSupportsVolatile` asks only for `status`
+    /// and for a volatile mount, so a fresh run root has no `volatile-*` answer before.
+    pub(crate) volatile: Option<bool>,
 }
 
-/// Probes overlay support, metacopy, native diff and volatile, through the cache (the
-/// new mount API when `new_api`).
+/// Probes overlay support, metacopy and native diff, through the cache (the new mount API
+/// when `new_api`); `volatile` is probed when first asked ([`probe_volatile`]).
 pub(crate) fn probe_kernel(
     sys: &dyn Syscalls,
     new_api: bool,
@@ -235,15 +237,25 @@ pub(crate) fn probe_kernel(
     let native_diff = check(run_home, &format!("native-diff({mountopt})"), || {
         native_diff_allowed(options)
     });
-    let volatile = check(run_home, "volatile", || {
-        probe_mount(sys, home, &["volatile".to_string()], new_api)
-    });
     Ok(Features {
         backing_fs,
         supports_d_type,
         native_diff,
         metacopy,
-        volatile,
+        volatile: None,
+    })
+}
+
+/// Whether the kernel mounts `volatile` overlays in `home`: the run home's cached answer,
+/// else a test mount, recorded there (upstream's `checkSupportVolatile`).
+pub(crate) fn probe_volatile(
+    sys: &dyn Syscalls,
+    new_api: bool,
+    home: &Path,
+    run_home: &Path,
+) -> bool {
+    check(run_home, "volatile", || {
+        probe_mount(sys, home, &["volatile".to_string()], new_api)
     })
 }
 
@@ -281,7 +293,7 @@ pub(crate) fn unprobed(
         metacopy: false,
         // As with a mount program, assumed: the only mounts such a process can make are in
         // a user namespace, which overlay allows from Linux 5.11 on; `volatile` came in 5.10.
-        volatile: true,
+        volatile: Some(true),
     })
 }
 

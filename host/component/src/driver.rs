@@ -95,11 +95,17 @@ impl DriverComponent {
             .instantiate_pre(&loaded.component)
             .and_then(DriverPluginPre::new)
             .map_err(instantiate_error)?;
-        std::fs::create_dir_all(home).map_err(|source| ComponentError::Io {
-            name: loaded.name.clone(),
-            context: format!("create home {}", home.display()),
-            source,
-        })?;
+        // Readable by the owner only, as upstream's drivers make their homes.
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(home)
+            .map_err(|source| ComponentError::Io {
+                name: loaded.name.clone(),
+                context: format!("create home {}", home.display()),
+                source,
+            })?;
         Ok(DriverComponent {
             engine: runtime.engine().clone(),
             loaded,

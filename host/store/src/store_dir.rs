@@ -264,11 +264,6 @@ impl DirFile {
         self.dir.path_of(&self.name)
     }
 
-    /// The shared handle of the directory.
-    pub fn dir_handle(&self) -> &std::sync::Arc<StoreDir> {
-        &self.dir
-    }
-
     /// The file `name` of the same directory.
     pub fn sibling(&self, name: impl Into<String>) -> DirFile {
         DirFile::new(std::sync::Arc::clone(&self.dir), name)

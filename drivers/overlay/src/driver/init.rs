@@ -90,7 +90,7 @@ impl OverlayDriver {
                 supports_d_type: true,
                 native_diff: false,
                 metacopy: false,
-                volatile: true,
+                volatile: Some(true),
             }
         } else if sys.euid() != 0 {
             // A rootless user outside a user namespace (`--unshare=false`): the kernel
@@ -141,6 +141,7 @@ impl OverlayDriver {
             archive: Arc::clone(&init.archive),
             sys,
             new_mount_api,
+            volatile: std::sync::OnceLock::new(),
         })
     }
 }

@@ -133,29 +133,17 @@ impl Store {
                     .flags
                     .insert("Volatile".to_string(), serde_json::Value::Bool(true));
             }
-            let saved = (|| {
-                for dir in self.container_dirs(&id) {
-                    mkdir_0700(&dir.join("userdata"))?;
-                }
-                crate::crash_point::crash_point("container-create:dirs-made");
-                ctx.st.containers.records.push(record.clone());
-                ctx.save_containers()
-            })();
-            if let Err(e) = saved {
+            // The container's directories are made when first asked for (`get-container-dir`,
+            // big data), as upstream's: creating a container makes none.
+            ctx.st.containers.records.push(record.clone());
+            if let Err(e) = ctx.save_containers() {
                 // Rolling back: the error to report is the one that got us here. A layer
-                // left behind is marked incomplete (the next writer removes it); a
-                // directory left behind belongs to no record.
+                // left behind is marked incomplete (the next writer removes it).
                 ctx.st.containers.remove_id(&id);
                 log_best_effort(
                     format_args!("removing the layer of failed container {id}"),
                     ctx.remove_layer(&layer.id),
                 );
-                for dir in self.container_dirs(&id) {
-                    log_best_effort(
-                        format_args!("removing {} of failed container {id}", dir.display()),
-                        remove_path(&dir),
-                    );
-                }
                 return Err(e);
             }
             crate::crash_point::crash_point("container-create:record-saved");
@@ -220,10 +208,13 @@ mod tests {
             .expect("ctr");
         assert_eq!(c.image, img.id);
         assert_eq!(store.layer(&c.layer).expect("layer").parent, img.top_layer);
+        // As upstream's, creating makes no directories; asking for them does.
+        let run_dir = root.run(&format!("testfs-containers/{}/userdata", c.id));
+        assert!(!root.graph(&format!("testfs-containers/{}", c.id)).exists());
+        assert!(!run_dir.exists());
         assert!(store.container_dir("c1").expect("dir").is_dir());
-        assert!(root
-            .run(&format!("testfs-containers/{}/userdata", c.id))
-            .is_dir());
+        assert_eq!(store.container_run_dir("c1").expect("run dir"), run_dir);
+        assert!(run_dir.is_dir());
         let json =
             std::fs::read_to_string(root.graph("testfs-containers/containers.json")).expect("read");
         assert!(

@@ -19,6 +19,16 @@ impl Store {
         let run_root = &opts.run_root;
         let graph_dir = open_dir(graph_root.clone())?;
         open_dir(run_root.clone())?;
+        // The configured driver's home, made before the driver starts, as upstream's
+        // `GetStore` does (so a driver that cannot start still leaves its empty home); only
+        // for a name that is one path component, which upstream does not check.
+        let name = opts.driver_name.as_str();
+        if !name.is_empty() && name != "." && name != ".." && !name.contains('/') {
+            open_dir(graph_root.join(&opts.driver_name))?;
+            if let Some(is) = &opts.image_store {
+                open_dir(is.join(&opts.driver_name))?;
+            }
+        }
         let graph_lock = open_lock(&graph_dir, "storage.lock")?;
         // Made before the driver starts, as upstream does.
         let _userns_lock = open_lock(&graph_dir, "userns.lock")?;
@@ -65,9 +75,11 @@ impl Store {
             None => None,
         };
         // In transient mode every container is volatile and its file (and lock) is in the
-        // run root; the stable file stays where upstream keeps it (and stays unused).
+        // run root; the stable file stays where upstream keeps it (and stays unused). The run
+        // root's folder is made either way, as upstream's `load` does.
+        let run_containers_dir = open_dir(run_root.join(format!("{drv}-containers")))?;
         let containers_json_dir = if opts.transient_store {
-            open_dir(run_root.join(format!("{drv}-containers")))?
+            run_containers_dir
         } else {
             Arc::clone(&containers_dir)
         };
