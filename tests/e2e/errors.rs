@@ -39,6 +39,16 @@ fn unknown_driver_says_which_configuration_was_read_and_how_to_register_one() {
         conf.display()
     );
     assert_eq!(o.out(), expected);
+    // Upstream's log line before it (logrus' form, as upstream 1.60 prints it).
+    let logged: Vec<&str> = o.stderr.lines().collect();
+    assert_eq!(logged.len(), 1, "{o:?}");
+    assert!(
+        logged[0].starts_with("time=\"")
+            && logged[0].ends_with(&format!(
+                "level=error msg=\"Failed to GetDriver graph acme {graph}\""
+            )),
+        "{o:?}"
+    );
 }
 
 /// Without a configured driver (a store flag but no `--storage-driver`), the driver is chosen

@@ -190,7 +190,12 @@ impl Store {
             factory(&init).map_err(StoreError::DriverInit)
         };
         if !opts.driver_name.is_empty() {
-            return start(&opts.driver_name);
+            let started = start(&opts.driver_name);
+            if let Err(StoreError::DriverNotSupported { name, root }) = &started {
+                // Upstream's `GetDriver` logs a name it does not know, then returns the error.
+                log::error!("Failed to GetDriver graph {name} {}", root.display());
+            }
+            return started;
         }
         // Upstream's `drivers.New`. First a driver with state in the graph root, in the order
         // of the priority list (vfs only when the list is the configuration's): its failure
