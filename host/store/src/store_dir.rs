@@ -99,7 +99,7 @@ impl StoreDir {
 
     /// The modification time of `name`, if it exists.
     pub fn modified(&self, name: &str) -> Option<SystemTime> {
-        let st = rustix::fs::statat(&self.fd, name, AtFlags::empty()).ok()?;
+        let st = rustix::fs::statat(&self.fd, one_component(name).ok()?, AtFlags::empty()).ok()?;
         let since_epoch = std::time::Duration::new(
             u64::try_from(st.st_mtime).ok()?,
             u32::try_from(st.st_mtime_nsec).ok()?,
@@ -107,9 +107,11 @@ impl StoreDir {
         SystemTime::UNIX_EPOCH.checked_add(since_epoch)
     }
 
-    /// Whether `name` exists (a dangling symlink counts).
+    /// Whether `name` exists (through a symlink, as `Path::exists`).
     pub fn exists(&self, name: &str) -> bool {
-        rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW).is_ok()
+        one_component(name)
+            .and_then(|name| Ok(rustix::fs::statat(&self.fd, name, AtFlags::empty())?))
+            .is_ok()
     }
 
     /// Replaces `name` with `data` so that a reader sees the old content or the new, never
