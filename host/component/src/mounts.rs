@@ -158,7 +158,12 @@ fn check_source(home: &Path, source: &[u8]) -> Result<PathBuf, String> {
         0,
         Symlinks::Refused,
     )
-    .map_err(|e| format!("source {shown:?} is not a directory inside the home: {e}"))?;
+    .map_err(|e| {
+        format!(
+            "source {shown:?} is not a directory inside the home: {}",
+            storage_archive::error::os_error_text(&e.into())
+        )
+    })?;
     Ok(home.join(name))
 }
 
