@@ -63,18 +63,12 @@ pub struct LockFile {
 impl LockFile {
     /// Opens (creating it and its parent directory, 0700, when writable) the lock file.
     pub fn open(path: &Path, read_only: bool) -> io::Result<LockFile> {
-        let parent = path.parent().unwrap_or(Path::new("."));
+        let (parent, name) = crate::store_dir::split_path(path)?;
         let dir = if read_only {
             StoreDir::open(parent)?
         } else {
             StoreDir::create(parent)?
         };
-        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} does not end in a UTF-8 file name", path.display()),
-            )
-        })?;
         Self::open_in(&dir, name, read_only)
     }
 

@@ -241,13 +241,8 @@ impl DirFile {
 
     /// The file at `path`, its directory created (with its parents, 0700) and opened.
     pub fn create_at(path: &Path) -> io::Result<DirFile> {
-        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} does not end in a UTF-8 file name", path.display()),
-            )
-        })?;
-        let dir = StoreDir::create(path.parent().unwrap_or(Path::new(".")))?;
+        let (parent, name) = split_path(path)?;
+        let dir = StoreDir::create(parent)?;
         Ok(DirFile::new(std::sync::Arc::new(dir), name))
     }
 
@@ -270,6 +265,17 @@ impl DirFile {
     pub fn sibling(&self, name: impl Into<String>) -> DirFile {
         DirFile::new(std::sync::Arc::clone(&self.dir), name)
     }
+}
+
+/// The directory and the file name of `path` (a UTF-8 name: the store names its files).
+pub fn split_path(path: &Path) -> io::Result<(&Path, &str)> {
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} does not end in a UTF-8 file name", path.display()),
+        )
+    })?;
+    Ok((path.parent().unwrap_or(Path::new(".")), name))
 }
 
 /// `name` if it is one path component (the store names its files; a `/` would leave the

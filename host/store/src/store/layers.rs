@@ -152,9 +152,7 @@ impl Ctx<'_> {
             .get(id)
             .is_some_and(|l| l.id == id && l.in_image_store);
         let dir = self.store.writable_layer_data_dir(in_image_store);
-        let name = super::staged::tar_split_name(id);
-        dir.remove_file(&name)
-            .map_err(|e| StoreError::io("removing", dir.path_of(&name), e))
+        super::staged::remove_in(dir, &super::staged::tar_split_name(id))
     }
 
     /// `<drv>-layers/<id>.tar-split.gz`: how to re-create the layer's imported archive.

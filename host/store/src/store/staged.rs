@@ -71,7 +71,7 @@ fn open_marker(dir: &StoreDir, id: &str) -> std::io::Result<File> {
 }
 
 /// Removes the file `name` of `dir` (a missing one is fine), naming it on failure.
-fn remove_in(dir: &StoreDir, name: &str) -> Result<(), StoreError> {
+pub(super) fn remove_in(dir: &StoreDir, name: &str) -> Result<(), StoreError> {
     dir.remove_file(name)
         .map_err(|e| StoreError::io("removing", dir.path_of(name), e))
 }
