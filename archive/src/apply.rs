@@ -17,7 +17,7 @@ use crate::fs::{EntryMetadata, FileKind, FsErrorKind, FsWrite, Timestamp};
 use crate::idmap::IdMapping;
 use crate::path_set::PathSet;
 use crate::paths::{base_name, clean_below, clean_entry_path, display, join, parent};
-use crate::tar_stream::{EntryKind, TarEntryHeader, TarStreamReader};
+use crate::tar_stream::{EntryKind, TarEntries, TarEntryHeader, TarStreamReader};
 
 /// Prefix of whiteout entries.
 pub const WHITEOUT_PREFIX: &[u8] = b".wh.";
@@ -69,7 +69,16 @@ pub fn apply_layer<F: FsWrite>(
     input: &mut F::Input,
     opts: &ApplyOptions,
 ) -> Result<u64, ArchiveError> {
-    let mut reader = TarStreamReader::new(input);
+    apply_entries(fs, &mut TarStreamReader::new(input), opts)
+}
+
+/// [`apply_layer`] over entries someone else may have parsed ([`TarEntries`]): payload is
+/// copied from the entries' input.
+pub fn apply_entries<F: FsWrite, E: TarEntries<Input = F::Input>>(
+    fs: &mut F,
+    reader: &mut E,
+    opts: &ApplyOptions,
+) -> Result<u64, ArchiveError> {
     let mut state = ApplyState {
         opts,
         unpacked: PathSet::new(),
@@ -80,7 +89,7 @@ pub fn apply_layer<F: FsWrite>(
     };
     while let Some(entry) = reader.next_entry()? {
         state.size = state.size.saturating_add(entry.size);
-        state.apply_entry(fs, &mut reader, entry)?;
+        state.apply_entry(fs, reader, entry)?;
     }
     // Directory times last: creating their children changed them.
     for (path, atime, mtime) in &state.dirs {
@@ -109,10 +118,10 @@ struct ApplyState<'a> {
 }
 
 impl ApplyState<'_> {
-    fn apply_entry<F: FsWrite>(
+    fn apply_entry<F: FsWrite, E: TarEntries<Input = F::Input>>(
         &mut self,
         fs: &mut F,
-        reader: &mut TarStreamReader<&mut F::Input>,
+        reader: &mut E,
         entry: TarEntryHeader,
     ) -> Result<(), ArchiveError> {
         if entry.kind == EntryKind::PaxGlobal {
@@ -163,23 +172,18 @@ impl ApplyState<'_> {
             // xattrs, mode and times. Something already there is removed and the call retried.
             let meta = self.metadata(&entry, uid, gid, Some(create_mode))?;
             let len = reader.payload_remaining();
-            let create =
-                |fs: &mut F, reader: &mut TarStreamReader<&mut F::Input>| match &entry.sparse {
-                    None => fs.create_file_with_metadata(
-                        &path,
-                        create_mode,
-                        len,
-                        &mut **reader.inner_mut(),
-                        &meta,
-                    ),
-                    Some(map) => fs.create_sparse_file_with_metadata(
-                        &path,
-                        create_mode,
-                        map,
-                        &mut **reader.inner_mut(),
-                        &meta,
-                    ),
-                };
+            let create = |fs: &mut F, reader: &mut E| match &entry.sparse {
+                None => {
+                    fs.create_file_with_metadata(&path, create_mode, len, reader.input_mut(), &meta)
+                }
+                Some(map) => fs.create_sparse_file_with_metadata(
+                    &path,
+                    create_mode,
+                    map,
+                    reader.input_mut(),
+                    &meta,
+                ),
+            };
             let mut created = create(fs, reader);
             if matches!(&created, Err(e) if e.kind == FsErrorKind::AlreadyExists) {
                 self.ensured_dir = None;

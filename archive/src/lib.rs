@@ -23,7 +23,7 @@ pub mod tar_parser;
 pub mod tar_stream;
 pub mod tar_writer;
 
-pub use apply::{apply_layer, ApplyOptions, WhiteoutFormat};
+pub use apply::{apply_entries, apply_layer, ApplyOptions, WhiteoutFormat};
 pub use changes::{changes_naive, changes_overlay, Change, ChangeKind, OverlayOptions};
 pub use diff::{
     diff_size_naive, tree_size, write_changes_tar, write_diff_naive, write_overlay_diff,
@@ -32,4 +32,6 @@ pub use diff::{
 pub use error::ArchiveError;
 pub use idmap::{IdMapping, IdRange};
 pub use path_set::{path_hash, PathSet};
-pub use tar_stream::{EntryKind, TarEntryHeader, TarStreamReader};
+pub use tar_stream::{
+    EntryKind, ParsedEntries, ParsedTar, TarEntries, TarEntryHeader, TarStreamReader,
+};

@@ -154,6 +154,96 @@ impl<R: Read> TarStreamReader<R> {
     }
 }
 
+/// Where [`crate::apply::apply_entries`] takes a tar's entries from: a reader that parses
+/// the bytes itself ([`TarStreamReader`]), or a stream whose headers the one parser already
+/// read on the way in ([`ParsedEntries`]: the store parses every header of an import to
+/// record tar-split, and hands the headers on instead of having them parsed twice).
+pub trait TarEntries {
+    /// What payload is read from, positioned at the current entry's first unconsumed payload
+    /// byte (someone else may copy payload straight from it).
+    type Input: Read + ?Sized;
+
+    /// Advances to the next entry, skipping what was left of the current one; `Ok(None)` at
+    /// the end of the archive.
+    fn next_entry(&mut self) -> Result<Option<TarEntryHeader>, ArchiveError>;
+
+    /// Payload bytes of the current entry not consumed yet.
+    fn payload_remaining(&self) -> u64;
+
+    /// Marks `n` bytes of payload copied by someone else from [`TarEntries::input_mut`].
+    fn payload_consumed(&mut self, n: u64);
+
+    /// The stream payload is read from.
+    fn input_mut(&mut self) -> &mut Self::Input;
+}
+
+impl<R: Read + ?Sized> TarEntries for TarStreamReader<&mut R> {
+    type Input = R;
+
+    fn next_entry(&mut self) -> Result<Option<TarEntryHeader>, ArchiveError> {
+        TarStreamReader::next_entry(self)
+    }
+
+    fn payload_remaining(&self) -> u64 {
+        TarStreamReader::payload_remaining(self)
+    }
+
+    fn payload_consumed(&mut self, n: u64) {
+        TarStreamReader::payload_consumed(self, n)
+    }
+
+    fn input_mut(&mut self) -> &mut R {
+        self.inner_mut()
+    }
+}
+
+/// A tar stream whose headers were parsed before it got here: the headers in order, and the
+/// tar's bytes. Reading gives the tar's bytes as they come (all of them, for a reader that
+/// parses them itself); [`ParsedTar::next_header`] skips to the next entry's payload instead.
+pub trait ParsedTar: Read {
+    /// Skips what is left of the current entry and the next entry's header blocks, and
+    /// returns that entry's header (the stream is then at its payload, whose length is its
+    /// [`TarEntryHeader::stored_size`]); `Ok(None)` at the end of the archive. An archive the
+    /// parser refused is an error here, at the entry where it was refused.
+    fn next_header(&mut self) -> Result<Option<TarEntryHeader>, ArchiveError>;
+}
+
+/// The entries of a [`ParsedTar`], for [`crate::apply::apply_entries`].
+pub struct ParsedEntries<'a, P: ParsedTar + ?Sized> {
+    tar: &'a mut P,
+    /// Payload of the current entry not consumed yet.
+    remaining: u64,
+}
+
+impl<'a, P: ParsedTar + ?Sized> ParsedEntries<'a, P> {
+    /// The entries of `tar`, which must be at the start of the archive (or between entries).
+    pub fn new(tar: &'a mut P) -> Self {
+        ParsedEntries { tar, remaining: 0 }
+    }
+}
+
+impl<P: ParsedTar + ?Sized> TarEntries for ParsedEntries<'_, P> {
+    type Input = P;
+
+    fn next_entry(&mut self) -> Result<Option<TarEntryHeader>, ArchiveError> {
+        let next = self.tar.next_header()?;
+        self.remaining = next.as_ref().map_or(0, TarEntryHeader::stored_size);
+        Ok(next)
+    }
+
+    fn payload_remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    fn payload_consumed(&mut self, n: u64) {
+        self.remaining = self.remaining.saturating_sub(n);
+    }
+
+    fn input_mut(&mut self) -> &mut P {
+        self.tar
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

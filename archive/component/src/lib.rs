@@ -8,6 +8,7 @@
 
 pub mod convert;
 pub mod guest_fs;
+pub mod host_entries;
 
 /// Bindings generated from `wit/` for the `archive-plugin` world.
 #[allow(
@@ -31,7 +32,7 @@ use bindings::storage::plugin::archive_types::{
 use bindings::storage::plugin::filesystem::Directory;
 use bindings::storage::plugin::streams::{InputStream, OutputStream};
 use bindings::storage::plugin::types::IdMapping;
-use guest_fs::{GuestDir, GuestInput, GuestOutput};
+use guest_fs::{GuestDir, GuestOutput};
 
 /// The exported archive interface.
 pub struct ArchiveComponent;
@@ -64,8 +65,7 @@ impl Guest for ArchiveComponent {
         options: ApplyOptions,
     ) -> Result<u64, ArchiveError> {
         let mut fs = GuestDir::new(dir);
-        let mut input = GuestInput::new(input);
-        storage_archive::apply_layer(&mut fs, &mut input, &convert::apply_options(options))
+        host_entries::apply_input(&mut fs, input, &convert::apply_options(options))
             .map_err(convert::archive_error)
     }
 

@@ -52,7 +52,7 @@ pub fn apply_diff(
         ));
     }
     let options = confined::apply_options(opts, WhiteoutFormat::Aufs, false);
-    archive(driver)?.apply_tar(&dir, diff, &options)
+    archive(driver)?.apply_tar(&dir, opts.layer_tar(diff), &options)
 }
 
 /// Writes a tar of the layer's changes against `parent` (the whole layer when `None`),

@@ -141,12 +141,12 @@ pub fn apply_diff(
     let archive = archive_runtime::for_driver(driver)?;
     if native(driver, &dir, parent)? {
         let diff_dir = dir.join("diff");
-        archive.apply_tar(&diff_dir, diff, &apply)?;
+        archive.apply_tar(&diff_dir, opts.layer_tar(diff), &apply)?;
         return archive.tree_size(&diff_dir);
     }
     apply.whiteout_format = WhiteoutFormat::Aufs;
     let view = LayerView::open(driver, id, false)?;
-    archive.apply_tar(&view.path, diff, &apply)
+    archive.apply_tar(&view.path, opts.layer_tar(diff), &apply)
 }
 
 /// Writes a tar of the layer's changes against `parent`, with `.wh.` whiteouts.

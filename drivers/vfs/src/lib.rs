@@ -12,13 +12,15 @@
 //! additional read-only image stores are found in their homes (both lent through the `homes`
 //! interface), as upstream's vfs looks a layer up in every home.
 
-// The guest side of the filesystem interface and the WIT<->archive type conversions are the
-// archive component's, compiled again here: wit-bindgen generates the WIT types per world, so
+// The guest side of the filesystem interface, the WIT<->archive type conversions and the
+// applying of parsed entries are the archive component's, compiled again here: wit-bindgen generates the WIT types per world, so
 // the same source is built against each crate's own `crate::bindings`.
 #[path = "../../../archive/component/src/convert.rs"]
 pub mod convert;
 #[path = "../../../archive/component/src/guest_fs.rs"]
 pub mod guest_fs;
+#[path = "../../../archive/component/src/host_entries.rs"]
+pub mod host_entries;
 pub mod options;
 
 /// Bindings generated from `wit/` for the `driver-plugin` world.
@@ -45,7 +47,7 @@ use bindings::storage::plugin::archive_types::{ApplyOptions, Change};
 use bindings::storage::plugin::filesystem::Directory;
 use bindings::storage::plugin::streams::{InputStream, OutputStream};
 use bindings::storage::plugin::types::{FsError, IdMapping};
-use guest_fs::{GuestDir, GuestInput, GuestOutput};
+use guest_fs::{GuestDir, GuestOutput};
 
 /// Where the layers live inside the home.
 const LAYERS_DIR: &[u8] = b"dir";
@@ -358,8 +360,7 @@ impl Guest for VfsDriver {
             let mut opts = convert::apply_options(options);
             opts.ignore_chown_errors |= state.options.ignore_chown_errors;
             let mut fs = GuestDir::new(&layer);
-            let mut input = GuestInput::new(input);
-            storage_archive::apply_layer(&mut fs, &mut input, &opts).map_err(archive)
+            host_entries::apply_input(&mut fs, input, &opts).map_err(archive)
         })
     }
 

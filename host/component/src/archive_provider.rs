@@ -4,7 +4,7 @@
 //! clear driver error.
 
 use std::borrow::Cow;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use storage_driver::archive_runtime::{
 };
 use storage_driver::confined;
 use storage_driver::idmap::IdMappings;
+use storage_driver::parsed_tar::LayerTar;
 use storage_driver::{Change, DriverError, DriverResult};
 
 use crate::{ArchiveComponent, ComponentError, PluginLimits};
@@ -57,7 +58,7 @@ impl ArchiveOps for InComponent {
     fn apply_tar(
         &self,
         dir: &Path,
-        input: &mut dyn Read,
+        input: LayerTar<'_>,
         options: &ApplyOptions,
     ) -> DriverResult<u64> {
         self.0

@@ -27,6 +27,7 @@ pub mod driver {
             "storage:plugin/filesystem": super::storage::plugin::filesystem,
             "storage:plugin/entries": super::storage::plugin::entries,
             "storage:plugin/archive-types": super::storage::plugin::archive_types,
+            "storage:plugin/tar-headers": super::storage::plugin::tar_headers,
         },
     });
 }

@@ -364,8 +364,19 @@ impl DriverComponent {
         input: Box<dyn std::io::Read + Send>,
         opts: &storage_driver::ApplyDiffOpts,
     ) -> DriverResult<u64> {
+        self.apply_diff_lent(id, parent, LentInput::new(input), opts)
+    }
+
+    /// [`Self::apply_diff`] of a lent input (a parsed tar is lent with its entries).
+    pub(crate) fn apply_diff_lent(
+        &self,
+        id: &str,
+        parent: Option<&str>,
+        input: LentInput,
+        opts: &storage_driver::ApplyDiffOpts,
+    ) -> DriverResult<u64> {
         let mut call = self.start()?;
-        let input = call.push(LentInput::new(input))?;
+        let input = call.push(input)?;
         let options = archive_types::ApplyOptions {
             whiteout_format: archive_types::WhiteoutFormat::Aufs,
             rootless_overlay: false,

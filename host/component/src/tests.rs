@@ -464,6 +464,42 @@ impl Write for Shared {
 }
 
 #[test]
+fn an_import_is_applied_from_the_headers_the_host_parsed() {
+    // The header bytes are blanked (`blank_outlined`): the trees can only be right if the
+    // entries come from the parsed headers, natively and through the component alike.
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = ["bytes", "native", "component"].map(|d| tmp.path().join(d));
+    for dir in &dirs {
+        std::fs::create_dir(dir).unwrap();
+    }
+    let opts = storage_archive::ApplyOptions::default();
+    for layer in [base_layer(), upper_layer()] {
+        let n =
+            storage_driver::confined::apply_tar(&dirs[0], &mut layer.as_slice(), &opts).unwrap();
+        let native = storage_driver::confined::apply_parsed_tar(
+            &dirs[1],
+            &mut crate::test_guests::blank_outlined(&layer),
+            &opts,
+        )
+        .unwrap();
+        let component = archive_component()
+            .apply_diff_from(
+                &dirs[2],
+                storage_driver::parsed_tar::LayerTar::Parsed(crate::test_guests::blank_outlined(
+                    &layer,
+                )),
+                &opts,
+            )
+            .unwrap();
+        assert_eq!((native, component), (n, n));
+    }
+    let from_bytes = tree(&dirs[0]);
+    assert!(from_bytes.contains_key(Path::new("bin/tool")));
+    assert_eq!(tree(&dirs[1]), from_bytes);
+    assert_eq!(tree(&dirs[2]), from_bytes);
+}
+
+#[test]
 fn applying_through_the_component_gives_the_native_tree() {
     let tmp = tempfile::tempdir().unwrap();
     let native = tmp.path().join("native");

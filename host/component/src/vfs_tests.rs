@@ -98,6 +98,31 @@ fn tar_names(bytes: &[u8]) -> Vec<String> {
 }
 
 #[test]
+fn vfs_applies_an_import_from_the_headers_the_host_parsed() {
+    // The vfs driver hands the tar to the host's archive logic, which takes the entries of
+    // the parsed stream: with its header bytes blanked, only the headers can make the files.
+    let roots = Roots::new();
+    let init = roots.init("vfs", &[]);
+    let driver = start(&vfs_registry(), "vfs", &init);
+    let home = init.graph_root.join("vfs");
+    driver.create("base", None, &CreateOpts::default()).unwrap();
+    let base = layer(&[("etc/", None), ("etc/hostname", Some(b"parsed\n"))]);
+    let parsed = crate::test_guests::blank_outlined(&base);
+    let opts = storage_driver::ApplyDiffOpts {
+        parsed: Some(parsed.clone()),
+        ..Default::default()
+    };
+    let applied = driver
+        .apply_diff("base", None, &mut parsed.clone(), &opts)
+        .unwrap();
+    assert_eq!(applied, 7);
+    assert_eq!(
+        std::fs::read(home.join("dir/base/etc/hostname")).unwrap(),
+        b"parsed\n"
+    );
+}
+
+#[test]
 fn vfs_layers_are_full_copies_and_diff_against_the_parent() {
     let roots = Roots::new();
     let init = roots.init("vfs", &[]);

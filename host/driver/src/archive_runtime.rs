@@ -7,7 +7,7 @@
 //! installs one that also runs the component (the component host's). Shared by the overlay
 //! and btrfs drivers.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use storage_archive::{ApplyOptions, DiffOptions, OverlayOptions};
 use crate::confined;
 pub use crate::confined::ParentTree;
 use crate::idmap::IdMappings;
+use crate::parsed_tar::LayerTar;
 use crate::{Change, DriverError, DriverResult};
 
 /// Where a driver runs the archive logic (`storage-archive`).
@@ -100,11 +101,12 @@ pub fn parse_size(driver: &str, value: &str) -> DriverResult<u64> {
 
 /// The archive logic over directories, wherever it runs.
 pub trait ArchiveOps: Send + Sync {
-    /// Applies an uncompressed layer tar to `dir`; returns the applied size.
+    /// Applies an uncompressed layer tar to `dir`; returns the applied size. A parsed tar
+    /// is applied from its entries, without parsing its headers again.
     fn apply_tar(
         &self,
         dir: &Path,
-        input: &mut dyn Read,
+        input: LayerTar<'_>,
         options: &ApplyOptions,
     ) -> DriverResult<u64>;
 
@@ -170,10 +172,13 @@ impl ArchiveOps for NativeArchive {
     fn apply_tar(
         &self,
         dir: &Path,
-        input: &mut dyn Read,
+        input: LayerTar<'_>,
         options: &ApplyOptions,
     ) -> DriverResult<u64> {
-        Ok(confined::apply_tar(dir, input, options)?)
+        Ok(match input {
+            LayerTar::Stream(input) => confined::apply_tar(dir, input, options)?,
+            LayerTar::Parsed(mut parsed) => confined::apply_parsed_tar(dir, &mut parsed, options)?,
+        })
     }
 
     fn tree_size(&self, dir: &Path) -> DriverResult<u64> {

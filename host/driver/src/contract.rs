@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use crate::archive_runtime::{ArchiveProvider, NativeOnly};
 use crate::idmap::IdMappings;
+use crate::parsed_tar::{LayerTar, SharedParsedTar};
 use crate::syscalls::Syscalls;
 
 /// Errors a graph driver reports.
@@ -211,6 +212,22 @@ pub struct ApplyDiffOpts {
     pub ignore_chown_errors: bool,
     /// Force this permission mask on what is written (`force_mask`).
     pub force_mask: Option<u32>,
+    /// The same tar as the `diff` being applied, with its headers already parsed (the store
+    /// parses every header of an import to record tar-split): the archive logic reads the
+    /// entries from it instead of parsing `diff` again, so a driver that hands the tar to
+    /// its archive logic passes [`ApplyDiffOpts::layer_tar`]. One or the other is read,
+    /// never both.
+    pub parsed: Option<SharedParsedTar>,
+}
+
+impl ApplyDiffOpts {
+    /// The tar to apply: the parsed one when there is one, else `diff`.
+    pub fn layer_tar<'a>(&self, diff: &'a mut dyn Read) -> LayerTar<'a> {
+        match &self.parsed {
+            Some(parsed) => LayerTar::Parsed(parsed.clone()),
+            None => LayerTar::Stream(diff),
+        }
+    }
 }
 
 /// The kind of a change between two layers; the numbers are upstream's JSON values.

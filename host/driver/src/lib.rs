@@ -16,6 +16,7 @@ pub mod confined;
 mod contract;
 pub mod dedup;
 pub mod idmap;
+pub mod parsed_tar;
 pub mod reown;
 pub mod syscalls;
 pub mod tree_copy;

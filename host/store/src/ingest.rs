@@ -23,6 +23,7 @@ use std::sync::mpsc;
 use crate::compress::{self, CompressError, Compression};
 use crate::digest::{Digester, DigestingReader};
 use crate::tarsplit::{Disassembler, IdSets, TarSplitError};
+use storage_driver::parsed_tar::{Outline, ParsedTarStream, Piece, SharedParsedTar};
 use storage_driver::DriverError;
 
 /// What the import of one layer blob measured.
@@ -76,7 +77,10 @@ pub enum IngestError {
 /// (gzip) to `tarsplit_out`, passes the uncompressed tar to `apply`, and returns the
 /// digests, sizes, compression and owner sets to record.
 ///
-/// `apply` may stop reading before the end; the rest is then read and recorded here.
+/// `apply` gets the tar with the headers tar-split parsed ([`SharedParsedTar`]): the archive
+/// logic reads the entries from it instead of parsing each header a second time, and
+/// anyone else reads it as plain bytes. It may stop reading before the end; the rest is then
+/// read and recorded here.
 ///
 /// When something fails, the first cause is the error: a blob that cannot be read or
 /// decompressed, else whichever of tar-split and `apply` failed first in the stream. When
@@ -85,31 +89,31 @@ pub enum IngestError {
 /// before the place `apply` failed is the blob's fault and is reported as such.
 ///
 /// Reading, decompressing and digesting run on a second thread and tar-split on a third,
-/// each fed through a small bounded channel, while this thread runs `apply`: an import takes
-/// about the time of the slowest of the three (the driver's system calls on many small
-/// files, decompression on gzip). Memory stays bounded by the channels.
+/// which hands the outlined tar on to this thread, where `apply` runs: each stage works on
+/// its own chunk, so an import takes about the time of the slowest of the three (the
+/// driver's system calls on many small files, decompression on gzip). Memory stays bounded
+/// by the channels.
 pub fn ingest_layer(
     input: &mut (dyn Read + Send),
     tarsplit_out: &mut (dyn Write + Send),
     spill_dir: Option<&Path>,
-    apply: &mut dyn FnMut(&mut dyn Read) -> Result<u64, DriverError>,
+    apply: &mut dyn FnMut(SharedParsedTar) -> Result<u64, DriverError>,
 ) -> Result<DiffSummary, IngestError> {
     let spill_dir = spill_dir.map(Path::to_path_buf);
     std::thread::scope(|scope| {
-        let (chunks, receiver) = mpsc::sync_channel::<io::Result<Chunk>>(CHANNEL_CHUNKS);
-        let (split_chunks, split_receiver) = mpsc::sync_channel::<Chunk>(CHANNEL_CHUNKS);
-        let producer = scope.spawn(move || produce(input, chunks, split_chunks));
-        let recorder = scope.spawn(move || record(split_receiver, tarsplit_out, spill_dir));
-        let mut reader = ChunkReader {
-            receiver,
-            chunk: Chunk::default(),
-            pos: 0,
-            delivered: 0,
-        };
-        let consumed = consume(&mut reader, apply);
-        let applied_up_to = reader.delivered;
-        // Hang up before joining, so a producer blocked on a full channel stops.
-        drop(reader);
+        let (chunks, chunk_receiver) = mpsc::sync_channel::<io::Result<Chunk>>(CHANNEL_CHUNKS);
+        let (outlines, outline_receiver) = mpsc::sync_channel::<Outline>(CHANNEL_CHUNKS);
+        let (recycle, recycled) = mpsc::channel::<Outline>();
+        let producer = scope.spawn(move || produce(input, chunks));
+        let recorder = scope
+            .spawn(move || record(chunk_receiver, outlines, recycled, tarsplit_out, spill_dir));
+        let tar =
+            SharedParsedTar::new(ParsedTarStream::new(outline_receiver).recycling_to(recycle));
+        let consumed = consume(tar.clone(), apply);
+        let applied_up_to = tar.delivered();
+        let met_refusal = tar.met_refusal();
+        // Hang up before joining, so a recorder blocked on a full channel stops.
+        drop(tar);
         let produced = producer.join().unwrap_or(Err(IngestError::Panicked(
             "reading the layer: the reading thread panicked",
         )));
@@ -121,11 +125,20 @@ pub fn ingest_layer(
         let ids = match (recorded, consumed) {
             (Ok(ids), Ok(())) => ids,
             (Ok(_), Err(applying)) => return Err(applying),
-            (Err((recording, _)), Ok(())) => return Err(recording.into()),
-            (Err((recording, at)), Err(applying)) => {
+            // The applying side hung up first: its error is the cause.
+            (Err(Recording::Abandoned), Err(applying)) => return Err(applying),
+            (Err(Recording::Abandoned), Ok(())) => {
+                return Err(IngestError::Panicked(
+                    "recording tar-split: the applying side stopped reading without an error",
+                ))
+            }
+            (Err(Recording::Failed(recording, _)), Ok(())) => return Err(recording.into()),
+            (Err(Recording::Failed(recording, at)), Err(applying)) => {
+                // `apply` stopped at the parser's refusal, or failed further on: the tar's
+                // fault; else `apply` failed before the place tar-split did.
                 let consequence =
-                    produced.stopped_early && matches!(recording, TarSplitError::UnexpectedEof);
-                return Err(if consequence || at > applied_up_to {
+                    matches!(recording, TarSplitError::UnexpectedEof) && produced.stopped_early;
+                return Err(if !met_refusal && (consequence || at > applied_up_to) {
                     applying
                 } else {
                     recording.into()
@@ -170,12 +183,11 @@ struct Produced {
 }
 
 /// The reading thread: sniffs, decompresses and digests `input`, and sends the tar in
-/// chunks to the applying thread and to the recording one. A read error is sent on too, so
-/// the applying side stops at the same place.
+/// chunks to the recording thread. A read error is sent on too, so the applying side stops
+/// at the same place.
 fn produce(
     input: &mut (dyn Read + Send),
     chunks: mpsc::SyncSender<io::Result<Chunk>>,
-    split_chunks: mpsc::SyncSender<Chunk>,
 ) -> Result<Produced, IngestError> {
     let mut blob = Digester::new();
     let mut tar = Digester::new();
@@ -195,12 +207,17 @@ fn produce(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(source) => {
-                    // `io::Error` is not `Clone`: the applying side gets a copy (kind and
-                    // text) only so that it stops here; the original, with its cause, is the
-                    // error reported (this thread's result wins). A send fails only when the
-                    // applying side has already stopped, which is as good.
+                    // `io::Error` is not `Clone`: the other side gets a copy (kind and text)
+                    // only so that it stops here; the original, with its cause, is the error
+                    // reported (this thread's result wins). A send fails only when the other
+                    // side has already stopped, which is as good.
                     let message = source.to_string();
-                    let _ = chunks.send(Err(io::Error::new(source.kind(), message)));
+                    if chunks
+                        .send(Err(io::Error::new(source.kind(), message)))
+                        .is_err()
+                    {
+                        log::debug!("the layer's reader failed after the import stopped");
+                    }
                     return Err(IngestError::Io {
                         context: "reading the layer",
                         source,
@@ -212,11 +229,7 @@ fn produce(
             if compression != Compression::None {
                 tar.update(&chunk);
             }
-            let chunk = Chunk::new(chunk);
-            // A recorder that stopped (the tar is unrecordable) has said why; the applying
-            // side still gets the whole tar.
-            let _ = split_chunks.send(Chunk::clone(&chunk));
-            if chunks.send(Ok(chunk)).is_err() {
+            if chunks.send(Ok(Chunk::new(chunk))).is_err() {
                 // The applying side stopped (it failed): its error is the one to report.
                 stopped_early = true;
                 break;
@@ -237,66 +250,99 @@ fn produce(
     })
 }
 
-/// The recording thread: turns the tar into tar-split on `out` as its chunks come, and
-/// returns the owners it names. It stops at the first malformed piece (the reading thread
-/// carries on for the applying one), and says how far into the tar it got.
+/// Why tar-split was not recorded.
+enum Recording {
+    /// The tar is malformed (or ended early) at this position.
+    Failed(TarSplitError, u64),
+    /// The applying side hung up before the end: it failed, and its error is the cause.
+    Abandoned,
+}
+
+/// The recording thread: turns the tar into tar-split on `out` as its chunks come, and hands
+/// every chunk on to the applying thread, outlined (header bytes, payload, the headers it
+/// parsed, the end). At the first malformed piece it stops recording, says so in the
+/// outline (the refusal), and hands the rest on as plain bytes. A read error ends the tar
+/// for the applying side (the reading thread reports it).
 fn record(
-    chunks: mpsc::Receiver<Chunk>,
+    chunks: mpsc::Receiver<io::Result<Chunk>>,
+    outlines: mpsc::SyncSender<Outline>,
+    recycled: mpsc::Receiver<Outline>,
     out: &mut (dyn Write + Send),
     spill_dir: Option<PathBuf>,
-) -> Result<IdSets, (TarSplitError, u64)> {
-    let mut disassembler = Disassembler::with_spill_dir(out, spill_dir);
+) -> Result<IdSets, Recording> {
+    let mut disassembler = Some(Disassembler::with_spill_dir(out, spill_dir));
+    let mut failed = None;
+    // Lists of pieces the applying side has read, emptied here (their headers freed by the
+    // thread that made them) and filled again.
+    let mut spare: Vec<Vec<Piece>> = Vec::new();
     for chunk in chunks {
-        disassembler
-            .feed(&chunk)
-            .map_err(|e| (e, disassembler.position()))?;
+        let Ok(chunk) = chunk else {
+            return Err(failed.unwrap_or(Recording::Abandoned));
+        };
+        for read in recycled.try_iter() {
+            let mut pieces = read.pieces;
+            pieces.clear();
+            if spare.len() < CHANNEL_CHUNKS {
+                spare.push(pieces);
+            }
+        }
+        let mut pieces = spare.pop().unwrap_or_default();
+        match disassembler.as_mut() {
+            Some(d) => {
+                let start = d.position();
+                if let Err(e) = d.feed_outlined(&chunk, &mut pieces) {
+                    let at = d.position();
+                    let cut = usize::try_from(at - start).unwrap_or(chunk.len());
+                    pieces.push(Piece::Refused(e.to_string()));
+                    pieces.push(Piece::Raw(cut..chunk.len()));
+                    failed = Some(Recording::Failed(e, at));
+                    disassembler = None;
+                }
+            }
+            None => pieces.push(Piece::Raw(0..chunk.len())),
+        }
+        if outlines.send(Outline { chunk, pieces }).is_err() {
+            return Err(failed.unwrap_or(Recording::Abandoned));
+        }
     }
+    let Some(disassembler) = disassembler else {
+        return Err(failed.unwrap_or(Recording::Abandoned));
+    };
+    let ended = disassembler.ended();
     let at = disassembler.position();
-    let (_, ids) = disassembler.finish().map_err(|e| (e, at))?;
-    Ok(ids)
+    let finished = disassembler.finish();
+    let last = match &finished {
+        Ok(_) if ended => None,
+        Ok(_) => Some(Piece::End),
+        Err(e) => Some(Piece::Refused(e.to_string())),
+    };
+    if let Some(piece) = last {
+        let sent = outlines.send(Outline {
+            chunk: Chunk::default(),
+            pieces: vec![piece],
+        });
+        if sent.is_err() {
+            // The applying side has stopped: it needs no end.
+            log::debug!("the applying side stopped before the end of the layer");
+        }
+    }
+    finished
+        .map(|(_, ids)| ids)
+        .map_err(|e| Recording::Failed(e, at))
 }
 
 /// The applying thread: runs `apply` over the tar and reads whatever it left, so digests,
 /// sizes and tar-split cover every byte, as Go's drain does.
-fn consume<R: Read>(
-    tee: &mut R,
-    apply: &mut dyn FnMut(&mut dyn Read) -> Result<u64, DriverError>,
+fn consume(
+    mut tar: SharedParsedTar,
+    apply: &mut dyn FnMut(SharedParsedTar) -> Result<u64, DriverError>,
 ) -> Result<(), IngestError> {
-    apply(tee).map_err(IngestError::Apply)?;
-    io::copy(tee, &mut io::sink()).map_err(|source| IngestError::Io {
+    apply(tar.clone()).map_err(IngestError::Apply)?;
+    io::copy(&mut tar, &mut io::sink()).map_err(|source| IngestError::Io {
         context: "reading the rest of the layer",
         source,
     })?;
     Ok(())
-}
-
-/// Reads the chunks the reading thread sends, in order.
-struct ChunkReader {
-    receiver: mpsc::Receiver<io::Result<Chunk>>,
-    chunk: Chunk,
-    pos: usize,
-    /// Bytes handed to the reader's user so far.
-    delivered: u64,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.chunk.len() {
-            match self.receiver.recv() {
-                Ok(chunk) => {
-                    self.chunk = chunk?;
-                    self.pos = 0;
-                }
-                // The sender is gone: the end of the tar.
-                Err(mpsc::RecvError) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        self.delivered += n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
@@ -322,7 +368,7 @@ mod tests {
             &mut &blob[..],
             &mut tarsplit,
             None,
-            &mut |r: &mut dyn Read| {
+            &mut |mut r: SharedParsedTar| {
                 r.read_to_end(&mut applied)
                     .map(|n| n as u64)
                     .map_err(|e| DriverError::io("apply", e))
@@ -383,7 +429,7 @@ mod tests {
             &mut &blob[..],
             &mut tarsplit,
             None,
-            &mut |r: &mut dyn Read| {
+            &mut |mut r: SharedParsedTar| {
                 let mut first = [0u8; 512];
                 r.read_exact(&mut first)
                     .map_err(|e| DriverError::io("apply", e))?;
@@ -410,7 +456,7 @@ mod tests {
             &mut &t.bytes[..],
             &mut Vec::new(),
             None,
-            &mut |_r: &mut dyn Read| Err(DriverError::Unsupported("testing")),
+            &mut |_r: SharedParsedTar| Err(DriverError::Unsupported("testing")),
         )
         .expect_err("apply fails");
         assert!(matches!(
@@ -433,7 +479,7 @@ mod tests {
             &mut &t.bytes[..],
             &mut Vec::new(),
             None,
-            &mut |r: &mut dyn Read| {
+            &mut |mut r: SharedParsedTar| {
                 let mut some = vec![0u8; 600_000];
                 r.read_exact(&mut some)
                     .map_err(|e| DriverError::io("apply", e))?;
@@ -449,11 +495,85 @@ mod tests {
     }
 
     /// An `apply` that reads the whole tar and writes nothing.
-    fn read_all(r: &mut dyn Read) -> Result<u64, DriverError> {
+    fn read_all(mut r: SharedParsedTar) -> Result<u64, DriverError> {
         let mut sink = Vec::new();
         r.read_to_end(&mut sink)
             .map_err(|e| DriverError::io("apply", e))?;
         Ok(0)
+    }
+
+    /// An `apply` that takes the entries tar-split parsed (as the archive logic does) and
+    /// their payloads.
+    fn read_entries(
+        mut r: SharedParsedTar,
+    ) -> Result<Vec<(storage_archive::TarEntryHeader, Vec<u8>)>, DriverError> {
+        use storage_archive::ParsedTar;
+        let mut entries = Vec::new();
+        while let Some(header) = r.next_header()? {
+            let mut payload = vec![0u8; header.stored_size() as usize];
+            r.read_exact(&mut payload)
+                .map_err(|e| DriverError::io("apply", e))?;
+            entries.push((header, payload));
+        }
+        Ok(entries)
+    }
+
+    #[test]
+    fn the_driver_gets_the_headers_tar_split_parsed() {
+        let mut t = varied();
+        t.raw(b"trailing junk");
+        let mut expected = Vec::new();
+        let mut reader = storage_archive::TarStreamReader::new(&t.bytes[..]);
+        while let Some(header) = reader.next_entry().expect("entry") {
+            let mut payload = vec![0u8; reader.payload_remaining() as usize];
+            let mut filled = 0;
+            while filled < payload.len() {
+                filled += reader
+                    .read_payload(&mut payload[filled..])
+                    .expect("payload");
+            }
+            expected.push((header, payload));
+        }
+        assert!(expected.len() > 5);
+        for blob in [t.bytes.clone(), compressed(Compression::Gzip, &t.bytes)] {
+            let mut got = Vec::new();
+            let mut tarsplit = Vec::new();
+            let summary = ingest_layer(&mut &blob[..], &mut tarsplit, None, &mut |r| {
+                got = read_entries(r)?;
+                Ok(0)
+            })
+            .expect("ingest");
+            assert_eq!(got, expected);
+            // The rest was read for the digests and tar-split all the same.
+            assert_eq!(summary.uncompressed_size, t.bytes.len() as u64);
+            assert_eq!(summary.uncompressed_digest, sha256_digest(&t.bytes));
+            let mut reference = Vec::new();
+            disassemble(&t.bytes[..], &mut reference).expect("disassemble");
+            assert_eq!(lines(&tarsplit), lines(&reference));
+        }
+    }
+
+    /// A tar the parser refuses stops a driver reading entries at the refusal, and the
+    /// parser's reason is the error: not the driver's account of it.
+    #[test]
+    fn a_refused_tar_is_the_parsers_error_for_a_driver_reading_entries() {
+        let mut t = TestTar::default();
+        t.file(b"a", b"1", (0, 0)).file(b"./a", b"2", (0, 0)).end();
+        let mut junk = varied().bytes;
+        junk.truncate(1536);
+        junk.extend_from_slice(&[b'x'; 512]);
+        junk.extend_from_slice(&[0u8; 1024]);
+        for (tar, duplicate) in [(t.bytes, true), (junk, false)] {
+            let err = ingest_layer(&mut &tar[..], &mut Vec::new(), None, &mut |r| {
+                read_entries(r).map(|_| 0)
+            })
+            .expect_err("refused");
+            match err {
+                IngestError::TarSplit(TarSplitError::DuplicatePath(_)) => assert!(duplicate),
+                IngestError::TarSplit(TarSplitError::InvalidHeader(_)) => assert!(!duplicate),
+                other => panic!("not the parser's error: {other}"),
+            }
+        }
     }
 
     /// A blob that does not decompress is the first cause, not the truncated tar behind it.
@@ -482,7 +602,7 @@ mod tests {
             &mut &truncated[..],
             &mut Vec::new(),
             None,
-            &mut |_r: &mut dyn Read| Ok(0),
+            &mut |_r: SharedParsedTar| Ok(0),
         )
         .expect_err("truncated");
         assert!(
@@ -527,9 +647,14 @@ mod tests {
             tail: vec![0u8; 1024],
         };
         let mut tarsplit = Vec::new();
-        let summary = ingest_layer(&mut input, &mut tarsplit, None, &mut |r: &mut dyn Read| {
-            io::copy(r, &mut io::sink()).map_err(|e| DriverError::io("apply", e))
-        })
+        let summary = ingest_layer(
+            &mut input,
+            &mut tarsplit,
+            None,
+            &mut |mut r: SharedParsedTar| {
+                io::copy(&mut r, &mut io::sink()).map_err(|e| DriverError::io("apply", e))
+            },
+        )
         .expect("ingest");
         assert_eq!(summary.uncompressed_size, 512 + size + 1024);
         assert_eq!((summary.uids, summary.gids), (vec![3], vec![4]));

@@ -16,6 +16,7 @@ use crate::error::ComponentError;
 use crate::host_fs::{HostState, LentDir, LentInput, LentOutput};
 use crate::limits::PluginLimits;
 use crate::stream_pump;
+use storage_driver::parsed_tar::LayerTar;
 
 mod convert;
 mod relay;
@@ -89,6 +90,10 @@ pub fn define_used_resources(linker: &mut Linker<HostState>) -> wasmtime::Result
         Ok(())
     })?;
     entries.resource("directory", ResourceType::host::<LentDir>(), |_, _| Ok(()))?;
+    let mut headers = linker.instance(&format!("storage:plugin/tar-headers@{}", wit_version()))?;
+    headers.resource("input-stream", ResourceType::host::<LentInput>(), |_, _| {
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -165,14 +170,22 @@ impl ArchiveComponent {
         }
     }
 
-    /// [`Self::apply_diff`] from a borrowed reader (see [`stream_pump`]).
+    /// [`Self::apply_diff`] from a borrowed reader (see [`stream_pump`]), or of a tar whose
+    /// headers were parsed (lent as is: the guest takes its entries, `tar-headers`).
     pub fn apply_diff_from(
         &self,
         dir: &Path,
-        input: &mut dyn Read,
+        input: LayerTar<'_>,
         options: &storage_archive::ApplyOptions,
     ) -> Result<u64, ComponentError> {
-        stream_pump::with_input(input, |input| self.apply_diff(dir, input, options))
+        match input {
+            LayerTar::Stream(input) => stream_pump::with_input(input, |input| {
+                self.apply_diff_lent(dir, LentInput::new(input), options)
+            }),
+            LayerTar::Parsed(parsed) => {
+                self.apply_diff_lent(dir, LentInput::parsed(parsed), options)
+            }
+        }
     }
 
     /// [`Self::overlay_diff`] into a borrowed writer (see [`stream_pump`]).
@@ -265,9 +278,19 @@ impl ArchiveComponent {
         input: Box<dyn Read + Send>,
         options: &storage_archive::ApplyOptions,
     ) -> Result<u64, ComponentError> {
+        self.apply_diff_lent(dir, LentInput::new(input), options)
+    }
+
+    /// [`Self::apply_diff`] of a lent input.
+    fn apply_diff_lent(
+        &self,
+        dir: &Path,
+        input: LentInput,
+        options: &storage_archive::ApplyOptions,
+    ) -> Result<u64, ComponentError> {
         let mut call = self.start()?;
         let dir = call.lend_dir(dir)?;
-        let input = call.push(LentInput::new(input))?;
+        let input = call.push(input)?;
         let options = apply_options_to_wit(options);
         let result = call.plugin.storage_plugin_archive().call_apply_diff(
             &mut call.store,

@@ -63,13 +63,15 @@ impl HostState {
         call: &mut Call<'_>,
         handle: &Resource<LentInput>,
     ) -> ArchiveResult<Resource<LentInput>> {
-        let reader = self
+        let lent = self
             .table
             .get_mut(handle)
-            .map_err(|e| relay_error(op, format!("input handle: {e}")))?
+            .map_err(|e| relay_error(op, format!("input handle: {e}")))?;
+        let parsed = lent.parsed_tar();
+        let reader = lent
             .take_reader()
             .ok_or_else(|| relay_error(op, "input stream in use".into()))?;
-        call.push(LentInput::new(reader))
+        call.push(LentInput::with_parsed(reader, parsed))
             .map_err(|e| component_error(op, e))
     }
 

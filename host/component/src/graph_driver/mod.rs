@@ -20,7 +20,7 @@ mod naive;
 use super::driver::{DriverComponent, LayerLocation};
 use super::engine::{LoadedComponent, Runtime, RuntimeConfig};
 use super::error::{ComponentError, Rephrased};
-use super::host_fs::DriverHomes;
+use super::host_fs::{DriverHomes, LentInput};
 use super::limits::PluginLimits;
 use super::mounts::LayerMounts;
 use storage_driver::archive_runtime::ArchiveProvider;
@@ -379,6 +379,18 @@ impl GraphDriver for ComponentGraphDriver {
         diff: &mut dyn Read,
         opts: &ApplyDiffOpts,
     ) -> DriverResult<u64> {
+        if let Some(parsed) = &opts.parsed {
+            // An import's tar, owned and parsed: lent as is, entries and all.
+            let lent = LentInput::parsed(parsed.clone());
+            return match self.component.apply_diff_lent(id, parent, lent, opts) {
+                // Left to the host before a byte was read: the naive diff applies it.
+                Err(DriverError::Unsupported(_)) if parsed.delivered() == 0 => {
+                    naive::apply_diff(self, id, diff, opts)
+                }
+                Err(e) => Err(tidy(e)),
+                Ok(size) => Ok(size),
+            };
+        }
         // The guest's stream must own its reader, and `diff` is borrowed: the guest runs on
         // a scoped thread reading chunks this thread feeds from `diff`, a few at a time, once
         // it has asked for the first.

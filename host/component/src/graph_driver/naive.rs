@@ -170,7 +170,7 @@ pub(super) fn apply_diff(
     let layer = LayerTree::get(driver, id, &opts.mount_label, false)?;
     let mut options = confined::apply_options(opts, WhiteoutFormat::Aufs, false);
     options.ignore_chown_errors |= driver.ignore_chown_errors;
-    let result = archive.apply_tar(&layer.path, diff, &options);
+    let result = archive.apply_tar(&layer.path, opts.layer_tar(diff), &options);
     finish(result, layer, None)
 }
 

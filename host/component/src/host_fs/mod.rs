@@ -7,6 +7,7 @@
 //!
 //! One module per interface: `directory` (the `filesystem` directory resource), `entries`
 //! (creating an entry with its metadata in one call), `streams` (the lent input and output),
+//! `tar_headers` (the entries of an input the host parsed already),
 //! `homes` (the other driver homes a driver component may ask for); `convert` maps the
 //! archive crate's types and errors to and from their WIT form.
 
@@ -20,6 +21,7 @@ use wasmtime::component::{Resource, ResourceTable};
 use crate::bindings::storage::plugin::types;
 use crate::limits::PluginLimiter;
 use storage_driver::confined::ConfinedDir;
+use storage_driver::parsed_tar::SharedParsedTar;
 
 mod convert;
 mod directory;
@@ -27,6 +29,7 @@ mod entries;
 mod homes;
 mod rules;
 mod streams;
+mod tar_headers;
 
 pub(crate) use convert::io_error;
 pub use convert::{error_from_wit, error_to_wit};
@@ -149,6 +152,8 @@ impl LentDir {
 pub struct LentInput {
     /// `None` only while a host fast path is copying from it.
     reader: Option<Box<InputReader>>,
+    /// The same stream with its headers parsed, when it is an import's (`tar-headers`).
+    parsed: Option<SharedParsedTar>,
 }
 
 impl LentInput {
@@ -156,6 +161,28 @@ impl LentInput {
     pub fn new(reader: Box<InputReader>) -> Self {
         LentInput {
             reader: Some(reader),
+            parsed: None,
+        }
+    }
+
+    /// Lends a tar whose headers were parsed: the guest may read its bytes or its entries.
+    pub fn parsed(tar: SharedParsedTar) -> Self {
+        LentInput {
+            reader: Some(Box::new(tar.clone())),
+            parsed: Some(tar),
+        }
+    }
+
+    /// The parsed form of the stream, if it has one (to lend along with the reader).
+    pub(crate) fn parsed_tar(&self) -> Option<SharedParsedTar> {
+        self.parsed.clone()
+    }
+
+    /// Lends `reader` with the parsed form `parsed` of the same stream, if any.
+    pub(crate) fn with_parsed(reader: Box<InputReader>, parsed: Option<SharedParsedTar>) -> Self {
+        LentInput {
+            reader: Some(reader),
+            parsed,
         }
     }
 

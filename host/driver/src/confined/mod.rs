@@ -1,6 +1,6 @@
 //! `ConfinedDir`: a directory handle that implements the archive crate's filesystem traits
 //! with every path resolved beneath it, and the path-level wrappers drivers call
-//! ([`apply_tar`], [`write_tar`], [`write_naive_diff`], [`write_overlay_diff`],
+//! ([`apply_tar`], [`apply_parsed_tar`], [`write_tar`], [`write_naive_diff`], [`write_overlay_diff`],
 //! [`changes_naive`], [`changes_overlay`], [`diff_size_naive`], [`tree_size`]).
 //!
 //! Confinement: the parent of every path is opened with `openat2(RESOLVE_IN_ROOT |
@@ -33,9 +33,9 @@ mod write;
 use crate::syscalls::Syscalls;
 pub use errors::{fs_error, io_error};
 pub use trees::{
-    apply_options, apply_tar, changes_naive, changes_overlay, diff_options, diff_size_naive,
-    id_mapping, to_host_changes, tree_size, write_naive_diff, write_overlay_diff, write_tar,
-    ParentTree,
+    apply_options, apply_parsed_tar, apply_tar, changes_naive, changes_overlay, diff_options,
+    diff_size_naive, id_mapping, to_host_changes, tree_size, write_naive_diff, write_overlay_diff,
+    write_tar, ParentTree,
 };
 
 /// A directory lent to the archive logic; `I` and `O` are the stream types it copies file

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use storage_archive::fs::Timestamp;
 use storage_archive::{
-    ApplyOptions, ArchiveError, DiffOptions, IdMapping, IdRange, OverlayOptions,
+    ApplyOptions, ArchiveError, DiffOptions, IdMapping, IdRange, OverlayOptions, ParsedEntries,
+    ParsedTar,
 };
 
 use super::errors::io_error;
@@ -121,6 +122,22 @@ pub fn apply_tar(
 ) -> Result<u64, ArchiveError> {
     let mut fs = open_dir(dir)?;
     storage_archive::apply_layer(&mut fs, input, opts)
+}
+
+/// [`apply_tar`] of a tar whose headers were parsed already: the entries are read from it.
+pub fn apply_parsed_tar(
+    dir: &Path,
+    input: &mut (dyn ParsedTar + Send),
+    opts: &ApplyOptions,
+) -> Result<u64, ArchiveError> {
+    let mut fs = ConfinedDir::<dyn ParsedTar + Send, dyn Write>::open(dir).map_err(|e| {
+        ArchiveError::Fs {
+            op: "open",
+            path: dir.as_os_str().as_bytes().to_vec(),
+            source: io_error(e, "open"),
+        }
+    })?;
+    storage_archive::apply_entries(&mut fs, &mut ParsedEntries::new(input), opts)
 }
 
 /// Writes a tar of the whole tree at `dir` (a layer without parent).

@@ -18,6 +18,7 @@ use crate::layers::LayerRecord;
 use crate::records::big_data_file_name;
 use crate::store_dir::DirFile;
 use storage_driver::idmap::IdMappings;
+use storage_driver::parsed_tar::SharedParsedTar;
 use storage_driver::{ApplyDiffOpts, Change, DriverError, MountOpts};
 
 /// The compression `diff` writes.
@@ -96,12 +97,18 @@ impl Store {
             mount_label: record.mount_label.clone(),
             ignore_chown_errors: false,
             force_mask: None,
+            parsed: None,
         };
         let driver = self.driver.as_ref();
         let id = record.id.clone();
         let mut applied = 0u64;
-        let mut apply = |tar: &mut dyn Read| -> Result<u64, DriverError> {
-            let n = driver.apply_diff(&id, parent.as_deref(), tar, &opts)?;
+        let mut apply = |mut tar: SharedParsedTar| -> Result<u64, DriverError> {
+            // The driver reads the entries tar-split parsed, or the same bytes.
+            let opts = ApplyDiffOpts {
+                parsed: Some(tar.clone()),
+                ..opts.clone()
+            };
+            let n = driver.apply_diff(&id, parent.as_deref(), &mut tar, &opts)?;
             crate::crash_point::crash_point("apply-archive:applied");
             applied = n;
             Ok(n)

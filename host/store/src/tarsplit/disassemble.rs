@@ -3,6 +3,7 @@
 use std::io::{self, Read, Write};
 
 use storage_archive::tar_parser::{Need, SparseMap, TarEntryHeader, TarParser};
+use storage_driver::parsed_tar::Piece;
 
 use super::crc::FileCrc;
 use super::{Result, TarSplitEntry, TarSplitError, TarSplitWriter, BLOCK, MAX_RAW, TRAILING_CHUNK};
@@ -93,11 +94,29 @@ impl<W: Write> Disassembler<W> {
     }
 
     /// Feeds the next bytes of the tar stream.
-    pub fn feed(&mut self, mut data: &[u8]) -> Result<()> {
-        while !data.is_empty() {
-            let used = self.step(data)?;
+    pub fn feed(&mut self, data: &[u8]) -> Result<()> {
+        self.feed_with(data, None)
+    }
+
+    /// Feeds the next bytes of the tar stream and says how they are cut, in `pieces` (byte
+    /// ranges relative to `data`): header bytes, payload, the headers parsed from them, the
+    /// end of the archive; a reader downstream then need not parse the headers again. After
+    /// an error, `pieces` cover the bytes before [`Disassembler::position`]'s.
+    pub fn feed_outlined(&mut self, data: &[u8], pieces: &mut Vec<Piece>) -> Result<()> {
+        self.feed_with(data, Some(pieces))
+    }
+
+    /// Whether the end of the archive was seen (what follows is trailing data).
+    pub fn ended(&self) -> bool {
+        matches!(self.phase, Phase::Trailing)
+    }
+
+    fn feed_with(&mut self, data: &[u8], mut pieces: Option<&mut Vec<Piece>>) -> Result<()> {
+        let mut at = 0;
+        while at < data.len() {
+            let used = self.step(&data[at..], at, pieces.as_deref_mut())?;
             self.position += used as u64;
-            data = &data[used..];
+            at += used;
         }
         Ok(())
     }
@@ -142,10 +161,12 @@ impl<W: Write> Disassembler<W> {
         ))
     }
 
-    /// Consumes a prefix of `data` and returns its length.
-    fn step(&mut self, data: &[u8]) -> Result<usize> {
+    /// Consumes a prefix of `data` (which starts `at` bytes into the fed chunk) and returns
+    /// its length; notes in `pieces` what it was.
+    fn step(&mut self, data: &[u8], at: usize, pieces: Option<&mut Vec<Piece>>) -> Result<usize> {
         if let Phase::Trailing = self.phase {
             let take = (TRAILING_CHUNK - self.raw.len()).min(data.len());
+            outline_raw(pieces, at..at + take);
             self.raw.extend_from_slice(&data[..take]);
             if self.raw.len() == TRAILING_CHUNK {
                 let chunk = std::mem::take(&mut self.raw);
@@ -167,13 +188,22 @@ impl<W: Write> Disassembler<W> {
                     let entry = self.parser.push_raw(&self.pending)?;
                     self.pending.clear();
                     if let Some(entry) = entry {
-                        self.start_file(entry)?;
+                        self.start_file(&entry)?;
+                        if let Some(pieces) = pieces {
+                            outline_raw(Some(&mut *pieces), at..at + take);
+                            pieces.push(Piece::Header(Box::new(entry)));
+                        }
+                        return Ok(take);
                     }
                 }
+                outline_raw(pieces, at..at + take);
                 Ok(take)
             }
             Need::Payload(remaining) => {
                 let take = clamp(remaining, data.len());
+                if let Some(pieces) = pieces {
+                    pieces.push(Piece::Payload(at..at + take));
+                }
                 if let Some(file) = self.file.as_mut() {
                     file.update(&data[..take]);
                 }
@@ -185,6 +215,9 @@ impl<W: Write> Disassembler<W> {
             }
             Need::Done => {
                 self.end_of_archive()?;
+                if let Some(pieces) = pieces {
+                    pieces.push(Piece::End);
+                }
                 Ok(0)
             }
         }
@@ -199,7 +232,7 @@ impl<W: Write> Disassembler<W> {
         Ok(())
     }
 
-    fn start_file(&mut self, entry: TarEntryHeader) -> Result<()> {
+    fn start_file(&mut self, entry: &TarEntryHeader) -> Result<()> {
         // Go's tarlog uses uint32(hdr.Uid): IDs wrap, they are not rejected.
         self.log_owner(&entry.path, entry.uid as u32, entry.gid as u32);
         let raw = std::mem::take(&mut self.raw);
@@ -207,10 +240,10 @@ impl<W: Write> Disassembler<W> {
         let size = i64::try_from(entry.size)
             .map_err(|_| TarSplitError::InvalidHeader("size out of range".into()))?;
         self.file = Some(PassingFile {
-            name: entry.path,
+            name: entry.path.clone(),
             size,
             crc: FileCrc::new(),
-            sparse: entry.sparse.map(SparseCursor::new),
+            sparse: entry.sparse.clone().map(SparseCursor::new),
         });
         if self.parser.payload_remaining() == 0 {
             self.end_file()?;
@@ -343,6 +376,21 @@ pub fn disassemble(mut tar: impl Read, out: impl Write) -> Result<(IdSets, u64)>
     }
     let (_, ids) = disassembler.finish()?;
     Ok((ids, total))
+}
+
+/// Notes header bytes, joined to the piece before when that is header bytes too.
+fn outline_raw(pieces: Option<&mut Vec<Piece>>, range: std::ops::Range<usize>) {
+    let Some(pieces) = pieces else { return };
+    if range.is_empty() {
+        return;
+    }
+    if let Some(Piece::Raw(last)) = pieces.last_mut() {
+        if last.end == range.start {
+            last.end = range.end;
+            return;
+        }
+    }
+    pieces.push(Piece::Raw(range));
 }
 
 fn clamp(remaining: u64, available: usize) -> usize {

@@ -11,7 +11,10 @@ use std::collections::HashMap;
 
 use proptest::collection::vec;
 use proptest::prelude::*;
-use storage_archive::TarStreamReader;
+use std::io::Read;
+
+use storage_archive::{ParsedTar, TarStreamReader};
+use storage_driver::parsed_tar::{Outline, ParsedTarStream, Piece, SharedParsedTar};
 
 use super::test_tar::{header, TestTar};
 use super::tests::MemFiles;
@@ -340,6 +343,74 @@ proptest! {
         // Only junk after the two end blocks is left to the caller.
         match end {
             End::TwoBlocks(junk) => prop_assert_eq!(after, &junk[..]),
+            End::Missing | End::OneBlock => prop_assert!(after.is_empty()),
+        }
+    }
+
+    #[test]
+    fn the_outline_is_the_stream_with_the_parsers_headers(
+        entries in vec(entry(), 0..10),
+        end in end(),
+        pieces in vec(1usize..2000, 1..20),
+    ) {
+        let (tar, _) = build(&entries, &end);
+        // What the one parser reads, entry by entry: each header and its payload.
+        let mut expected = Vec::new();
+        let mut reader = TarStreamReader::new(&tar[..]);
+        while let Some(header) = reader.next_entry().expect("entry") {
+            let mut payload = vec![0u8; reader.payload_remaining() as usize];
+            let mut filled = 0;
+            while filled < payload.len() {
+                filled += reader.read_payload(&mut payload[filled..]).expect("payload");
+            }
+            expected.push((header, payload));
+        }
+
+        // The same tar fed in pieces and outlined, as an import hands it on.
+        let (outlines, received) = std::sync::mpsc::channel();
+        let mut disassembler = Disassembler::new(Vec::new());
+        let mut rest = &tar[..];
+        for size in pieces.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at((*size).min(rest.len()));
+            let mut cut = Vec::new();
+            disassembler.feed_outlined(now, &mut cut).expect("feed");
+            // The byte pieces cover the chunk, in order.
+            let mut at = 0;
+            for piece in &cut {
+                if let Piece::Raw(r) | Piece::Payload(r) = piece {
+                    prop_assert_eq!(r.start, at);
+                    at = r.end;
+                }
+            }
+            prop_assert_eq!(at, now.len());
+            outlines.send(Outline { chunk: std::sync::Arc::new(now.to_vec()), pieces: cut }).expect("send");
+            rest = later;
+        }
+        if !disassembler.ended() {
+            outlines.send(Outline { chunk: Default::default(), pieces: vec![Piece::End] }).expect("send");
+        }
+        disassembler.finish().expect("finish");
+        drop(outlines);
+        let stream = SharedParsedTar::new(ParsedTarStream::new(received));
+
+        // Read as entries: the parser's headers and payloads.
+        let mut entries_read = Vec::new();
+        let mut parsed = stream.clone();
+        while let Some(header) = parsed.next_header().expect("header") {
+            let mut payload = vec![0u8; header.stored_size() as usize];
+            parsed.read_exact(&mut payload).expect("payload");
+            entries_read.push((header, payload));
+        }
+        prop_assert_eq!(entries_read, expected);
+        // Read on as bytes: what follows the archive.
+        let mut after = Vec::new();
+        parsed.read_to_end(&mut after).expect("rest");
+        prop_assert_eq!(stream.delivered(), tar.len() as u64);
+        match end {
+            End::TwoBlocks(junk) => prop_assert_eq!(after, junk),
             End::Missing | End::OneBlock => prop_assert!(after.is_empty()),
         }
     }
