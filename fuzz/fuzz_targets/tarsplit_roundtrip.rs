@@ -3,7 +3,10 @@
 //! extracted of it.
 //!
 //! Checked: no panic; the records do not depend on how the tar was cut into pieces
-//! (`Disassembler` in pieces and `disassemble` agree); when the disassembly succeeded, the
+//! (`Disassembler` in pieces and `disassemble` agree); the outline an import hands on
+//! (`feed_outlined`) covers every byte fed, in order, and its headers are the one parser's
+//! (all of them when the disassembly succeeded, a prefix when it failed, at most one end);
+//! when the disassembly succeeded, the
 //! tar parses to its end, and reassembly from its own files gives it back byte for byte;
 //! reassembly from the extracted tree gives it back byte for byte or fails on a file (one
 //! removed or changed by a later entry, as in Go), never otherwise.
@@ -14,7 +17,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use storage_archive::{apply_layer, ApplyOptions};
+use storage_archive::{apply_layer, ApplyOptions, TarEntryHeader, TarStreamReader};
+use storage_driver::parsed_tar::Piece;
 use storage_fuzz::{base_tree, tar_files, CheckedFs, MapGetter, MemFsGetter, Rng};
 use storage_store::tarsplit::{
     disassemble, reassemble, Disassembler, TarSplitEntry, TarSplitError, TarSplitReader,
@@ -35,12 +39,51 @@ fuzz_target!(|data: &[u8]| {
     let mut disassembler = Disassembler::new(Vec::new());
     let mut rest = tar;
     let mut fed = Ok(());
+    let mut outlined: Vec<TarEntryHeader> = Vec::new();
+    let mut ends = 0;
     while !rest.is_empty() && fed.is_ok() {
         let n = rng.size(max_piece).min(rest.len());
-        fed = disassembler.feed(&rest[..n]);
+        let start = disassembler.position();
+        let mut cut = Vec::new();
+        fed = disassembler.feed_outlined(&rest[..n], &mut cut);
+        // The byte pieces cover what was taken in, in order.
+        let taken = usize::try_from(disassembler.position() - start).expect("a piece's length");
+        let mut at = 0;
+        for piece in cut {
+            match piece {
+                Piece::Raw(r) | Piece::Payload(r) => {
+                    assert_eq!(r.start, at, "outline pieces leave a gap or overlap");
+                    at = r.end;
+                }
+                Piece::Header(h) => outlined.push(*h),
+                Piece::End => ends += 1,
+                Piece::Refused(_) => panic!("the disassembler outlines no refusal"),
+            }
+        }
+        assert_eq!(at, taken, "the outline does not cover the bytes taken in");
+        assert!(fed.is_err() || taken == n, "bytes fed but not taken in");
         rest = &rest[n..];
     }
+    assert!(ends <= 1, "more than one end");
     let pieces = fed.and_then(|()| disassembler.finish());
+    // The outline's headers are the parser's, as far as the disassembly went.
+    let mut parsed = Vec::new();
+    let mut reader = TarStreamReader::new(tar);
+    while let Ok(Some(header)) = reader.next_entry() {
+        parsed.push(header);
+    }
+    if pieces.is_ok() {
+        assert!(
+            outlined == parsed,
+            "the outline's headers are not the parser's"
+        );
+    } else {
+        assert!(
+            parsed.starts_with(&outlined),
+            "the outline's headers are not a prefix of the parser's"
+        );
+    }
+
     let mut whole = Vec::new();
     let tarsplit = match (pieces, disassemble(tar, &mut whole)) {
         (Ok((tarsplit, ids)), Ok((whole_ids, n))) => {

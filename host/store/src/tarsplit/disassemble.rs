@@ -114,9 +114,20 @@ impl<W: Write> Disassembler<W> {
     fn feed_with(&mut self, data: &[u8], mut pieces: Option<&mut Vec<Piece>>) -> Result<()> {
         let mut at = 0;
         while at < data.len() {
-            let used = self.step(&data[at..], at, pieces.as_deref_mut())?;
-            self.position += used as u64;
-            at += used;
+            match self.step(&data[at..], at, pieces.as_deref_mut()) {
+                Ok(used) => {
+                    self.position += used as u64;
+                    at += used;
+                }
+                Err(e) => {
+                    // The failing step may have noted its bytes (a payload whose file entry
+                    // was then refused): the outline covers only what was taken in.
+                    if let Some(pieces) = pieces {
+                        clip(pieces, at);
+                    }
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }
@@ -378,6 +389,17 @@ pub fn disassemble(mut tar: impl Read, out: impl Write) -> Result<(IdSets, u64)>
     Ok((ids, total))
 }
 
+/// Drops what `pieces` say of the bytes from `at` on.
+fn clip(pieces: &mut Vec<Piece>, at: usize) {
+    while let Some(Piece::Raw(range) | Piece::Payload(range)) = pieces.last_mut() {
+        if range.start < at {
+            range.end = range.end.min(at);
+            return;
+        }
+        pieces.pop();
+    }
+}
+
 /// Notes header bytes, joined to the piece before when that is header bytes too.
 fn outline_raw(pieces: Option<&mut Vec<Piece>>, range: std::ops::Range<usize>) {
     let Some(pieces) = pieces else { return };
@@ -413,6 +435,34 @@ fn base_name(name: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refusal found after a step noted its bytes (a payload whose file entry repeats a
+    /// path) leaves an outline of exactly the bytes taken in (found by fuzzing).
+    #[test]
+    fn a_refused_step_leaves_no_bytes_in_the_outline() {
+        let mut t = crate::tarsplit::test_tar::TestTar::default();
+        t.file(b"a", b"first", (0, 0))
+            .file(b"./a", b"second", (0, 0))
+            .end();
+        let mut d = Disassembler::new(Vec::new());
+        let mut pieces = Vec::new();
+        let err = d
+            .feed_outlined(&t.bytes, &mut pieces)
+            .expect_err("a repeated path");
+        assert!(matches!(err, TarSplitError::DuplicatePath(_)), "{err}");
+        let covered = pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Raw(r) | Piece::Payload(r) => Some(r.clone()),
+                _ => None,
+            })
+            .fold(0, |at, r| {
+                assert_eq!(r.start, at);
+                r.end
+            });
+        assert_eq!(covered as u64, d.position());
+        assert!(d.position() < t.bytes.len() as u64);
+    }
 
     #[test]
     fn base_names_are_go_path_base() {
