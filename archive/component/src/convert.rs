@@ -161,6 +161,21 @@ pub fn apply_options(o: wit_archive::ApplyOptions) -> storage_archive::ApplyOpti
     }
 }
 
+/// WIT sparse map → archive sparse map.
+pub fn sparse_map(map: wit::SparseMap) -> afs::SparseMap {
+    afs::SparseMap {
+        real_size: map.real_size,
+        regions: map
+            .regions
+            .into_iter()
+            .map(|r| afs::SparseRegion {
+                offset: r.offset,
+                length: r.length,
+            })
+            .collect(),
+    }
+}
+
 /// Archive sparse map → WIT sparse map.
 pub fn wit_sparse_map(map: &afs::SparseMap) -> wit::SparseMap {
     wit::SparseMap {

@@ -1,13 +1,12 @@
 //! The entries of a layer tar the host parsed already (`tar-headers`): an import's tar is
 //! parsed once, on the host, to record tar-split, and applied from those headers here.
 
-use storage_archive::fs as afs;
 use storage_archive::{ArchiveError, EntryKind, TarEntries, TarEntryHeader};
 
 use crate::bindings::storage::plugin::archive_types as wit_archive;
 use crate::bindings::storage::plugin::streams::InputStream;
 use crate::bindings::storage::plugin::tar_headers as wit_headers;
-use crate::convert::timestamp;
+use crate::convert::{sparse_map, timestamp};
 use crate::guest_fs::{GuestDir, GuestInput};
 
 /// Applies the layer tar lent as `input` to `fs`: from the entries the host parsed when it
@@ -114,17 +113,7 @@ fn header_from_wit(h: wit_headers::TarHeader) -> TarEntryHeader {
         uname: None,
         gname: None,
         pax_records: Vec::new(),
-        sparse: h.sparse.map(|map| afs::SparseMap {
-            real_size: map.real_size,
-            regions: map
-                .regions
-                .into_iter()
-                .map(|r| afs::SparseRegion {
-                    offset: r.offset,
-                    length: r.length,
-                })
-                .collect(),
-        }),
+        sparse: h.sparse.map(sparse_map),
     }
 }
 

@@ -44,6 +44,34 @@ pub(super) fn time_from_wit(t: types::Timestamp) -> afs::Timestamp {
     }
 }
 
+pub(super) fn sparse_map_to_wit(map: &afs::SparseMap) -> types::SparseMap {
+    types::SparseMap {
+        real_size: map.real_size,
+        regions: map
+            .regions
+            .iter()
+            .map(|r| types::SparseRegion {
+                offset: r.offset,
+                length: r.length,
+            })
+            .collect(),
+    }
+}
+
+pub(super) fn sparse_map_from_wit(map: types::SparseMap) -> afs::SparseMap {
+    afs::SparseMap {
+        real_size: map.real_size,
+        regions: map
+            .regions
+            .into_iter()
+            .map(|r| afs::SparseRegion {
+                offset: r.offset,
+                length: r.length,
+            })
+            .collect(),
+    }
+}
+
 pub(super) fn metadata_from_wit(meta: entries::EntryMetadata) -> afs::EntryMetadata {
     afs::EntryMetadata {
         uid: meta.uid,

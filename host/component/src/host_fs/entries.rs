@@ -3,7 +3,7 @@
 use storage_archive::fs::{self as afs, FsRead, FsWrite};
 use wasmtime::component::Resource;
 
-use super::convert::{error_to_wit, metadata_from_wit};
+use super::convert::{error_to_wit, metadata_from_wit, sparse_map_from_wit};
 use super::{FsResult, HostState, LentDir, LentInput};
 use crate::bindings::storage::plugin::{entries, types};
 
@@ -58,17 +58,7 @@ impl entries::Host for HostState {
     ) -> FsResult<()> {
         check_new_file_xattrs(&path, &meta)?;
         let meta = metadata_from_wit(meta);
-        let map = afs::SparseMap {
-            real_size: layout.real_size,
-            regions: layout
-                .regions
-                .into_iter()
-                .map(|r| afs::SparseRegion {
-                    offset: r.offset,
-                    length: r.length,
-                })
-                .collect(),
-        };
+        let map = sparse_map_from_wit(layout);
         self.with_input(&h, &path, &input, |dir, reader| {
             dir.confined
                 .create_sparse_file_with_metadata(&path, create_mode, &map, reader, &meta)

@@ -5,6 +5,7 @@
 use storage_archive::{ArchiveError, EntryKind, ParsedTar, TarEntryHeader};
 use wasmtime::component::Resource;
 
+use super::convert::sparse_map_to_wit;
 use super::{HostState, LentInput};
 use crate::bindings::storage::plugin::{archive_types, tar_headers, types};
 
@@ -56,17 +57,7 @@ fn header_to_wit(h: TarEntryHeader) -> tar_headers::TarHeader {
         dev_major: h.dev_major,
         dev_minor: h.dev_minor,
         xattrs: h.xattrs,
-        sparse: h.sparse.map(|map| types::SparseMap {
-            real_size: map.real_size,
-            regions: map
-                .regions
-                .iter()
-                .map(|r| types::SparseRegion {
-                    offset: r.offset,
-                    length: r.length,
-                })
-                .collect(),
-        }),
+        sparse: h.sparse.as_ref().map(sparse_map_to_wit),
     }
 }
 
