@@ -6,14 +6,16 @@
 //! component that is swapped for a symlink, does not redirect the store's writes: every file
 //! is named by one component under the handle (`openat`, `renameat`, `fstatat`).
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
 /// An open directory of the store, and the path it was opened by (for messages).
 #[derive(Debug)]
@@ -184,15 +186,76 @@ impl StoreDir {
         })
     }
 
+    /// Opens `name` to read; `None` when there is no such file.
+    pub fn open_existing(&self, name: &str) -> io::Result<Option<File>> {
+        match self.open_file(name, OFlags::RDONLY, 0) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the directory `name` in this one; `None` when there is no such directory.
+    pub fn open_existing_dir(&self, name: &str) -> io::Result<Option<StoreDir>> {
+        match self.open_dir(name) {
+            Ok(dir) => Ok(Some(dir)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The size of the file `name` (through a symlink, as `std::fs::metadata`).
+    pub fn size_of(&self, name: &str) -> io::Result<u64> {
+        let st = rustix::fs::statat(&self.fd, one_component(name)?, AtFlags::empty())?;
+        Ok(u64::try_from(st.st_size).unwrap_or(0))
+    }
+
+    /// Copies the file `name` to `to_name` in `to` (0600, replacing what was there), never
+    /// through a symlink at either end.
+    pub fn copy_file(&self, name: &str, to: &StoreDir, to_name: &str) -> io::Result<u64> {
+        let mut from = self.open_file(name, OFlags::RDONLY | OFlags::NOFOLLOW, 0)?;
+        let mut copy = to.open_file(
+            to_name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW,
+            0o600,
+        )?;
+        io::copy(&mut from, &mut copy)
+    }
+
+    /// Removes `name` and, when it is a directory, everything below it, never following a
+    /// symlink; a missing one is fine. Any name the directory lists will do (also one that
+    /// is not UTF-8).
+    pub fn remove_all(&self, name: impl AsRef<OsStr>) -> io::Result<()> {
+        let name = one_os_component(name.as_ref())?;
+        storage_driver::tree_copy::remove_tree_at(self.fd.as_fd(), name.as_bytes()).map_err(|e| {
+            match e.errno {
+                0 => io::Error::other(e),
+                errno => io::Error::new(io::Error::from_raw_os_error(errno).kind(), e),
+            }
+        })
+    }
+
+    /// Whether `name` is a directory (a symlink to one is not).
+    pub fn is_dir(&self, name: impl AsRef<OsStr>) -> bool {
+        one_os_component(name.as_ref())
+            .and_then(|name| {
+                Ok(rustix::fs::statat(
+                    &self.fd,
+                    name,
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )?)
+            })
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+    }
+
     /// The names in the directory (`.` and `..` left out).
     pub fn names(&self) -> io::Result<Vec<std::ffi::OsString>> {
-        use std::os::unix::ffi::OsStrExt;
         let mut dir = rustix::fs::Dir::read_from(&self.fd)?;
         let mut names = Vec::new();
         while let Some(entry) = dir.read() {
             let name = entry?.file_name().to_bytes().to_vec();
             if name != b"." && name != b".." {
-                names.push(std::ffi::OsStr::from_bytes(&name).to_os_string());
+                names.push(OsStr::from_bytes(&name).to_os_string());
             }
         }
         Ok(names)
@@ -281,7 +344,13 @@ pub fn split_path(path: &Path) -> io::Result<(&Path, &str)> {
 /// `name` if it is one path component (the store names its files; a `/` would leave the
 /// directory the handle holds).
 fn one_component(name: &str) -> io::Result<&str> {
-    if name.is_empty() || name == "." || name == ".." || name.contains('/') {
+    one_os_component(OsStr::new(name)).map(|_| name)
+}
+
+/// `name` if it is one path component, for names the directory itself lists.
+fn one_os_component(name: &OsStr) -> io::Result<&OsStr> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{name:?} is not a file name"),
@@ -367,5 +436,51 @@ mod tests {
             let err = dir.write_atomic(name, b"x", false).expect_err(name);
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{name}");
         }
+    }
+
+    /// What the store removes, copies and measures is named under the handle, and a
+    /// symlink is never followed out of it.
+    #[test]
+    fn removes_copies_and_measures_under_the_handle() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(outside.join("keep")).expect("mkdir");
+        std::fs::write(outside.join("keep/file"), b"kept").expect("write");
+        let dir = StoreDir::create(&tmp.path().join("store")).expect("create");
+        let tree = tmp.path().join("store/tree");
+        std::fs::create_dir_all(tree.join("a/b")).expect("mkdir");
+        std::fs::write(tree.join("a/b/f"), b"x").expect("write");
+        std::os::unix::fs::symlink(&outside, tree.join("a/link")).expect("symlink");
+        std::os::unix::fs::symlink(&outside, tmp.path().join("store/link")).expect("symlink");
+
+        assert!(dir.is_dir("tree"));
+        assert!(!dir.is_dir("link"), "a symlink to a directory is not one");
+        assert!(!dir.is_dir("missing"));
+        dir.remove_all("tree").expect("remove");
+        assert!(!tree.exists());
+        dir.remove_all("link").expect("remove");
+        assert!(std::fs::read(outside.join("keep/file")).is_ok_and(|d| d == b"kept"));
+        dir.remove_all("missing").expect("a missing one is fine");
+        assert!(dir.remove_all("..").is_err());
+        assert!(dir.remove_all("a/b").is_err());
+
+        dir.write_atomic("from", b"12345", false).expect("write");
+        let other = dir.create_dir("sub").expect("mkdir");
+        assert_eq!(dir.copy_file("from", &other, "to").expect("copy"), 5);
+        assert_eq!(other.size_of("to").expect("size"), 5);
+        let mut data = Vec::new();
+        assert!(other.read_into("to", &mut data).expect("read"));
+        assert_eq!(data, b"12345");
+        assert!(dir.open_existing("nothing").expect("open").is_none());
+        assert!(dir.open_existing("from").expect("open").is_some());
+        assert!(dir.open_existing_dir("nothing").expect("open").is_none());
+        assert!(dir.open_existing_dir("sub").expect("open").is_some());
+        std::os::unix::fs::symlink(outside.join("keep/file"), tmp.path().join("store/sub/ln"))
+            .expect("symlink");
+        assert!(
+            dir.copy_file("from", &other, "ln").is_err(),
+            "copied through a symlink"
+        );
+        assert!(std::fs::read(outside.join("keep/file")).is_ok_and(|d| d == b"kept"));
     }
 }

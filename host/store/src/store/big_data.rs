@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::images::find_image;
 use super::layers::find_layer;
@@ -11,23 +12,19 @@ use crate::records::{big_data_file_name, sha256_digest};
 use crate::store_dir::StoreDir;
 
 impl Store {
-    /// Where the big data of an object lives and its ID (RW stores, then RO).
+    /// Where the big data of an object lives: the directory of its kind's records in the
+    /// store that holds it (RW stores, then RO), and its ID, whose folder there holds the
+    /// items.
     pub(super) fn big_data_dir(
         &self,
         st: &State,
         kind: Kind,
         id: &str,
-    ) -> Result<(PathBuf, String), StoreError> {
+    ) -> Result<(&StoreDir, String), StoreError> {
         match kind {
             Kind::Layer => {
                 let l = find_layer(st, id).ok_or(StoreError::LayerUnknown)?;
-                let dir = match st.ro_layers.iter().position(|s| s.has_id(&l.id)) {
-                    Some(i) if !st.layers.has_id(&l.id) => {
-                        self.ro_root(i).join(format!("{}-layers", self.driver_name))
-                    }
-                    _ => self.layer_data_dir(st, &l.id),
-                };
-                Ok((dir.join(&l.id), l.id))
+                Ok((self.layer_data_dir(st, &l.id), l.id))
             }
             Kind::Image => {
                 let img = find_image(st, id).ok_or(StoreError::ImageUnknown)?;
@@ -35,29 +32,32 @@ impl Store {
                     .graph_images
                     .as_ref()
                     .is_some_and(|set| set.has_id(&img.id));
-                let dir = match st.ro_images.iter().position(|s| s.has_id(&img.id)) {
-                    _ if st.images.has_id(&img.id) => self.images_dir.path().to_path_buf(),
-                    _ if in_graph_root => match &self.graph_images_dir {
-                        Some(dir) => dir.path().to_path_buf(),
-                        None => self.images_dir.path().to_path_buf(),
-                    },
-                    Some(i) => self.ro_root(i).join(format!("{}-images", self.driver_name)),
-                    None => self.images_dir.path().to_path_buf(),
+                let ro = st.ro_images.iter().position(|s| s.has_id(&img.id));
+                let dir = match ro.and_then(|i| self.ro_images_dir(i)) {
+                    _ if st.images.has_id(&img.id) => &self.images_dir,
+                    _ if in_graph_root => {
+                        self.graph_images_dir.as_ref().unwrap_or(&self.images_dir)
+                    }
+                    Some(dir) => dir,
+                    None => &self.images_dir,
                 };
-                Ok((dir.join(&img.id), img.id))
+                Ok((dir, img.id))
             }
             Kind::Container => {
                 let c = st.containers.get(id).ok_or(StoreError::ContainerUnknown)?;
-                Ok((self.containers_dir.path().join(&c.id), c.id.clone()))
+                Ok((&self.containers_dir, c.id.clone()))
             }
         }
     }
 
-    pub(super) fn ro_root(&self, i: usize) -> PathBuf {
-        self.read_only_stores
-            .get(i)
-            .map(|ro| ro.root.clone())
-            .unwrap_or_default()
+    /// `<drv>-layers` of read-only store `i`, if it has one.
+    pub(super) fn ro_layers_dir(&self, i: usize) -> Option<&Arc<StoreDir>> {
+        self.read_only_stores.get(i)?.layers_dir.as_ref()
+    }
+
+    /// `<drv>-images` of read-only store `i`, if it has one.
+    pub(super) fn ro_images_dir(&self, i: usize) -> Option<&Arc<StoreDir>> {
+        self.read_only_stores.get(i)?.images_dir.as_ref()
     }
 
     /// Big-data keys of an object.
@@ -81,19 +81,16 @@ impl Store {
     /// One big-data item.
     pub fn big_data(&self, kind: Kind, id: &str, key: &str) -> Result<Vec<u8>, StoreError> {
         self.read(|st| {
-            let (dir, id) = self.big_data_dir(st, kind, id)?;
-            let path = dir.join(big_data_file_name(key));
-            match std::fs::read(&path) {
-                Ok(data) => Ok(data),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    Err(StoreError::BigDataUnknown {
-                        kind: kind_name(kind),
-                        key: key.to_string(),
-                        id,
-                        path,
-                    })
-                }
-                Err(e) => Err(StoreError::io("reading", path, e)),
+            let (parent, id) = self.big_data_dir(st, kind, id)?;
+            match read_item(parent, &id, key) {
+                Ok(Some(data)) => Ok(data),
+                Ok(None) => Err(StoreError::BigDataUnknown {
+                    kind: kind_name(kind),
+                    key: key.to_string(),
+                    path: item_path(parent, &id, key),
+                    id,
+                }),
+                Err(e) => Err(StoreError::io("reading", item_path(parent, &id, key), e)),
             }
         })
     }
@@ -241,6 +238,27 @@ impl RecordedItems<'_> {
     }
 }
 
+/// Reads the big-data item `key` of the object `id` from `<parent>/<id>/`; `None` when the
+/// object has no such item (or no folder).
+pub(super) fn read_item(
+    parent: &StoreDir,
+    id: &str,
+    key: &str,
+) -> std::io::Result<Option<Vec<u8>>> {
+    let Some(dir) = parent.open_existing_dir(id)? else {
+        return Ok(None);
+    };
+    let mut data = Vec::new();
+    Ok(dir
+        .read_into(&big_data_file_name(key), &mut data)?
+        .then_some(data))
+}
+
+/// The path of the big-data item `key` of the object `id` in `parent`, for messages.
+pub(super) fn item_path(parent: &StoreDir, id: &str, key: &str) -> PathBuf {
+    parent.path_of(id).join(big_data_file_name(key))
+}
+
 /// Writes the big-data item `key` of the object `id` into `<parent>/<id>/` (created, 0700),
 /// atomically and flushed.
 pub(super) fn write_item(
@@ -259,17 +277,19 @@ pub(super) fn write_item(
 
 /// Copies a read-only image's big data into the writable image store.
 pub(super) fn copy_image_big_data(image: &ImageRecord, store: &Store) -> Result<(), StoreError> {
-    for (i, _) in store.read_only_stores.iter().enumerate() {
-        let src = store
-            .ro_root(i)
-            .join(format!("{}-images", store.driver_name))
-            .join(&image.id);
-        if !src.is_dir() {
+    for ro in &store.read_only_stores {
+        let src = ro
+            .images_dir
+            .as_ref()
+            .and_then(|dir| dir.open_existing_dir(&image.id).ok().flatten());
+        let Some(src) = src else {
             continue;
-        }
+        };
+        let mut data = Vec::new();
         for key in &image.big_data_names {
-            let name = big_data_file_name(key);
-            if let Ok(data) = std::fs::read(src.join(&name)) {
+            // An item the read-only store lacks or cannot give is left out, as upstream's
+            // copy does.
+            if let Ok(true) = src.read_into(&big_data_file_name(key), &mut data) {
                 write_item(&store.images_dir, &image.id, key, &data)?;
             }
         }

@@ -2,13 +2,14 @@
 
 use std::path::PathBuf;
 
-use super::files::{log_best_effort, mkdir_0700, remove_path};
+use super::files::{log_best_effort, remove_all_in};
 use super::images::find_image;
 use super::locking::Need;
 use super::{ContainerOptions, Ctx, LayerOptions, Store, StoreError};
 use crate::containers::ContainerRecord;
 use crate::gojson::now_rfc3339_nano;
 use crate::records::new_identity;
+use crate::store_dir::StoreDir;
 
 impl Ctx<'_> {
     /// Removes a container record, its layer and its directories. No safety checks.
@@ -31,8 +32,8 @@ impl Ctx<'_> {
         self.st.containers.remove_id(&c.id);
         self.save_containers()?;
         crate::crash_point::crash_point("container-remove:record-removed");
-        for dir in self.store.container_dirs(&c.id) {
-            remove_path(&dir)?;
+        for dir in self.store.container_dirs() {
+            remove_all_in(dir, &c.id)?;
         }
         crate::crash_point::crash_point("container-remove:dirs-removed");
         match layer {
@@ -43,19 +44,10 @@ impl Ctx<'_> {
 }
 
 impl Store {
-    fn run_containers_dir(&self) -> PathBuf {
-        self.opts
-            .run_root
-            .join(format!("{}-containers", self.driver_name))
-    }
-
-    /// A container's directories: `<drv>-containers/<id>` in the graph root and in the
-    /// run root.
-    pub(super) fn container_dirs(&self, id: &str) -> [PathBuf; 2] {
-        [
-            self.containers_dir.path().join(id),
-            self.run_containers_dir().join(id),
-        ]
+    /// Where containers have their folders (`<drv>-containers/<id>`): the graph root's
+    /// `<drv>-containers` and the run root's.
+    pub(super) fn container_dirs(&self) -> [&StoreDir; 2] {
+        [&self.containers_dir, &self.run_containers_dir]
     }
 
     /// Every container.
@@ -164,18 +156,25 @@ impl Store {
     /// `<graphroot>/<drv>-containers/<id>/userdata`, created.
     pub fn container_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
         let id = self.container(name)?.id;
-        let dir = self.containers_dir.path().join(id).join("userdata");
-        mkdir_0700(&dir)?;
-        Ok(dir)
+        userdata_dir(&self.containers_dir, &id)
     }
 
     /// `<runroot>/<drv>-containers/<id>/userdata`, created.
     pub fn container_run_dir(&self, name: &str) -> Result<PathBuf, StoreError> {
         let id = self.container(name)?.id;
-        let dir = self.run_containers_dir().join(id).join("userdata");
-        mkdir_0700(&dir)?;
-        Ok(dir)
+        userdata_dir(&self.run_containers_dir, &id)
     }
+}
+
+/// `<parent>/<id>/userdata`, created (0700) under the handle, and its path.
+fn userdata_dir(parent: &StoreDir, id: &str) -> Result<PathBuf, StoreError> {
+    let dir = parent
+        .create_dir(id)
+        .and_then(|dir| dir.create_dir("userdata"))
+        .map_err(|e| {
+            StoreError::io("creating directory", parent.path_of(id).join("userdata"), e)
+        })?;
+    Ok(dir.path().to_path_buf())
 }
 
 #[cfg(test)]

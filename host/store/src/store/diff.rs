@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rustix::fs::OFlags;
 
+use super::big_data::item_path;
 use super::files::sync_filesystem;
 use super::images::find_image;
 use super::layers::{find_layer, layer_mappings, optional_layer_id};
@@ -241,15 +242,19 @@ impl Store {
                     queue.push(layer.parent.clone());
                 }
             }
-            let (dir, _) = self.big_data_dir(ctx.st, Kind::Image, &image.id)?;
+            let (parent, _) = self.big_data_dir(ctx.st, Kind::Image, &image.id)?;
             for key in &image.big_data_names {
                 let n = match image.big_data_sizes.get(key) {
                     Some(n) => *n,
                     None => {
-                        let path = dir.join(big_data_file_name(key));
-                        let meta = std::fs::metadata(&path)
-                            .map_err(|e| StoreError::io("reading the size of", path, e))?;
-                        i64::try_from(meta.len()).unwrap_or(i64::MAX)
+                        let len = parent
+                            .open_dir(&image.id)
+                            .and_then(|dir| dir.size_of(&big_data_file_name(key)))
+                            .map_err(|e| {
+                                let path = item_path(parent, &image.id, key);
+                                StoreError::io("reading the size of", path, e)
+                            })?;
+                        i64::try_from(len).unwrap_or(i64::MAX)
                     }
                 };
                 size = size.saturating_add(n);
@@ -290,10 +295,13 @@ impl Store {
                 }
                 other => StoreError::Compress(other),
             })?;
-            let tar_split = ctx.tar_split_path(&l.id);
             let real_parent = (!l.parent.is_empty()).then(|| l.parent.clone());
-            if from == real_parent && tar_split.exists() {
-                reassemble_layer(ctx, &l, &tar_split, &mut writer)?;
+            let tar_split = match from == real_parent {
+                true => open_tar_split(&ctx.tar_split_file(&l.id))?,
+                false => None,
+            };
+            if let Some(tar_split) = tar_split {
+                reassemble_layer(ctx, &l, tar_split, &mut writer)?;
             } else {
                 ctx.driver()
                     .diff(
@@ -335,15 +343,23 @@ struct DiffPair {
     from_mappings: IdMappings,
 }
 
-/// Re-creates the imported archive of `layer` from its tar-split and the layer's files.
+/// Opens a layer's tar-split to read; `None` when the layer has none (it was not imported,
+/// or its store kept none).
+pub(super) fn open_tar_split(tar_split: &DirFile) -> Result<Option<std::fs::File>, StoreError> {
+    tar_split
+        .dir()
+        .open_existing(tar_split.name())
+        .map_err(|e| StoreError::io("opening", tar_split.path(), e))
+}
+
+/// Re-creates the imported archive of `layer` from its tar-split (`file`, opened by
+/// [`open_tar_split`]) and the layer's files.
 pub(super) fn reassemble_layer(
     ctx: &mut Ctx<'_>,
     layer: &LayerRecord,
-    tar_split: &Path,
+    file: std::fs::File,
     out: &mut dyn Write,
 ) -> Result<(), StoreError> {
-    let file =
-        std::fs::File::open(tar_split).map_err(|e| StoreError::io("opening", tar_split, e))?;
     let tar_split_reader = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
     let store = ctx.store;
     match store.driver.diff_getter(&layer.id) {

@@ -7,6 +7,7 @@ use std::path::Path;
 use storage_driver::syscalls::Syscalls;
 
 use super::StoreError;
+use crate::store_dir::StoreDir;
 
 /// Creates a directory and its parents, readable by the owner only (as upstream does).
 pub(super) fn mkdir_0700(path: &Path) -> Result<(), StoreError> {
@@ -17,20 +18,11 @@ pub(super) fn mkdir_0700(path: &Path) -> Result<(), StoreError> {
         .map_err(|e| StoreError::io("creating directory", path, e))
 }
 
-/// Removes a file or directory tree; a missing one is fine.
-pub(super) fn remove_path(path: &Path) -> Result<(), StoreError> {
-    let result = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    };
-    match result {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(StoreError::io("removing", path, e))
-        }
-        _ => Ok(()),
-    }
+/// Removes `name` from `dir` with everything below it, never following a symlink; a missing
+/// one is fine.
+pub(super) fn remove_all_in(dir: &StoreDir, name: &str) -> Result<(), StoreError> {
+    dir.remove_all(name)
+        .map_err(|e| StoreError::io("removing", dir.path_of(name), e))
 }
 
 /// Flushes the filesystem holding `path`, so layer data is on disk before the record that

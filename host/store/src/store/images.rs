@@ -1,8 +1,9 @@
 //! Images: creating, finding and deleting them, with the layers only they use.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use super::files::{log_best_effort, mkdir_0700, remove_path};
+use super::files::{log_best_effort, mkdir_0700, remove_all_in};
 use super::layers::optional_layer_id;
 use super::locking::Need;
 use super::{Ctx, ImageOptions, State, Store, StoreError};
@@ -33,7 +34,7 @@ impl Ctx<'_> {
             self.st.images.remove_id(&image.id);
             self.save_images()?;
             crate::crash_point::crash_point("image-remove:record-removed");
-            return remove_path(&self.store.images_dir.path().join(&image.id));
+            return remove_all_in(&self.store.images_dir, &image.id);
         }
         // The graph root's image of a split store.
         let (Some(set), Some(dir)) = (&mut self.st.graph_images, &self.store.graph_images_dir)
@@ -43,10 +44,10 @@ impl Ctx<'_> {
         let Some(image) = set.get(id).cloned() else {
             return Err(StoreError::ImageUnknown);
         };
-        let dir = dir.path().join(&image.id);
+        let dir = Arc::clone(dir);
         set.remove_id(&image.id);
         self.save_graph_images()?;
-        remove_path(&dir)
+        remove_all_in(&dir, &image.id)
     }
 }
 
@@ -141,10 +142,9 @@ impl Store {
                 {
                     // Rolling back a directory no record names yet: the write's error is
                     // the one to report.
-                    let dir = self.images_dir.path_of(&image.id);
                     log_best_effort(
-                        format_args!("removing {} of a failed image", dir.display()),
-                        remove_path(&dir),
+                        format_args!("removing the folder of failed image {}", image.id),
+                        remove_all_in(&self.images_dir, &image.id),
                     );
                     return Err(e);
                 }
@@ -162,10 +162,9 @@ impl Store {
             if let Err(e) = ctx.save_images() {
                 ctx.st.images.remove_id(&image.id);
                 // Rolling back: the save's error is the one to report.
-                let dir = self.images_dir.path_of(&image.id);
                 log_best_effort(
-                    format_args!("removing {} of a failed image", dir.display()),
-                    remove_path(&dir),
+                    format_args!("removing the folder of failed image {}", image.id),
+                    remove_all_in(&self.images_dir, &image.id),
                 );
                 return Err(e);
             }

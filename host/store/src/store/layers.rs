@@ -2,16 +2,16 @@
 //! deleting them.
 
 use std::io::Read;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 
-use super::files::{log_best_effort, remove_path, sync_filesystem};
+use super::files::{log_best_effort, remove_all_in, sync_filesystem};
 use super::locking::Need;
 use super::{Ctx, LayerOptions, State, Store, StoreError};
 use crate::gojson::now_rfc3339_nano;
 use crate::layers::LayerRecord;
 use crate::records::{all_in_sets, find_in_sets, id_or_random, new_identity};
-use crate::store_dir::StoreDir;
+use crate::store_dir::{DirFile, StoreDir};
 use storage_driver::idmap::IdMappings;
 use storage_driver::{CreateOpts, DriverError};
 
@@ -40,7 +40,7 @@ impl Ctx<'_> {
         // A stale temp dir only takes space, and the next writer tries again.
         log_best_effort(
             "removing the layers' temp dir",
-            remove_path(&self.store.layers_dir.path().join("tmp")),
+            remove_all_in(&self.store.layers_dir, "tmp"),
         );
         self.clean_up_staged_leftovers();
         let ids: Vec<String> = self
@@ -114,10 +114,10 @@ impl Ctx<'_> {
             self.save_containers(),
         );
         for id in &orphans {
-            for dir in self.store.container_dirs(id) {
+            for dir in self.store.container_dirs() {
                 log_best_effort(
-                    format_args!("removing {}", dir.display()),
-                    remove_path(&dir),
+                    format_args!("removing {}", dir.path_of(id).display()),
+                    remove_all_in(dir, id),
                 );
             }
         }
@@ -139,7 +139,7 @@ impl Ctx<'_> {
         );
         log_best_effort(
             format_args!("removing the big data of layer {id}"),
-            remove_path(&self.layer_data_dir(id).join(id)),
+            remove_all_in(&self.layer_data_dir(id), id),
         );
         self.st.layers.remove_id(id);
     }
@@ -156,13 +156,13 @@ impl Ctx<'_> {
     }
 
     /// `<drv>-layers/<id>.tar-split.gz`: how to re-create the layer's imported archive.
-    pub(super) fn tar_split_path(&self, id: &str) -> PathBuf {
-        self.layer_data_dir(id).join(format!("{id}.tar-split.gz"))
+    pub(super) fn tar_split_file(&self, id: &str) -> DirFile {
+        DirFile::new(self.layer_data_dir(id), super::staged::tar_split_name(id))
     }
 
-    /// The `<drv>-layers` directory holding a RW-store layer's tar-split and big data.
-    pub(super) fn layer_data_dir(&self, id: &str) -> PathBuf {
-        self.store.layer_data_dir(self.st, id)
+    /// The `<drv>-layers` directory holding a layer's tar-split and big data.
+    pub(super) fn layer_data_dir(&self, id: &str) -> Arc<StoreDir> {
+        Arc::clone(self.store.layer_data_dir(self.st, id))
     }
 
     /// A layer by ID/name/prefix in the RW store, then the read-only ones.
@@ -327,10 +327,11 @@ impl Ctx<'_> {
         self.create_in_driver(&record.id, driver_parent, writable, &opts)?;
         crate::crash_point::crash_point("layer-populate:driver-created");
         if let Some(t) = template {
-            let from = self.tar_split_path(&t.id);
-            if from.exists() {
-                let to = self.tar_split_path(&record.id);
-                std::fs::copy(&from, &to).map_err(|e| StoreError::io("copying", from, e))?;
+            let (from, to) = (self.tar_split_file(&t.id), self.tar_split_file(&record.id));
+            if from.dir().exists(from.name()) {
+                from.dir()
+                    .copy_file(from.name(), to.dir(), to.name())
+                    .map_err(|e| StoreError::io("copying", from.path(), e))?;
                 crate::crash_point::crash_point("layer-populate:template-tar-split-copied");
             }
         }
@@ -415,7 +416,7 @@ impl Ctx<'_> {
         crate::crash_point::crash_point("layer-remove:driver-removed");
         self.remove_tar_split(&id)?;
         crate::crash_point::crash_point("layer-remove:tar-split-removed");
-        remove_path(&self.layer_data_dir(&id).join(&id))?;
+        remove_all_in(&self.layer_data_dir(&id), &id)?;
         crate::crash_point::crash_point("layer-remove:big-data-removed");
         self.st.layers.remove_id(&id);
         self.save_layers()
@@ -562,12 +563,11 @@ impl Store {
 
     /// The `<drv>-layers` directory holding a layer's tar-split and big data: the graph
     /// root's, the split image store's, or a read-only store's.
-    pub(super) fn layer_data_dir(&self, st: &State, id: &str) -> PathBuf {
+    pub(super) fn layer_data_dir(&self, st: &State, id: &str) -> &Arc<StoreDir> {
         if !st.layers.has_id(id) {
-            if let Some(i) = st.ro_layers.iter().position(|set| set.has_id(id)) {
-                if let Some(ro) = self.read_only_stores.get(i) {
-                    return ro.root.join(format!("{}-layers", self.driver_name));
-                }
+            let ro = st.ro_layers.iter().position(|set| set.has_id(id));
+            if let Some(dir) = ro.and_then(|i| self.ro_layers_dir(i)) {
+                return dir;
             }
         }
         let in_image_store = st
@@ -576,8 +576,6 @@ impl Store {
             .iter()
             .any(|l| l.id == id && l.in_image_store);
         self.writable_layer_data_dir(in_image_store)
-            .path()
-            .to_path_buf()
     }
 
     /// The writable `<drv>-layers` directory of a layer kept in the split image store

@@ -20,7 +20,7 @@
 //!   hands the driver;
 //! - `files`: the small filesystem helpers they share; `options`: what callers pass in.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::config::StoreOptions;
@@ -68,7 +68,11 @@ pub enum Kind {
 
 /// The driver state and locks of one read-only (additional) image store.
 struct ReadOnlyStore {
-    root: PathBuf,
+    /// `<root>/<drv>-layers`, held open if the store has one (its records, tar-splits and
+    /// layers' big data are read under it).
+    layers_dir: Option<Arc<StoreDir>>,
+    /// `<root>/<drv>-images`, held open if the store has one.
+    images_dir: Option<Arc<StoreDir>>,
     layers_lock: Option<LockFile>,
     images_lock: Option<LockFile>,
 }
@@ -107,6 +111,9 @@ pub struct Store {
     /// `<graphroot>/<drv>-images` with a split image store.
     graph_images_dir: Option<Arc<StoreDir>>,
     containers_dir: Arc<StoreDir>,
+    /// `<runroot>/<drv>-containers`: the containers' run-time folders (and, in transient
+    /// mode, their records).
+    run_containers_dir: Arc<StoreDir>,
     /// `<runroot>/<drv>-layers/mountpoints.json`.
     mount_points: DirFile,
     state: Mutex<State>,

@@ -79,7 +79,7 @@ impl Store {
         // root's folder is made either way, as upstream's `load` does.
         let run_containers_dir = open_dir(run_root.join(format!("{drv}-containers")))?;
         let containers_json_dir = if opts.transient_store {
-            run_containers_dir
+            Arc::clone(&run_containers_dir)
         } else {
             Arc::clone(&containers_dir)
         };
@@ -120,16 +120,21 @@ impl Store {
             }
             // A read-only store holds what it holds when the command starts: a kind it has
             // no directory of has no records, and its lock is taken only if it exists.
-            let ro_dir = |kind: &str| StoreDir::open(&root.join(format!("{drv}-{kind}"))).ok();
+            let ro_dir = |kind: &str| {
+                StoreDir::open(&root.join(format!("{drv}-{kind}")))
+                    .ok()
+                    .map(Arc::new)
+            };
             let (ro_layers_dir, ro_images_dir) = (ro_dir("layers"), ro_dir("images"));
-            let ro_lock = |dir: &Option<StoreDir>, name: &str| {
+            let ro_lock = |dir: &Option<Arc<StoreDir>>, name: &str| {
                 dir.as_ref()
                     .and_then(|d| LockFile::open_in(d, name, true).ok())
             };
             read_only_stores.push(ReadOnlyStore {
-                root: root.clone(),
                 layers_lock: ro_lock(&ro_layers_dir, "layers.lock"),
                 images_lock: ro_lock(&ro_images_dir, "images.lock"),
+                layers_dir: ro_layers_dir.clone(),
+                images_dir: ro_images_dir.clone(),
             });
             ro_layers.push(read_only_set(ro_layers_dir, "layers.json"));
             ro_images.push(read_only_set(ro_images_dir, "images.json"));
@@ -153,6 +158,7 @@ impl Store {
             graph_images_dir: graph_images_dir.clone(),
             images_dir,
             containers_dir,
+            run_containers_dir,
             state: Mutex::new(State {
                 layers,
                 images,
@@ -278,9 +284,9 @@ fn open_lock(dir: &StoreDir, name: &str) -> Result<LockFile, StoreError> {
 }
 
 /// The records of a read-only store's file `name` in `dir`; none without the directory.
-fn read_only_set<T: Record>(dir: Option<StoreDir>, name: &str) -> RecordSet<T> {
+fn read_only_set<T: Record>(dir: Option<Arc<StoreDir>>, name: &str) -> RecordSet<T> {
     match dir {
-        Some(dir) => RecordSet::new(DirFile::new(Arc::new(dir), name), None),
+        Some(dir) => RecordSet::new(DirFile::new(dir, name), None),
         None => RecordSet::empty(),
     }
 }

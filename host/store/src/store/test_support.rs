@@ -44,7 +44,7 @@ fn io_err(context: &str) -> impl FnOnce(std::io::Error) -> DriverError + '_ {
     move |e| DriverError::io(context, e)
 }
 
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+pub(super) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;

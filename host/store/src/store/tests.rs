@@ -6,9 +6,10 @@ use crate::images::ImageRecord;
 use crate::layers::LayerRecord;
 use crate::lock::LockFile;
 use crate::records::sha256_digest;
-use crate::store::test_support::{named, registry, tar_with, test_driver, TestRoot};
+use crate::store::test_support::{copy_tree, named, registry, tar_with, test_driver, TestRoot};
 use crate::store::{
-    ContainerOptions, DiffCompression, ImageOptions, Kind, LayerOptions, Store, StoreError,
+    CheckOptions, ContainerOptions, DiffCompression, ImageOptions, Kind, LayerOptions, Store,
+    StoreError,
 };
 use storage_driver::DriverRegistry;
 
@@ -230,6 +231,63 @@ fn split_image_store_holds_images_and_read_only_layers() {
     let again = Store::open(&opts, &registry()).expect("reopen");
     assert_eq!(again.layers().expect("layers").len(), 2);
     assert_eq!(again.big_data(Kind::Layer, "ro", "k").expect("get"), b"v");
+}
+
+/// A store reads the folders it opened, not what their paths name later: with a read-only
+/// store swapped, after the store opened, for a copy without its tar-splits and big data,
+/// the layer's archive is still re-created byte for byte from the tar-split (the driver's
+/// own diff of the copy would differ) and the image's data is still there.
+#[test]
+fn tar_splits_and_big_data_are_read_from_the_folders_opened() {
+    let ro_root = TestRoot::new();
+    let tar = tar_with(&[("f.txt", b"from the tar-split"), ("g.txt", b"")]);
+    let image = {
+        let ro = ro_root.open();
+        ro.import_layer(None, &named(&["base"]), &mut tar.as_slice())
+            .expect("import");
+        let image = ro
+            .create_image(Some("base"), &ImageOptions::default())
+            .expect("image");
+        ro.set_big_data(Kind::Image, &image.id, "manifest", b"{}")
+            .expect("big data");
+        image
+    };
+    let graph = ro_root.graph("");
+    let decoy = ro_root.dir.path().join("decoy");
+    copy_tree(&graph, &decoy).expect("copy");
+    for entry in std::fs::read_dir(decoy.join("testfs-layers")).expect("ls") {
+        let path = entry.expect("entry").path();
+        if path.to_string_lossy().ends_with(".tar-split.gz") {
+            std::fs::remove_file(path).expect("rm");
+        }
+    }
+    std::fs::remove_dir_all(decoy.join("testfs-images").join(&image.id)).expect("rm");
+
+    let root = TestRoot::new();
+    let mut opts = root.opts.clone();
+    opts.driver_options = vec![format!("testfs.imagestore={}", graph.display())];
+    let store = Store::open(&opts, &registry()).expect("open");
+    std::fs::rename(&graph, ro_root.dir.path().join("moved")).expect("move");
+    std::fs::rename(&decoy, &graph).expect("swap");
+
+    let mut diff = Vec::new();
+    store
+        .diff("base", None, DiffCompression::None, &mut diff)
+        .expect("diff");
+    assert!(
+        diff == tar,
+        "not re-created from the opened store's tar-split ({} bytes, {} imported)",
+        diff.len(),
+        tar.len()
+    );
+    assert_eq!(
+        store
+            .big_data(Kind::Image, &image.id, "manifest")
+            .expect("get"),
+        b"{}"
+    );
+    let report = store.check(&CheckOptions::default()).expect("check");
+    assert!(report.is_clean(), "{report:?}");
 }
 
 #[test]

@@ -2,16 +2,18 @@
 //! measured, and its headers collected for the content comparison.
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use storage_archive::{ArchiveError, TarStreamReader};
 use storage_driver::DriverError;
 
 use super::tree::Header;
 use crate::layers::LayerRecord;
-use crate::store::diff::reassemble_layer;
+use crate::store::diff::{open_tar_split, reassemble_layer};
 use crate::store::layers::{find_layer, layer_mappings};
+use crate::store::staged::tar_split_name;
 use crate::store::{Ctx, StoreError};
+use crate::store_dir::DirFile;
 
 /// Why a layer's archive could not be re-created or read for `check` (a problem of that
 /// layer in the report, in these words).
@@ -75,14 +77,10 @@ fn read_headers(reader: impl Read) -> Result<Vec<Header>, ArchiveError> {
 
 impl Ctx<'_> {
     /// Where a layer's tar-split is: its own store's `<drv>-layers`.
-    fn check_tar_split_path(&self, id: &str, ro_index: Option<usize>) -> PathBuf {
-        match ro_index {
-            Some(i) => self
-                .store
-                .ro_root(i)
-                .join(format!("{}-layers", self.store.driver_name))
-                .join(format!("{id}.tar-split.gz")),
-            None => self.tar_split_path(id),
+    fn check_tar_split_file(&self, id: &str, ro_index: Option<usize>) -> DirFile {
+        match ro_index.and_then(|i| self.store.ro_layers_dir(i)) {
+            Some(dir) => DirFile::new(Arc::clone(dir), tar_split_name(id)),
+            None => self.tar_split_file(id),
         }
     }
 
@@ -93,7 +91,8 @@ impl Ctx<'_> {
         layer: &LayerRecord,
         ro_index: Option<usize>,
     ) -> Result<(Vec<Header>, String, u64), LayerArchiveError> {
-        let tar_split = self.check_tar_split_path(&layer.id, ro_index);
+        let tar_split = open_tar_split(&self.check_tar_split_file(&layer.id, ro_index))
+            .map_err(LayerArchiveError::Reassemble)?;
         let (reader, writer) = std::io::pipe().map_err(LayerArchiveError::Pipe)?;
         std::thread::scope(|scope| {
             let collector = scope.spawn(move || read_headers(reader));
@@ -101,8 +100,8 @@ impl Ctx<'_> {
                 digest: crate::digest::Digester::new(),
                 out: writer,
             };
-            let produced = if tar_split.exists() {
-                reassemble_layer(self, layer, &tar_split, &mut tee)
+            let produced = if let Some(tar_split) = tar_split {
+                reassemble_layer(self, layer, tar_split, &mut tee)
                     .map_err(LayerArchiveError::Reassemble)
             } else {
                 let parent = (!layer.parent.is_empty()).then_some(layer.parent.as_str());

@@ -2,9 +2,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::store::files::remove_path;
+use std::ffi::OsStr;
+
 use crate::store::layers::find_layer;
 use crate::store::{Ctx, StoreError};
+use crate::store_dir::StoreDir;
 
 impl Ctx<'_> {
     /// Removes driver layers, tar-split files and big-data directories that no record
@@ -22,36 +24,31 @@ impl Ctx<'_> {
                 }
             }
         }
-        let mut layer_dirs = vec![self.store.layers_dir.path().to_path_buf()];
-        layer_dirs.extend(
-            self.store
-                .image_store_layers_dir
-                .as_ref()
-                .map(|d| d.path().to_path_buf()),
-        );
+        let mut layer_dirs = vec![&self.store.layers_dir];
+        layer_dirs.extend(&self.store.image_store_layers_dir);
         for dir in layer_dirs {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+            let Ok(names) = dir.names() else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let id = name.strip_suffix(".tar-split.gz").unwrap_or(&name);
-                let is_layer_file = name.ends_with(".tar-split.gz") || entry.path().is_dir();
+            for name in names {
+                let text = name.to_string_lossy();
+                let id = text.strip_suffix(".tar-split.gz").unwrap_or(&text);
+                let is_layer_file = text.ends_with(".tar-split.gz") || dir.is_dir(&name);
                 if !is_layer_file
-                    || name.starts_with('.')
-                    || name == "tmp"
-                    || name == crate::store::staged::STAGING_DIR
+                    || text.starts_with('.')
+                    || text == "tmp"
+                    || text == crate::store::staged::STAGING_DIR
                 {
                     continue;
                 }
                 if !self.st.layers.has_id(id) {
-                    remove_path(&entry.path())?;
+                    remove_listed(dir, &name)?;
                 }
             }
         }
         for (dir, known) in [
             (
-                self.store.images_dir.path().to_path_buf(),
+                &self.store.images_dir,
                 self.st
                     .images
                     .records
@@ -60,7 +57,7 @@ impl Ctx<'_> {
                     .collect::<BTreeSet<_>>(),
             ),
             (
-                self.store.containers_dir.path().to_path_buf(),
+                &self.store.containers_dir,
                 self.st
                     .containers
                     .records
@@ -69,16 +66,22 @@ impl Ctx<'_> {
                     .collect(),
             ),
         ] {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+            let Ok(names) = dir.names() else {
                 continue;
             };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if entry.path().is_dir() && !name.starts_with('.') && !known.contains(&name) {
-                    remove_path(&entry.path())?;
+            for name in names {
+                let text = name.to_string_lossy();
+                if !text.starts_with('.') && !known.contains(&*text) && dir.is_dir(&name) {
+                    remove_listed(dir, &name)?;
                 }
             }
         }
         Ok(removed)
     }
+}
+
+/// Removes what `dir` listed as `name` (a folder with everything in it).
+fn remove_listed(dir: &StoreDir, name: &OsStr) -> Result<(), StoreError> {
+    dir.remove_all(name)
+        .map_err(|e| StoreError::io("removing", dir.path().join(name), e))
 }

@@ -5,7 +5,7 @@ use super::{
     desc, note, Findings, IMAGE_DATA_INCORRECT_SIZE, IMAGE_DATA_MISSING, IMAGE_LAYER_MISSING,
 };
 use crate::images::ImageRecord;
-use crate::records::big_data_file_name;
+use crate::store::big_data::read_item;
 use crate::store::Ctx;
 
 impl Ctx<'_> {
@@ -39,25 +39,25 @@ impl Ctx<'_> {
     /// Big data of an image: present, with its recorded size.
     fn check_image_data(&self, image: &ImageRecord, ro_index: Option<usize>) -> Vec<String> {
         let (id, desc) = (&image.id, desc(ro_index.is_some()));
-        let dir = match ro_index {
-            Some(i) => self
-                .store
-                .ro_root(i)
-                .join(format!("{}-images", self.store.driver_name)),
-            None => self.store.images_dir.path().to_path_buf(),
-        }
-        .join(id);
+        let parent = match ro_index {
+            Some(i) => self.store.ro_images_dir(i).map(|dir| &**dir),
+            None => Some(&*self.store.images_dir),
+        };
         let mut problems = Vec::new();
         for key in &image.big_data_names {
-            match std::fs::read(dir.join(big_data_file_name(key))) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => problems.push(format!(
+            let item = match parent {
+                Some(parent) => read_item(parent, id, key),
+                None => Ok(None),
+            };
+            match item {
+                Ok(None) => problems.push(format!(
                     "{desc}image {id}: data item {key:?}: {IMAGE_DATA_MISSING}"
                 )),
                 Err(e) => problems.push(format!(
                     "{desc}image {id}: data item {key:?}: {}",
                     storage_archive::error::os_error_text(&e)
                 )),
-                Ok(data) => {
+                Ok(Some(data)) => {
                     if data.len() as i64 != image.big_data_sizes.get(key).copied().unwrap_or(0) {
                         problems.push(format!(
                             "{desc}image {id}: data item {key:?}: {IMAGE_DATA_INCORRECT_SIZE}"

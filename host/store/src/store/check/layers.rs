@@ -13,7 +13,7 @@ use super::{
     LAYER_INCORRECT_SIZE, LAYER_MISSING,
 };
 use crate::layers::LayerRecord;
-use crate::records::big_data_file_name;
+use crate::store::big_data::read_item;
 use crate::store::layers::layer_mappings;
 use crate::store::{Ctx, Kind};
 
@@ -57,14 +57,14 @@ impl Ctx<'_> {
     /// Big data of a layer: present and readable.
     fn check_layer_data(&self, layer: &LayerRecord, desc: &str) -> Vec<String> {
         let id = &layer.id;
-        let Ok((dir, _)) = self.store.big_data_dir(self.st, Kind::Layer, id) else {
+        let Ok((parent, _)) = self.store.big_data_dir(self.st, Kind::Layer, id) else {
             return Vec::new();
         };
         let mut problems = Vec::new();
         for key in &layer.big_data_names {
-            match std::fs::read(dir.join(big_data_file_name(key))) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => problems.push(format!(
+            match read_item(parent, id, key) {
+                Ok(Some(_)) => {}
+                Ok(None) => problems.push(format!(
                     "{desc}layer {id}: data item {key:?}: {LAYER_DATA_MISSING}"
                 )),
                 Err(e) => problems.push(format!(
