@@ -172,19 +172,19 @@ impl ComponentCache {
                 }
             }
         }
-        let component = compile(engine, name, bytes)?;
+        let (component, artifact) = compile(engine, name, bytes)?;
         // A cache that cannot be written (not root, read-only) only costs the next load a
         // compile: the component itself is fine, so the failure is not an error.
-        let stored = self.store(&component, &path);
+        let stored = self.store(&artifact, &path);
         if log_failure("caching the compiled component", stored).is_some() {
             self.remove_stale(name, &path);
         }
         Ok((component, false))
     }
 
-    /// Writes the artifact of `component` atomically (temp file, fsync, rename), creating the
+    /// Writes `artifact` atomically (temp file, fsync, rename), creating the
     /// directory (writable by its owner only) if needed.
-    fn store(&self, component: &Component, path: &Path) -> Result<(), ComponentError> {
+    fn store(&self, artifact: &[u8], path: &Path) -> Result<(), ComponentError> {
         let cache_error = |source| ComponentError::Cache {
             path: self.dir.clone(),
             source,
@@ -206,9 +206,6 @@ impl ComponentCache {
                 "not owned by this user or writable by others: not used",
             )));
         }
-        let bytes = component
-            .serialize()
-            .map_err(|e| cache_error(std::io::Error::other(format!("serialize: {e:#}"))))?;
         // A name of this process: a concurrent writer of the same artifact uses another one,
         // and the renames are atomic, so a reader sees a whole artifact or none.
         let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
@@ -219,7 +216,7 @@ impl ComponentCache {
                 .truncate(true)
                 .mode(0o644)
                 .open(&tmp)?;
-            file.write_all(&bytes)?;
+            file.write_all(artifact)?;
             file.sync_all()?;
             std::fs::rename(&tmp, path)
         };

@@ -283,6 +283,14 @@ impl DriverComponent {
         call.finish("exists", r.map(Ok))
     }
 
+    /// Starts an instance and runs `init` alone: what reports bad options (and a home the
+    /// driver cannot use) when the driver starts, as upstream's drivers do, without the work
+    /// of another call.
+    pub fn check_init(&self) -> DriverResult<()> {
+        let call = self.start()?;
+        call.finish("init", Ok(Ok(())))
+    }
+
     /// Every layer the driver holds.
     pub fn list_layers(&self) -> DriverResult<Vec<String>> {
         let mut call = self.start()?;

@@ -57,6 +57,10 @@ impl Drop for EpochTicker {
 }
 
 /// The component runtime: one engine, its deadline timer and its artifact cache.
+///
+/// The engine runs components and loads their compiled code; it has no compiler, so making it
+/// costs a command nothing of Cranelift's (a compiler is set up, with the host's CPU features
+/// probed, only when a component is not in the cache: [`compile`]).
 pub struct Runtime {
     engine: Engine,
     cache: Option<ComponentCache>,
@@ -80,21 +84,28 @@ pub struct LoadedComponent {
 }
 
 /// The engine configuration: epoch interruption for deadlines; every artifact in the cache
-/// was compiled with exactly this, and the cache key includes it.
-fn engine_config() -> Config {
+/// was compiled with exactly this, and the cache key includes it. With `compiler`, the engine
+/// compiles (for [`compile`]); without, it only loads what one with a compiler made.
+fn engine_config(compiler: bool) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    config.enable_compiler(compiler);
     config
+}
+
+/// An engine of [`engine_config`].
+fn new_engine(compiler: bool) -> Result<Engine, ComponentError> {
+    Engine::new(&engine_config(compiler)).map_err(|e| ComponentError::Compile {
+        name: "(engine)".into(),
+        message: format!("{e:#}"),
+    })
 }
 
 impl Runtime {
     /// Creates the engine and starts its deadline timer.
     pub fn new(config: RuntimeConfig) -> Result<Self, ComponentError> {
-        let engine = Engine::new(&engine_config()).map_err(|e| ComponentError::Compile {
-            name: "(engine)".into(),
-            message: format!("{e:#}"),
-        })?;
+        let engine = new_engine(false)?;
         let cache = config.cache_dir.map(ComponentCache::new);
         Ok(Runtime {
             _ticker: EpochTicker::start(engine.clone()),
@@ -130,7 +141,7 @@ impl Runtime {
         let digest = format!("sha256:{sha256}");
         let (component, from_cache) = match &self.cache {
             Some(cache) => cache.load_or_compile(&self.engine, name, bytes, sha256)?,
-            None => (compile(&self.engine, name, bytes)?, false),
+            None => (compile(&self.engine, name, bytes)?.0, false),
         };
         let imports: Vec<String> = component
             .component_type()
@@ -164,10 +175,31 @@ impl Runtime {
     }
 }
 
-/// Compiles component bytes in memory.
-pub fn compile(engine: &Engine, name: &str, bytes: &[u8]) -> Result<Component, ComponentError> {
-    Component::new(engine, bytes).map_err(|e| ComponentError::Compile {
+/// Compiles component bytes in memory for `engine` (a [`Runtime`]'s, which has no compiler):
+/// an engine with the same configuration and a compiler makes the artifact, which `engine`
+/// then loads. Returns the component and its artifact (what the cache stores).
+pub fn compile(
+    engine: &Engine,
+    name: &str,
+    bytes: &[u8],
+) -> Result<(Component, Vec<u8>), ComponentError> {
+    let compile_error = |e: wasmtime::Error| ComponentError::Compile {
         name: name.to_string(),
         message: format!("{e:#}"),
-    })
+    };
+    let artifact = new_engine(true)?
+        .precompile_component(bytes)
+        .map_err(compile_error)?;
+    // Not a system call: wasmtime marks loading native code `unsafe`, and only the compiler
+    // that just made it can vouch for it.
+    #[allow(
+        unsafe_code,
+        reason = "loading the artifact an engine of the same configuration just compiled"
+    )]
+    // SAFETY: `artifact` is what `precompile_component` of an engine with this very
+    // configuration returned a moment ago, in this process: native code for this host from
+    // these bytes, never written anywhere or changed. wasmtime checks its header against
+    // `engine` on top.
+    let component = unsafe { Component::deserialize(engine, &artifact) }.map_err(compile_error)?;
+    Ok((component, artifact))
 }

@@ -280,7 +280,7 @@ impl ComponentGraphDriver {
         .with_homes(other_homes(name, init, &image_stores)?);
         // `init` runs at every call; running it once now reports bad options at start-up,
         // as upstream's drivers do.
-        component.list_layers().map_err(tidy)?;
+        component.check_init().map_err(tidy)?;
         let mounts = LayerMounts::new(
             init.run_root.join(format!("{name}-mounts")),
             Arc::clone(&init.syscalls),
