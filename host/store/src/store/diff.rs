@@ -2,7 +2,7 @@
 //! layer's archive (byte-exact from tar-split when unmodified), changes and diff sizes.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use std::sync::Arc;
 
@@ -387,9 +387,10 @@ pub(super) fn reassemble_layer(
                     .get(&layer.id, &opts)
                     .map_err(|e| StoreError::driver(format!("mounting layer {}", layer.id), e))?
             };
-            let mut getter = MountedFiles { root };
-            let result = crate::tarsplit::reassemble(tar_split_reader, &mut getter, out)
-                .map_err(StoreError::from);
+            let result = MountedFiles::open(&root).and_then(|mut getter| {
+                crate::tarsplit::reassemble(tar_split_reader, &mut getter, out)
+                    .map_err(StoreError::from)
+            });
             let unmounted = if counted {
                 ctx.unmount_layer(&layer.id, false).map(|_| ())
             } else {
@@ -404,14 +405,31 @@ pub(super) fn reassemble_layer(
     }
 }
 
-/// Files of a mounted layer, for tar-split reassembly.
+/// Files of a mounted layer, for tar-split reassembly: every open is confined to the mount
+/// (the toolkit's `RESOLVE_IN_ROOT` open), and only a regular file is opened, so a layer
+/// changed since its import (a symlink, a fifo or a device where the tar-split has a file)
+/// can neither feed a file from outside it into the archive nor hang the command.
 struct MountedFiles {
-    root: PathBuf,
+    root: std::os::fd::OwnedFd,
+}
+
+impl MountedFiles {
+    /// The files of the layer mounted at `root`.
+    fn open(root: &Path) -> Result<MountedFiles, StoreError> {
+        let root = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| StoreError::io("opening", root, e.into()))?;
+        Ok(MountedFiles { root })
+    }
 }
 
 impl storage_driver::FileGetter for MountedFiles {
     fn get(&mut self, path: &[u8]) -> Result<Box<dyn Read + '_>, DriverError> {
         use std::os::unix::ffi::OsStrExt;
+        use storage_driver::confined::{open_regular_for_reading, openat_beneath, Symlinks};
         let shown = String::from_utf8_lossy(path);
         let rel = Path::new(std::ffi::OsStr::from_bytes(path));
         let rel = rel.strip_prefix("/").unwrap_or(rel);
@@ -426,14 +444,24 @@ impl storage_driver::FileGetter for MountedFiles {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, "path leaves the layer"),
             ));
         }
-        let file = std::fs::File::open(self.root.join(rel))
-            .map_err(|e| DriverError::io(format!("opening {shown:?}"), e))?;
+        let opening = || format!("opening {shown:?}");
+        let fd = openat_beneath(
+            &self.root,
+            rel.as_os_str().as_bytes(),
+            OFlags::PATH | OFlags::NOFOLLOW,
+            0,
+            Symlinks::InRoot,
+        )
+        .map_err(|e| DriverError::io(opening(), e.into()))?;
+        let file = open_regular_for_reading(&fd)
+            .map_err(|e| DriverError::io(opening(), std::io::Error::other(e)))?;
         Ok(Box::new(file))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Read;
     use std::io::Write;
 
     use crate::records::sha256_digest;
@@ -478,5 +506,44 @@ mod tests {
             1,
             "failed import rolled back"
         );
+    }
+    /// A mounted layer's files are opened inside the mount and only when regular: a symlink
+    /// (to a file outside), a fifo and a path with `..` are errors, and nothing blocks.
+    #[test]
+    fn mounted_files_are_confined_to_the_layer_and_regular() {
+        use storage_driver::FileGetter;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let secret = tmp.path().join("secret");
+        std::fs::write(&secret, b"host file").expect("write");
+        let layer = tmp.path().join("layer");
+        std::fs::create_dir_all(layer.join("etc")).expect("mkdir");
+        std::fs::write(layer.join("etc/file"), b"layer file").expect("write");
+        std::os::unix::fs::symlink(&secret, layer.join("etc/link")).expect("symlink");
+        std::os::unix::fs::symlink("/", layer.join("up")).expect("symlink");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            layer.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        let mut files = super::MountedFiles::open(&layer).expect("open");
+        let mut read = |path: &[u8]| -> Result<Vec<u8>, String> {
+            let mut data = Vec::new();
+            let mut file = files.get(path).map_err(|e| e.to_string())?;
+            file.read_to_end(&mut data).map_err(|e| e.to_string())?;
+            Ok(data)
+        };
+        assert_eq!(read(b"etc/file").as_deref(), Ok(&b"layer file"[..]));
+        assert_eq!(read(b"/etc/file").as_deref(), Ok(&b"layer file"[..]));
+        assert!(
+            read(b"etc/link").is_err(),
+            "followed a symlink out of the layer"
+        );
+        assert!(read(b"fifo").is_err(), "opened a fifo");
+        assert!(read(b"../secret").is_err());
+        // A directory symlink resolves inside the layer, where there is no `secret`.
+        assert!(read(b"up/secret").is_err());
     }
 }

@@ -1,7 +1,6 @@
 //! Garbage collection (upstream's `GarbageCollect`): what no record accounts for, removed.
 
 use std::collections::BTreeSet;
-
 use std::ffi::OsStr;
 
 use crate::store::layers::find_layer;
