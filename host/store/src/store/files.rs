@@ -19,10 +19,14 @@ pub(super) fn mkdir_0700(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Removes `name` from `dir` with everything below it, never following a symlink; a missing
-/// one is fine.
-pub(super) fn remove_all_in(dir: &StoreDir, name: &str) -> Result<(), StoreError> {
+/// one is fine. Any name the directory lists will do (`gc` removes what it listed).
+pub(super) fn remove_all_in(
+    dir: &StoreDir,
+    name: impl AsRef<std::ffi::OsStr>,
+) -> Result<(), StoreError> {
+    let name = name.as_ref();
     dir.remove_all(name)
-        .map_err(|e| StoreError::io("removing", dir.path_of(name), e))
+        .map_err(|e| StoreError::io("removing", dir.path().join(name), e))
 }
 
 /// Flushes the filesystem holding `path`, so layer data is on disk before the record that

@@ -2,7 +2,6 @@
 //! deleting them.
 
 use std::io::Read;
-
 use std::sync::Arc;
 
 use super::files::{log_best_effort, remove_all_in, sync_filesystem};

@@ -1,11 +1,10 @@
 //! Garbage collection (upstream's `GarbageCollect`): what no record accounts for, removed.
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
 
+use crate::store::files::remove_all_in;
 use crate::store::layers::find_layer;
 use crate::store::{Ctx, StoreError};
-use crate::store_dir::StoreDir;
 
 impl Ctx<'_> {
     /// Removes driver layers, tar-split files and big-data directories that no record
@@ -41,7 +40,7 @@ impl Ctx<'_> {
                     continue;
                 }
                 if !self.st.layers.has_id(id) {
-                    remove_listed(dir, &name)?;
+                    remove_all_in(dir, &name)?;
                 }
             }
         }
@@ -71,16 +70,10 @@ impl Ctx<'_> {
             for name in names {
                 let text = name.to_string_lossy();
                 if !text.starts_with('.') && !known.contains(&*text) && dir.is_dir(&name) {
-                    remove_listed(dir, &name)?;
+                    remove_all_in(dir, &name)?;
                 }
             }
         }
         Ok(removed)
     }
-}
-
-/// Removes what `dir` listed as `name` (a folder with everything in it).
-fn remove_listed(dir: &StoreDir, name: &OsStr) -> Result<(), StoreError> {
-    dir.remove_all(name)
-        .map_err(|e| StoreError::io("removing", dir.path().join(name), e))
 }
