@@ -141,7 +141,10 @@ pub fn apply_diff(
     let archive = archive_runtime::for_driver(driver)?;
     if native(driver, &dir, parent)? {
         let diff_dir = dir.join("diff");
-        archive.apply_tar(&diff_dir, opts.layer_tar(diff), &apply)?;
+        let applied = archive.apply_tar(&diff_dir, opts.layer_tar(diff), &apply)?;
+        if opts.size_unused {
+            return Ok(applied);
+        }
         return archive.tree_size(&diff_dir);
     }
     apply.whiteout_format = WhiteoutFormat::Aufs;

@@ -306,3 +306,47 @@ fn diff_getter_skips_whiteouts() {
     assert!(getter.get(b"gone").is_err(), "whited out");
     assert!(getter.get(b"odir/old").is_err(), "under an opaque dir");
 }
+
+#[test]
+fn applied_size_is_measured_unless_unused() {
+    let f = fixture();
+    let d = &f.driver;
+    // A symlink counts in the measure of the tree (its target's length, as Go's
+    // `directory.Size` counts it) but not in the sizes the archive's headers carry.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Symlink);
+    header.set_size(0);
+    header.set_mode(0o777);
+    builder
+        .append_link(&mut header, "link", "twelve-bytes")
+        .expect("symlink entry");
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(0o644);
+    header.set_size(5);
+    builder
+        .append_data(&mut header, "file", &b"12345"[..])
+        .expect("file entry");
+    let tar = builder.into_inner().expect("tar");
+
+    d.create("measured", None, &CreateOpts::default())
+        .expect("create");
+    let measured = d
+        .apply_diff("measured", None, &mut tar.as_slice(), &Default::default())
+        .expect("apply");
+    assert_eq!(measured, 5 + 12, "the tree walked");
+
+    d.create("unmeasured", None, &CreateOpts::default())
+        .expect("create");
+    let opts = storage_driver::ApplyDiffOpts {
+        size_unused: true,
+        ..Default::default()
+    };
+    let applied = d
+        .apply_diff("unmeasured", None, &mut tar.as_slice(), &opts)
+        .expect("apply");
+    assert_eq!(applied, 5, "the archive's own sizes, no walk");
+    let upper = d.diff_dir("unmeasured").expect("diff");
+    assert_eq!(std::fs::read(upper.join("file")).expect("file"), b"12345");
+}

@@ -218,6 +218,11 @@ pub struct ApplyDiffOpts {
     /// its archive logic passes [`ApplyDiffOpts::layer_tar`]. One or the other is read,
     /// never both.
     pub parsed: Option<SharedParsedTar>,
+    /// The caller has no use for the returned size (the store's import records the
+    /// archive's own sizes, not the driver's). A driver that measures its tree after
+    /// applying (overlay's native path, upstream's `directory.Size`) may then return the
+    /// size the archive logic applied instead, and spare a walk of every file of the layer.
+    pub size_unused: bool,
 }
 
 impl ApplyDiffOpts {

@@ -55,11 +55,14 @@ impl Ctx<'_> {
             tar_split_name(&record.id),
             std::process::id()
         ));
-        let applied = self.store.apply_archive(record, diff, &tmp).and_then(|n| {
-            publish(&tmp, &file)?;
-            crate::crash_point::crash_point("apply-diff:tar-split-published");
-            Ok(n)
-        });
+        let applied = self
+            .store
+            .apply_archive(record, diff, &tmp, false)
+            .and_then(|n| {
+                publish(&tmp, &file)?;
+                crate::crash_point::crash_point("apply-diff:tar-split-published");
+                Ok(n)
+            });
         if applied.is_err() {
             super::files::log_best_effort(
                 format_args!("removing the temp tar-split of layer {}", record.id),
@@ -86,11 +89,13 @@ impl Store {
     /// and mappings), streaming its tar-split to `tarsplit_path` (flushed), and flushes the
     /// driver's filesystem; fills the record's digests, sizes and owner sets. Takes no lock:
     /// the caller holds the store's, or owns a staged layer no other command touches.
+    /// `size_unused`: the caller drops the returned size (see [`ApplyDiffOpts::size_unused`]).
     pub(super) fn apply_archive(
         &self,
         record: &mut LayerRecord,
         diff: &mut (dyn Read + Send),
         tarsplit: &DirFile,
+        size_unused: bool,
     ) -> Result<u64, StoreError> {
         let parent = (!record.parent.is_empty()).then(|| record.parent.clone());
         let opts = ApplyDiffOpts {
@@ -99,6 +104,7 @@ impl Store {
             ignore_chown_errors: false,
             force_mask: None,
             parsed: None,
+            size_unused,
         };
         let driver = self.driver.as_ref();
         let id = record.id.clone();

@@ -307,7 +307,8 @@ impl Store {
         diff: &mut (dyn Read + Send),
     ) -> Result<(), StoreError> {
         let tarsplit = staged.tar_split();
-        self.apply_archive(&mut staged.record, diff, &tarsplit)
+        // An import records the archive's sizes, not the driver's measure of its tree.
+        self.apply_archive(&mut staged.record, diff, &tarsplit, true)
             .map(|_| ())
     }
 }
