@@ -17,11 +17,11 @@
 //! ([`IngestError::TarSplit`]), or the driver fails ([`IngestError::Apply`]).
 
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 
 use crate::compress::{self, CompressError, Compression};
 use crate::digest::{Digester, DigestingReader};
+use crate::store_dir::StoreDir;
 use crate::tarsplit::{Disassembler, IdSets, TarSplitError};
 use storage_driver::parsed_tar::{Outline, ParsedTarStream, Piece, SharedParsedTar};
 use storage_driver::DriverError;
@@ -96,10 +96,9 @@ pub enum IngestError {
 pub fn ingest_layer(
     input: &mut (dyn Read + Send),
     tarsplit_out: &mut (dyn Write + Send),
-    spill_dir: Option<&Path>,
+    spill_dir: Option<Arc<StoreDir>>,
     apply: &mut dyn FnMut(SharedParsedTar) -> Result<u64, DriverError>,
 ) -> Result<DiffSummary, IngestError> {
-    let spill_dir = spill_dir.map(Path::to_path_buf);
     std::thread::scope(|scope| {
         let (chunks, chunk_receiver) = mpsc::sync_channel::<io::Result<Chunk>>(CHANNEL_CHUNKS);
         let (outlines, outline_receiver) = mpsc::sync_channel::<Outline>(CHANNEL_CHUNKS);
@@ -268,7 +267,7 @@ fn record(
     outlines: mpsc::SyncSender<Outline>,
     recycled: mpsc::Receiver<Outline>,
     out: &mut (dyn Write + Send),
-    spill_dir: Option<PathBuf>,
+    spill_dir: Option<Arc<StoreDir>>,
 ) -> Result<IdSets, Recording> {
     let mut disassembler = Some(Disassembler::with_spill_dir(out, spill_dir));
     let mut failed = None;

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 
 /// An open directory of the store, and the path it was opened by (for messages).
 #[derive(Debug)]
@@ -81,6 +82,48 @@ impl StoreDir {
             Mode::from_raw_mode(mode),
         )?;
         Ok(File::from(fd))
+    }
+
+    /// A new file in this directory that has no name, open for reading and writing: it
+    /// lives on the directory's filesystem and vanishes when closed (`O_TMPFILE`; where the
+    /// filesystem lacks it, a file made under a random name and unlinked at once).
+    pub fn temp_file(&self) -> io::Result<File> {
+        match rustix::fs::openat(
+            &self.fd,
+            ".",
+            OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => Ok(File::from(fd)),
+            // EOPNOTSUPP: not on this filesystem; EISDIR: a kernel without O_TMPFILE.
+            Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => self.named_temp_file(),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`StoreDir::temp_file`] without `O_TMPFILE`: made under a free random name, then
+    /// unlinked.
+    fn named_temp_file(&self) -> io::Result<File> {
+        const TRIES: usize = 16;
+        for _ in 0..TRIES {
+            let name = format!(".tmp-{:016x}", rand::random::<u64>());
+            let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+            match self.open_file(&name, flags, 0o600) {
+                Ok(file) => {
+                    self.remove_file(&name)?;
+                    return Ok(file);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "no free temporary name in {} after {TRIES} tries",
+                self.path.display()
+            ),
+        ))
     }
 
     /// Reads the whole of `name` into `data` (cleared first); `false` when there is no such
@@ -314,6 +357,11 @@ impl DirFile {
         &self.dir
     }
 
+    /// The directory, to share.
+    pub fn shared_dir(&self) -> &std::sync::Arc<StoreDir> {
+        &self.dir
+    }
+
     /// The file's name in its directory.
     pub fn name(&self) -> &str {
         &self.name
@@ -440,6 +488,36 @@ mod tests {
 
     /// What the store removes, copies and measures is named under the handle, and a
     /// symlink is never followed out of it.
+    #[test]
+    fn temp_files_live_in_the_directory_without_a_name() {
+        use std::io::{Seek, SeekFrom};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = StoreDir::create(&tmp.path().join("store")).expect("create");
+        // Renamed after it was opened: the files are still made under the handle.
+        std::fs::rename(tmp.path().join("store"), tmp.path().join("moved")).expect("rename");
+        let before = rustix::fs::fstat(&dir).expect("fstat").st_nlink;
+        for mut file in [
+            dir.temp_file().expect("O_TMPFILE"),
+            dir.named_temp_file().expect("named, then unlinked"),
+        ] {
+            file.write_all(b"spilled").expect("write");
+            file.seek(SeekFrom::Start(0)).expect("seek");
+            let mut back = String::new();
+            file.read_to_string(&mut back).expect("read");
+            assert_eq!(back, "spilled");
+            let st = rustix::fs::fstat(&file).expect("fstat");
+            assert_eq!(st.st_nlink, 0, "no name");
+            assert_eq!(st.st_dev, rustix::fs::fstat(&dir).expect("fstat").st_dev);
+        }
+        assert_eq!(
+            std::fs::read_dir(tmp.path().join("moved"))
+                .expect("ls")
+                .count(),
+            0
+        );
+        assert_eq!(rustix::fs::fstat(&dir).expect("fstat").st_nlink, before);
+    }
+
     #[test]
     fn removes_copies_and_measures_under_the_handle() {
         let tmp = tempfile::tempdir().expect("tempdir");

@@ -130,7 +130,7 @@ impl Store {
             .map_err(|e| StoreError::io("creating", tarsplit.path(), e))?;
         let mut out = std::io::BufWriter::new(file);
         // The paths tar-split has seen spill next to the tar-split being written.
-        let spill_dir = Some(tarsplit.dir().path());
+        let spill_dir = Some(Arc::clone(tarsplit.shared_dir()));
         let summary = crate::ingest::ingest_layer(diff, &mut out, spill_dir, &mut apply)?;
         crate::crash_point::crash_point("apply-archive:ingested");
         let file = out

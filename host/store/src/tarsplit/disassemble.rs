@@ -79,7 +79,10 @@ impl<W: Write> Disassembler<W> {
 
     /// A disassembler writing tar-split to `tarsplit_out` whose writer spills the paths it
     /// has seen into `spill_dir` ([`TarSplitWriter::with_spill_dir`]).
-    pub fn with_spill_dir(tarsplit_out: W, spill_dir: Option<std::path::PathBuf>) -> Self {
+    pub fn with_spill_dir(
+        tarsplit_out: W,
+        spill_dir: Option<std::sync::Arc<crate::store_dir::StoreDir>>,
+    ) -> Self {
         Disassembler {
             packer: TarSplitWriter::with_spill_dir(tarsplit_out, spill_dir),
             parser: TarParser::new(),

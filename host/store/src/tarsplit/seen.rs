@@ -16,11 +16,12 @@ use std::collections::{BinaryHeap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use storage_archive::path_hash;
 
 use crate::records::FastHash;
+use crate::store_dir::StoreDir;
 
 use super::{io_err, Result, TarSplitError};
 
@@ -40,7 +41,7 @@ pub(super) struct SeenPaths {
     entries: Vec<(u128, usize, usize)>,
     names: Vec<u8>,
     /// Where the spill file is made; `None`: the system's temporary directory.
-    spill_dir: Option<PathBuf>,
+    spill_dir: Option<Arc<StoreDir>>,
     spill: Option<Spill>,
 }
 
@@ -53,11 +54,11 @@ struct Spill {
 
 impl SeenPaths {
     /// An empty record spilling into `spill_dir` (the system's temporary directory if `None`).
-    pub(super) fn new(spill_dir: Option<PathBuf>) -> Self {
+    pub(super) fn new(spill_dir: Option<Arc<StoreDir>>) -> Self {
         Self::with_window(spill_dir, WINDOW)
     }
 
-    fn with_window(spill_dir: Option<PathBuf>, window: usize) -> Self {
+    fn with_window(spill_dir: Option<Arc<StoreDir>>, window: usize) -> Self {
         SeenPaths {
             window: window.max(1),
             index: HashSet::with_hasher(FastHash),
@@ -92,7 +93,7 @@ impl SeenPaths {
             Some(spill) => spill,
             None => {
                 let file = match &self.spill_dir {
-                    Some(dir) => tempfile::tempfile_in(dir),
+                    Some(dir) => dir.temp_file(),
                     None => tempfile::tempfile(),
                 }
                 .map_err(io_err("making the tar-split path spill file"))?;
@@ -280,7 +281,8 @@ mod tests {
     #[test]
     fn a_repeat_across_spilled_runs_is_refused_at_the_end_with_its_name() {
         let dir = tempfile::tempdir().unwrap();
-        let mut seen = SeenPaths::with_window(Some(dir.path().to_path_buf()), 4);
+        let handle = Arc::new(StoreDir::open(dir.path()).unwrap());
+        let mut seen = SeenPaths::with_window(Some(handle), 4);
         for i in 0..10 {
             seen.insert(format!("f{i}").as_bytes(), format!("f{i}").as_bytes())
                 .unwrap();

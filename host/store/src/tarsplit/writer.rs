@@ -1,12 +1,13 @@
 //! Writing tar-split: the records packed as Go's `jsonPacker` packs them.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
 use super::seen::SeenPaths;
+use crate::store_dir::StoreDir;
 
 use super::{io_err, Result, TarSplitEntry};
 
@@ -31,7 +32,7 @@ impl<W: Write> TarSplitWriter<W> {
 
     /// A writer packing into `out`, spilling the paths it has seen into an unnamed file in
     /// `spill_dir` (the system's temporary directory if `None`) if the archive has many.
-    pub fn with_spill_dir(out: W, spill_dir: Option<PathBuf>) -> Self {
+    pub fn with_spill_dir(out: W, spill_dir: Option<Arc<StoreDir>>) -> Self {
         TarSplitWriter {
             out: flate2::write::GzEncoder::new(out, flate2::Compression::fast()),
             position: 0,
