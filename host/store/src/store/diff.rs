@@ -138,7 +138,10 @@ impl Store {
             .map_err(|e| StoreError::io("writing", tarsplit.path(), e.into_error()))?;
         file.sync_all()
             .map_err(|e| StoreError::io("flushing", tarsplit.path(), e))?;
-        sync_filesystem(self.syscalls.as_ref(), self.driver.home())?;
+        sync_filesystem(
+            self.syscalls.as_ref(),
+            self.driver_home_of(record.in_image_store),
+        )?;
         crate::crash_point::crash_point("apply-archive:flushed");
         record.compressed_digest = summary.compressed_digest;
         record.compressed_size = summary.compressed_size as i64;

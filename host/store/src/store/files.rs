@@ -29,14 +29,13 @@ pub(super) fn remove_all_in(
         .map_err(|e| StoreError::io("removing", dir.path().join(name), e))
 }
 
-/// Flushes the filesystem holding `path`, so layer data is on disk before the record that
+/// Flushes the filesystem holding `dir`, so layer data is on disk before the record that
 /// calls the layer complete. A failure is an error: after a failed flush the data may not be
 /// on disk (a write-back error of the filesystem shows here), so the layer must not be
 /// recorded complete; the caller's rollback removes it instead.
-pub(super) fn sync_filesystem(sys: &dyn Syscalls, path: &Path) -> Result<(), StoreError> {
-    let dir = std::fs::File::open(path).map_err(|e| StoreError::io("opening to flush", path, e))?;
+pub(super) fn sync_filesystem(sys: &dyn Syscalls, dir: &StoreDir) -> Result<(), StoreError> {
     sys.syncfs(dir.as_fd())
-        .map_err(|e| StoreError::io("flushing the filesystem of", path, e))
+        .map_err(|e| StoreError::io("flushing the filesystem of", dir.path(), e))
 }
 
 /// The end of a best-effort step: a rollback on the way out of an error that is already

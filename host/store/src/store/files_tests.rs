@@ -175,3 +175,39 @@ fn a_created_layer_is_flushed_before_it_is_complete_and_a_failed_flush_fails_it(
         "only base's and copy's data"
     );
 }
+
+#[test]
+fn a_layer_of_a_split_image_store_flushes_the_image_stores_home() {
+    let mut root = TestRoot::new();
+    let is = root.dir.path().join("is");
+    root.opts.image_store = Some(is.clone());
+    let sys = Arc::new(RecordingSyscalls::new());
+    let store = open_with(&root, &sys);
+    let tar = tar_with(&[("etc/hostname", b"box\n")]);
+    // A read-only layer lives in the image store; a container's (writable) in the graph root.
+    store
+        .import_layer(
+            None,
+            &super::super::LayerOptions {
+                read_only: true,
+                ..named(&["image-layer"])
+            },
+            &mut &tar[..],
+        )
+        .unwrap();
+    store
+        .create_layer(Some("image-layer"), &named(&["rw"]))
+        .unwrap();
+    let flushes: Vec<Call> = sys
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Syncfs { .. }))
+        .collect();
+    let home = |p: std::path::PathBuf| Call::Syncfs {
+        path: std::fs::canonicalize(p).unwrap(),
+    };
+    assert_eq!(
+        flushes,
+        vec![home(is.join("testfs")), home(root.graph("testfs"))]
+    );
+}

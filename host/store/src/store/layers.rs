@@ -262,7 +262,10 @@ impl Ctx<'_> {
         // must not leave a complete layer without its files (tests/e2e/power_loss.rs).
         let populated = self
             .populate_layer(&record, writable, template)
-            .and_then(|()| sync_filesystem(self.store.syscalls.as_ref(), self.driver().home()));
+            .and_then(|()| {
+                let home = self.store.driver_home_of(record.in_image_store);
+                sync_filesystem(self.store.syscalls.as_ref(), home)
+            });
         match populated {
             Ok(()) => {
                 crate::crash_point::crash_point("layer-create:driver-populated");
@@ -579,6 +582,15 @@ impl Store {
 
     /// The writable `<drv>-layers` directory of a layer kept in the split image store
     /// (`in_image_store`) or in the graph root.
+    /// The driver's home a writable layer's files are in: the image store's for a layer of
+    /// a split image store.
+    pub(super) fn driver_home_of(&self, in_image_store: bool) -> &StoreDir {
+        match &self.image_store_driver_home {
+            Some(home) if in_image_store => home,
+            _ => &self.driver_home,
+        }
+    }
+
     pub(super) fn writable_layer_data_dir(&self, in_image_store: bool) -> &Arc<StoreDir> {
         match &self.image_store_layers_dir {
             Some(dir) if in_image_store => dir,

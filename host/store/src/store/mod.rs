@@ -104,6 +104,10 @@ pub struct Store {
     graph_images_lock: Option<LockFile>,
     containers_lock: LockFile,
     read_only_stores: Vec<ReadOnlyStore>,
+    /// The driver's home, held open to flush the filesystem a layer's files are on.
+    driver_home: Arc<StoreDir>,
+    /// `<imagestore>/<drv>` with a split image store: the home of the image layers.
+    image_store_driver_home: Option<Arc<StoreDir>>,
     layers_dir: Arc<StoreDir>,
     /// `<imagestore>/<drv>-layers` with a split image store.
     image_store_layers_dir: Option<Arc<StoreDir>>,

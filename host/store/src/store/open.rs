@@ -42,6 +42,13 @@ impl Store {
             Self::init_driver(opts, drivers)?
         };
         let drv = driver.name().to_string();
+        // The driver's homes as it left them (a bind mount of itself, say), held for the
+        // flush that makes a layer's files durable.
+        let driver_home = open_dir(driver.home().to_path_buf())?;
+        let image_store_driver_home = match &opts.image_store {
+            Some(is) => Some(open_dir(is.join(&drv))?),
+            None => None,
+        };
         let layers_dir = open_dir(graph_root.join(format!("{drv}-layers")))?;
         // With a split image store, images and read-only layers live there (upstream's `store.go`).
         let images_dir = open_dir(match &opts.image_store {
@@ -153,6 +160,8 @@ impl Store {
             read_only_stores,
             mount_points: DirFile::new(run_layers_dir, "mountpoints.json"),
             syscalls: drivers.syscalls(),
+            driver_home,
+            image_store_driver_home,
             layers_dir,
             image_store_layers_dir,
             graph_images_dir: graph_images_dir.clone(),
