@@ -95,7 +95,8 @@ impl StoreDir {
             Mode::from_raw_mode(0o600),
         ) {
             Ok(fd) => Ok(File::from(fd)),
-            // EOPNOTSUPP: not on this filesystem; EISDIR: a kernel without O_TMPFILE.
+            // EOPNOTSUPP: not on this filesystem; EISDIR: a kernel without O_TMPFILE
+            // (which reads it as O_DIRECTORY); EINVAL: flags it does not take.
             Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL) => self.named_temp_file(),
             Err(e) => Err(e.into()),
         }
@@ -486,8 +487,7 @@ mod tests {
         }
     }
 
-    /// What the store removes, copies and measures is named under the handle, and a
-    /// symlink is never followed out of it.
+    /// Unnamed files (the tar-split's spill) are made under the handle, on its filesystem.
     #[test]
     fn temp_files_live_in_the_directory_without_a_name() {
         use std::io::{Seek, SeekFrom};
@@ -518,6 +518,8 @@ mod tests {
         assert_eq!(rustix::fs::fstat(&dir).expect("fstat").st_nlink, before);
     }
 
+    /// What the store removes, copies and measures is named under the handle, and a
+    /// symlink is never followed out of it.
     #[test]
     fn removes_copies_and_measures_under_the_handle() {
         let tmp = tempfile::tempdir().expect("tempdir");
