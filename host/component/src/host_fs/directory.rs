@@ -295,9 +295,7 @@ impl filesystem::HostDirectory for HostState {
     ) -> FsResult<()> {
         check_path(&path)?;
         self.with_output(&h, &out, |d, w| {
-            let fd = d.open_beneath(&path, OFlags::PATH, 0)?;
-            let mut file =
-                storage_driver::confined::open_regular_for_reading(&fd).map_err(error_to_wit)?;
+            let mut file = d.confined.open_regular(&path).map_err(error_to_wit)?;
             file.seek(SeekFrom::Start(offset))
                 .map_err(|e| io_error(e, "seek"))?;
             let copied = io::copy(&mut file.take(len), w).map_err(|e| io_error(e, "copy"))?;

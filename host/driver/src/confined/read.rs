@@ -84,12 +84,12 @@ impl<I: ?Sized, O: Write + ?Sized> FsRead for ConfinedDir<I, O> {
 
     fn read_file(&mut self, path: &[u8], offset: u64, buf: &mut [u8]) -> FsResult<usize> {
         use std::os::unix::fs::FileExt;
-        let file = self.open_file(path)?;
+        let file = self.open_regular(path)?;
         file.read_at(buf, offset).map_err(|e| io_error(e, "read"))
     }
 
     fn copy_file_to_output(&mut self, path: &[u8], len: u64, out: &mut O) -> FsResult<()> {
-        let file = self.open_file(path)?;
+        let file = self.open_regular(path)?;
         let copied = io::copy(&mut file.take(len), out).map_err(|e| io_error(e, "copy"))?;
         if copied != len {
             return Err(FsError::new(

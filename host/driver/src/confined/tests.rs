@@ -130,7 +130,7 @@ fn owner_4294967295_leaves_the_owner_unchanged() {
 
 /// Found by fuzz/host_calls: a component made a fifo and read it, and the host call
 /// blocked in open(2) for good (past the component's deadline); a device node would have
-/// been opened and read raw. Reads take regular files only.
+/// been opened and read raw. Reads take regular files only (a symlink is not followed).
 #[test]
 fn reads_refuse_fifos_and_devices() {
     let s = sandbox();
@@ -139,6 +139,7 @@ fn reads_refuse_fifos_and_devices() {
     dir.mknod(b"null", FileKind::CharDevice, 0o644, 1, 3)
         .unwrap();
     std::fs::write(s.layer.join("file"), b"content").unwrap();
+    std::os::unix::fs::symlink("file", s.layer.join("link")).unwrap();
     // A writer with data waiting: were the fifo opened, the read would return it rather
     // than block, and the test would fail instead of hanging.
     let mut writer = std::fs::OpenOptions::new()
@@ -148,7 +149,7 @@ fn reads_refuse_fifos_and_devices() {
         .unwrap();
     writer.write_all(b"fifo data").unwrap();
     let mut buf = [0u8; 64];
-    for name in [&b"fifo"[..], b"null"] {
+    for name in [&b"fifo"[..], b"null", b"link"] {
         let err = dir.read_file(name, 0, &mut buf).unwrap_err();
         assert!(err.message.contains("not a regular file"), "{err}");
         let mut out: Vec<u8> = Vec::new();

@@ -415,22 +415,19 @@ pub(super) fn reassemble_layer(
 }
 
 /// Files of a mounted layer, for tar-split reassembly: every open is confined to the mount
-/// (the toolkit's `RESOLVE_IN_ROOT` open), and only a regular file is opened, so a layer
-/// changed since its import (a symlink, a fifo or a device where the tar-split has a file)
-/// can neither feed a file from outside it into the archive nor hang the command.
+/// (the toolkit's `ConfinedDir`: parents resolved in the root, the last component never
+/// followed), and only a regular file is opened, so a layer changed since its import (a
+/// symlink, a fifo or a device where the tar-split has a file) can neither feed a file from
+/// outside it into the archive nor hang the command.
 struct MountedFiles {
-    root: std::os::fd::OwnedFd,
+    root: storage_driver::confined::ConfinedDir<std::io::Empty, std::io::Sink>,
 }
 
 impl MountedFiles {
     /// The files of the layer mounted at `root`.
     fn open(root: &Path) -> Result<MountedFiles, StoreError> {
-        let root = rustix::fs::open(
-            root,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            rustix::fs::Mode::empty(),
-        )
-        .map_err(|e| StoreError::io("opening", root, e.into()))?;
+        let root = storage_driver::confined::ConfinedDir::open(root)
+            .map_err(|e| StoreError::io("opening", root, e))?;
         Ok(MountedFiles { root })
     }
 }
@@ -438,7 +435,6 @@ impl MountedFiles {
 impl storage_driver::FileGetter for MountedFiles {
     fn get(&mut self, path: &[u8]) -> Result<Box<dyn Read + '_>, DriverError> {
         use std::os::unix::ffi::OsStrExt;
-        use storage_driver::confined::{open_regular_for_reading, openat_beneath, Symlinks};
         let shown = String::from_utf8_lossy(path);
         let rel = Path::new(std::ffi::OsStr::from_bytes(path));
         let rel = rel.strip_prefix("/").unwrap_or(rel);
@@ -453,17 +449,10 @@ impl storage_driver::FileGetter for MountedFiles {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, "path leaves the layer"),
             ));
         }
-        let opening = || format!("opening {shown:?}");
-        let fd = openat_beneath(
-            &self.root,
-            rel.as_os_str().as_bytes(),
-            OFlags::PATH | OFlags::NOFOLLOW,
-            0,
-            Symlinks::InRoot,
-        )
-        .map_err(|e| DriverError::io(opening(), e.into()))?;
-        let file = open_regular_for_reading(&fd)
-            .map_err(|e| DriverError::io(opening(), std::io::Error::other(e)))?;
+        let file = self
+            .root
+            .open_regular(rel.as_os_str().as_bytes())
+            .map_err(|e| DriverError::io(format!("opening {shown:?}"), std::io::Error::other(e)))?;
         Ok(Box::new(file))
     }
 }
