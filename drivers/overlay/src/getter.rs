@@ -198,6 +198,18 @@ mod tests {
         Some(s)
     }
 
+    /// Makes a node of `kind` at `path` (0600).
+    fn mknod(path: &std::path::Path, kind: FileType, dev: rustix::fs::Dev) {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            kind,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            dev,
+        )
+        .unwrap_or_else(|e| panic!("mknod {}: {e}", path.display()));
+    }
+
     #[test]
     fn top_down_with_whiteouts_and_escapes() {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -210,14 +222,7 @@ mod tests {
         std::fs::write(low.join("dir/c"), "low c").expect("write");
         std::fs::write(top.join("a"), "top a").expect("write");
         std::fs::write(tmp.path().join("secret"), "outside").expect("write");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            top.join("b").as_path(),
-            FileType::CharacterDevice,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .expect("whiteout (needs root)");
+        mknod(&top.join("b"), FileType::CharacterDevice, 0); // a whiteout (needs root)
         std::fs::create_dir_all(&low).expect("dir");
         let mut g = DiffDirGetter::new(vec![top.clone(), low.clone()], false);
         assert_eq!(read(&mut g, "a").as_deref(), Some("top a"));
@@ -227,22 +232,12 @@ mod tests {
         assert_eq!(read(&mut g, "nope"), None);
         // A fifo or a device where a file is asked for is refused, not opened (the fifo
         // would block the open; the device's driver would be called).
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            top.join("fifo").as_path(),
-            FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .expect("fifo");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            low.join("null").as_path(),
+        mknod(&top.join("fifo"), FileType::Fifo, 0);
+        mknod(
+            &low.join("null"),
             FileType::CharacterDevice,
-            rustix::fs::Mode::from_raw_mode(0o600),
             rustix::fs::makedev(1, 3),
-        )
-        .expect("device");
+        );
         for name in ["fifo", "null"] {
             let err = g.get(name.as_bytes()).err().expect("refused");
             assert!(err.to_string().contains("not a regular file"), "{err}");
